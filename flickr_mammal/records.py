@@ -1,0 +1,96 @@
+"""The typed record of one photo, carried through every stage (search -> ... -> shard).
+
+Failures are data: each stage writes its outcome to ``status`` (and ``error`` when it failed)
+instead of raising, so one bad photo never stops a batch (img2dataset's habit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    """Where a record stands. Terminal failures keep the stage that failed in the name."""
+
+    SEARCHED = "searched"            # found by search, not yet downloaded
+    AMBIGUOUS = "ambiguous"          # returned for two or more classes: kept for neither
+    DOWNLOADED = "downloaded"
+    DOWNLOAD_FAILED = "download_failed"
+    DUPLICATE = "duplicate"          # same image bytes (sha256) as an earlier record
+    KEPT = "kept"                    # passed cleaning (or cleaning skipped)
+    REJECTED = "rejected"            # cleaning: no class index in the top-k
+    CLEAN_FAILED = "clean_failed"
+    GEO_UNKNOWN = "geo_unknown"      # coordinates invalid, at sea or unresolvable
+
+
+@dataclass(frozen=True)
+class PhotoRecord:
+    """One Flickr photo and what every stage learned about it."""
+
+    # --- from search (flickr.photos.search extras) ---
+    photo_id: str
+    owner: str
+    class_name: str
+    label: int
+    latitude: float
+    longitude: float
+    accuracy: int = 0                # Flickr geo accuracy 1 (world) .. 16 (street)
+    license: int = -1
+    title: str = ""
+    date_upload: int = 0             # unix seconds
+    date_taken: str = ""
+    url: str = ""
+    # --- stage outcomes ---
+    status: Status = Status.SEARCHED
+    error: str = ""
+    sha256: str = ""
+    width: int = 0
+    height: int = 0
+    clean_score: float = float("nan")  # classifier probability mass on the class's ImageNet indices
+    clean_rank: int = -1             # best rank of any of the class's indices (0 = top-1)
+    country_code: str = ""
+    country: str = ""
+    subcontinent: str = ""
+    continent: str = ""
+    geo_status: str = ""             # "ok" or why the point could not be placed
+    split: str = ""                  # "train" / "val"
+    shard: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        """Stable sample key in shards: derived from the photo id alone."""
+        return f"fm{self.photo_id}"
+
+    def evolve(self, **changes: Any) -> PhotoRecord:
+        """A copy with some fields changed (records are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["status"] = str(self.status)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PhotoRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in d.items() if k in names}
+        if "status" in kwargs:
+            kwargs["status"] = Status(kwargs["status"])
+        return cls(**kwargs)
+
+
+RECORD_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(PhotoRecord) if f.name != "extra"
+)
+
+# Fields that leave the build (shards' KEY.json, manifest.parquet). Owner ids and titles are
+# public on Flickr and are needed for attribution; exact coordinates are rounded on export.
+PUBLIC_FIELDS: tuple[str, ...] = (
+    "photo_id", "owner", "class_name", "label", "latitude", "longitude", "accuracy", "license",
+    "title", "date_upload", "date_taken", "url", "sha256", "width", "height", "clean_score",
+    "clean_rank", "country_code", "country", "subcontinent", "continent", "split", "shard",
+)

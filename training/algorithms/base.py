@@ -1,0 +1,110 @@
+"""The interface every decentralized algorithm implements (REFERENCE.md §4), and its registry.
+
+An algorithm sees each partition's parameters and gradients as rows of a ``[k, P]`` tensor
+(``k`` = partitions held by this process: all ``N`` in the one-device simulation, 1 under
+torch.distributed) and talks to the other partitions only through a :class:`Comm`. That is what
+lets the same algorithm code run on both engines.
+
+Learning-rate convention (documented once, used by every algorithm): ``lr`` is the step of the
+*global* model on the global batch. BSP applies ``lr * mean_k(g_k)``, i.e. single-model SGD on the
+combined batch. Algorithms whose partitions add their updates into one model (Gaia, DGC) scale
+each partition's own update by ``1/N`` so that, with nothing held back (Gaia T0=0), they equal BSP.
+FedAvg trains each partition locally with ``lr`` and averages models, so IterLocal=1 equals BSP.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import torch
+
+BYTES_PER_VALUE = 4   # fp32
+BYTES_PER_INDEX = 4   # int32 index of a sparse element
+
+
+class Comm(Protocol):
+    """Collective operations over the partition axis.
+
+    ``x`` always has a leading axis of this process's ``k`` partitions. Results have the same
+    shape, every row holding the reduction over all ``num_partitions`` partitions.
+    """
+
+    num_partitions: int
+
+    def all_sum(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What an algorithm needs to know about the current iteration."""
+
+    iteration: int        # 0-based global iteration
+    lr: float             # learning rate now (after decay)
+    lr_factor: float      # lr / base lr: Gaia scales its threshold by it (T = T0 * factor)
+    num_partitions: int   # global N
+
+
+@dataclass
+class StepStats:
+    """Per-partition communication of one iteration (rows = this process's partitions)."""
+
+    bytes_sent: torch.Tensor       # [k] float64
+    bytes_received: torch.Tensor   # [k] float64
+    synced: bool = False           # True when models were made identical / buffers averaged
+
+
+class Algorithm(ABC):
+    """A decentralized algorithm: ``init`` builds explicit state, ``apply`` runs one iteration.
+
+    ``apply`` updates ``params`` ([k, P], in place: the engines hold views into it) and ``state``
+    and returns the iteration's communication. Momentum and weight decay (from the config)
+    are the algorithm's job, because where momentum lives differs (local in FedAvg, corrected in DGC).
+    """
+
+    name: ClassVar[str]
+    knob_name: ClassVar[str | None] = None   # the communication knob SkewScout turns
+
+    @abstractmethod
+    def init(self, params: torch.Tensor) -> Any: ...
+
+    @abstractmethod
+    def apply(self, state: Any, params: torch.Tensor, grads: torch.Tensor,
+              ctx: StepContext, comm: Comm) -> StepStats: ...
+
+    # SkewScout changes the knob while a run goes on.
+    @property
+    def knob(self) -> float | None:
+        return None if self.knob_name is None else float(getattr(self, self.knob_name))
+
+    def set_knob(self, value: float) -> None:
+        if self.knob_name is None:
+            raise ValueError(f"{self.name} has no communication knob to set")
+        setattr(self, self.knob_name, type(getattr(self, self.knob_name))(value))
+
+    def sync_buffers(self, ctx: StepContext) -> bool:
+        """Whether BatchNorm running statistics are averaged over partitions this iteration."""
+        return False
+
+
+_REGISTRY: dict[str, type[Algorithm]] = {}
+
+
+def register_algorithm(cls: type[Algorithm]) -> type[Algorithm]:
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def create_algorithm(name: str, **params: Any) -> Algorithm:
+    """Build an algorithm by registry name; unknown names list the known ones."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(list_algorithms())}")
+    return _REGISTRY[key](**params)
+
+
+def list_algorithms() -> list[str]:
+    return sorted(_REGISTRY)
