@@ -23,7 +23,6 @@ class Status(StrEnum):
     KEPT = "kept"                    # passed cleaning (or cleaning skipped)
     REJECTED = "rejected"            # cleaning: no class index in the top-k
     CLEAN_FAILED = "clean_failed"
-    GEO_UNKNOWN = "geo_unknown"      # coordinates invalid, at sea or unresolvable
 
 
 @dataclass(frozen=True)
@@ -55,7 +54,7 @@ class PhotoRecord:
     country: str = ""
     subcontinent: str = ""
     continent: str = ""
-    geo_status: str = ""             # "ok" or why the point could not be placed
+    geo_status: str = ""             # "ok", or why the point was not placed (kept apart, never guessed)
     split: str = ""                  # "train" / "val"
     shard: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
