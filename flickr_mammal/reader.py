@@ -1,0 +1,195 @@
+"""Read Flickr-Mammal shards as geographic partitions (REFERENCE.md §1, 5/13-part splits).
+
+``load_partitions(root, by="continent")`` maps each partition name ("Africa", ...) to a torch
+``IterableDataset`` over that group's samples. Everything is planned from the shard index
+(``shards.parquet``), so no tar is opened to find a group: each dataset reads only the shards
+that hold its samples, keeps only its own keys (shards may mix groups) and knows its length.
+
+Points whose continent is "unknown" (at sea, Antarctica, invalid coordinates; see
+:mod:`flickr_mammal.geocode`) are never guessed into a partition: they are left out of every
+``by`` choice, including ``by=None``, so all groupings cover the same samples; ``excluded``
+counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import pandas as pd
+import webdataset as wds
+from torch.utils.data import IterableDataset
+
+from flickr_mammal.classes import CLASS_NAMES
+from flickr_mammal.regions import UNKNOWN
+from flickr_mammal.shards import INDEX_NAME
+
+log = logging.getLogger(__name__)
+
+BY_COLUMNS: Final[dict[str | None, str]] = {
+    "continent": "continent", "subcontinent": "subcontinent", "country": "country", None: "",
+}
+ALL: Final = "all"
+OTHER: Final = "other"
+
+
+class _KeyFilter:
+    """Picklable sample filter (DataLoader workers may pickle the pipeline's callables)."""
+
+    def __init__(self, keys: frozenset[str]) -> None:
+        self.keys = keys
+
+    def __call__(self, sample: dict[str, Any]) -> bool:
+        return sample["__key__"] in self.keys
+
+
+class GeoShardDataset(IterableDataset):
+    """One partition: yields ``(image, label)``; image is a PIL RGB image, or ``transform(image)``.
+
+    With ``shuffle_buffer > 0`` the shard order and a sample buffer are shuffled from
+    ``seed + epoch`` (call :meth:`set_epoch` between epochs). With DataLoader workers the
+    shards are divided between workers, so use at most as many workers as ``shards``.
+    """
+
+    def __init__(self, name: str, shards: tuple[Path, ...], keys: frozenset[str], *,
+                 transform: Callable[[Any], Any] | None = None, shuffle_buffer: int = 0,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.name, self.shards, self.keys = name, shards, keys
+        self.transform, self.shuffle_buffer, self.seed = transform, shuffle_buffer, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __repr__(self) -> str:
+        return f"GeoShardDataset({self.name!r}, samples={len(self)}, shards={len(self.shards)})"
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[tuple[Any, int]]:
+        urls = [str(p) for p in self.shards]
+        seed = self.seed + self.epoch
+        if self.shuffle_buffer > 0:
+            random.Random(seed).shuffle(urls)
+        # Each rank reads its whole partition (a partition is one "data center"), hence no
+        # node splitter; workers divide the shards.
+        pipeline = wds.WebDataset(urls, shardshuffle=False, nodesplitter=None,
+                                  workersplitter=wds.split_by_worker, empty_check=False)
+        pipeline = pipeline.select(_KeyFilter(self.keys))  # before decoding: skip others cheaply
+        if self.shuffle_buffer > 0:
+            pipeline = pipeline.shuffle(self.shuffle_buffer, seed=seed)
+        pipeline = pipeline.decode("pil").to_tuple("jpg", "cls")
+        if self.transform is not None:
+            pipeline = pipeline.map_tuple(self.transform, int)
+        return iter(pipeline)
+
+
+class GeoPartitions(Mapping[str, GeoShardDataset]):
+    """Partition name -> dataset, with the label counts that describe the skew."""
+
+    def __init__(self, datasets: dict[str, GeoShardDataset], counts: pd.DataFrame, *,
+                 by: str | None, split: str, excluded: int) -> None:
+        self._datasets = datasets
+        self.counts = counts          # partitions x classes (all 42 class names) label counts
+        self.sizes = counts.sum(axis=1).rename("samples")
+        self.by, self.split, self.excluded = by, split, excluded
+
+    def __getitem__(self, name: str) -> GeoShardDataset:
+        if name not in self._datasets:
+            raise KeyError(f"no partition {name!r}; partitions: {', '.join(self._datasets)}")
+        return self._datasets[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._datasets)
+
+    def __len__(self) -> int:
+        return len(self._datasets)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}: {v}" for k, v in self.sizes.items())
+        return f"GeoPartitions(by={self.by!r}, split={self.split!r}, {{{sizes}}}, " \
+               f"excluded={self.excluded})"
+
+
+def _locate(root: Path) -> tuple[Path, Path]:
+    """(index file, shard folder): accepts a shard folder or a build root with ``shards/``."""
+    for index_path in (root / INDEX_NAME, root / "shards" / INDEX_NAME):
+        if index_path.exists():
+            break
+    else:
+        raise FileNotFoundError(f"no {INDEX_NAME} in {root} or {root / 'shards'}; write shards "
+                                "with flickr_mammal.shards.write_shards() first")
+    return index_path, index_path.parent
+
+
+def _shard_folder(default: Path, root: Path, shard_names: pd.Series) -> Path:
+    # A build may keep its index at the root (Layout.shard_index) and the tars in shards/.
+    if len(shard_names) and not (default / shard_names.iloc[0]).exists():
+        if (root / "shards" / shard_names.iloc[0]).exists():
+            return root / "shards"
+    return default
+
+
+def _group_names(rows: pd.DataFrame, by: str | None, min_size: int, drop_small: bool) -> pd.Series:
+    """Partition name of each row: its group, or "other" / dropped (NA) below ``min_size``."""
+    if by is None:
+        return pd.Series(ALL, index=rows.index)
+    names = rows[BY_COLUMNS[by]].astype(str)
+    sizes = names.value_counts()
+    small = sizes.index[sizes < min_size]
+    if len(small):
+        log.info("partitions under min_size=%d %s: %s", min_size,
+                 "dropped" if drop_small else f"merged into {OTHER!r}", list(small))
+    return names.mask(names.isin(small), pd.NA if drop_small else OTHER)
+
+
+def _label_counts(rows: pd.DataFrame, names: pd.Series, order: list[str]) -> pd.DataFrame:
+    counts = pd.crosstab(names, rows["label"]).reindex(
+        index=order, columns=range(len(CLASS_NAMES)), fill_value=0)
+    counts.columns = pd.Index(CLASS_NAMES, name="class_name")
+    counts.index.name = "partition"
+    return counts.astype("int64")
+
+
+def load_partitions(root: str | Path, by: str | None = "continent", split: str = "train",
+                    transform: Callable[[Any], Any] | None = None, min_size: int = 0,
+                    shuffle_buffer: int = 0, seed: int = 0, *,
+                    drop_small: bool = False) -> GeoPartitions:
+    """Partition name -> PyTorch dataset of ``(image, label)`` for one split of a shard set.
+
+    ``by``: "continent", "subcontinent", "country" or None (one partition "all"). Groups with
+    fewer than ``min_size`` samples are merged into "other" (or left out with ``drop_small``).
+    Partitions come in name order, "other" last. ``root`` is the shard folder or a build root.
+    """
+    if by not in BY_COLUMNS:
+        raise ValueError(f"by must be one of {list(BY_COLUMNS)} (got {by!r})")
+    if min_size < 0 or shuffle_buffer < 0:
+        raise ValueError(f"min_size and shuffle_buffer must be >= 0 (got {min_size}, "
+                         f"{shuffle_buffer})")
+    root = Path(root)
+    index_path, shard_dir = _locate(root)
+    index = pd.read_parquet(index_path)
+    rows = index[index["split"] == split]
+    if rows.empty:
+        raise ValueError(f"split {split!r} has no samples in {index_path}; splits there: "
+                         f"{sorted(index['split'].unique())}")
+    shard_dir = _shard_folder(shard_dir, root, rows["shard"])
+    unknown = rows["continent"].isin([UNKNOWN, ""])
+    rows = rows[~unknown]
+    names = _group_names(rows, by, min_size, drop_small).dropna()
+    rows = rows.loc[names.index]
+    order = sorted(set(names) - {OTHER}) + ([OTHER] if OTHER in set(names) else [])
+    datasets = {}
+    for name in order:
+        members = rows[names == name]
+        shards = tuple(shard_dir / s for s in sorted(members["shard"].unique()))
+        datasets[name] = GeoShardDataset(name, shards, frozenset(members["key"]),
+                                         transform=transform, shuffle_buffer=shuffle_buffer,
+                                         seed=seed)
+    return GeoPartitions(datasets, _label_counts(rows, names, order), by=by, split=split,
+                         excluded=int(unknown.sum()))
