@@ -1,0 +1,207 @@
+"""Search one mammal class on Flickr past the 4,000-result cap (REFERENCE.md §2).
+
+Any one query returns at most its first 4,000 results, so the upload-date window is halved
+recursively until each slice reports ``total <= 4000``; each slice is then paged through in full
+and yielded as one :class:`SliceResult`, which the catalog commits in one transaction. Slices are
+visited newest half first and the order is deterministic, so a resumed run meets the same slices
+and skips those in ``done_slices``.
+
+Upload dates are inclusive at both ends on Flickr, so the halves of ``[lo, hi]`` are
+``[mid + 1, hi]`` and ``[lo, mid]``; a 1-second window that still exceeds the cap cannot be split:
+its first 4,000 results are taken and the loss is logged.
+
+Sort: ``date-posted-asc``. Inside a fixed window it is as stable as any sort Flickr offers, and if
+photos enter the window while we page (a window ending "now"), they land on the last page instead
+of shifting every page under our feet as with ``date-posted-desc``. Photo ids are deduplicated
+within a class anyway, so repeats from a moving result set cost nothing but a call.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from flickr_mammal.classes import MammalClass
+from flickr_mammal.records import PhotoRecord, Status
+
+log = logging.getLogger(__name__)
+
+RESULT_CAP = 4000
+PER_PAGE = 250  # the most a geo query returns per page
+SORT = "date-posted-asc"
+EXTRAS = "geo,license,owner_name,date_upload,date_taken,url_z,url_c,url_m"
+# Best URL first: z is 640 px on the long side (room for the 300 px output), c is 800 px (more
+# bytes, same result), m is only 240 px (upscaling never happens, so a smaller image), kept last.
+URL_SIZES: tuple[str, ...] = ("z", "c", "m")
+
+
+class SearchClient(Protocol):
+    def search(self, **params: Any) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One finished upload-date slice of one class: commit its records and the slice together.
+
+    ``complete`` is False only for the last slice of a class stopped early at ``per_class``.
+    """
+
+    class_name: str
+    min_date: int
+    max_date: int
+    total: int
+    records: tuple[PhotoRecord, ...]
+    complete: bool = True
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.class_name, self.min_date, self.max_date)
+
+
+def search_class(
+    client: SearchClient,
+    mammal_class: MammalClass,
+    *,
+    licenses: Iterable[int],
+    min_upload_date: int,
+    max_upload_date: int,
+    per_class: int,
+    done_slices: Iterable[tuple[str, int, int]] = frozenset(),
+    found_before: int = 0,
+) -> Iterator[SliceResult]:
+    """Yield the finished slices of ``mammal_class`` until the window is exhausted or
+    ``per_class`` candidates were found (``found_before`` counts those already in the catalog
+    from ``done_slices``, which are skipped without a call)."""
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    if min_upload_date > max_upload_date:
+        raise ValueError(
+            f"min_upload_date {min_upload_date} is after max_upload_date {max_upload_date}"
+        )
+    license_ids = sorted({int(x) for x in licenses})
+    if not license_ids or license_ids[0] < 0:
+        raise ValueError(f"licenses must be non-empty Flickr license ids >= 0, got {license_ids}")
+    base = {
+        "text": mammal_class.search_text, "has_geo": 1, "media": "photos", "content_type": 1,
+        "license": ",".join(map(str, license_ids)), "sort": SORT, "per_page": PER_PAGE,
+        "extras": EXTRAS,
+    }
+    done = {(lo, hi) for name, lo, hi in done_slices if name == mammal_class.name}
+    seen: set[str] = set()
+    wanted = per_class - found_before
+    stack = [(int(min_upload_date), int(max_upload_date))]
+    while stack and wanted > 0:
+        lo, hi = stack.pop()
+        if (lo, hi) in done:
+            continue
+        if lo < hi and any(lo <= a and b <= hi for a, b in done):
+            stack += _halves(lo, hi)  # split on an earlier run: no need to probe it again
+            continue
+        first = client.search(**base, min_upload_date=lo, max_upload_date=hi, page=1)
+        if first["total"] > RESULT_CAP and lo < hi:
+            stack += _halves(lo, hi)
+            continue
+        result = _collect(client, base, mammal_class, lo, hi, first, seen, wanted)
+        wanted -= len(result.records)
+        yield result
+    new = max(per_class - found_before, 0) - max(wanted, 0)
+    log.info("%s: %d new candidates (%d found before)", mammal_class.name, new, found_before)
+
+
+def _halves(lo: int, hi: int) -> list[tuple[int, int]]:
+    """The two halves of [lo, hi], in stack order: the newer half is popped first."""
+    mid = (lo + hi) // 2
+    return [(lo, mid), (mid + 1, hi)]
+
+
+def _collect(
+    client: SearchClient,
+    base: Mapping[str, Any],
+    mammal_class: MammalClass,
+    lo: int,
+    hi: int,
+    first: dict[str, Any],
+    seen: set[str],
+    wanted: int,
+) -> SliceResult:
+    """Page through one slice (page 1 is ``first``), keeping photos new to this class."""
+    total = first["total"]
+    if total > RESULT_CAP:
+        log.warning(
+            "%s: %d photos uploaded in the one second %d; only the first %d can be fetched",
+            mammal_class.name, total, lo, RESULT_CAP,
+        )
+    pages = min(int(first.get("pages") or 1), math.ceil(RESULT_CAP / PER_PAGE))
+    records: list[PhotoRecord] = []
+    answer, page = first, 1
+    while True:
+        for photo in answer["photo"]:
+            pid = str(photo.get("id", ""))
+            if pid and pid not in seen:
+                seen.add(pid)
+                records.append(photo_to_record(photo, mammal_class))
+        more = page < pages and bool(answer["photo"])
+        if len(records) >= wanted or not more:
+            break
+        page += 1
+        answer = client.search(**base, min_upload_date=lo, max_upload_date=hi, page=page)
+    complete = len(records) <= wanted and not more  # else cut short at per_class
+    log.debug("%s [%d, %d]: total %d, %d new", mammal_class.name, lo, hi, total, len(records))
+    return SliceResult(mammal_class.name, lo, hi, total, tuple(records[:wanted]), complete)
+
+
+def photo_to_record(photo: Mapping[str, Any], mammal_class: MammalClass) -> PhotoRecord:
+    """A search-result photo (with EXTRAS) as a record. A photo with no usable URL or geo fields
+    becomes a DOWNLOAD_FAILED record (error ``no_url`` / ``bad_geo``) so it counts in stats."""
+    lat, lon = _float(photo.get("latitude")), _float(photo.get("longitude"))
+    url, width, height = best_url(photo)
+    error = ""
+    if not url:
+        error = "no_url"
+    elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # False for NaN too
+        error = "bad_geo"
+    return PhotoRecord(
+        photo_id=str(photo["id"]),
+        owner=str(photo.get("owner", "")),
+        class_name=mammal_class.name,
+        label=mammal_class.label,
+        latitude=lat,
+        longitude=lon,
+        accuracy=_int(photo.get("accuracy"), 0),
+        license=_int(photo.get("license"), -1),
+        title=str(photo.get("title") or ""),
+        date_upload=_int(photo.get("dateupload"), 0),
+        date_taken=str(photo.get("datetaken") or ""),
+        url=url,
+        width=width,
+        height=height,
+        status=Status.DOWNLOAD_FAILED if error else Status.SEARCHED,
+        error=error,
+        extra={"ownername": str(photo["ownername"])} if photo.get("ownername") else {},
+    )
+
+
+def best_url(photo: Mapping[str, Any]) -> tuple[str, int, int]:
+    """(url, width, height) of the first size in URL_SIZES present; ("", 0, 0) if none."""
+    for size in URL_SIZES:
+        url = photo.get(f"url_{size}")
+        if isinstance(url, str) and url.startswith(("http://", "https://")):
+            return url, _int(photo.get(f"width_{size}"), 0), _int(photo.get(f"height_{size}"), 0)
+    return "", 0, 0
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
