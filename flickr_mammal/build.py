@@ -1,0 +1,349 @@
+"""Build Flickr-Mammal: search -> download -> clean -> geocode -> shard, resumable.
+
+REFERENCE.md §1-2. The stages talk only through the catalog (catalog.py): each reads the records
+still in its input status, and commits its results in batches as they come out, so a build
+killed at any point (``kill -9``, Ctrl-C, a crash) continues where it stopped when the same
+command runs again: nothing done is fetched again, nothing is lost or doubled.
+
+    stage     reads                           writes
+    search    search slices not yet done      SEARCHED / AMBIGUOUS (+ DOWNLOAD_FAILED no_url,
+                                              bad_geo) records, finished slices
+    download  SEARCHED                        DOWNLOADED / DOWNLOAD_FAILED, then DUPLICATE
+    clean     DOWNLOADED                      KEPT / REJECTED / CLEAN_FAILED
+    geocode   KEPT, not yet geocoded          country, subcontinent, continent, geo_status
+    shard     all KEPT (rewritten each run)   shards/, split and shard of each record
+
+Every run ends by writing manifest.parquet, stats.json and report/ from the catalog.
+The API key is checked before any work and is never stored, logged or written anywhere.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from flickr_mammal.catalog import Catalog
+from flickr_mammal.classes import CLASS_NAMES, get_class
+from flickr_mammal.clean import CleanConfig, Cleaner, batched, clean_records, keep_all
+from flickr_mammal.download import DownloadConfig, download_records
+from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
+from flickr_mammal.geocode import geocode_records
+from flickr_mammal.layout import Layout
+from flickr_mammal.records import PhotoRecord, Status
+from flickr_mammal.report import write_report
+from flickr_mammal.search import search_class
+from flickr_mammal.shards import read_index, write_shards
+from flickr_mammal.splits import TRAIN, VAL, assign_splits
+from flickr_mammal.stats import compute_stats, write_stats
+
+log = logging.getLogger(__name__)
+
+STAGES: tuple[str, ...] = ("search", "download", "clean", "geocode", "shard")
+# CC 2.0 licenses, "no known copyright restrictions", US government work, CC0, public domain
+# mark (REFERENCE.md §2). The CC 4.0 ids (11+) are not listed in our sources: add them with
+# --licenses once verified with flickr.photos.licenses.getInfo.
+DEFAULT_LICENSES: tuple[int, ...] = tuple(range(1, 11))
+FLICKR_START = 1072915200  # 2004-01-01 UTC: nothing on Flickr is older
+GROUP_BY = ("continent", "subcontinent", "none")
+
+
+class BuildLocked(RuntimeError):
+    """Another build holds the output folder."""
+
+
+def parse_date(text: str | int) -> int:
+    """A date as unix seconds (UTC): ``YYYY-MM-DD`` or an integer number of seconds."""
+    value = str(text).strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"date {text!r}: use YYYY-MM-DD or unix seconds") from None
+    return int(day.timestamp())
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build needs. ``api_key`` is excluded from repr and from :meth:`to_meta`."""
+
+    out: Path
+    api_key: str = field(default="", repr=False)
+    flickr_endpoint: str = DEFAULT_ENDPOINT
+    classes: tuple[str, ...] = CLASS_NAMES
+    per_class: int = 40_000
+    licenses: tuple[int, ...] = DEFAULT_LICENSES
+    min_upload_date: int = FLICKR_START
+    max_upload_date: int | None = None   # None: the first run's day, remembered in the catalog
+    rate_limit: float = 3600.0            # Flickr API calls per hour
+    stages: tuple[str, ...] = STAGES
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    val_fraction: float = 0.05
+    split_seed: int = 0
+    shard_samples: int = 10_000
+    shard_bytes: int = 1_000_000_000
+    group_by: str = "continent"
+    coord_decimals: int = 2
+    commit_every: int = 256               # records per catalog transaction
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "classes", tuple(get_class(c).name for c in self.classes))
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown or not self.stages:
+            raise ValueError(f"stages {list(self.stages)}: choose from {', '.join(STAGES)}")
+        if "search" in self.stages and not self.api_key.strip():
+            raise ValueError("no Flickr API key: pass --api-key or set FLICKR_API_KEY")
+        checks = {
+            "per_class": self.per_class >= 1, "rate_limit": self.rate_limit > 0,
+            "licenses": bool(self.licenses) and min(self.licenses) >= 0,
+            "val_fraction": 0.0 <= self.val_fraction < 1.0,
+            "shard_samples": self.shard_samples >= 1, "shard_bytes": self.shard_bytes >= 1,
+            "group_by": self.group_by in GROUP_BY,
+            "coord_decimals": 0 <= self.coord_decimals <= 6,
+            "commit_every": self.commit_every >= 1,
+            "max_upload_date": (self.max_upload_date is None
+                                or self.max_upload_date >= self.min_upload_date),
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"invalid build option(s) {', '.join(bad)}: per_class >= 1, rate_limit > 0, "
+                "licenses non-negative ids, 0 <= val_fraction < 1, shard sizes >= 1, group_by "
+                f"in {GROUP_BY}, coord_decimals in 0..6, max date after min date")
+
+    @property
+    def layout(self) -> Layout:
+        return Layout.at(self.out)
+
+    def to_meta(self) -> dict[str, Any]:
+        """The config as JSON-able data for the catalog, without the API key."""
+        meta = asdict(self)
+        meta.pop("api_key")
+        meta["out"] = str(self.out)
+        return meta
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What a build run left in its folder."""
+
+    out: Path
+    stages_run: tuple[str, ...]
+    status_counts: dict[str, int]
+    kept: int
+    shards: int
+    stats: dict[str, Any]
+    seconds: float
+
+    def lines(self) -> list[str]:
+        counts = ", ".join(f"{k} {v}" for k, v in self.status_counts.items())
+        return [f"built {self.out} ({', '.join(self.stages_run) or 'no stages'}) "
+                f"in {self.seconds:.1f}s", f"records: {counts or 'none'}",
+                f"kept images: {self.kept} in {self.shards} shards",
+                f"manifest: {self.out / 'manifest.parquet'}"]
+
+
+def _bar(config: BuildConfig, desc: str, total: int) -> tqdm:
+    return tqdm(desc=desc, total=total, unit="img", disable=not config.progress or None)
+
+
+def _commit_stream(catalog: Catalog, results: Iterable[PhotoRecord], every: int,
+                   bar: tqdm) -> int:
+    """Commit a stage's output in batches; on Ctrl-C the finished batch is still committed."""
+    pending: list[PhotoRecord] = []
+    done = 0
+    try:
+        for record in results:
+            pending.append(record)
+            bar.update(1)
+            if len(pending) >= every:
+                done += catalog.update(pending)
+                pending = []
+    finally:
+        done += catalog.update(pending)
+        bar.close()
+    return done
+
+
+# ---- stages ---------------------------------------------------------------------------------
+def check_key(config: BuildConfig) -> FlickrClient:
+    """A client whose key Flickr accepted (raises FlickrAuthError before any work)."""
+    client = FlickrClient(config.api_key, endpoint=config.flickr_endpoint,
+                          calls_per_hour=config.rate_limit)
+    client.check_key()
+    return client
+
+
+def _search_window(config: BuildConfig, catalog: Catalog) -> tuple[int, int]:
+    stored = catalog.get_meta("search_window")
+    hi = config.max_upload_date
+    if hi is None:  # remember "today" so a resumed build meets the same slices
+        hi = stored[1] if stored else parse_date(datetime.now(UTC).strftime("%Y-%m-%d"))
+    catalog.set_meta("search_window", [config.min_upload_date, hi])
+    return config.min_upload_date, hi
+
+
+def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient) -> None:
+    lo, hi = _search_window(config, catalog)
+    for name in config.classes:
+        slices = catalog.slices_of(name)
+        if sum(s.num_records for s in slices) >= config.per_class:
+            log.info("search %s: done", name)
+            continue
+        # A slice cut short at per_class is not done, so a larger per_class resumes it.
+        complete = [s for s in slices if s.complete]
+        bar = tqdm(desc=f"search {name}", unit="photo", disable=not config.progress or None)
+        for result in search_class(
+            client, get_class(name), licenses=config.licenses, min_upload_date=lo,
+            max_upload_date=hi, per_class=config.per_class,
+            done_slices={(name, s.min_date, s.max_date) for s in complete},
+            found_before=sum(s.num_records for s in complete),
+        ):
+            catalog.add_slice(result)
+            bar.update(len(result.records))
+        bar.close()
+
+
+def run_download(config: BuildConfig, catalog: Catalog) -> None:
+    bar = _bar(config, "download", catalog.count(Status.SEARCHED))
+    results = download_records(catalog.records(Status.SEARCHED), config.layout, config.download)
+    _commit_stream(catalog, results, config.commit_every, bar)
+    marked = catalog.mark_duplicates()
+    log.info("download: %d duplicate images marked", marked)
+
+
+def run_clean(config: BuildConfig, catalog: Catalog, cleaner: Cleaner | None) -> None:
+    catalog.mark_duplicates()  # in case a download run was cut before it got to this
+    meta = {"classifier": config.clean.classifier, "top_k": config.clean.top_k}
+    previous = catalog.get_meta("clean")
+    if previous and previous != meta and catalog.count((Status.KEPT, Status.REJECTED)):
+        log.warning("clean: earlier records were judged with %s; only new ones use %s "
+                    "(clean_score/clean_rank let you re-filter)", previous, meta)
+    catalog.set_meta("clean", meta)
+    todo = catalog.records(Status.DOWNLOADED)
+    if cleaner is None:
+        results = keep_all(todo)
+    else:
+        results = clean_records(todo, config.layout.image_path, cleaner)
+    bar = _bar(config, "clean", catalog.count(Status.DOWNLOADED))
+    _commit_stream(catalog, results, config.commit_every, bar)
+
+
+def run_geocode(config: BuildConfig, catalog: Catalog, chunk: int = 20_000) -> None:
+    bar = _bar(config, "geocode", catalog.count(Status.KEPT, ungeocoded=True))
+
+    def results() -> Iterator[PhotoRecord]:
+        for part in batched(catalog.records(Status.KEPT, ungeocoded=True), chunk):
+            yield from geocode_records(list(part))
+
+    _commit_stream(catalog, results(), chunk, bar)
+
+
+def run_shard(config: BuildConfig, catalog: Catalog) -> pd.DataFrame:
+    """Rewrite all shards from the KEPT records (byte-reproducible, so reruns are harmless)."""
+    layout = config.layout
+    kept = assign_splits(list(catalog.records(Status.KEPT)), val_fraction=config.val_fraction,
+                         seed=config.split_seed)
+    group_by = None if config.group_by == "none" else config.group_by
+
+    def read_image(record: PhotoRecord) -> bytes:
+        return layout.image_path(record.photo_id).read_bytes()
+
+    index = pd.concat([
+        write_shards(kept, read_image, layout.shards, split=split, group_by=group_by,
+                     max_samples=config.shard_samples, max_bytes=config.shard_bytes,
+                     coord_decimals=config.coord_decimals)
+        for split in (TRAIN, VAL)
+    ], ignore_index=True)
+    shard_of = dict(zip(index["photo_id"], index["shard"], strict=True))
+    # An image gone from disk goes back to be downloaded again on the next run.
+    updated = [r.evolve(shard=shard_of[r.photo_id]) if r.photo_id in shard_of else
+               r.evolve(status=Status.SEARCHED, split="", shard="", sha256="", geo_status="")
+               for r in kept]
+    for part in batched(updated, 10_000):
+        catalog.update(part)
+    missing = len(kept) - len(shard_of)
+    if missing:
+        log.warning("shard: %d kept images could not be read; they will be downloaded again "
+                    "on the next run", missing)
+    return index
+
+
+# ---- wiring ---------------------------------------------------------------------------------
+@contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One build per folder at a time (the lock dies with the process, even on kill -9)."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".build.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BuildLocked(f"another build is running in {out}; wait for it or stop it")\
+                from None
+        yield
+
+
+def _read_shard_index(layout: Layout) -> pd.DataFrame | None:
+    try:
+        return read_index(layout.shards)
+    except FileNotFoundError:
+        return None
+
+
+def finish(config: BuildConfig, catalog: Catalog,
+           shard_index: pd.DataFrame | None) -> dict[str, Any]:
+    """Write manifest.parquet, stats.json and report/ from the catalog's current state."""
+    layout = config.layout
+    manifest = catalog.export_manifest(layout.manifest, coord_decimals=config.coord_decimals)
+    stats = compute_stats(catalog, shard_index)
+    write_stats(stats, layout.stats)
+    write_report(manifest, layout.report)
+    return stats
+
+
+def build(config: BuildConfig,
+          cleaner_factory: Callable[[CleanConfig], Cleaner] = Cleaner.load) -> BuildSummary:
+    """Run the configured stages in order, resuming whatever an earlier run left undone."""
+    start = time.monotonic()
+    client = check_key(config) if "search" in config.stages else None
+    cleaner = None
+    if "clean" in config.stages and config.clean.enabled:
+        cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
+    with _exclusive(config.out), Catalog.open(config.layout.catalog) as catalog:
+        catalog.set_meta("config", config.to_meta())
+        shard_index = None
+        stages: dict[str, Callable[[], object]] = {
+            "search": lambda: run_search(config, catalog, client),
+            "download": lambda: run_download(config, catalog),
+            "clean": lambda: run_clean(config, catalog, cleaner),
+            "geocode": lambda: run_geocode(config, catalog),
+            "shard": lambda: run_shard(config, catalog),
+        }
+        for stage in STAGES:  # always in pipeline order, whatever order --stages gave
+            if stage in config.stages:
+                log.info("stage %s", stage)
+                result = stages[stage]()
+                if stage == "shard":
+                    shard_index = result
+        shard_index = shard_index if shard_index is not None else _read_shard_index(config.layout)
+        stats = finish(config, catalog, shard_index)
+        counts = {s: sum(r.values()) for s, r in catalog.counts().items()}
+    return BuildSummary(
+        out=config.out, stages_run=tuple(s for s in STAGES if s in config.stages),
+        status_counts=counts, kept=counts.get(str(Status.KEPT), 0),
+        shards=0 if shard_index is None else int(shard_index["shard"].nunique()),
+        stats=stats, seconds=time.monotonic() - start,
+    )

@@ -1,0 +1,237 @@
+"""End-to-end builds against the fake Flickr, and kill -9 / resume (tests/.../build_fixtures)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from flickr_mammal.build import BuildConfig, build, parse_date
+from flickr_mammal.catalog import Catalog
+from flickr_mammal.clean import CleanConfig
+from flickr_mammal.download import DownloadConfig
+from flickr_mammal.records import PUBLIC_FIELDS, Status
+from flickr_mammal.report import datasheet_section
+from flickr_mammal.shards import read_index
+from tests.flickr_mammal import build_fixtures as fx
+from tests.flickr_mammal.fakeflickr import FakeFlickr
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def config(out: Path, endpoint: str, **changes) -> BuildConfig:
+    base = BuildConfig(
+        out=out, api_key=fx.API_KEY, flickr_endpoint=endpoint, classes=fx.CLASSES,
+        per_class=100, min_upload_date=fx.LO, max_upload_date=fx.HI, rate_limit=3_600_000,
+        download=DownloadConfig(workers=4, backoff_base=0.05), clean=CleanConfig("none"),
+        val_fraction=0.2, shard_samples=4, progress=False,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One uninterrupted build, shared by the content checks below."""
+    out = tmp_path_factory.mktemp("full")
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
+        summary = build(config(out, fake.endpoint))
+    return out, summary
+
+
+def test_build_counts_every_outcome(built):
+    out, summary = built
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["records"] == fx.EXPECTED["records"]
+    assert stats["download"]["failed"] == fx.EXPECTED["download_failed"]
+    assert stats["download"]["failures"] == {"bad_geo": 3, "http_404": 3, "no_url": 3,
+                                             "not_an_image": 3, "truncated": 3}
+    assert stats["search"]["ambiguous"] == fx.EXPECTED["ambiguous"]
+    assert stats["download"]["duplicates"] == fx.EXPECTED["duplicate"]
+    assert stats["clean"]["kept"] == summary.kept == fx.EXPECTED["kept"]
+    assert stats["geocode"]["geo_status"] == {"antarctica": 1, "null_island": 1, "ok": 29}
+    assert {c: s.get("kept", 0) for c, s in stats["per_class"].items()} == \
+        fx.EXPECTED_KEPT_PER_CLASS
+    assert stats["shards"]["samples"] == fx.EXPECTED["kept"]
+
+
+def test_manifest_and_shards_hold_the_kept_images(built):
+    out, _ = built
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert list(manifest.columns) == list(PUBLIC_FIELDS)
+    assert len(manifest) == manifest["photo_id"].nunique() == fx.EXPECTED["kept"]
+    assert manifest.groupby("class_name").size().to_dict() == fx.EXPECTED_KEPT_PER_CLASS
+    assert (manifest["latitude"] == manifest["latitude"].round(2)).all()
+    assert set(manifest["split"]) == {"train", "val"}
+    # val = round(0.2 * n) per class: 10 -> 2, 11 -> 2 (half to even), 10 -> 2
+    assert (manifest["split"] == "val").sum() == 6
+    index = read_index(out / "shards")
+    assert sorted(index["photo_id"]) == sorted(manifest["photo_id"])
+    assert dict(zip(manifest["photo_id"], manifest["shard"], strict=True)) == \
+        dict(zip(index["photo_id"], index["shard"], strict=True))
+    assert all((out / "shards" / name).is_file() for name in index["shard"].unique())
+    unplaced = manifest[manifest["continent"] == "unknown"]
+    assert unplaced["class_name"].tolist() == ["dog", "dog"]
+
+
+def test_report_tables(built):
+    out, _ = built
+    table = pd.read_csv(out / "report" / "class_by_continent.csv", index_col="class_name")
+    assert table.index.tolist() == list(fx.CLASSES)
+    assert table["total"].to_dict() == fx.EXPECTED_KEPT_PER_CLASS
+    assert table.loc["dog", "unplaced"] == 2
+    top3 = pd.read_csv(out / "report" / "top3_per_continent.csv")
+    assert set(top3["rank"]) <= {1, 2, 3}
+    assert ((top3["share"] > 0) & (top3["share"] <= 1)).all()
+    for name in ("heatmap_continent.png", "heatmap_subcontinent.png", "top3_per_continent.md",
+                 "class_by_subcontinent.csv"):
+        assert (out / "report" / name).stat().st_size > 0
+
+
+def test_dataset_md_shows_this_builds_tables(built):
+    """DATASET.md's statistics section was generated from this fixture build (see §10 there)."""
+    out, _ = built
+    section = datasheet_section(
+        pd.read_parquet(out / "manifest.parquet"), json.loads((out / "stats.json").read_text()),
+        "Synthetic local-server build (end-to-end test fixture, NOT real data)")
+    assert section in (REPO / "DATASET.md").read_text(), (
+        "regenerate: python -m tests.flickr_mammal.build_fixtures /tmp/fm-synthetic && "
+        "python -m pipelines.dataset_report --build /tmp/fm-synthetic --datasheet DATASET.md "
+        "--title 'Synthetic local-server build (end-to-end test fixture, NOT real data)'")
+
+
+def test_api_key_is_written_nowhere(built):
+    out, summary = built
+    assert fx.API_KEY not in repr(summary)
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert fx.API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_second_run_does_no_work_and_changes_nothing(built):
+    out, _ = built
+    before = (out / "manifest.parquet").read_bytes()
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
+        build(config(out, fake.endpoint))
+        assert fake.search_log == [] and fake.calls["image"] == 0
+    assert (out / "manifest.parquet").read_bytes() == before
+
+
+def test_per_class_cap_resumes_and_grows(tmp_path):
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
+        build(config(tmp_path, fake.endpoint, stages=("search",), per_class=5))
+        with Catalog.open(tmp_path / "catalog.sqlite") as cat:
+            assert cat.group_counts("class_name") == {("cat",): 5, ("dog",): 5, ("zebra",): 5}
+        calls = len(fake.search_log)
+        build(config(tmp_path, fake.endpoint, stages=("search",), per_class=5))
+        assert len(fake.search_log) == calls  # cap reached: no search call at all
+        build(config(tmp_path, fake.endpoint, stages=("search",), per_class=12))
+        with Catalog.open(tmp_path / "catalog.sqlite") as cat:
+            assert cat.group_counts("class_name") == {("cat",): 12, ("dog",): 12,
+                                                      ("zebra",): 12}
+
+
+def test_rejected_key_stops_before_any_work(tmp_path):
+    from flickr_mammal.flickr_api import FlickrAuthError
+
+    with FakeFlickr(fx.photos(), api_key="the-right-key") as fake:
+        with pytest.raises(FlickrAuthError):
+            build(config(tmp_path / "out", fake.endpoint))
+    assert not (tmp_path / "out").exists()
+
+
+def test_stage_subset_reruns_clean_with_a_real_classifier(tmp_path):
+    """search+download first, then only clean with efficientnet-lite0: every image judged."""
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
+        build(config(tmp_path, fake.endpoint, stages=("search", "download")))
+    lite0 = CleanConfig("efficientnet_lite0_pypi", device="cpu", num_workers=0, batch_size=16)
+    build(config(tmp_path, "http://127.0.0.1:9/unused", api_key="", stages=("clean",),
+                 clean=lite0))
+    with Catalog.open(tmp_path / "catalog.sqlite") as cat:
+        judged = cat.count(Status.KEPT) + cat.count(Status.REJECTED)
+        assert judged == fx.EXPECTED["kept"] and cat.count(Status.DOWNLOADED) == 0
+        scores = [r.clean_score for r in cat.records((Status.KEPT, Status.REJECTED))]
+        assert all(0.0 <= s <= 1.0 for s in scores)
+        assert cat.get_meta("clean")["classifier"] == "efficientnet_lite0_pypi"
+
+
+def _downloaded(catalog_path: Path) -> int:
+    if not catalog_path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM records WHERE status = ?",
+                                (str(Status.DOWNLOADED),)).fetchone()[0]
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
+@pytest.mark.slow
+def test_kill_9_mid_download_then_resume_matches_an_uninterrupted_build(tmp_path):
+    full, out = tmp_path / "uninterrupted", tmp_path / "crashed"
+    # One server for both builds: image URLs (in manifest and shards) carry its port.
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY, image_delay=0.15) as fake:
+        build(config(full, fake.endpoint))
+        args = fx.build_args(out, fake.endpoint, "--workers", "1", "--commit-every", "2",
+                             "--log-level", "DEBUG")  # urllib3 logs request URLs at DEBUG
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        log_path = tmp_path / "stderr.log"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "pipelines.build_dataset", *args],
+                                    cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log)
+            try:
+                deadline = time.monotonic() + 120  # a guard against a hang, not a timing check
+                while _downloaded(out / "catalog.sqlite") < 4:
+                    assert proc.poll() is None, log_path.read_text()[-2000:]
+                    assert time.monotonic() < deadline, "the build never started downloading"
+                    time.sleep(0.05)
+                proc.send_signal(signal.SIGKILL)
+            finally:
+                proc.kill()
+                proc.wait()
+        logged = log_path.read_text()
+        assert "/services/rest/" in logged           # the API calls were logged ...
+        assert fx.API_KEY not in logged               # ... with the key redacted
+        assert not (out / "manifest.parquet").exists()  # it really died mid-way
+        with Catalog.open(out / "catalog.sqlite") as cat:
+            done_at_kill = cat.count(Status.DOWNLOADED)
+            searched_at_kill = cat.count(Status.SEARCHED)
+        assert done_at_kill >= 4 and searched_at_kill > 0
+        before_images, before_search = fake.calls["image"], len(fake.search_log)
+        build(config(out, fake.endpoint))
+        # Only the records still waiting were fetched; the search was not run again.
+        assert fake.calls["image"] - before_images == searched_at_kill
+        assert len(fake.search_log) == before_search
+    resumed = pd.read_parquet(out / "manifest.parquet")
+    expected = pd.read_parquet(full / "manifest.parquet")
+    pd.testing.assert_frame_equal(resumed, expected)
+    resumed_stats = json.loads((out / "stats.json").read_text())
+    expected_stats = json.loads((full / "stats.json").read_text())
+    assert resumed_stats["status"] == expected_stats["status"]
+    assert resumed_stats == expected_stats
+    for shard in sorted((full / "shards").glob("*.tar")):
+        assert (out / "shards" / shard.name).read_bytes() == shard.read_bytes(), shard.name
+
+
+def test_parse_date():
+    assert parse_date("1970-01-02") == 86_400
+    assert parse_date("1500000000") == 1_500_000_000
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_date("02/01/1970")
+
+
+def test_config_needs_a_key_only_to_search(tmp_path):
+    with pytest.raises(ValueError, match="API key"):
+        BuildConfig(out=tmp_path)
+    assert BuildConfig(out=tmp_path, stages=("clean",)).api_key == ""
+    with pytest.raises(ValueError, match="stages"):
+        BuildConfig(out=tmp_path, stages=("fetch",))
+    assert "api_key" not in BuildConfig(out=tmp_path, api_key="x").to_meta()

@@ -1,0 +1,70 @@
+"""``python -m pipelines.build_dataset``: options, exit codes, summary, no key in any output."""
+
+from __future__ import annotations
+
+import pytest
+
+from flickr_mammal.build import DEFAULT_LICENSES, STAGES
+from pipelines.build_dataset import config_from_args, main, parser
+from tests.flickr_mammal import build_fixtures as fx
+from tests.flickr_mammal.fakeflickr import FakeFlickr
+
+
+def test_small_build_prints_a_summary_and_never_the_key(tmp_path, capsys):
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
+        code = main(fx.build_args(tmp_path, fake.endpoint, "--log-level", "DEBUG"))
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert f"kept images: {fx.EXPECTED['kept']}" in out
+    assert (tmp_path / "manifest.parquet").is_file()
+    assert fx.API_KEY not in out + err
+
+
+def test_missing_key_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("FLICKR_API_KEY", raising=False)
+    assert main(["--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "FLICKR_API_KEY" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_rejected_key_is_exit_2_before_any_work(tmp_path, capsys):
+    with FakeFlickr(fx.photos(), api_key="another-key") as fake:
+        code = main(fx.build_args(tmp_path / "o", fake.endpoint))
+        assert fake.search_log == []
+    err = capsys.readouterr().err
+    assert code == 2 and "rejected the API key" in err and fx.API_KEY not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_key_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLICKR_API_KEY", "from-env")
+    args = parser().parse_args(["--out", str(tmp_path)])
+    assert config_from_args(args).api_key == "from-env"
+
+
+def test_offline_pnasnet_without_weights_is_exit_2(tmp_path, capsys):
+    code = main(["--out", str(tmp_path / "o"), "--stages", "clean", "--classifier",
+                 "pnasnet5large", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--classifier-weights" in err and "efficientnet_lite0_pypi" in err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("bad", [
+    ["--classes", "cat,unicorn"], ["--stages", "search,fetch"], ["--top-k", "0"],
+    ["--val-fraction", "1.5"], ["--classifier", "no-such-net"],
+])
+def test_bad_options_are_exit_2(tmp_path, capsys, bad):
+    assert main(["--out", str(tmp_path), "--api-key", "k", *bad]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_defaults_follow_the_contract(tmp_path):
+    config = config_from_args(parser().parse_args(["--out", str(tmp_path), "--api-key", "k"]))
+    assert len(config.classes) == 42 and config.per_class == 40_000
+    assert config.licenses == DEFAULT_LICENSES == tuple(range(1, 11))
+    assert config.stages == STAGES and config.clean.classifier == "pnasnet5large"
+    assert config.download.max_side == 300 and config.rate_limit == 3600
+    assert config.clean.top_k == 5 and config.group_by == "continent"
+    assert config.coord_decimals == 2 and config.val_fraction == 0.05
