@@ -1,0 +1,217 @@
+"""Benchmark: our download stage (flickr_mammal.download) against img2dataset 1.47.0.
+
+Both download the same N distinct real-photo JPEGs (640 px long side) from one local
+multi-threaded HTTP server (its own process), shrink them to 300 px on the long side without
+borders or enlarging, re-encode as quality-90 JPEG and write them: ours to image files, theirs
+to webdataset shards. Each side runs as a fresh subprocess (interpreter start and imports
+included for both); runs alternate ours / theirs. Printed: images/s end-to-end (the headline
+ratio) and in steady state (ours: the download call; img2dataset: first shard start to last
+shard end, i.e. without its ~5 s of process start-up, which dominates small runs), CPU seconds
+of the client and of the server.
+
+img2dataset is not a project dependency; install it in its own venv:
+
+    python3 -m venv .bench/i2d && .bench/i2d/bin/pip install img2dataset==1.47.0
+
+Usage: python benchmarks/bench_download.py [--images 2000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from _download_helpers import make_images
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPERS = Path(__file__).with_name("_download_helpers.py")
+
+I2D_SCRIPT = """
+import json, sys, time
+from img2dataset import download
+kwargs = json.loads(sys.argv[1])
+t0 = time.perf_counter()
+download(**kwargs)
+print(json.dumps({"inner_s": time.perf_counter() - t0}))
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", type=Path, default=ROOT / ".bench" / "download")
+    p.add_argument("--img2dataset-python", type=Path, default=ROOT / ".bench/i2d/bin/python")
+    p.add_argument("--processes", type=int, default=2, help="our worker processes")
+    p.add_argument("--workers", type=int, default=16, help="our threads per process")
+    p.add_argument("--per-host", type=int, default=16, help="our per-host limit per process")
+    p.add_argument("--i2d-processes", type=int, default=2)
+    p.add_argument("--i2d-threads", type=int, default=16, help="per process")
+    p.add_argument("--skip-img2dataset", action="store_true")
+    p.add_argument("--child-ours", nargs=2, metavar=("URLS", "OUT"), help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def child_ours(urls_file: Path, out: Path, args: argparse.Namespace) -> int:
+    """The measured side of 'ours', run in a fresh interpreter like img2dataset's."""
+    from flickr_mammal.download import DownloadConfig, download_records
+    from flickr_mammal.layout import Layout
+    from flickr_mammal.records import PhotoRecord
+
+    urls = urls_file.read_text().split()
+    records = (PhotoRecord(photo_id=f"{i:06d}", owner="bench", class_name="cat", label=0,
+                           latitude=0.0, longitude=0.0, url=u) for i, u in enumerate(urls))
+    config = DownloadConfig(processes=args.processes, workers=args.workers,
+                            per_host=args.per_host, max_retries=0)
+    t0 = time.perf_counter()
+    counts = Counter(r.error or "ok" for r in download_records(records, Layout.at(out), config))
+    print(json.dumps({"inner_s": time.perf_counter() - t0, "counts": counts}))
+    return 0
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def _timed(cmd: list[str], server_pid: int, env: dict[str, str] | None = None) -> dict:
+    """Run a client, return its last stdout JSON line plus wall and CPU times."""
+    before_children = os.times()
+    server_cpu = _proc_cpu(server_pid)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    after_children = os.times()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_s"] = wall
+    result["client_cpu_s"] = (after_children.children_user - before_children.children_user
+                              + after_children.children_system - before_children.children_system)
+    result["server_cpu_s"] = _proc_cpu(server_pid) - server_cpu
+    return result
+
+
+def run_ours(args: argparse.Namespace, urls: Path, server_pid: int) -> dict:
+    out = args.workdir / "out_ours"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child-ours", str(urls), str(out),
+           "--processes", str(args.processes), "--workers", str(args.workers),
+           "--per-host", str(args.per_host)]
+    result = _timed(cmd, server_pid)
+    result["ok"] = result["counts"].get("ok", 0)
+    result["steady_s"] = result["inner_s"]  # includes spawning our worker processes
+    files = sorted((out / "images").rglob("*.jpg"))
+    result["files"] = len(files)
+    result["sizes"] = _long_sides(p.read_bytes() for p in files[:20])
+    return result
+
+
+def run_img2dataset(args: argparse.Namespace, urls: Path, server_pid: int) -> dict:
+    out = args.workdir / "out_i2d"
+    shutil.rmtree(out, ignore_errors=True)
+    shards = 2 * args.i2d_processes  # enough shards to keep every process busy
+    kwargs = dict(
+        url_list=str(urls), input_format="txt", output_folder=str(out),
+        output_format="webdataset", image_size=300, resize_mode="keep_ratio_largest",
+        resize_only_if_bigger=True, encode_format="jpg", encode_quality=90,
+        processes_count=args.i2d_processes, thread_count=args.i2d_threads,
+        number_sample_per_shard=-(-args.images // shards), extract_exif=False,
+        compute_hash="sha256", timeout=10, retries=0, distributor="multiprocessing",
+    )
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}  # no update check over the network
+    cmd = [str(args.img2dataset_python), "-c", I2D_SCRIPT, json.dumps(kwargs)]
+    result = _timed(cmd, server_pid, env)
+    stats = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
+    result["ok"] = sum(s["successes"] for s in stats)
+    # Steady state: first shard's start to last shard's end, without process start-up.
+    result["steady_s"] = max(s["end_time"] for s in stats) - min(s["start_time"] for s in stats)
+    result["files"] = result["ok"]
+    jpgs = []
+    for tar in sorted(out.glob("*.tar"))[:1]:
+        with tarfile.open(tar) as tf:
+            jpgs = [tf.extractfile(m).read() for m in tf.getmembers() if m.name.endswith(".jpg")]
+    result["sizes"] = _long_sides(jpgs[:20])
+    return result
+
+
+def _long_sides(blobs) -> list[int]:
+    """Distinct long sides of some outputs: a check that both sides did the same resize."""
+    import io
+
+    from PIL import Image
+
+    return sorted({max(Image.open(io.BytesIO(b)).size) for b in blobs})
+
+
+def _report(name: str, r: dict, n: int) -> str:
+    return (f"  {name:12s} {n / r['wall_s']:7.1f} img/s end-to-end  wall {r['wall_s']:6.2f} s  "
+            f"steady state {n / r['steady_s']:6.1f} img/s ({r['steady_s']:5.2f} s)  "
+            f"client CPU {r['client_cpu_s']:5.1f} s  server CPU {r['server_cpu_s']:5.1f} s  "
+            f"ok {r['ok']}/{n}  long sides {r['sizes']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child_ours:
+        return child_ours(Path(args.child_ours[0]), Path(args.child_ours[1]), args)
+    if not args.skip_img2dataset and not args.img2dataset_python.exists():
+        print(f"img2dataset's Python not found at {args.img2dataset_python}. Install it with:\n"
+              f"  python3 -m venv .bench/i2d && .bench/i2d/bin/pip install img2dataset==1.47.0\n"
+              f"or pass --img2dataset-python PATH, or --skip-img2dataset.", file=sys.stderr)
+        return 2
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    paths = make_images(args.workdir / f"images-{args.seed}", args.images, args.seed)
+    print(f"{len(paths)} distinct JPEGs ready ({time.perf_counter() - t0:.1f} s), "
+          f"{sum(p.stat().st_size for p in paths) / len(paths) / 1024:.0f} kB on average")
+    server = subprocess.Popen([sys.executable, str(HELPERS), str(paths[0].parent)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(server.stdout.readline())
+        urls = args.workdir / "urls.txt"
+        urls.write_text("".join(f"http://127.0.0.1:{port}/{p.name}\n" for p in paths))
+        return _compare(args, urls, server.pid, len(paths))
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _compare(args: argparse.Namespace, urls: Path, server_pid: int, n: int) -> int:
+    print(f"ours: {args.processes} processes x {args.workers} threads, per-host "
+          f"{args.per_host}; img2dataset: "
+          f"{args.i2d_processes} processes x {args.i2d_threads} threads; {os.cpu_count()} CPUs")
+    ratios = []
+    for rep in range(args.repeats):
+        print(f"run {rep + 1}/{args.repeats}")
+        ours = run_ours(args, urls, server_pid)
+        print(_report("ours", ours, n), flush=True)
+        if args.skip_img2dataset:
+            continue
+        theirs = run_img2dataset(args, urls, server_pid)
+        print(_report("img2dataset", theirs, n), flush=True)
+        ratios.append((theirs["wall_s"] / ours["wall_s"], theirs["steady_s"] / ours["steady_s"]))
+        print(f"  speed-up: end-to-end {ratios[-1][0]:.2f}x, steady state {ratios[-1][1]:.2f}x",
+              flush=True)
+    if ratios:
+        ends, steadies = (", ".join(f"{r[i]:.2f}x" for r in ratios) for i in (0, 1))
+        print(f"speed-up over img2dataset, end-to-end: {ends} (goal >= 1.5x); steady state "
+              f"(img2dataset's shard time, no start-up): {steadies}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

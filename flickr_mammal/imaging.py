@@ -1,0 +1,218 @@
+"""Decode, check, orient, shrink and re-encode one downloaded photo (REFERENCE.md section 1).
+
+The released Flickr-Mammal images are stored small (300 px; the paper trains on 224 crops), so
+every photo is decoded once, rotated upright from its EXIF orientation, shrunk so its longest
+side is ``max_side`` (never enlarged), converted to sRGB when it embeds another colour profile,
+flattened to RGB and re-encoded as a JPEG that carries no metadata at all: no EXIF (so no GPS),
+no ICC profile, no comment. Bad input raises :class:`ImageError` with a short machine-readable
+``reason``; the download stage stores that reason on the record (failures are data, the
+img2dataset habit).
+
+Speed: JPEGs are decoded with libjpeg's DCT scaling (``Image.draft``) straight to the smallest
+power-of-two reduction that is still at least the target size, so a 640 px photo is decoded at
+320 px; an antialiased bicubic resize then makes the last, small step (on 150 photos, against a
+full-size decode + Lanczos: 37.9 dB PSNR, vs 39.3 dB for Lanczos after the draft, which costs
+0.25 ms more per photo, ~10% of this stage). Pillow releases the GIL while decoding, resizing
+and encoding, so this runs well in threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Refuse images that declare more pixels than this (8000 x 8000) before decoding them."""
+
+# Formats Flickr and the web serve as photos. Anything else (EPS, PDF, PSD, ...) is refused
+# unread: fewer parsers exposed to hostile input, and EPS would run Ghostscript.
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO
+_DRAFTABLE = ("JPEG", "MPO")  # libjpeg can decode these at 1/2, 1/4, 1/8 scale
+_WHITE = (255, 255, 255)
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+class ImageError(Exception):
+    """A photo that cannot be used; ``reason`` is short and machine-readable."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ProcessedImage:
+    """A re-encoded JPEG and what the catalog records about it."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    sha256: str  # of ``jpeg``, the bytes written to disk
+
+
+def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size with the longest side at most ``max_side``, aspect kept; never upscales."""
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def process_image(
+    data: bytes,
+    *,
+    max_side: int = 300,
+    quality: int = 90,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ProcessedImage:
+    """Turn raw downloaded bytes into a small, upright, metadata-free RGB JPEG.
+
+    Raises :class:`ImageError` with reason ``empty``, ``not_an_image`` (including formats
+    outside :data:`FORMATS`), ``too_many_pixels``, ``truncated``, ``decode_error`` or
+    ``unsupported_mode``.
+    """
+    if max_side < 1:
+        raise ValueError(f"max_side must be >= 1, got {max_side}")
+    if not 1 <= quality <= 95:
+        raise ValueError(f"quality must be in 1..95 (Pillow's useful JPEG range), got {quality}")
+    if not data:
+        raise ImageError("empty")
+    try:
+        return _process(data, max_side, quality, max_pixels)
+    except ImageError:
+        raise
+    except Exception as exc:
+        # Pillow's format plugins can fail on hostile input with any exception type
+        # (struct.error, IndexError, ...): one odd file must not stop a batch.
+        raise ImageError("decode_error", repr(exc)) from exc
+
+
+def _process(data: bytes, max_side: int, quality: int, max_pixels: int) -> ProcessedImage:
+    im = _open(data, max_pixels)
+    try:
+        # From the full size: a draft-decoded size is rounded up and would skew the aspect.
+        size = target_size(im.width, im.height, max_side)
+        im = _decode_small(im, max_side)
+        decoded = im.size
+        im = _upright(im)
+        if im.size != decoded:  # rotated by 90 degrees
+            size = size[::-1]
+        im = _to_rgb(_to_srgb(im))
+        if size != im.size:
+            im = im.resize(size, Image.Resampling.BICUBIC)
+        return _encode(im, quality)
+    finally:
+        im.close()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Parse the header only, and refuse decompression bombs before any pixel is decoded."""
+    try:
+        im = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL's own guard (a warning is raised only when the caller's filters make it an error).
+        raise ImageError("too_many_pixels", str(exc)) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("not_an_image") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        # A recognised format whose header is broken (e.g. cut off inside the header).
+        raise _decode_failure(exc) from exc
+    width, height = im.size
+    if width < 1 or height < 1 or width * height > max_pixels:
+        im.close()
+        raise ImageError("too_many_pixels", f"{width}x{height} > {max_pixels} pixels")
+    return im
+
+
+def _decode_small(im: Image.Image, max_side: int) -> Image.Image:
+    """Decode the pixels (the full check of the data), JPEGs at a reduced DCT scale."""
+    if im.format in _DRAFTABLE:
+        # draft keeps every side >= the requested size, so the final resize still shrinks.
+        im.draft("RGB", target_size(im.width, im.height, max_side))
+    try:
+        # Truncated data fails here unless someone sets PIL.ImageFile.LOAD_TRUNCATED_IMAGES.
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageError("too_many_pixels", str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise _decode_failure(exc) from exc
+    return im
+
+
+def _decode_failure(exc: Exception) -> ImageError:
+    """Pillow says "truncated" (or hits EOF) when the data stops early; anything else is corrupt."""
+    msg = str(exc)
+    lower = msg.lower()
+    truncated = isinstance(exc, EOFError) or "truncated" in lower or "end of file" in lower
+    return ImageError("truncated" if truncated else "decode_error", msg)
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag; a broken EXIF block is ignored, not fatal."""
+    try:
+        ImageOps.exif_transpose(im, in_place=True)
+    except (OSError, SyntaxError, ValueError, KeyError, TypeError):
+        pass
+    return im
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Convert pixels described by an embedded non-sRGB ICC profile (Adobe RGB, Display P3,
+    a CMYK press profile) to sRGB, since the profile itself is dropped on output."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "CMYK", "L"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if _is_srgb(source):
+            return im
+        return ImageCms.profileToProfile(im, source, _SRGB, outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return im  # an unreadable profile: keep the pixels as they are
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    return "srgb" in ImageCms.getProfileDescription(profile).lower()
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Flatten any mode (palette, greyscale, CMYK, 16-bit, alpha) to RGB; alpha over white."""
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif im.mode.startswith("I") or im.mode == "F":
+        im = _to_8bit_grey(im)
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, _WHITE)
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    try:
+        return im.convert("RGB")
+    except ValueError as exc:
+        raise ImageError("unsupported_mode", im.mode) from exc
+
+
+def _to_8bit_grey(im: Image.Image) -> Image.Image:
+    """16-bit / 32-bit / float greyscale scaled to 8 bits by the image's own value range."""
+    f = im.convert("F")
+    lo, hi = f.getextrema()
+    scale = 255.0 / (hi - lo) if hi > lo else 0.0
+    return f.point(lambda v: (v - lo) * scale).convert("L")
+
+
+def _encode(im: Image.Image, quality: int) -> ProcessedImage:
+    """Baseline JPEG with no metadata: Pillow would copy a source comment from ``info``."""
+    im.info = {}
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality)
+    jpeg = buf.getvalue()
+    return ProcessedImage(
+        jpeg=jpeg, width=im.width, height=im.height, sha256=hashlib.sha256(jpeg).hexdigest()
+    )

@@ -1,0 +1,314 @@
+"""flickr_mammal.download against a scripted HTTP server on 127.0.0.1 (no other network)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+
+from flickr_mammal.download import (
+    DownloadConfig,
+    Fetcher,
+    FetchError,
+    _retry_after,
+    download_records,
+)
+from flickr_mammal.layout import Layout
+from flickr_mammal.records import PhotoRecord, Status
+from tests.flickr_mammal import sample_images as s
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+    content_length: bool = True  # False: body ends when the connection closes
+
+
+class ScriptedServer:
+    """Serves ``routes[path]``: one Reply, or a list played in order (the last one repeats)."""
+
+    def __init__(self, routes: dict[str, Reply | list[Reply]]) -> None:
+        self.routes = routes
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                with server._lock:
+                    n = server.hits[self.path]
+                    server.hits[self.path] += 1
+                script = server.routes.get(self.path, Reply(404, b"not found"))
+                reply = script[min(n, len(script) - 1)] if isinstance(script, list) else script
+                time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for name, value in reply.headers:
+                    self.send_header(name, value)
+                if reply.content_length:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading (too_large): expected
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeSleep:
+    """Records backoff waits instead of sleeping, so tests never wait on a clock."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+def _record(photo_id: str, url: str) -> PhotoRecord:
+    return PhotoRecord(photo_id=photo_id, owner="o", class_name="cat", label=7,
+                       latitude=1.0, longitude=2.0, url=url)
+
+
+BIG = b"\xff\xd8" + bytes(1_500_000)  # over the tests' 1 MB cap
+
+ROUTES: dict[str, Reply | list[Reply]] = {
+    "/ok.jpg": Reply(body=s.jpeg_ok()),
+    "/alpha.png": Reply(body=s.png_alpha()),
+    "/anim.gif": Reply(body=s.gif()),
+    "/cmyk.jpg": Reply(body=s.cmyk_jpeg()),
+    "/grey.jpg": Reply(body=s.grey_jpeg()),
+    "/rotated.jpg": Reply(body=s.rotated_jpeg(6)),
+    "/gps.jpg": Reply(body=s.gps_jpeg()),
+    "/empty.jpg": Reply(body=b""),
+    "/html.jpg": Reply(body=s.HTML, headers=(("Content-Type", "text/html"),)),
+    "/truncated.jpg": Reply(body=s.china_jpeg()[:20_000]),
+    "/bomb.png": Reply(body=s.png_bomb()),
+    "/big-declared.jpg": Reply(body=BIG),
+    "/big-streamed.jpg": Reply(body=BIG, content_length=False),
+    "/gone.jpg": Reply(404, b"gone"),
+    "/deleted.jpg": Reply(302, b"", (("Location", "/images/photo_unavailable.png"),)),
+    "/images/photo_unavailable.png": Reply(body=s.small_png()),
+    "/moved.jpg": Reply(301, b"", (("Location", "/ok.jpg"),)),
+    "/private.jpg": Reply(403, b"no"),
+    "/flaky.jpg": [Reply(500, b"oops"), Reply(body=s.china_jpeg())],
+    "/busy.jpg": [Reply(429, b"", (("Retry-After", "1"),)), Reply(body=s.jpeg_ok())],
+    "/down.jpg": Reply(503, b"down"),
+    "/slow.jpg": Reply(body=s.jpeg_ok(), delay=2.0),
+}
+
+EXPECTED: dict[str, tuple[Status, str, tuple[int, int] | None]] = {
+    "ok": (Status.DOWNLOADED, "", (300, 200)),
+    "alpha": (Status.DOWNLOADED, "", (300, 300)),
+    "anim": (Status.DOWNLOADED, "", (300, 200)),
+    "cmyk": (Status.DOWNLOADED, "", (300, 200)),
+    "grey": (Status.DOWNLOADED, "", (300, 300)),
+    "rotated": (Status.DOWNLOADED, "", (200, 300)),
+    "gps": (Status.DOWNLOADED, "", (300, 200)),
+    "flaky": (Status.DOWNLOADED, "", (300, 200)),
+    "busy": (Status.DOWNLOADED, "", (300, 200)),
+    "empty": (Status.DOWNLOAD_FAILED, "empty", None),
+    "html": (Status.DOWNLOAD_FAILED, "not_an_image", None),
+    "truncated": (Status.DOWNLOAD_FAILED, "truncated", None),
+    "bomb": (Status.DOWNLOAD_FAILED, "too_many_pixels", None),
+    "big-declared": (Status.DOWNLOAD_FAILED, "too_large", None),
+    "big-streamed": (Status.DOWNLOAD_FAILED, "too_large", None),
+    "gone": (Status.DOWNLOAD_FAILED, "http_404", None),
+    "deleted": (Status.DOWNLOAD_FAILED, "unavailable", None),
+    "moved": (Status.DOWNLOADED, "", (300, 200)),
+    "private": (Status.DOWNLOAD_FAILED, "http_403", None),
+    "down": (Status.DOWNLOAD_FAILED, "http_503", None),
+    "slow": (Status.DOWNLOAD_FAILED, "timeout", None),
+    "nourl": (Status.DOWNLOAD_FAILED, "no_url", None),
+}
+
+CONFIG = DownloadConfig(workers=6, per_host=4, timeout=0.4, max_retries=2, max_bytes=1_000_000)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ScriptedServer]:
+    with ScriptedServer(ROUTES) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def outcome(server, tmp_path_factory):
+    """One run over every case; the tests below check different sides of it."""
+    layout = Layout.at(tmp_path_factory.mktemp("build"))
+    stale = layout.image_path("gone")  # left by an interrupted earlier run
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    records = [_record(name, f"{server.base}/{name}.{ext}") for name, ext in (
+        (p.strip("/").rsplit(".", 1)) for p in ROUTES if p.count("/") == 1)]
+    records.append(_record("nourl", ""))
+    sleep = FakeSleep()
+    out = list(download_records(iter(records), layout, CONFIG, fetcher=Fetcher(CONFIG, sleep)))
+    return layout, {r.photo_id: r for r in out}, sleep
+
+
+def test_every_record_comes_back_once(outcome):
+    _, by_id, _ = outcome
+    assert sorted(by_id) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("photo_id", sorted(EXPECTED))
+def test_status_error_and_size(outcome, photo_id):
+    layout, by_id, _ = outcome
+    status, error, size = EXPECTED[photo_id]
+    rec = by_id[photo_id]
+    assert (rec.status, rec.error) == (status, error)
+    path = layout.image_path(photo_id)
+    if size is None:
+        assert (rec.sha256, rec.width, rec.height) == ("", 0, 0)
+        assert not path.exists()
+    else:
+        data = path.read_bytes()
+        assert rec.sha256 == hashlib.sha256(data).hexdigest()
+        with Image.open(path) as im:
+            assert im.format == "JPEG" and im.mode == "RGB"
+            assert im.size == (rec.width, rec.height) == size
+            assert not im.getexif()
+
+
+def test_files_exist_exactly_for_successes(outcome):
+    layout, by_id, _ = outcome
+    on_disk = {p for p in layout.images.rglob("*") if p.is_file()}
+    ok = {layout.image_path(i) for i, r in by_id.items() if r.status is Status.DOWNLOADED}
+    assert on_disk == ok  # and no temp files are left behind
+
+
+def test_retries_only_what_is_worth_retrying(outcome, server):
+    assert server.hits["/flaky.jpg"] == 2      # 500, then 200
+    assert server.hits["/busy.jpg"] == 2       # 429, then 200
+    assert server.hits["/down.jpg"] == 3       # 1 + max_retries, then give up
+    assert server.hits["/slow.jpg"] == 3
+    assert server.hits["/gone.jpg"] == 1       # 404 / 403: never retried
+    assert server.hits["/private.jpg"] == 1
+
+
+def test_retry_after_is_honoured(outcome):
+    _, _, sleep = outcome
+    assert 1.0 in sleep.calls                  # the 429's Retry-After: 1
+    backoffs = [c for c in sleep.calls if c != 1.0]
+    # 503 x2 + timeout x2 + 500 x1: full-jitter waits within base * 2**attempt
+    assert len(backoffs) == 5 and all(0 <= c <= 1.0 for c in backoffs)
+
+
+def test_retry_after_longer_than_allowed_fails(server):
+    config = DownloadConfig(max_retry_after=0.5, max_retries=3)
+    with ScriptedServer({"/x": Reply(429, b"", (("Retry-After", "3600"),))}) as srv:
+        with pytest.raises(FetchError) as info:
+            Fetcher(config, FakeSleep()).fetch(srv.base + "/x")
+        assert info.value.reason == "http_429" and srv.hits["/x"] == 1
+
+
+def test_connection_refused_is_a_failure_not_a_crash(tmp_path):
+    with ScriptedServer({}) as srv:
+        dead = srv.base + "/x.jpg"
+    config = DownloadConfig(max_retries=1, timeout=1.0)
+    out = list(download_records([_record("1", dead), _record("2", "ftp://x/y")],
+                                Layout.at(tmp_path), config, fetcher=Fetcher(config, FakeSleep())))
+    assert sorted((r.photo_id, r.error) for r in out) == [
+        ("1", "connection_error"), ("2", "invalid_url")]
+
+
+def test_input_is_streamed_with_bounded_in_flight(server, tmp_path):
+    pulled = 0
+
+    def endless() -> Iterator[PhotoRecord]:
+        nonlocal pulled
+        while True:
+            pulled += 1
+            if pulled > 100:
+                raise AssertionError("download_records read ahead: the input is not streamed")
+            yield _record(str(pulled), server.base + "/gone.jpg")
+
+    config = DownloadConfig(workers=2, max_in_flight=3, max_retries=0)
+    results = download_records(endless(), Layout.at(tmp_path), config)
+    first = [next(results) for _ in range(5)]
+    results.close()  # the consumer may stop early: the workers stop and are joined
+    assert all(r.error == "http_404" for r in first)
+    assert pulled <= 3 + 5
+    assert not [t for t in threading.enumerate() if t.name.startswith("download-")]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def test_retry_after_parsing(value, expected):
+    assert _retry_after(value) == expected
+
+
+def test_retry_after_http_date_in_the_future():
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
+    assert 100 < _retry_after(future) <= 121
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("workers", 0, "workers"), ("per_host", 0, "per_host"), ("timeout", 0, "timeout"),
+     ("max_retries", -1, "max_retries"), ("quality", 101, "quality"), ("user_agent", " ", "agent")],
+)
+def test_config_validation_names_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        DownloadConfig(**{field: value})
+
+
+def test_an_unexpected_exception_is_recorded_not_raised(tmp_path, monkeypatch):
+    def broken(self, url):
+        raise KeyError("a bug deep in the HTTP stack")
+
+    monkeypatch.setattr(Fetcher, "fetch", broken)
+    out = list(download_records([_record("1", "http://127.0.0.1:9/x.jpg")], Layout.at(tmp_path)))
+    assert [(r.status, r.error) for r in out] == [(Status.DOWNLOAD_FAILED, "unexpected_KeyError")]
+
+
+def test_a_disk_failure_is_not_a_photo_failure(server, tmp_path):
+    layout = Layout.at(tmp_path)
+    layout.images.parent.mkdir(parents=True, exist_ok=True)
+    layout.images.write_bytes(b"a file where the images folder should be")
+    with pytest.raises(OSError):
+        list(download_records([_record("1", server.base + "/ok.jpg")], layout, CONFIG))
+
+
+def test_worker_processes_give_the_same_outcomes(server, tmp_path):
+    layout = Layout.at(tmp_path)
+    names = ["ok", "rotated", "gone", "truncated", "html", "moved"]
+    records = [_record(f"{name}{i}", f"{server.base}/{name}.jpg")
+               for i in range(4) for name in names]
+    config = DownloadConfig(workers=2, processes=2, max_in_flight=3, max_retries=0)
+    out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
+    assert sorted(out) == sorted(r.photo_id for r in records)
+    for photo_id, rec in out.items():
+        status, error, size = EXPECTED[photo_id[:-1]]
+        assert (rec.status, rec.error) == (status, error)
+        assert layout.image_path(photo_id).exists() == (size is not None)
+    with pytest.raises(ValueError, match="fetcher"):
+        list(download_records(records, layout, config, fetcher=Fetcher(config)))
