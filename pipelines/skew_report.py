@@ -1,0 +1,90 @@
+"""Partition a labelled dataset and report how skewed it is (issue #4; REFERENCE.md §3, §5).
+
+    python -m pipelines.skew_report manifest.parquet --scheme by_attribute \
+        --param attribute=subcontinent --class-names flickr_mammal --out report/
+    python -m pipelines.skew_report labels.npy --scheme label_skew \
+        --param num_partitions=5 --param noniid_fraction=0.6 --param seed=0 --out report/
+
+Writes partitions.csv, counts.csv, pairwise_js.csv, summary.json, heatmap.png,
+stacked_bars.png and the partitioning itself (JSON or Parquet) under --out, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from skewtools import list_partitioners
+from skewtools.report import ReportConfig, format_report, run_report
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value``; the value is read as JSON when it parses (numbers, null, lists, dicts)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def class_names(value: str | None) -> tuple[str, ...] | None:
+    """``flickr_mammal`` for the 42 Flickr-Mammal names, or a text file with one name a line."""
+    if value is None:
+        return None
+    if value == "flickr_mammal":
+        from flickr_mammal.classes import CLASS_NAMES
+
+        return tuple(CLASS_NAMES)
+    return tuple(line.strip() for line in Path(value).read_text().splitlines() if line.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m pipelines.skew_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("data", type=Path, help="manifest.parquet (with a label column) or labels .npy")
+    ap.add_argument("--scheme", required=True, help=f"one of: {', '.join(list_partitioners())}")
+    ap.add_argument(
+        "--param",
+        action="append",
+        type=parse_param,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a partitioner parameter, repeatable (e.g. num_partitions=5 seed=0)",
+    )
+    ap.add_argument("--label-column", default="label", help="manifest column holding the labels")
+    ap.add_argument("--class-names", help="'flickr_mammal' or a file with one class name a line")
+    ap.add_argument("--out", type=Path, required=True, help="folder for tables and figures")
+    return ap  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = ReportConfig(
+            data=args.data,
+            scheme=args.scheme,
+            out_dir=args.out,
+            params=dict(args.param),
+            label_column=args.label_column,
+            class_names=class_names(args.class_names),
+        )
+        report, paths = run_report(config)
+    except (ValueError, TypeError, OSError) as err:
+        logging.getLogger("skew_report").error("%s", err)
+        return 2
+    print(format_report(report))
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Apply a Partitioning to data: PyTorch map-style datasets, WebDataset shards, Flower Datasets."""
+
+from typing import Any
+
+from skewtools.loaders.torch_subsets import partition_subset, partition_subsets
+from skewtools.loaders.wds_shards import ShardPlan, partition_webdataset, plan_partition
+from skewtools.partitioning import Partitioning
+
+__all__ = [
+    "ShardPlan",
+    "as_flower_partitioner",
+    "partition_subset",
+    "partition_subsets",
+    "partition_webdataset",
+    "plan_partition",
+]
+
+
+def as_flower_partitioner(partitioning: Partitioning) -> Any:
+    """See :func:`skewtools.loaders.flower.as_flower_partitioner`; imported lazily because
+    ``flwr-datasets`` (and ``datasets``) is an optional extra."""
+    from skewtools.loaders.flower import as_flower_partitioner as adapter
+
+    return adapter(partitioning)

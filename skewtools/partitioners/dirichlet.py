@@ -1,0 +1,81 @@
+"""Dirichlet label skew (NIID-Bench's ``noniid-labeldir``, Flower's ``DirichletPartitioner``).
+
+For each class, proportions ``p ~ Dir(alpha * 1_N)`` split that class's samples (in a seeded
+random order) over the N partitions. ``alpha`` moves skew the other way round from its size:
+**smaller alpha = more skew** (each partition dominated by a few classes; alpha = 0.1 is
+strongly non-IID), larger alpha = closer to IID (alpha -> inf gives equal shares).
+
+Partitions smaller than ``min_partition_size`` (10 by default, as in NIID-Bench and Flower)
+trigger a redraw, at most ``max_retries`` times in all; then a ``ValueError`` says what to change.
+The draws continue one seeded stream, so the result is deterministic. No sample is dropped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skewtools.partitioners.base import (
+    Assigned,
+    check_num_partitions,
+    check_positive,
+    check_seed,
+    class_order,
+    default_names,
+    make_rng,
+)
+from skewtools.partitioners.registry import register
+from skewtools.samples import Samples
+
+
+def split_counts(proportions: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Rows of ``proportions`` (C x N) turned into integer sizes summing to ``counts`` per row."""
+    cum = np.rint(np.cumsum(proportions, axis=1) * counts[:, None]).astype(np.int64)
+    cum[:, -1] = counts  # guard against the cumsum ending at 0.9999999
+    cum = np.maximum.accumulate(cum, axis=1)
+    return np.diff(cum, axis=1, prepend=0)
+
+
+def check_min_size(min_partition_size: object, num_partitions: int, num_samples: int) -> int:
+    if isinstance(min_partition_size, bool) or not isinstance(min_partition_size, int):
+        raise ValueError(f"min_partition_size must be an int >= 0, got {min_partition_size!r}")
+    if min_partition_size * num_partitions > num_samples:
+        raise ValueError(
+            f"impossible: {num_partitions} partitions of at least {min_partition_size} samples "
+            f"need {min_partition_size * num_partitions} samples, the data has {num_samples}; "
+            "lower min_partition_size or num_partitions"
+        )
+    return min_partition_size
+
+
+@register("dirichlet")
+def dirichlet(
+    samples: Samples,
+    *,
+    num_partitions: int,
+    alpha: float,
+    seed: int = 0,
+    min_partition_size: int = 10,
+    max_retries: int = 10,
+) -> Assigned:
+    """Per-class Dirichlet(alpha) shares over the partitions (see the module docstring)."""
+    num_partitions = check_num_partitions(num_partitions)
+    alpha = check_positive("alpha", alpha)
+    rng = make_rng(check_seed(seed))
+    codes = samples.codes
+    min_size = check_min_size(min_partition_size, num_partitions, len(codes))
+    smallest = -1
+    for _ in range(max(1, int(max_retries))):
+        order, counts = class_order(codes, samples.num_classes, rng)
+        props = rng.dirichlet(np.full(num_partitions, alpha), size=samples.num_classes)
+        sizes = split_counts(props, counts)  # classes x partitions
+        smallest = int(sizes.sum(axis=0).min())
+        if smallest >= min_size:
+            part = np.empty(len(codes), dtype=np.int64)
+            owner = np.tile(np.arange(num_partitions), samples.num_classes)
+            part[order] = np.repeat(owner, sizes.ravel())
+            return Assigned(part, default_names(num_partitions))
+    raise ValueError(
+        f"no draw in {max_retries} gave every partition >= {min_size} samples (smallest: "
+        f"{smallest}); raise alpha, lower min_partition_size or num_partitions, or allow more "
+        "max_retries"
+    )
