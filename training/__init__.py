@@ -1,0 +1,5 @@
+"""Decentralized training on non-IID partitions (REFERENCE.md §3-5)."""
+
+from training.norm import convert_bn_to_gn
+
+__all__ = ["convert_bn_to_gn"]

@@ -46,6 +46,8 @@ class StepContext:
     lr: float             # learning rate now (after decay)
     lr_factor: float      # lr / base lr: Gaia scales its threshold by it (T = T0 * factor)
     num_partitions: int   # global N
+    momentum: float = 0.9        # SGD momentum; where the velocity lives is the algorithm's call
+    weight_decay: float = 5e-4   # L2 coefficient, added to each partition's gradient
 
 
 @dataclass
@@ -54,19 +56,24 @@ class StepStats:
 
     bytes_sent: torch.Tensor       # [k] float64
     bytes_received: torch.Tensor   # [k] float64
-    synced: bool = False           # True when models were made identical / buffers averaged
+    # True when the models were made identical this iteration; the engine then averages the
+    # BatchNorm running statistics over partitions (REFERENCE.md §3).
+    synced: bool = False
 
 
 class Algorithm(ABC):
     """A decentralized algorithm: ``init`` builds explicit state, ``apply`` runs one iteration.
 
     ``apply`` updates ``params`` ([k, P], in place: the engines hold views into it) and ``state``
-    and returns the iteration's communication. Momentum and weight decay (from the config)
-    are the algorithm's job, because where momentum lives differs (local in FedAvg, corrected in DGC).
+    and returns the iteration's communication. Momentum and weight decay (from ``ctx``) are the
+    algorithm's job: where momentum lives differs (local in FedAvg, corrected in DGC).
     """
 
     name: ClassVar[str]
     knob_name: ClassVar[str | None] = None   # the communication knob SkewScout turns
+    # Whether the mean of the replicas is a meaningful global model to evaluate (BSP/DGC: replicas
+    # are identical; FedAvg: the model its next averaging would produce; Gaia: none).
+    has_global_model: ClassVar[bool] = False
 
     @abstractmethod
     def init(self, params: torch.Tensor) -> Any: ...
@@ -84,10 +91,11 @@ class Algorithm(ABC):
         if self.knob_name is None:
             raise ValueError(f"{self.name} has no communication knob to set")
         setattr(self, self.knob_name, type(getattr(self, self.knob_name))(value))
+        self.validate()
 
-    def sync_buffers(self, ctx: StepContext) -> bool:
-        """Whether BatchNorm running statistics are averaged over partitions this iteration."""
-        return False
+    def validate(self) -> None:
+        """Raise ValueError, saying how to fix it, when a hyperparameter is out of range."""
+        return None
 
 
 _REGISTRY: dict[str, type[Algorithm]] = {}

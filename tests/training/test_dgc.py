@@ -1,0 +1,77 @@
+"""DGC: the sparsity warm-up, momentum correction and factor masking by hand, clipping."""
+
+import pytest
+import torch
+
+from training.algorithms import StepContext, create_algorithm
+from training.comm import LocalComm
+
+
+def ctx(iteration=0, lr=1.0, momentum=0.5, weight_decay=0.0, n=2):
+    return StepContext(iteration=iteration, lr=lr, lr_factor=1.0, num_partitions=n,
+                       momentum=momentum, weight_decay=weight_decay)
+
+
+def test_sparsity_schedule():
+    dgc = create_algorithm("dgc", sparsity=0.999, warmup_epoch_iterations=1000)
+    at = [dgc.sparsity_at(i) for i in (0, 999, 1000, 2000, 3000, 3999, 4000, 60_000)]
+    assert at == [0.75, 0.75, 0.9375, 0.984375, 0.996, 0.996, 0.999, 0.999]
+    dgc.set_knob(0.9)   # a knob below a warm-up stage wins
+    assert [dgc.sparsity_at(i) for i in (0, 1000, 4000)] == [0.75, 0.9, 0.9]
+    assert create_algorithm("dgc", warmup_epoch_iterations=0).sparsity_at(0) == 0.999
+
+
+def test_momentum_correction_and_factor_masking_by_hand():
+    dgc = create_algorithm("dgc", sparsity=0.75, warmup_epoch_iterations=0)   # top-1 of 4
+    params = torch.zeros(2, 4)
+    state = dgc.init(params)
+    grads = torch.tensor([[4.0, -3.0, 1.0, 0.5], [0.1, 0.2, 0.0, 2.0]])
+    stats = dgc.apply(state, params, grads, ctx(), LocalComm(2))
+    assert torch.allclose(params, torch.tensor([[-2.0, 0.0, 0.0, -1.0]] * 2))
+    assert torch.allclose(state.accumulated, torch.tensor([[0, -3, 1, .5], [.1, .2, 0, 0]]))
+    assert torch.allclose(state.momentum, state.accumulated)
+    assert stats.bytes_sent.tolist() == [8.0, 8.0] and stats.bytes_received.tolist() == [8.0, 8.0]
+    dgc.apply(state, params, grads, ctx(1), LocalComm(2))
+    # u1 = .5 u1 + g1 = [4, -4.5, 1.5, .75]; v1 += u1 = [4, -7.5, 2.5, 1.25]: sends -7.5
+    # u2 = [.15, .3, 0, 2]; v2 = [.25, .5, 0, 2]: sends 2
+    assert torch.allclose(params, torch.tensor([[-2.0, 3.75, 0.0, -2.0]] * 2))
+    assert torch.allclose(state.accumulated, torch.tensor([[4, 0, 2.5, 1.25], [.25, .5, 0, 0]]))
+    assert torch.allclose(state.momentum, torch.tensor([[4, 0, 1.5, .75], [.15, .3, 0, 0]]))
+
+
+def test_dense_dgc_masks_all_momentum_away():
+    dgc = create_algorithm("dgc", sparsity=0.0, warmup_epoch_iterations=0)
+    params = torch.zeros(2, 3)
+    state = dgc.init(params)
+    grads = torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]])
+    for it in range(3):
+        stats = dgc.apply(state, params, grads, ctx(it, momentum=0.9), LocalComm(2))
+    assert torch.allclose(params, torch.full((2, 3), -6.0))   # plain SGD: 3 x mean grad 2
+    assert stats.bytes_sent.tolist() == [12.0, 12.0]          # capped at dense 4 B x 3
+
+
+def test_replicas_stay_identical():
+    torch.manual_seed(3)
+    dgc = create_algorithm("dgc", sparsity=0.9, warmup_epoch_iterations=2)
+    params = torch.randn(1, 50).repeat(5, 1)
+    state = dgc.init(params)
+    for it in range(10):
+        dgc.apply(state, params, torch.randn(5, 50), ctx(it, lr=0.1, n=5), LocalComm(5))
+    assert torch.equal(params, params[:1].expand(5, 50))
+
+
+def test_clipping_bounds_each_partition_gradient():
+    dgc = create_algorithm("dgc", sparsity=0.0, warmup_epoch_iterations=0, clip_norm=2.0)
+    params = torch.zeros(4, 2)
+    state = dgc.init(params)
+    grads = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0], [0.0, 0.0]])
+    dgc.apply(state, params, grads, ctx(n=4), LocalComm(4))
+    # limit 2 / sqrt(4) = 1: [3, 4] -> [.6, .8]; [.3, .4] is kept; applied lr / N = 1/4
+    assert torch.allclose(params[0], -torch.tensor([0.9, 1.2]) / 4)
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="sparsity must be in"):
+        create_algorithm("dgc", sparsity=1.0)
+    with pytest.raises(KeyError, match="known: bsp, dgc, fedavg, gaia"):
+        create_algorithm("ssgd")

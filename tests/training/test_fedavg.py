@@ -1,0 +1,66 @@
+"""FedAvg averages every IterLocal steps, keeps local momentum, and IterLocal=1 equals BSP."""
+
+import pytest
+import torch
+
+from training.algorithms import StepContext, create_algorithm
+from training.comm import LocalComm
+
+
+def ctx(iteration=0, lr=1.0, momentum=0.0, weight_decay=0.0, n=2):
+    return StepContext(iteration=iteration, lr=lr, lr_factor=1.0, num_partitions=n,
+                       momentum=momentum, weight_decay=weight_decay)
+
+
+def test_averages_every_iter_local_steps():
+    fedavg = create_algorithm("fedavg", iter_local=3)
+    params = torch.zeros(2, 2)
+    state = fedavg.init(params)
+    grads = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    sent = []
+    for it in range(3):
+        stats = fedavg.apply(state, params, grads, ctx(it), LocalComm(2))
+        sent.append(stats.bytes_sent.tolist())
+        if it == 1:
+            assert torch.equal(params, torch.tensor([[-2.0, 0.0], [0.0, -2.0]]))
+    assert torch.equal(params, torch.tensor([[-1.5, -1.5], [-1.5, -1.5]]))
+    assert sent == [[0.0, 0.0], [0.0, 0.0], [8.0, 8.0]]
+    assert stats.synced and stats.bytes_received.tolist() == [8.0, 8.0]
+
+
+def test_momentum_stays_local():
+    fedavg = create_algorithm("fedavg", iter_local=1)
+    params = torch.zeros(2, 1)
+    state = fedavg.init(params)
+    fedavg.apply(state, params, torch.tensor([[1.0], [3.0]]), ctx(momentum=0.9), LocalComm(2))
+    assert state.momentum.tolist() == [[1.0], [3.0]]
+    assert params.tolist() == [[-2.0], [-2.0]]
+
+
+def test_iter_local_one_equals_bsp():
+    torch.manual_seed(2)
+    comm = LocalComm(4)
+    fedavg, bsp = create_algorithm("fedavg", iter_local=1), create_algorithm("bsp")
+    p_fed = torch.randn(1, 5).repeat(4, 1)
+    p_bsp = p_fed.clone()
+    s_fed, s_bsp = fedavg.init(p_fed), bsp.init(p_bsp)
+    for it in range(6):
+        grads = torch.randn(4, 5)
+        step = ctx(it, lr=0.05, momentum=0.9, weight_decay=5e-4, n=4)
+        fedavg.apply(s_fed, p_fed, grads, step, comm)
+        bsp.apply(s_bsp, p_bsp, grads, step, comm)
+    assert torch.allclose(p_fed, p_bsp, atol=1e-6)
+
+
+def test_knob_change_mid_run_counts_steps_since_the_last_average():
+    fedavg = create_algorithm("fedavg", iter_local=5)
+    params = torch.zeros(2, 1)
+    state = fedavg.init(params)
+    grads = torch.tensor([[1.0], [0.0]])
+    for it in range(3):
+        assert not fedavg.apply(state, params, grads, ctx(it), LocalComm(2)).synced
+    fedavg.set_knob(2)
+    assert fedavg.iter_local == 2 and isinstance(fedavg.iter_local, int)
+    assert fedavg.apply(state, params, grads, ctx(3), LocalComm(2)).synced
+    with pytest.raises(ValueError, match="iter_local must be >= 1"):
+        fedavg.set_knob(0)

@@ -1,0 +1,231 @@
+"""SkewScout: the controller's rule on scripted loss sequences, and model-traveling accounting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.skewscout import (
+    ControllerConfig,
+    KnobController,
+    SkewScout,
+    SkewScoutConfig,
+    model_bytes,
+    ordered_grid,
+    travel,
+    travel_pairs,
+)
+
+GRID = (5.0, 10.0, 50.0, 200.0, 1000.0)   # FedAvg IterLocal, most -> least communication
+
+
+def run_script(estimates, **cfg):
+    ctl = KnobController(GRID, ControllerConfig(target=0.1, **cfg), index=2)
+    return [ctl.update(e, i).action for i, e in enumerate(estimates)], ctl
+
+
+def test_ordered_grid_runs_from_most_to_least_communication():
+    assert ordered_grid("iter_local", [200, 5, 50]) == (5, 50, 200)
+    assert ordered_grid("sparsity", [0.999, 0.9]) == (0.9, 0.999)
+    with pytest.raises(KeyError, match="known: iter_local, sparsity, t0"):
+        ordered_grid("lr", [1.0])
+    with pytest.raises(ValueError, match="repeats"):
+        ordered_grid("t0", [0.1, 0.1])
+
+
+def test_tighten_at_once_two_steps_when_far_over_target():
+    actions, ctl = run_script([0.15])
+    assert actions == ["tighten"] and ctl.index == 1
+    actions, ctl = run_script([0.25])          # > 2 x target: two steps
+    assert actions == ["tighten"] and ctl.index == 0
+    actions, ctl = run_script([0.25, 0.5])     # bounded at the most-communication end
+    assert actions == ["tighten", "hold"] and ctl.index == 0
+
+
+def test_loosen_needs_patience_and_band_resets_streak():
+    actions, ctl = run_script([0.01, 0.01, 0.01, 0.07, 0.01, 0.01])
+    # two lows -> loosen to 3; one low, then the band (0.07 in [0.05, 0.1]) resets; two lows -> 4
+    assert actions == ["hold", "loosen", "hold", "hold", "hold", "loosen"]
+    assert ctl.index == 4 and ctl.knob == 1000.0
+    actions, ctl = run_script([0.0, 0.0, 0.0])   # bounded at the least-communication end
+    assert ctl.index == 3 and run_script([0.0] * 6)[1].index == 4
+
+
+def test_failed_loosen_doubles_patience_for_that_index():
+    # loosen 2 -> 3 after 2 lows, the loss then exceeds the target: back to 2, failure on 3.
+    actions, ctl = run_script([0.0, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0])
+    assert actions[:3] == ["hold", "loosen", "tighten"]
+    # now 4 lows in a row are needed to enter index 3 again
+    assert actions[3:] == ["hold", "hold", "hold", "loosen"]
+    assert [d.index for d in ctl.history] == [2, 3, 2, 2, 2, 2, 3]
+
+
+def test_controller_config_validation_says_how_to_fix():
+    with pytest.raises(ValueError, match="fraction"):
+        ControllerConfig(target=5)
+    with pytest.raises(ValueError, match="patience"):
+        ControllerConfig(patience=0)
+    with pytest.raises(ValueError, match="max_travel_interval"):
+        SkewScoutConfig(travel_interval=100, max_travel_interval=50)
+
+
+def test_travel_pairs_round_robin_cycles_offsets_and_all_pairs():
+    assert travel_pairs(3, 0, "round_robin") == [(0, 1), (1, 2), (2, 0)]
+    assert travel_pairs(3, 1, "round_robin") == [(0, 2), (1, 0), (2, 1)]
+    assert travel_pairs(3, 2, "round_robin") == travel_pairs(3, 0, "round_robin")
+    assert sorted(travel_pairs(3, 0, "all_pairs")) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0),
+                                                       (2, 1)]
+    assert travel_pairs(1, 0, "round_robin") == []
+
+
+class FakeAlgorithm:
+    knob_name = "iter_local"
+
+    def __init__(self):
+        self.iter_local = 50
+
+    def set_knob(self, v):
+        self.iter_local = int(v)
+
+
+class FakeTrainer:
+    """Partition i's model has accuracy acc[i][j] on partition j's data; 10 params + 2 buffers."""
+
+    def __init__(self, acc):
+        self.acc = acc
+        self.num_partitions = len(acc)
+        self.iteration = 0
+        self.algorithm = FakeAlgorithm()
+        self.sent = [0.0] * self.num_partitions
+        self.received = [0.0] * self.num_partitions
+
+    def partition_state_dict(self, i):
+        return {"w": torch.zeros(2, 5), "running_mean": torch.zeros(2),
+                "num_batches_tracked": torch.tensor(3)}
+
+    def train_sample(self, i, n, seed):
+        return torch.zeros(n, 1), torch.full((n,), i)
+
+    def model_accuracy(self, i, x, y):
+        return self.acc[i][int(y[0])]
+
+    def add_bytes(self, i, sent, received):
+        self.sent[i] += sent
+        self.received[i] += received
+
+
+def test_travel_measures_local_minus_traveled_and_counts_bytes():
+    acc = [[1.0, 0.2, 0.4], [0.5, 0.9, 0.1], [0.3, 0.3, 0.8]]
+    tr = FakeTrainer(acc)
+    rep = travel(tr, 0, sample_size=4, pairing="round_robin", seed=0)
+    # pairs (0,1) (1,2) (2,0): local acc on dst minus traveled
+    assert rep.losses == pytest.approx((0.9 - 0.2, 0.8 - 0.1, 1.0 - 0.3))
+    assert rep.estimate == pytest.approx((0.7 + 0.7 + 0.7) / 3)
+    assert model_bytes(tr.partition_state_dict(0)) == 48.0   # 12 floats, the int counter skipped
+    assert tr.sent == [48.0, 48.0, 48.0] and tr.received == [48.0, 48.0, 48.0]
+    assert rep.bytes_total == 144.0
+
+
+def test_skewscout_callback_travels_on_schedule_and_turns_the_knob():
+    identical = [[0.9] * 3 for _ in range(3)]   # no skew: loss 0 -> loosen after patience
+    tr = FakeTrainer(identical)
+    cfg = SkewScoutConfig(ControllerConfig(target=0.1, patience=2), travel_interval=10,
+                          jitter=False)
+    scout = SkewScout(GRID, cfg)
+    for it in range(1, 31):
+        tr.iteration = it
+        scout(tr)
+    assert [r.iteration for r in scout.travels] == [10, 20, 30]
+    assert [d.action for d in scout.decisions] == ["hold", "loosen", "hold"]
+    assert tr.algorithm.iter_local == 200
+    assert scout.knob_trace == [(0, 50.0), (20, 200.0)]
+    assert scout.travel_bytes == 3 * 3 * 48.0 and sum(tr.sent) == scout.travel_bytes
+
+
+def test_backoff_doubles_interval_while_holding():
+    tr = FakeTrainer([[0.9, 0.83], [0.83, 0.9]])       # loss 0.07: inside the band -> hold
+    cfg = SkewScoutConfig(ControllerConfig(target=0.1), travel_interval=10,
+                          max_travel_interval=40, jitter=False)
+    scout = SkewScout(GRID, cfg)
+    for it in range(1, 151):
+        tr.iteration = it
+        scout(tr)
+    assert [r.iteration for r in scout.travels] == [10, 30, 70, 110, 150]
+
+
+def test_single_pairing_visits_every_ordered_pair_once_per_cycle():
+    pairs = [travel_pairs(3, r, "single")[0] for r in range(6)]
+    assert sorted(pairs) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+
+
+def test_jitter_is_seeded_and_bounded():
+    def times(seed):
+        tr = FakeTrainer([[0.9, 0.83], [0.83, 0.9]])
+        scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1), travel_interval=20,
+                                                seed=seed))
+        for it in range(1, 201):
+            tr.iteration = it
+            scout(tr)
+        return [r.iteration for r in scout.travels]
+
+    a = times(0)
+    assert a == times(0) and a != times(1)
+    gaps = [y - x for x, y in zip([0, *a], a, strict=False)]
+    assert all(15 <= g <= 25 for g in gaps)
+
+
+def test_median_window_ignores_a_single_spike():
+    actions, ctl = run_script([0.07, 0.9, 0.07], window=3)
+    assert actions == ["hold", "tighten", "hold"]   # median of 2 = mean 0.485: still over
+    actions, ctl = run_script([0.07, 0.07, 0.9, 0.07], window=3)
+    assert actions == ["hold", "hold", "hold", "hold"] and ctl.index == 2
+    assert ctl.history[2].estimate == pytest.approx(0.07)
+
+
+def real_trainer(algorithm, callbacks=()):
+    import skewtools
+    from training.datasets import load_digits_dataset, split_partitions
+    from training.engine import TrainConfig, Trainer
+    from training.models import create_model
+
+    ds = load_digits_dataset(image_size=8)
+    parts = skewtools.partition("label_skew", ds.train.y.numpy(), num_partitions=2,
+                                noniid_fraction=1.0, seed=0)
+    return Trainer(lambda: create_model("gn-lenet", num_classes=10, in_channels=1, image_size=8),
+                   algorithm, split_partitions(ds.train, parts.indices), ds.val,
+                   TrainConfig(iterations=10, batch_size=20, eval_every=10, progress=False),
+                   callbacks=list(callbacks))
+
+
+def test_dgc_travels_local_views_and_restores_the_shared_replicas():
+    from training.algorithms import create_algorithm
+
+    torch.set_num_threads(1)
+    tr = real_trainer(create_algorithm("dgc", sparsity=0.999, warmup_epoch_iterations=0))
+    for _ in range(5):
+        tr.step()
+    before = tr.stack.params.detach().clone()
+    sent_before = tr.bytes_sent.clone()
+    assert torch.equal(before[0], before[1])          # DGC replicas are identical...
+    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    assert torch.equal(tr.stack.params, before)       # ...and stay exactly as they were
+    # ...but each partition's unsent residual makes its local view differ from the other's
+    assert rep.local_acc != rep.traveled_acc
+    size = model_bytes(tr.partition_state_dict(0))
+    assert size >= 4 * tr.num_parameters
+    assert (tr.bytes_sent - sent_before).tolist() == [size, size]
+    assert rep.bytes_total == 2 * size
+
+
+def test_skewscout_on_the_real_trainer_counts_travel_in_the_run_totals():
+    from training.algorithms import create_algorithm
+
+    torch.set_num_threads(1)
+    scout = SkewScout((2.0, 4.0, 1000.0), SkewScoutConfig(travel_interval=3, sample_size=32,
+                                                          jitter=False))
+    tr = real_trainer(create_algorithm("fedavg", iter_local=int(scout.initial_knob)), [scout])
+    result = tr.run()
+    assert [r.iteration for r in scout.travels] == [3, 6, 9]
+    fedavg_only = result.bytes_sent[0] - scout.travel_bytes / 2
+    assert fedavg_only >= 0 and sum(result.bytes_sent) >= scout.travel_bytes
+    assert tr.algorithm.iter_local == scout.controller.knob

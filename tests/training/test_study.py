@@ -1,0 +1,173 @@
+"""Study configs, their expansion into runs, the results store and the computed findings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from training.findings import all_claims, markdown_table, summary_markdown
+from training.results import ResultsStore
+from training.study_config import load_study, study_from_dict
+
+DOC = {
+    "name": "tiny",
+    "num_partitions": 2,
+    "target": 0.05,
+    "dataset": {"name": "digits", "image_size": 8},
+    "train": {"iterations": 10, "lr_milestones": [0.5]},
+    "algorithms": {"fedavg": {"iter_local": 50}},
+    "grids": {"fedavg": [5, 50]},
+    "skewscout": {"travel_interval": 5},
+    "experiments": [
+        {"name": "n", "kind": "noniid", "models": ["gn-lenet"], "algorithms": ["bsp", "fedavg"],
+         "noniid_fractions": [0.0, 1.0]},
+        {"name": "s", "kind": "skewscout", "models": ["gn-lenet"], "algorithms": ["fedavg"],
+         "noniid_fractions": [1.0]},
+    ],
+}
+
+
+def test_expansion_shares_runs_between_experiments():
+    study = study_from_dict(DOC)
+    n, s = study.experiments
+    assert len(study.runs(n)) == 4
+    # BSP baseline, grid 5 and 50, SkewScout
+    assert [(r.algorithm, r.mode, r.knob) for r in study.runs(s)] == [
+        ("bsp", "fixed", None), ("fedavg", "fixed", 5), ("fedavg", "fixed", 50),
+        ("fedavg", "skewscout", None)]
+    # bsp@1.0 and fedavg(50)@1.0 are needed by both experiments: 4 + 4 - 2 runs in all
+    assert len(study.all_runs()) == 6
+    scout = study.runs(s)[-1]
+    assert scout.skewscout == {"target": 0.05, "travel_interval": 5, "grid": [5, 50]}
+    assert scout.train["lr_milestones"] == (0.5,)
+
+
+def test_run_id_is_stable_and_depends_on_what_is_computed():
+    a = study_from_dict(DOC).all_runs()
+    b = study_from_dict(DOC).all_runs()
+    assert [r.run_id for r in a] == [r.run_id for r in b]
+    other = study_from_dict({**DOC, "seeds": [1]}).all_runs()
+    assert not {r.run_id for r in a} & {r.run_id for r in other}
+
+
+def test_toml_and_yaml_give_the_same_study(tmp_path):
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(DOC))
+    toml = tmp_path / "s.toml"
+    toml.write_text('''name = "tiny"
+num_partitions = 2
+target = 0.05
+[dataset]
+name = "digits"
+image_size = 8
+[train]
+iterations = 10
+lr_milestones = [0.5]
+[algorithms.fedavg]
+iter_local = 50
+[grids]
+fedavg = [5, 50]
+[skewscout]
+travel_interval = 5
+[[experiments]]
+name = "n"
+kind = "noniid"
+models = ["gn-lenet"]
+algorithms = ["bsp", "fedavg"]
+noniid_fractions = [0.0, 1.0]
+[[experiments]]
+name = "s"
+kind = "skewscout"
+models = ["gn-lenet"]
+algorithms = ["fedavg"]
+noniid_fractions = [1.0]
+''')
+    ids_yaml = [r.run_id for r in load_study(tmp_path / "s.yaml").all_runs()]
+    assert ids_yaml == [r.run_id for r in load_study(toml).all_runs()]
+
+
+def test_shipped_configs_load():
+    for name in ("default", "cifar10_tables", "cifar10_skewscout", "cifar10_alexnet",
+                 "flickr_mammal_continents"):
+        from training.study_config import DEFAULT_CONFIG
+        assert load_study(DEFAULT_CONFIG.parent / f"{name}.toml").all_runs()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"engine": "distributed"}, "simulation engine only"),
+    ({"dataset": {"name": "mnist"}}, "choose one of digits"),
+    ({"experiments": [{**DOC["experiments"][0], "kind": "bogus"}]}, "choose one of noniid"),
+    ({"experiments": [{**DOC["experiments"][1], "algorithms": ["bsp"]}]}, "baseline"),
+    ({"experiments": []}, "no \\[\\[experiments\\]\\]"),
+])
+def test_validation_says_how_to_fix(change, message):
+    with pytest.raises(ValueError, match=message):
+        study_from_dict({**DOC, **change})
+
+
+def fake_row(spec, acc, bytes_per_iteration):
+    return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
+            "algorithm": spec.algorithm, "knob": spec.knob, "noniid_fraction": spec.noniid_fraction,
+            "seed": spec.seed, "final_acc": acc, "bytes_per_iteration": bytes_per_iteration,
+            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]]}
+
+
+def scripted_rows(study, scout_acc, scout_bytes):
+    table = {("bsp", "fixed", None, 0.0): (0.95, 100.0), ("bsp", "fixed", None, 1.0): (0.94, 100.0),
+             ("fedavg", "fixed", 50, 0.0): (0.93, 2.0), ("fedavg", "fixed", 50, 1.0): (0.60, 2.0),
+             ("fedavg", "fixed", 5, 1.0): (0.92, 20.0),
+             ("fedavg", "skewscout", None, 1.0): (scout_acc, scout_bytes)}
+    rows = {}
+    for spec in study.all_runs():
+        acc, b = table[(spec.algorithm, spec.mode, spec.knob, spec.noniid_fraction)]
+        rows[spec.run_id] = fake_row(spec, acc, b)
+    return rows
+
+
+def test_findings_are_computed_from_the_numbers():
+    study = study_from_dict(DOC)
+    claims, tables = all_claims(study, scripted_rows(study, 0.91, 22.0))
+    verdict = {c.text: c.holds for c in claims}
+    assert verdict["gn-lenet: every decentralized algorithm loses > 5.0 points under label skew"]
+    assert verdict["gn-lenet: BSP loses <= 5.0 points"]
+    ss = tables["s"].iloc[0]
+    assert ss["oracle_knob"] == 5 and ss["vs_oracle"] == pytest.approx(1.1)
+    assert ss["saving_vs_bsp"] == pytest.approx(100 / 22, abs=0.01)
+    assert verdict["gn-lenet 100% fedavg: SkewScout within 1.2x the Oracle (our goal)"]
+    # SkewScout below the target (0.88 < 0.94 - 0.05): no claim of equal accuracy holds
+    claims, _ = all_claims(study, scripted_rows(study, 0.88, 10.0))
+    verdict = {c.text: c.holds for c in claims}
+    assert not verdict["gn-lenet 100% fedavg: SkewScout stays within the target of BSP's accuracy"]
+    assert not verdict["gn-lenet 100% fedavg: SkewScout within 1.5x the Oracle (paper)"]
+    text = summary_markdown(study, claims, tables)
+    assert "does not hold on this data" in text and "| model |" in text
+
+
+def test_results_store_persists_and_resumes(tmp_path):
+    study = study_from_dict(DOC)
+    spec = study.all_runs()[0]
+    store = ResultsStore(tmp_path)
+    store.add({**fake_row(spec, 0.9, 1.0), "bytes_sent": [1.0, 2.0], "spec": {"a": 1}})
+    again = ResultsStore(tmp_path)
+    assert spec.run_id in again and len(again) == 1
+    assert again.get(spec.run_id)["bytes_sent"] == [1.0, 2.0]
+    for name in ("results.json", "results.csv", "results.parquet"):
+        assert (tmp_path / name).exists()
+    import pandas as pd
+    flat = pd.read_parquet(tmp_path / "results.parquet")
+    assert json.loads(flat["bytes_sent"].iloc[0]) == [1.0, 2.0]
+
+
+def test_markdown_table():
+    import pandas as pd
+    text = markdown_table(pd.DataFrame({"a": [1.5], "b": ["x"]}))
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.5 | x |"]
+
+
+def test_flickr_iid_control_deals_the_stream_round_robin():
+    from training.study_flickr import _Dealt
+
+    stream = list(range(10))
+    assert [list(_Dealt(stream, p, 3)) for p in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    assert list(_Dealt(stream, 1, 3)) == [1, 4, 7]      # re-iterable

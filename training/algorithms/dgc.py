@@ -1,0 +1,82 @@
+"""Deep Gradient Compression (REFERENCE.md §4; Lin et al., ICLR 2018).
+
+Per partition: ``u = m*u + g`` (momentum correction), ``v += u``; send the top-k of ``|v|`` and
+zero the sent elements in both ``v`` and ``u`` (momentum factor masking). Every replica applies
+``-lr/N * sum_k(sent_k)``, so replicas stay identical (the engine averages BatchNorm running
+statistics every iteration). Sparsity warms up 75%, 93.75%, 98.4375%, 99.6% over the first four
+"epochs" of ``warmup_epoch_iterations`` each, then ``sparsity`` (the knob); a knob below a warm-up
+stage wins. Optional local gradient clipping to ``clip_norm / sqrt(N)`` per partition (off).
+**decision** top-k is taken over the whole flat parameter vector, not per layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.sparse import exchange_stats, sparse_bytes, top_k_indices
+
+WARMUP_SPARSITY = (0.75, 0.9375, 0.984375, 0.996)
+
+
+@dataclass
+class DGCState:
+    momentum: torch.Tensor      # u [k, P]
+    accumulated: torch.Tensor   # v [k, P]
+
+
+@register_algorithm
+class DGC(Algorithm):
+    name = "dgc"
+    knob_name = "sparsity"
+    has_global_model = True
+
+    def __init__(self, sparsity: float = 0.999, warmup_epoch_iterations: int = 1000,
+                 clip_norm: float | None = None) -> None:
+        self.sparsity = float(sparsity)
+        self.warmup_epoch_iterations = int(warmup_epoch_iterations)
+        self.clip_norm = clip_norm
+        self.validate()
+
+    def validate(self) -> None:
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ValueError(f"sparsity must be in [0, 1) (fraction not sent, e.g. 0.999), "
+                             f"got {self.sparsity}")
+        if self.warmup_epoch_iterations < 0:
+            raise ValueError("warmup_epoch_iterations must be >= 0 (0 disables the warm-up)")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm}")
+
+    def sparsity_at(self, iteration: int) -> float:
+        """The sparsity in force at ``iteration`` (warm-up stage, capped by the knob)."""
+        if self.warmup_epoch_iterations > 0:
+            stage = iteration // self.warmup_epoch_iterations
+            if stage < len(WARMUP_SPARSITY):
+                return min(WARMUP_SPARSITY[stage], self.sparsity)
+        return self.sparsity
+
+    def init(self, params: torch.Tensor) -> DGCState:
+        return DGCState(momentum=torch.zeros_like(params), accumulated=torch.zeros_like(params))
+
+    def apply(self, state: DGCState, params: torch.Tensor, grads: torch.Tensor,
+              ctx: StepContext, comm: Comm) -> StepStats:
+        grads = grads.add(params, alpha=ctx.weight_decay)
+        if self.clip_norm is not None:
+            limit = self.clip_norm / math.sqrt(ctx.num_partitions)
+            norms = grads.norm(dim=1, keepdim=True)
+            grads = grads * (limit / norms.clamp(min=limit))
+        state.momentum.mul_(ctx.momentum).add_(grads)
+        state.accumulated.add_(state.momentum)
+        num_values = params.shape[1]
+        count = max(1, round(num_values * (1.0 - self.sparsity_at(ctx.iteration))))
+        index = top_k_indices(state.accumulated, count)
+        sent = torch.zeros_like(params).scatter_(1, index, state.accumulated.gather(1, index))
+        params.sub_(comm.all_sum(sent), alpha=ctx.lr / ctx.num_partitions)
+        state.accumulated.scatter_(1, index, 0.0)
+        state.momentum.scatter_(1, index, 0.0)
+        counts = torch.full((params.shape[0],), index.shape[1])
+        nbytes = sparse_bytes(counts, num_values)
+        return exchange_stats(nbytes, comm, synced=True)

@@ -1,0 +1,53 @@
+"""Federated Averaging (REFERENCE.md §4).
+
+Each partition takes local momentum SGD steps with the global ``lr``; after every ``iter_local``
+local steps all models (and, through the engine, BatchNorm running statistics) are replaced by
+their mean. Momentum stays local and is kept across averaging. All partitions hold equal shares,
+so the mean is unweighted. ``iter_local=1`` equals BSP. The count of steps since the last
+averaging lives in the state, so SkewScout may change ``iter_local`` mid-run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.sparse import dense_stats, silent_stats
+
+
+@dataclass
+class FedAvgState:
+    momentum: torch.Tensor      # [k, P], each partition's own
+    steps_since_sync: int = 0
+
+
+@register_algorithm
+class FedAvg(Algorithm):
+    name = "fedavg"
+    knob_name = "iter_local"
+    has_global_model = True
+
+    def __init__(self, iter_local: int = 50) -> None:
+        self.iter_local = int(iter_local)
+        self.validate()
+
+    def validate(self) -> None:
+        if self.iter_local < 1:
+            raise ValueError(f"iter_local must be >= 1 (iterations between averaging), "
+                             f"got {self.iter_local}")
+
+    def init(self, params: torch.Tensor) -> FedAvgState:
+        return FedAvgState(momentum=torch.zeros_like(params))
+
+    def apply(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
+              ctx: StepContext, comm: Comm) -> StepStats:
+        state.momentum.mul_(ctx.momentum).add_(grads.add(params, alpha=ctx.weight_decay))
+        params.sub_(state.momentum, alpha=ctx.lr)
+        state.steps_since_sync += 1
+        if state.steps_since_sync < self.iter_local:
+            return silent_stats(params)
+        params.copy_(comm.all_mean(params))
+        state.steps_since_sync = 0
+        return dense_stats(params, synced=True)

@@ -1,0 +1,59 @@
+"""Gaia's significance filter (REFERENCE.md §4; Hsieh et al., NSDI 2017).
+
+Per partition: momentum SGD on its own (weight-decayed) gradient, the update scaled by ``1/N``
+(the learning-rate convention in base.py) and applied locally at once, and also added to an
+accumulator. Element ``j`` of the accumulator is sent when ``|acc_j / w_j| > T`` with ``w`` the
+partition's current (locally updated) weights, always when ``w_j == 0`` and ``acc_j != 0``;
+``T = t0 * lr_factor`` so the threshold falls with the learning rate. Receivers add what others
+sent; the sender zeroes it. **decision** momentum is per partition on its own gradient (the
+original applies the solver's momentum locally before the filter). Gaia has no global model:
+replicas differ, and BatchNorm running statistics stay each partition's own. With ``t0=0``
+everything is sent every iteration and Gaia equals BSP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.sparse import exchange_stats, sparse_bytes
+
+
+@dataclass
+class GaiaState:
+    momentum: torch.Tensor      # [k, P] each partition's own velocity
+    accumulated: torch.Tensor   # [k, P] local updates not yet sent
+
+
+@register_algorithm
+class Gaia(Algorithm):
+    name = "gaia"
+    knob_name = "t0"
+    has_global_model = False
+
+    def __init__(self, t0: float = 0.20) -> None:
+        self.t0 = float(t0)
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.t0 >= 0:
+            raise ValueError(f"t0 must be >= 0 (significance threshold, e.g. 0.2), got {self.t0}")
+
+    def init(self, params: torch.Tensor) -> GaiaState:
+        return GaiaState(momentum=torch.zeros_like(params), accumulated=torch.zeros_like(params))
+
+    def apply(self, state: GaiaState, params: torch.Tensor, grads: torch.Tensor,
+              ctx: StepContext, comm: Comm) -> StepStats:
+        state.momentum.mul_(ctx.momentum).add_(grads.add(params, alpha=ctx.weight_decay))
+        update = state.momentum * (-ctx.lr / ctx.num_partitions)
+        params.add_(update)
+        state.accumulated.add_(update)
+        threshold = self.t0 * ctx.lr_factor
+        significant = state.accumulated.abs() > threshold * params.abs()
+        sent = torch.where(significant, state.accumulated, 0.0)
+        params.add_(comm.all_sum(sent) - sent)
+        state.accumulated.masked_fill_(significant, 0.0)
+        nbytes = sparse_bytes(significant.sum(dim=1), params.shape[1])
+        return exchange_stats(nbytes, comm, synced=False)

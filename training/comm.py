@@ -1,0 +1,34 @@
+"""The simulation Comm: all partitions live in one process as rows of the leading axis.
+
+Implements the :class:`training.algorithms.base.Comm` protocol for the one-device engine
+(REFERENCE.md §4); ``training.distributed.DistributedComm`` is its torch.distributed twin.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class LocalComm:
+    """Reductions over the leading (partition) axis of a tensor holding every partition.
+
+    Results are broadcast views (no copy): treat them as read-only.
+    """
+
+    def __init__(self, num_partitions: int) -> None:
+        if num_partitions < 1:
+            raise ValueError(f"num_partitions must be >= 1, got {num_partitions}")
+        self.num_partitions = num_partitions
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.shape[0] != self.num_partitions:
+            raise ValueError(f"LocalComm holds all {self.num_partitions} partitions; got a tensor "
+                             f"with leading axis {x.shape[0]}")
+
+    def all_sum(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return x.sum(dim=0, keepdim=True).expand_as(x)
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return x.mean(dim=0, keepdim=True).expand_as(x)

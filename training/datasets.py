@@ -1,0 +1,186 @@
+"""Datasets for the studies and the data interface of the engine (REFERENCE.md §3).
+
+- :class:`PartitionData`: one partition's in-memory ``(x, y)``; sampled by shuffled epochs.
+- :class:`BatchSource`: anything yielding an endless stream of batches (e.g. Flickr-Mammal shards
+  through :class:`IterableBatchSource`).
+- :func:`load_digits_dataset`: scikit-learn's 1,797 real 8x8 digits, embedded and offline.
+- :func:`load_cifar10`: CIFAR-10 from a local torchvision-format folder (``cifar-10-batches-py``).
+- :func:`split_partitions`: apply a partitioning (index arrays, e.g. from ``skewtools.partition``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """An endless stream of ``(x[b, ...], y[b])`` batches of one partition."""
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]: ...
+
+
+@dataclass(frozen=True)
+class PartitionData:
+    """One partition's training data (or a validation set), in memory."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if len(self.x) != len(self.y):
+            raise ValueError(f"x and y differ in length ({len(self.x)} vs {len(self.y)})")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index: np.ndarray | torch.Tensor | Sequence[int]) -> PartitionData:
+        index = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        return PartitionData(self.x[index], self.y[index])
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
+        """Shuffled epochs (a fresh permutation each), dropping an epoch's incomplete tail."""
+        if not 1 <= batch_size <= len(self):
+            raise ValueError(f"batch size {batch_size} needs 1..{len(self)} samples per partition; "
+                             f"lower batch_size or give the partition more data")
+        while True:
+            order = torch.from_numpy(rng.permutation(len(self)))
+            for start in range(0, len(self) - batch_size + 1, batch_size):
+                index = order[start:start + batch_size]
+                yield self.x[index], self.y[index]
+
+
+class IterableBatchSource:
+    """Batches from an iterable of ``(image, label)`` pairs, restarted when it runs out.
+
+    Order comes from the iterable itself (e.g. webdataset shard shuffling); ``rng`` is unused.
+    """
+
+    def __init__(self, samples: Iterable[tuple[Any, Any]]) -> None:
+        self.samples = samples
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
+        while True:
+            xs: list[torch.Tensor] = []
+            ys: list[int] = []
+            full_batches = 0
+            for image, label in self.samples:
+                xs.append(torch.as_tensor(image))
+                ys.append(int(label))
+                if len(ys) == batch_size:
+                    yield torch.stack(xs), torch.tensor(ys)
+                    xs, ys = [], []
+                    full_batches += 1
+            if full_batches == 0:   # restarting would loop forever
+                raise ValueError(f"the sample stream holds fewer than one batch ({batch_size})")
+
+
+@dataclass(frozen=True)
+class StudyDataset:
+    """A training set, a label-balanced validation set and what a model needs to know."""
+
+    name: str
+    train: PartitionData
+    val: PartitionData
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+
+def load_digits_dataset(image_size: int = 16, val_fraction: float = 0.2,
+                        seed: int = 0) -> StudyDataset:
+    """scikit-learn's digits (1,797 8x8 images, 10 classes), resized, normalised, split.
+
+    The split is stratified (label-balanced validation set) and fixed by ``seed``; images are
+    bilinearly resized to ``image_size`` and standardised with the training set's mean and std.
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    if image_size != 8:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    y = torch.tensor(digits.target, dtype=torch.long)
+    train_idx, val_idx = train_test_split(np.arange(len(y)), test_size=val_fraction,
+                                          stratify=digits.target, random_state=seed)
+    mean, std = x[train_idx].mean(), x[train_idx].std()
+    x = (x - mean) / std
+    data = PartitionData(x, y)
+    return StudyDataset("digits", data.subset(np.sort(train_idx)), data.subset(np.sort(val_idx)),
+                        num_classes=10, in_channels=1, image_size=image_size)
+
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+def load_cifar10(root: str | Path) -> StudyDataset:
+    """CIFAR-10 from ``root/cifar-10-batches-py`` (torchvision's pickle format), normalised.
+
+    Read directly (no download, no checksum, so tests can build a tiny folder); the test set is
+    the validation set, as in the paper. No augmentation (REFERENCE.md §3).
+    """
+    folder = Path(root) / "cifar-10-batches-py"
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"CIFAR-10 not found: {folder} lacks {', '.join(missing)}. Download it once with "
+            f"torchvision.datasets.CIFAR10({str(root)!r}, download=True) on a networked machine.")
+    train = _read_cifar_batches([folder / n for n in names[:5]])
+    val = _read_cifar_batches([folder / names[5]])
+    return StudyDataset("cifar10", train, val, num_classes=10, in_channels=3, image_size=32)
+
+
+def _read_cifar_batches(paths: Sequence[Path]) -> PartitionData:
+    xs, ys = [], []
+    for path in paths:
+        with open(path, "rb") as handle:
+            entry = pickle.load(handle, encoding="latin1")
+        xs.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        ys.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    x = torch.from_numpy(np.concatenate(xs)).float() / 255.0
+    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    return PartitionData((x - mean) / std, torch.tensor(ys, dtype=torch.long))
+
+
+def split_partitions(data: PartitionData,
+                     indices: Sequence[np.ndarray | Sequence[int]]) -> list[PartitionData]:
+    """One :class:`PartitionData` per index array (``skewtools.partition(...).indices``)."""
+    return [data.subset(index) for index in indices]
+
+
+def flickr_batch_sources(root: str | Path, by: str = "continent", split: str = "train",
+                         transform: Any = None) -> dict[str, IterableBatchSource]:
+    """Flickr-Mammal's geographic partitions as batch sources, name -> source."""
+    from flickr_mammal import load_partitions  # optional: only Flickr studies need the shards
+
+    parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform)
+    return {name: IterableBatchSource(dataset) for name, dataset in parts.items()}
+
+
+def materialize(samples: Iterable[tuple[Any, Any]], limit: int | None = None) -> PartitionData:
+    """Load (up to ``limit``) ``(image, label)`` pairs into memory, e.g. a validation split."""
+    xs, ys = [], []
+    for image, label in samples:
+        if limit is not None and len(ys) >= limit:
+            break
+        xs.append(torch.as_tensor(image))
+        ys.append(int(label))
+    if not ys:
+        raise ValueError("no samples to materialize")
+    return PartitionData(torch.stack(xs), torch.tensor(ys, dtype=torch.long))

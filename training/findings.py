@@ -1,0 +1,213 @@
+"""The study's findings, computed from the numbers (REFERENCE.md §5); never hard-coded.
+
+Each finding of the paper becomes a few checkable claims; each claim says "holds" or
+"does not hold on this data" with the numbers behind it. The threshold for a "significant"
+accuracy loss is the study's ``target`` (the same accuracy loss the Oracle allows against BSP).
+Accuracy losses are in points (percentage points of top-1 accuracy); seeds are averaged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from training.oracle import KnobOutcome, select_oracle
+from training.study_config import Experiment, StudyConfig
+
+DECENTRALIZED = ("gaia", "fedavg", "dgc")
+
+
+@dataclass(frozen=True)
+class Claim:
+    finding: str
+    text: str
+    holds: bool
+    evidence: str
+
+    def line(self) -> str:
+        verdict = "holds" if self.holds else "does not hold on this data"
+        return f"- **{self.finding}** {self.text}: **{verdict}** ({self.evidence})"
+
+
+def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd.DataFrame:
+    """The experiment's finished runs, seeds averaged (final_acc, bytes)."""
+    recs = [rows[s.run_id] for s in study.runs(exp) if s.run_id in rows]
+    if not recs:
+        return pd.DataFrame()
+    df = pd.DataFrame(recs)
+    df["knob"] = df["knob"].astype(float)
+    keys = ["model", "algorithm", "mode", "knob", "noniid_fraction"]
+    return (df.groupby(keys, dropna=False, as_index=False)
+              [["final_acc", "bytes_per_iteration", "bsp_bytes_per_iteration"]].mean())
+
+
+def loss_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (%) per model x algorithm x fraction, and the loss vs the IID (0%) run."""
+    fixed = df[df["mode"] == "fixed"]
+    piv = fixed.pivot_table(index=["model", "algorithm"], columns="noniid_fraction",
+                            values="final_acc") * 100
+    if 0.0 in piv.columns:
+        for col in [c for c in piv.columns if c != 0.0]:
+            piv[f"loss@{int(round(col * 100))}%"] = piv[0.0] - piv[col]
+    piv.columns = [f"acc@{int(round(c * 100))}%" if isinstance(c, float) else c
+                   for c in piv.columns]
+    return piv.round(1)
+
+
+def _loss(table: pd.DataFrame, model: str, algo: str, frac: float) -> float | None:
+    col = f"loss@{int(round(frac * 100))}%"
+    if (model, algo) not in table.index or col not in table.columns:
+        return None
+    return float(table.loc[(model, algo), col])
+
+
+def claims_noniid(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+    frac = max(exp.noniid_fractions)
+    out = []
+    for model in exp.models:
+        losses = {a: _loss(table, model, a, frac) for a in exp.algorithms}
+        dec = {a: v for a, v in losses.items() if a in DECENTRALIZED and v is not None}
+        ev = ", ".join(f"{a} {v:+.1f}" for a, v in losses.items() if v is not None)
+        if dec:
+            out.append(Claim("F1", f"{model}: every decentralized algorithm loses > {sig:.1f} "
+                             "points under label skew", all(v > sig for v in dec.values()), ev))
+        if losses.get("bsp") is not None:
+            out.append(Claim("F1", f"{model}: BSP loses <= {sig:.1f} points",
+                             losses["bsp"] <= sig, f"bsp {losses['bsp']:+.1f}"))
+    return out
+
+
+def claims_norm(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+    frac = max(exp.noniid_fractions)
+    bn = [m for m in exp.models if "bn" in m]
+    gn = [m for m in exp.models if "gn" in m]
+    out = []
+    for b, g in zip(bn, gn, strict=False):
+        lb, lg = _loss(table, b, "bsp", frac), _loss(table, g, "bsp", frac)
+        if lb is not None:
+            out.append(Claim("F2", f"BSP with BatchNorm ({b}) loses > {sig:.1f} points",
+                             lb > sig, f"{lb:+.1f}"))
+        if lg is not None:
+            out.append(Claim("F2", f"GroupNorm ({g}) recovers BSP's accuracy (loss <= "
+                             f"{sig:.1f})", lg <= sig, f"{lg:+.1f}"))
+        dec_b = [_loss(table, b, a, frac) for a in exp.algorithms if a in DECENTRALIZED]
+        dec_g = [_loss(table, g, a, frac) for a in exp.algorithms if a in DECENTRALIZED]
+        pairs = [(x, y) for x, y in zip(dec_b, dec_g, strict=True)
+                 if x is not None and y is not None]
+        if pairs:
+            mb = sum(x for x, _ in pairs) / len(pairs)
+            mg = sum(y for _, y in pairs) / len(pairs)
+            out.append(Claim("F2", "GroupNorm reduces the decentralized algorithms' mean loss",
+                             mg < mb, f"BN {mb:+.1f} vs GN {mg:+.1f}"))
+    return out
+
+
+def claims_skew_degree(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+    fracs = sorted(f for f in exp.noniid_fractions if f > 0)
+    out = []
+    for model in exp.models:
+        mean_loss = []
+        for f in fracs:
+            vals = [_loss(table, model, a, f) for a in exp.algorithms if a in DECENTRALIZED]
+            vals = [v for v in vals if v is not None]
+            if vals:
+                mean_loss.append((f, sum(vals) / len(vals)))
+        if len(mean_loss) < 2:
+            continue
+        series = pd.Series([v for _, v in mean_loss], index=[f for f, _ in mean_loss])
+        rho = float(pd.Series(series.index).corr(pd.Series(series.values), method="spearman"))
+        ev = ", ".join(f"{int(f * 100)}%: {v:+.1f}" for f, v in mean_loss)
+        out.append(Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with the "
+                         "degree of skew (Spearman >= 0.8)", rho >= 0.8, f"rho {rho:.2f}; {ev}"))
+    return out
+
+
+def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
+    """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy and communication."""
+    recs = []
+    for (model, frac), part in df.groupby(["model", "noniid_fraction"]):
+        bsp = part[part["algorithm"] == "bsp"]
+        if bsp.empty:
+            continue
+        b_acc, b_bytes = float(bsp["final_acc"].iloc[0]), float(bsp["bytes_per_iteration"].iloc[0])
+        for algo in exp.algorithms:
+            grid = part[(part["algorithm"] == algo) & (part["mode"] == "fixed")]
+            scout = part[(part["algorithm"] == algo) & (part["mode"] == "skewscout")]
+            if grid.empty or scout.empty:
+                continue
+            oracle = select_oracle([KnobOutcome(float(r.knob), float(r.final_acc),
+                                                float(r.bytes_per_iteration))
+                                    for r in grid.itertuples()], b_acc, target)
+            s_acc = float(scout["final_acc"].iloc[0])
+            s_bytes = float(scout["bytes_per_iteration"].iloc[0])
+            recs.append({
+                "model": model, "noniid": f"{int(round(frac * 100))}%", "algorithm": algo,
+                "bsp_acc": 100 * b_acc, "oracle_knob": oracle.knob, "oracle_ok": oracle.feasible,
+                "oracle_acc": 100 * oracle.final_acc, "skewscout_acc": 100 * s_acc,
+                "skewscout_ok": s_acc >= b_acc - target - 1e-9,
+                "saving_vs_bsp": b_bytes / max(s_bytes, 1e-12),
+                "oracle_saving_vs_bsp": b_bytes / max(oracle.bytes_per_iteration, 1e-12),
+                "vs_oracle": s_bytes / max(oracle.bytes_per_iteration, 1e-12),
+            })
+    return pd.DataFrame(recs).round(2)
+
+
+def claims_skewscout(table: pd.DataFrame) -> list[Claim]:
+    out = []
+    for r in table.itertuples():
+        tag = f"{r.model} {r.noniid} {r.algorithm}"
+        ev = (f"acc {r.skewscout_acc:.1f} vs BSP {r.bsp_acc:.1f}, {r.saving_vs_bsp:.1f}x less than "
+              f"BSP, {r.vs_oracle:.2f}x the Oracle (knob {r.oracle_knob:g})")
+        out.append(Claim("F4", f"{tag}: SkewScout stays within the target of BSP's accuracy",
+                         bool(r.skewscout_ok), ev))
+        out.append(Claim("F4", f"{tag}: SkewScout sends less than BSP",
+                         r.saving_vs_bsp > 1.0, f"{r.saving_vs_bsp:.1f}x"))
+        out.append(Claim("F4", f"{tag}: SkewScout within 1.5x the Oracle (paper)",
+                         bool(r.skewscout_ok) and r.vs_oracle <= 1.5, f"{r.vs_oracle:.2f}x"))
+        out.append(Claim("F4", f"{tag}: SkewScout within 1.2x the Oracle (our goal)",
+                         bool(r.skewscout_ok) and r.vs_oracle <= 1.2, f"{r.vs_oracle:.2f}x"))
+    return out
+
+
+def all_claims(study: StudyConfig, rows: dict[str, dict]) -> tuple[list[Claim], dict]:
+    """Every claim of the study and the tables behind them (experiment name -> DataFrame)."""
+    claims: list[Claim] = []
+    tables: dict[str, pd.DataFrame] = {}
+    sig = 100 * study.target
+    for exp in study.experiments:
+        df = runs_frame(study, exp, rows)
+        if df.empty:
+            continue
+        if exp.kind == "skewscout":
+            tables[exp.name] = t = skewscout_table(df, exp, study.target)
+            claims += claims_skewscout(t) if not t.empty else []
+            continue
+        tables[exp.name] = t = loss_table(df)
+        rule = {"noniid": claims_noniid, "norm": claims_norm, "skew_degree": claims_skew_degree}
+        claims += rule[exp.kind](t, exp, sig)
+    return claims, tables
+
+
+def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) -> str:
+    parts = [f"# Study `{study.name}`\n",
+             f"Dataset {study.dataset.get('name')}, {study.num_partitions} partitions, "
+             f"target accuracy loss {100 * study.target:.1f} points.\n"]
+    for exp in study.experiments:
+        if exp.name in tables:
+            parts.append(f"## {exp.name} ({exp.kind})\n\n{markdown_table(tables[exp.name])}\n")
+    parts.append("## Findings\n")
+    parts += [c.line() for c in claims]
+    return "\n".join(parts) + "\n"
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A GitHub markdown table (pandas' to_markdown needs tabulate, which we avoid)."""
+    flat = df.reset_index() if df.index.name or df.index.nlevels > 1 else df
+    head = [str(c) for c in flat.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in flat.itertuples(index=False):
+        cells = [f"{v:g}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

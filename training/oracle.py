@@ -1,0 +1,79 @@
+"""The Oracle SkewScout is measured against (REFERENCE.md §5, finding 4).
+
+The Oracle knows in advance the *fixed* knob value with the least communication whose final
+accuracy meets the target: ``final_acc >= baseline_acc - target`` where the baseline is BSP's
+final accuracy on the same data. It is found by a grid search over the paper's grids
+(:data:`training.skewscout.DEFAULT_GRIDS`). "Least communication" is measured (bytes per
+partition per iteration), not assumed from the knob's order. When no value meets the target the
+Oracle falls back to the most-communicating value and says so (``feasible=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class KnobOutcome:
+    """The result of one fixed-knob run."""
+
+    knob: float
+    final_acc: float
+    bytes_per_iteration: float
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.final_acc <= 1.0:
+            raise ValueError(f"final_acc={self.final_acc}: give accuracy as a fraction in [0, 1]")
+        if self.bytes_per_iteration < 0:
+            raise ValueError(f"bytes_per_iteration={self.bytes_per_iteration}: must be >= 0")
+
+
+@dataclass(frozen=True)
+class OracleChoice:
+    """The Oracle's knob and every candidate it considered."""
+
+    knob: float
+    final_acc: float
+    bytes_per_iteration: float
+    feasible: bool
+    threshold: float                       # the accuracy a candidate had to reach
+    candidates: tuple[KnobOutcome, ...]
+
+
+def select_oracle(outcomes: Sequence[KnobOutcome], baseline_acc: float,
+                  target: float) -> OracleChoice:
+    """Pick the least-communicating outcome with ``final_acc >= baseline_acc - target``."""
+    if not outcomes:
+        raise ValueError("no outcomes to choose from; run at least one grid value")
+    if target < 0:
+        raise ValueError(f"target={target}: the allowed accuracy loss must be >= 0")
+    threshold = baseline_acc - target
+    # A tiny tolerance so that a float equal to the threshold counts as meeting it.
+    feasible = [o for o in outcomes if o.final_acc >= threshold - 1e-9]
+    if feasible:
+        best = min(feasible, key=lambda o: (o.bytes_per_iteration, -o.final_acc))
+    else:
+        best = max(outcomes, key=lambda o: (o.bytes_per_iteration, o.final_acc))
+    return OracleChoice(best.knob, best.final_acc, best.bytes_per_iteration, bool(feasible),
+                        threshold, tuple(outcomes))
+
+
+def grid_search(grid: Sequence[float], run: Callable[[float], KnobOutcome], baseline_acc: float,
+                target: float, *, stop_early: bool = False) -> OracleChoice:
+    """Run ``run(knob)`` for each grid value and select the Oracle.
+
+    ``grid`` is ordered from most to least communication. With ``stop_early`` the search walks it
+    from the least-communicating end and stops at the first value that meets the target, which
+    assumes communication falls along the grid (true of Gaia, FedAvg and DGC by construction).
+    """
+    if not grid:
+        raise ValueError("the grid is empty; give at least one knob value")
+    threshold = baseline_acc - target
+    outcomes: list[KnobOutcome] = []
+    for knob in (reversed(grid) if stop_early else grid):
+        outcome = run(knob)
+        outcomes.append(outcome)
+        if stop_early and outcome.final_acc >= threshold - 1e-9:
+            break
+    return select_oracle(outcomes, baseline_acc, target)

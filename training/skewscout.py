@@ -1,0 +1,250 @@
+"""SkewScout (REFERENCE.md §5, finding 4): model traveling + a communication controller.
+
+**Model traveling.** Every ``travel_interval`` iterations each partition's model is sent to another
+partition (``round_robin``: partition i to i + r mod N, the offset r cycling through 1..N-1 from
+round to round; ``all_pairs``: to every other partition; ``single``: one model per round, the
+source and offset cycling so that all ordered pairs take turns, N times cheaper than
+``round_robin`` when runs are too short for the traveling cost to vanish). There it is evaluated
+on a seeded sample of that partition's *training* data next to the local model; the
+``local - traveled`` accuracy is the skew-induced accuracy loss of that pair, and the estimate is
+the mean over pairs. Each
+traveled model costs 4 B per value of its parameters and buffers, counted with
+``trainer.add_bytes`` (sent by the source, received by the destination), so traveling is part of
+SkewScout's communication totals. With ``max_travel_interval`` set, the interval doubles after a
+"hold" decision that leaves no loosen pending (up to that bound) and returns to
+``travel_interval`` after any move or while low estimates are being counted: a
+settled knob is checked less often, which keeps traveling cheap next to the algorithm's traffic.
+Each travel time is offset by a seeded jitter of up to a quarter interval (``jitter=True``) so
+that traveling does not lock onto FedAvg's averaging period, right after which all models agree.
+A partition's model includes the updates it has computed but not sent (see :func:`local_views`:
+this matters for DGC, whose replicas are otherwise identical).
+
+**The controller** (:mod:`training.skewscout_controller`; the rule is documented there) turns
+each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
+``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.skewscout_controller import (  # noqa: F401  (re-exported)
+    DEFAULT_GRIDS,
+    LARGER_IS_LESS_COMMUNICATION,
+    ControllerConfig,
+    Decision,
+    KnobController,
+    ordered_grid,
+)
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------- model traveling
+
+PAIRINGS = ("round_robin", "all_pairs", "single")
+BYTES_PER_VALUE = 4
+
+
+def travel_pairs(num_partitions: int, round_index: int, pairing: str) -> list[tuple[int, int]]:
+    """(source, destination) partition pairs of one traveling round."""
+    if pairing not in PAIRINGS:
+        raise KeyError(f"unknown pairing {pairing!r}; known: {', '.join(PAIRINGS)}")
+    n = num_partitions
+    if n < 2:
+        return []
+    if pairing == "all_pairs":
+        return [(i, j) for i in range(n) for j in range(n) if i != j]
+    if pairing == "single":   # one model per round, walking through all N(N-1) ordered pairs
+        src, off = round_index % n, 1 + (round_index // n) % (n - 1)
+        return [(src, (src + off) % n)]
+    offset = 1 + round_index % (n - 1)
+    return [(i, (i + offset) % n) for i in range(n)]
+
+
+def model_bytes(state: dict[str, torch.Tensor]) -> float:
+    """Bytes of one traveling model: 4 B per value of every floating parameter and buffer."""
+    return float(sum(t.numel() for t in state.values() if t.is_floating_point()) * BYTES_PER_VALUE)
+
+
+@dataclass(frozen=True)
+class TravelReport:
+    """One traveling round: each pair's accuracies on the destination's training sample."""
+
+    iteration: int
+    pairs: tuple[tuple[int, int], ...]
+    local_acc: tuple[float, ...]      # the destination's own model
+    traveled_acc: tuple[float, ...]   # the source's model, traveled to the destination
+    bytes_per_model: float
+
+    @property
+    def losses(self) -> tuple[float, ...]:
+        return tuple(a - b for a, b in zip(self.local_acc, self.traveled_acc, strict=True))
+
+    @property
+    def estimate(self) -> float:
+        """Mean skew-induced accuracy loss over the pairs (0 when nothing traveled)."""
+        return float(sum(self.losses) / len(self.losses)) if self.pairs else 0.0
+
+    @property
+    def bytes_total(self) -> float:
+        return self.bytes_per_model * len(self.pairs)
+
+
+@contextmanager
+def local_views(trainer: Any) -> Iterator[None]:
+    """Let each partition's model include the updates it computed but has not sent yet.
+
+    Gaia's and FedAvg's partitions apply their own updates at once, so their models already are
+    their local views. DGC keeps all replicas identical and holds each partition's unsent
+    residual ``v_k`` apart; traveling those replicas would always measure 0. While this context
+    is open, partition k's model is ``w - lr/N * v_k``, i.e. the model it would have if it had
+    sent everything it holds; afterwards the parameters are restored exactly.
+    """
+    algorithm = getattr(trainer, "algorithm", None)
+    if getattr(algorithm, "name", None) != "dgc":
+        yield
+        return
+    params = trainer.stack.params
+    saved = params.detach().clone()
+    ctx = trainer.context()
+    with torch.no_grad():
+        params.sub_(trainer.state.accumulated, alpha=ctx.lr / ctx.num_partitions)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            params.copy_(saved)
+
+
+def travel(trainer: Any, round_index: int, *, sample_size: int, pairing: str,
+           seed: int) -> TravelReport:
+    """Run one traveling round on a simulation trainer and count its bytes on the trainer."""
+    with local_views(trainer):
+        return _travel(trainer, round_index, sample_size, pairing, seed)
+
+
+def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
+            seed: int) -> TravelReport:
+    n = trainer.num_partitions
+    if getattr(trainer, "num_local", n) != n:
+        raise ValueError("model traveling needs every partition's model in this process; "
+                         "run SkewScout on the simulation engine")
+    pairs = travel_pairs(n, round_index, pairing)
+    size = model_bytes(trainer.partition_state_dict(0))
+    local_cache: dict[int, float] = {}
+    local, traveled = [], []
+    for src, dst in pairs:
+        x, y = trainer.train_sample(dst, sample_size, seed=seed + 7919 * round_index + dst)
+        if dst not in local_cache:
+            local_cache[dst] = float(trainer.model_accuracy(dst, x, y))
+        local.append(local_cache[dst])
+        traveled.append(float(trainer.model_accuracy(src, x, y)))
+        trainer.add_bytes(src, sent=size, received=0.0)
+        trainer.add_bytes(dst, sent=0.0, received=size)
+    return TravelReport(int(trainer.iteration), tuple(pairs), tuple(local), tuple(traveled), size)
+
+
+@dataclass(frozen=True)
+class SkewScoutConfig:
+    """How often models travel, on how much data, and the controller's parameters."""
+
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    travel_interval: int = 100
+    max_travel_interval: int | None = None   # None: fixed interval; else back off up to it
+    sample_size: int = 200
+    pairing: str = "round_robin"
+    initial_index: int = -1                  # -1: middle of the grid
+    jitter: bool = True                      # seeded +-interval/4 offset on each travel time
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.travel_interval < 1:
+            raise ValueError(f"travel_interval={self.travel_interval}: must be >= 1 iteration")
+        if self.max_travel_interval is not None and self.max_travel_interval < self.travel_interval:
+            raise ValueError(
+                f"max_travel_interval={self.max_travel_interval} is below travel_interval="
+                f"{self.travel_interval}; raise it or set None for a fixed interval"
+            )
+        if self.sample_size < 1:
+            raise ValueError(f"sample_size={self.sample_size}: must be >= 1 sample")
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing={self.pairing!r}: choose one of {', '.join(PAIRINGS)}")
+
+
+class SkewScout:
+    """A Trainer callback: travels models, asks the controller, sets ``trainer.algorithm``'s knob.
+
+    ``grid`` must already be ordered from most to least communication (:func:`ordered_grid`).
+    Build the algorithm with :attr:`initial_knob`; the first call sets it anyway.
+    """
+
+    def __init__(self, grid: Sequence[float], config: SkewScoutConfig | None = None) -> None:
+        self.config = config or SkewScoutConfig()
+        self.controller = KnobController(tuple(grid), self.config.controller,
+                                         index=self.config.initial_index)
+        self.travels: list[TravelReport] = []
+        self.knob_trace: list[tuple[int, float]] = []
+        self._interval = self.config.travel_interval
+        self._rng = np.random.default_rng(self.config.seed)
+        self._next = self.config.travel_interval + self._jitter()
+
+    @property
+    def initial_knob(self) -> float:
+        return self.controller.knob
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return self.controller.history
+
+    @property
+    def travel_bytes(self) -> float:
+        return float(sum(r.bytes_total for r in self.travels))
+
+    def __call__(self, trainer: Any) -> None:
+        if not self.knob_trace:
+            self._set_knob(trainer, 0)
+        if trainer.iteration < self._next:
+            return
+        report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
+                        pairing=self.config.pairing, seed=self.config.seed)
+        self.travels.append(report)
+        decision = self.controller.update(report.estimate, int(trainer.iteration))
+        logger.debug("skewscout it=%d estimate=%.4f %s -> knob %s", decision.iteration,
+                     decision.estimate, decision.action, decision.knob)
+        if decision.action != "hold":
+            self._set_knob(trainer, int(trainer.iteration))
+        self._interval = self._next_interval(decision.action)
+        self._next = int(trainer.iteration) + self._interval + self._jitter()
+
+    def _jitter(self) -> int:
+        """A seeded offset of up to +-interval/4, so travels don't lock onto a sync period
+        (FedAvg's models are identical right after averaging; traveling then sees no skew)."""
+        span = self._interval // 4
+        return int(self._rng.integers(-span, span + 1)) if self.config.jitter and span else 0
+
+    def _next_interval(self, action: str) -> int:
+        cap = self.config.max_travel_interval
+        if cap is None or action != "hold" or self.controller.loosen_pending:
+            return self.config.travel_interval
+        return min(cap, 2 * self._interval)
+
+    def _set_knob(self, trainer: Any, iteration: int) -> None:
+        trainer.algorithm.set_knob(self.controller.knob)
+        self.knob_trace.append((iteration, float(self.controller.knob)))
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for the results store."""
+        return {
+            "travel_rounds": len(self.travels),
+            "travel_bytes": self.travel_bytes,
+            "knob_trace": [list(t) for t in self.knob_trace],
+            "estimates": [[r.iteration, round(r.estimate, 5)] for r in self.travels],
+            "final_knob": float(self.controller.knob),
+        }

@@ -1,0 +1,191 @@
+"""The study runner (REFERENCE.md §3, §5): expand a study, run what is missing, report.
+
+:func:`run_study` runs every run of a :class:`~training.study_config.StudyConfig` that the results
+store in ``out_dir`` does not hold yet (so an interrupted study resumes), then writes the figures
+and ``summary.md`` (tables + a verdict per finding, computed from the numbers). One run =
+dataset -> skewtools partitions -> model + algorithm (+ SkewScout) -> Trainer -> one result row.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+import skewtools
+from training.algorithms import create_algorithm
+from training.datasets import StudyDataset, load_cifar10, load_digits_dataset, split_partitions
+from training.engine import TrainConfig, Trainer
+from training.figures import draw_all
+from training.findings import Claim, all_claims, summary_markdown
+from training.models import create_model
+from training.results import ResultsStore
+from training.skewscout import ControllerConfig, SkewScout, SkewScoutConfig, ordered_grid
+from training.study_config import KNOB_OF, RunSpec, StudyConfig
+from training.study_flickr import NUM_CLASSES, flickr_partitions
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyReport:
+    out_dir: Path
+    rows: dict[str, dict]
+    claims: list[Claim]
+    tables: dict
+    figures: list[Path]
+    ran: int            # runs executed now
+    skipped: int        # runs found finished in the store
+
+    @property
+    def summary_path(self) -> Path:
+        return self.out_dir / "summary.md"
+
+
+def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True) -> StudyReport:
+    """Run the missing runs of ``study`` into ``out_dir`` and write figures and summary.md."""
+    out = Path(out_dir)
+    store = ResultsStore(out)
+    specs = study.all_runs()
+    todo = [s for s in specs if s.run_id not in store]
+    log.info("study %s: %d runs, %d already finished", study.name, len(specs),
+             len(specs) - len(todo))
+    for spec in tqdm(todo, desc=f"study {study.name}", disable=not progress):
+        store.add(execute_run(spec))
+    claims, tables = all_claims(study, store.rows)
+    figures = draw_all(study, store.rows, out / "figures")
+    (out / "summary.md").write_text(summary_markdown(study, claims, tables))
+    return StudyReport(out, store.rows, claims, tables, figures, len(todo),
+                       len(specs) - len(todo))
+
+
+def execute_run(spec: RunSpec) -> dict[str, Any]:
+    """Train one run and return its result row."""
+    if spec.engine == "distributed":
+        return execute_distributed(spec)
+    if spec.dataset["name"] == "flickr_mammal":
+        train, val = flickr_partitions(spec.dataset, spec.num_partitions, spec.noniid_fraction,
+                                       spec.seed)
+        shape = (NUM_CLASSES, 3, int(spec.dataset.get("image_size", 224)))
+    else:
+        data = load_dataset(_freeze(spec.dataset))
+        train, val = split_partitions(data.train, _partition(spec, data)), data.val
+        shape = (data.num_classes, data.in_channels, data.image_size)
+    scout = _skewscout(spec)
+    params = dict(spec.algorithm_params)
+    if scout is not None:
+        params[KNOB_OF[spec.algorithm]] = scout.initial_knob
+    algorithm = create_algorithm(spec.algorithm, **params)
+    cfg = replace(TrainConfig(**spec.train), seed=spec.seed, progress=False)
+
+    def model_fn() -> Any:
+        return build_model(spec.model, *shape)
+
+    trainer = Trainer(model_fn, algorithm, train, val, cfg,
+                      callbacks=[scout] if scout is not None else [])
+    result = trainer.run()
+    return result_row(spec, result, scout, algorithm.knob)
+
+
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> Any:
+    """``create_model``, also taking ``bn-``/``gn-`` before ``timm:``/``torchvision:`` names."""
+    norm, _, rest = name.partition("-")
+    if norm in ("bn", "gn") and rest.startswith(("timm:", "torchvision:")):
+        return create_model(rest, num_classes=num_classes, in_channels=in_channels,
+                            image_size=image_size, norm=norm)
+    return create_model(name, num_classes=num_classes, in_channels=in_channels,
+                        image_size=image_size)
+
+
+def result_row(spec: RunSpec, result: Any, scout: SkewScout | None,
+               final_knob: float | None) -> dict[str, Any]:
+    """One flat-ish record: the spec's key fields, the outcome and the communication."""
+    curve = [[int(i), round(float(a), 5)] for i, a in result.curve]
+    accs = [a for _, a in curve] or [float(result.final.mean)]
+    row: dict[str, Any] = {
+        "run_id": spec.run_id, "mode": spec.mode, "dataset": spec.dataset["name"],
+        "model": spec.model, "algorithm": spec.algorithm,
+        "knob": spec.knob if scout is None else final_knob,
+        "noniid_fraction": spec.noniid_fraction, "num_partitions": spec.num_partitions,
+        "seed": spec.seed, "iterations": result.iterations,
+        "final_acc": float(result.final.mean),
+        "final_global_acc": result.final.global_acc, "best_acc": max(accs),
+        "acc_at_half": accs[len(accs) // 2 - 1] if len(accs) > 1 else accs[-1],
+        "bytes_sent": [float(b) for b in result.bytes_sent],
+        "bytes_per_iteration": float(result.bytes_per_iteration),
+        "bsp_bytes_per_iteration": float(result.bsp_bytes_per_iteration),
+        "comm_vs_bsp": float(result.relative_communication),
+        "wall_time_s": round(float(result.wall_time_s), 3), "curve": curve,
+        "travel_bytes": 0.0, "knob_trace": [], "estimates": [], "spec": asdict(spec),
+    }
+    if scout is not None:
+        summary = scout.summary()
+        row.update(travel_bytes=summary["travel_bytes"], knob_trace=summary["knob_trace"],
+                   estimates=summary["estimates"])
+    return row
+
+
+def _skewscout(spec: RunSpec) -> SkewScout | None:
+    if spec.skewscout is None:
+        return None
+    opts = dict(spec.skewscout)
+    grid = ordered_grid(KNOB_OF[spec.algorithm], opts.pop("grid"))
+    ctl_keys = {f.name for f in fields(ControllerConfig)}
+    ctl = ControllerConfig(**{k: opts.pop(k) for k in list(opts) if k in ctl_keys})
+    unknown = set(opts) - {f.name for f in fields(SkewScoutConfig)}
+    if unknown:
+        known = sorted(ctl_keys | {f.name for f in fields(SkewScoutConfig)} - {"controller"})
+        raise ValueError(f"unknown [skewscout] keys {sorted(unknown)}; known: {known}")
+    return SkewScout(grid, SkewScoutConfig(controller=ctl, seed=spec.seed, **opts))
+
+
+def _partition(spec: RunSpec, data: StudyDataset) -> list:
+    labels = data.train.y.numpy()
+    if spec.partitioner == "label_skew":
+        part = skewtools.partition("label_skew", labels, num_partitions=spec.num_partitions,
+                                   noniid_fraction=spec.noniid_fraction, seed=spec.seed)
+    else:
+        part = skewtools.partition(spec.partitioner, labels, num_partitions=spec.num_partitions,
+                                   seed=spec.seed)
+    return list(part.indices)
+
+
+def _freeze(d: dict[str, Any]) -> tuple:
+    return tuple(sorted(d.items()))
+
+
+@lru_cache(maxsize=2)
+def load_dataset(key: tuple) -> StudyDataset:
+    """The study's dataset (cached: every run of a study shares it)."""
+    opts = dict(key)
+    name = opts.pop("name")
+    if name == "digits":
+        return load_digits_dataset(image_size=int(opts.get("image_size", 16)),
+                                   val_fraction=float(opts.get("val_fraction", 0.2)),
+                                   seed=int(opts.get("split_seed", 0)))
+    if name == "cifar10":
+        return load_cifar10(opts["root"])
+    raise ValueError(f"dataset {name!r} is not held in memory; known: digits, cifar10")
+
+
+def execute_distributed(spec: RunSpec) -> dict[str, Any]:
+    """One run as ``torchrun --nproc_per_node=N -m pipelines.train_distributed --spec ...``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "row.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={spec.num_partitions}", "-m", "pipelines.train_distributed",
+               "--spec", str(spec_path), "--out", str(out_path)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if done.returncode != 0 or not out_path.exists():
+            raise RuntimeError(f"distributed run {spec.run_id} failed ({done.returncode}):\n"
+                               f"{done.stderr[-2000:]}")
+        return json.loads(out_path.read_text())

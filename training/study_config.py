@@ -1,0 +1,187 @@
+"""Study configs (TOML or YAML) and their expansion into runs (REFERENCE.md §3, §5).
+
+A study names a dataset, a partitioner, training settings, the algorithms' default knobs and
+grids, SkewScout's settings, and a list of experiments. Each experiment has a ``kind`` that says
+which finding it tests (``noniid``: finding 1, ``norm``: 2, ``skew_degree``: 3, ``skewscout``: 4)
+and expands to runs: one per model x algorithm x non-IID fraction x seed, plus for ``skewscout``
+the BSP baseline, every grid value (the Oracle's search) and one SkewScout run per algorithm.
+Runs are identified by a hash of what they compute (not of the experiment that asked for them),
+so experiments that need the same run share it and a re-run skips it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from training.skewscout import DEFAULT_GRIDS
+
+EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "skewscout")
+DATASETS = ("digits", "cifar10", "flickr_mammal")
+ENGINES = ("simulation", "distributed")
+KNOB_OF = {"gaia": "t0", "fedavg": "iter_local", "dgc": "sparsity"}
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "default.toml"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    kind: str
+    models: tuple[str, ...]
+    algorithms: tuple[str, ...]
+    noniid_fractions: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXPERIMENT_KINDS:
+            raise ValueError(f"experiment {self.name!r}: kind={self.kind!r}; choose one of "
+                             f"{', '.join(EXPERIMENT_KINDS)}")
+        if not self.models or not self.algorithms or not self.noniid_fractions:
+            raise ValueError(f"experiment {self.name!r}: list at least one model, algorithm "
+                             "and noniid_fraction")
+        bad = [f for f in self.noniid_fractions if not 0.0 <= f <= 1.0]
+        if bad:
+            raise ValueError(f"experiment {self.name!r}: noniid_fractions {bad} must be in [0, 1]")
+        if self.kind == "skewscout" and "bsp" in self.algorithms:
+            raise ValueError(f"experiment {self.name!r}: SkewScout needs an algorithm with a knob "
+                             "(gaia, fedavg, dgc); BSP is added as the baseline automatically")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run's outcome; ``run_id`` hashes it."""
+
+    dataset: dict[str, Any]
+    model: str
+    algorithm: str
+    algorithm_params: dict[str, Any]
+    noniid_fraction: float
+    num_partitions: int
+    partitioner: str
+    seed: int
+    train: dict[str, Any]
+    engine: str
+    skewscout: dict[str, Any] | None = None   # None: a fixed-knob run
+
+    @property
+    def mode(self) -> str:
+        return "fixed" if self.skewscout is None else "skewscout"
+
+    @property
+    def knob(self) -> float | None:
+        name = KNOB_OF.get(self.algorithm)
+        return None if name is None else self.algorithm_params.get(name)
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str
+    dataset: dict[str, Any]
+    experiments: tuple[Experiment, ...]
+    num_partitions: int = 5
+    partitioner: str = "label_skew"
+    seeds: tuple[int, ...] = (0,)
+    train: dict[str, Any] = field(default_factory=dict)
+    algorithms: dict[str, dict[str, Any]] = field(default_factory=dict)   # default params
+    grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_GRIDS))
+    target: float = 0.03          # accuracy loss allowed vs BSP (Oracle and findings)
+    skewscout: dict[str, Any] = field(default_factory=dict)
+    engine: str = "simulation"
+
+    def __post_init__(self) -> None:
+        if self.dataset.get("name") not in DATASETS:
+            raise ValueError(f"dataset.name={self.dataset.get('name')!r}; choose one of "
+                             f"{', '.join(DATASETS)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine={self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.num_partitions < 2:
+            raise ValueError(f"num_partitions={self.num_partitions}: need at least 2")
+        if not 0 < self.target < 1:
+            raise ValueError(f"target={self.target}: give the accuracy loss as a fraction")
+        if self.engine == "distributed" and any(e.kind == "skewscout" for e in self.experiments):
+            raise ValueError("SkewScout's model traveling runs on the simulation engine only; "
+                             "set engine = \"simulation\" or drop the skewscout experiment")
+
+    def runs(self, experiment: Experiment) -> list[RunSpec]:
+        """The runs an experiment needs, in a stable order."""
+        out: list[RunSpec] = []
+        for model in experiment.models:
+            for frac in experiment.noniid_fractions:
+                for seed in self.seeds:
+                    out.extend(self._runs_one(experiment, model, float(frac), seed))
+        return out
+
+    def all_runs(self) -> list[RunSpec]:
+        """Every run of the study once, in first-needed order."""
+        seen: dict[str, RunSpec] = {}
+        for exp in self.experiments:
+            for spec in self.runs(exp):
+                seen.setdefault(spec.run_id, spec)
+        return list(seen.values())
+
+    def _runs_one(self, exp: Experiment, model: str, frac: float, seed: int) -> list[RunSpec]:
+        if exp.kind != "skewscout":
+            return [self.spec(model, a, frac, seed) for a in exp.algorithms]
+        out = [self.spec(model, "bsp", frac, seed)]
+        for algo in exp.algorithms:
+            out += [self.spec(model, algo, frac, seed, knob=k) for k in self.grids[algo]]
+            out.append(self.spec(model, algo, frac, seed, skewscout=True))
+        return out
+
+    def spec(self, model: str, algorithm: str, frac: float, seed: int, *,
+             knob: float | None = None, skewscout: bool = False) -> RunSpec:
+        params = dict(self.algorithms.get(algorithm, {}))
+        if knob is not None:
+            params[KNOB_OF[algorithm]] = knob
+        scout = None
+        if skewscout:
+            params.pop(KNOB_OF[algorithm], None)     # the controller sets it
+            scout = {"target": self.target, **self.skewscout,
+                     "grid": list(self.grids[algorithm])}
+        return RunSpec(dict(self.dataset), model, algorithm, params, frac, self.num_partitions,
+                       self.partitioner, int(seed), dict(self.train), self.engine, scout)
+
+
+def load_study(path: str | Path | None = None) -> StudyConfig:
+    """Read a study from TOML (``.toml``) or YAML (``.yaml``/``.yml``); None: the default study."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    if not path.exists():
+        raise FileNotFoundError(f"no study config at {path}; pass a .toml or .yaml file")
+    if path.suffix == ".toml":
+        doc = tomllib.loads(path.read_text())
+    elif path.suffix in (".yaml", ".yml"):
+        doc = yaml.safe_load(path.read_text())
+    else:
+        raise ValueError(f"{path}: use a .toml, .yaml or .yml study config")
+    return study_from_dict(doc, default_name=path.stem)
+
+
+def study_from_dict(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
+    doc = dict(doc)
+    experiments = tuple(
+        Experiment(name=e["name"], kind=e["kind"], models=tuple(e["models"]),
+                   algorithms=tuple(e["algorithms"]),
+                   noniid_fractions=tuple(float(f) for f in e["noniid_fractions"]))
+        for e in doc.pop("experiments", [])
+    )
+    if not experiments:
+        raise ValueError("the study lists no [[experiments]]; add at least one")
+    grids = {**DEFAULT_GRIDS, **{k: tuple(v) for k, v in doc.pop("grids", {}).items()}}
+    train = dict(doc.pop("train", {}))
+    if "lr_milestones" in train:
+        train["lr_milestones"] = tuple(train["lr_milestones"])
+    return StudyConfig(
+        name=doc.pop("name", default_name), dataset=doc.pop("dataset", {"name": "digits"}),
+        experiments=experiments, seeds=tuple(doc.pop("seeds", (0,))), train=train, grids=grids,
+        algorithms=doc.pop("algorithms", {}), skewscout=doc.pop("skewscout", {}), **doc,
+    )

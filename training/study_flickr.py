@@ -1,0 +1,67 @@
+"""Flickr-Mammal for studies (REFERENCE.md §1, §3): geographic partitions streamed from shards.
+
+``noniid_fraction = 1.0`` gives the natural partitions (``dataset.partition_by``: continent by
+default; the first ``num_partitions`` in name order); ``0.0`` gives the IID control: the whole
+training stream dealt round-robin (sample i -> partition i % N), the paper's IID rule. Other
+fractions have no meaning for natural partitions and are refused. The validation set is the first
+``val_samples`` images of the "val" split, held in memory. Images: resize, centre crop to
+``image_size`` (224 by default), ImageNet normalisation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from training.datasets import IterableBatchSource, PartitionData, materialize
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NUM_CLASSES = 42
+
+
+def _transform(image_size: int) -> Any:
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize(int(image_size * 256 / 224)), transforms.CenterCrop(image_size),
+        transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+
+
+class _Dealt:
+    """Every ``n``-th sample of an iterable, from ``offset`` (re-iterable)."""
+
+    def __init__(self, samples: Any, offset: int, n: int) -> None:
+        self.samples, self.offset, self.n = samples, offset, n
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.islice(iter(self.samples), self.offset, None, self.n)
+
+
+def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fraction: float,
+                      seed: int) -> tuple[list[IterableBatchSource], PartitionData]:
+    """Training batch sources (one per partition) and the in-memory validation set."""
+    from flickr_mammal import load_partitions
+
+    root, size = dataset["root"], int(dataset.get("image_size", 224))
+    tf = _transform(size)
+    if noniid_fraction == 1.0:
+        parts = load_partitions(root, by=dataset.get("partition_by", "continent"),
+                                split="train", transform=tf, shuffle_buffer=1000, seed=seed)
+        names = list(parts)[:num_partitions]
+        if len(names) < num_partitions:
+            raise ValueError(f"{len(names)} geographic partitions ({names}) but "
+                             f"num_partitions={num_partitions}; lower it")
+        train = [IterableBatchSource(parts[n]) for n in names]
+    elif noniid_fraction == 0.0:
+        stream = load_partitions(root, by=None, split="train", transform=tf,
+                                 shuffle_buffer=1000, seed=seed)["all"]
+        train = [IterableBatchSource(_Dealt(stream, p, num_partitions))
+                 for p in range(num_partitions)]
+    else:
+        raise ValueError(f"noniid_fraction={noniid_fraction}: Flickr-Mammal's partitions are "
+                         "natural; use 1.0 (geographic) or 0.0 (IID control)")
+    val_all = load_partitions(root, by=None, split="val", transform=tf)["all"]
+    val = materialize(val_all, limit=int(dataset.get("val_samples", 5000)))
+    return train, val
