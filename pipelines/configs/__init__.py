@@ -1,0 +1,1 @@
+"""Shipped study configs (TOML) for `python -m pipelines.run_study`."""

@@ -1,0 +1,42 @@
+"""Run a study: ``python -m pipelines.run_study [CONFIG] [--out DIR]`` (REFERENCE.md §3, §5).
+
+With no CONFIG it runs the embedded default study (pipelines/configs/default.toml: digits,
+offline, CPU). Finished runs in ``--out`` are skipped, so an interrupted study resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from training.findings import markdown_table
+from training.study import run_study
+from training.study_config import DEFAULT_CONFIG, load_study
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.run_study", description=__doc__)
+    parser.add_argument("config", nargs="?", default=str(DEFAULT_CONFIG),
+                        help="study config (.toml/.yaml); default: the embedded digits study")
+    parser.add_argument("--out", default=None, help="output dir (default runs/<study name>)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every evaluation")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    study = load_study(args.config)
+    out = Path(args.out) if args.out else Path("runs") / study.name
+    report = run_study(study, out, progress=not args.no_progress)
+    print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done -> {out}")
+    for name, table in report.tables.items():
+        print(f"\n## {name}\n{markdown_table(table)}")
+    print("\n## Findings")
+    for claim in report.claims:
+        print(claim.line())
+    print(f"\nsummary: {report.summary_path}; figures: {len(report.figures)} in {out / 'figures'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
