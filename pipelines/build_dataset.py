@@ -77,11 +77,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def api_key_from(args: argparse.Namespace) -> str:
+    """``--api-key``, else the ``FLICKR_API_KEY`` environment variable, else empty."""
+    return args.api_key if args.api_key is not None else os.environ.get("FLICKR_API_KEY", "")
+
+
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """The BuildConfig for parsed arguments (raises ValueError / KeyError on bad values)."""
-    api_key = args.api_key if args.api_key is not None else os.environ.get("FLICKR_API_KEY", "")
     return BuildConfig(
-        out=args.out, api_key=api_key, flickr_endpoint=args.flickr_endpoint,
+        out=args.out, api_key=api_key_from(args), flickr_endpoint=args.flickr_endpoint,
         classes=tuple(c.name for c in parse_classes(args.classes)), per_class=args.per_class,
         licenses=args.licenses, min_upload_date=args.min_upload_date,
         max_upload_date=args.max_upload_date, rate_limit=args.rate_limit,
@@ -117,7 +121,7 @@ def _fail(message: str, secret: str, code: int) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    secret = args.api_key if args.api_key is not None else os.environ.get("FLICKR_API_KEY", "")
+    secret = api_key_from(args)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redactor = _Redact(secret)

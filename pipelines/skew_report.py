@@ -12,24 +12,12 @@ stacked_bars.png and the partitioning itself (JSON or Parquet) under --out, and 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
-from typing import Any
 
+from pipelines._cli import parse_param
 from skewtools import list_partitioners
 from skewtools.report import ReportConfig, format_report, run_report
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value``; the value is read as JSON when it parses (numbers, null, lists, dicts)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
 
 
 def class_names(value: str | None) -> tuple[str, ...] | None:

@@ -14,6 +14,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from skewtools.metrics import distributions
+
 # Cells are annotated with their share only while the grid is small enough to read them.
 _ANNOTATE_MAX_CELLS = 150
 
@@ -38,9 +40,7 @@ def plot_heatmap(
     counts: pd.DataFrame, path: str | Path, class_names: Sequence[str] | None = None
 ) -> Path:
     """Share of each class within each partition (rows sum to 1)."""
-    values = counts.to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        share = values / values.sum(axis=1, keepdims=True)
+    share = distributions(counts.to_numpy(dtype=np.float64))
     rows, cols = share.shape
     fig = Figure(figsize=(max(6.0, 0.3 * cols + 3.0), max(3.0, 0.32 * rows + 2.0)))
     ax = fig.add_subplot()

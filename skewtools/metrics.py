@@ -31,7 +31,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy, wasserstein_distance
 
 from skewtools.partitioning import Partitioning
-from skewtools.samples import as_samples, encode_labels
+from skewtools.samples import as_samples
 
 
 def count_matrix(
@@ -47,13 +47,14 @@ def count_matrix(
     classes present in all of ``labels`` (dropped samples included), or ``classes`` if given
     (e.g. ``range(42)`` to keep classes absent from this dataset).
     """
-    values = as_samples(labels, label_column).require_labels()
+    samples = as_samples(labels, label_column)
+    values = samples.require_labels()
     if len(values) != partitioning.num_samples:
         raise ValueError(
             f"{len(values)} labels but the partitioning was made from {partitioning.num_samples}"
         )
     if classes is None:
-        codes, classes = encode_labels(values)
+        codes, classes = samples.codes, samples.classes
     else:
         classes = np.asarray(classes)
         codes = pd.Index(classes).get_indexer(values)

@@ -102,9 +102,7 @@ def as_samples(data: Any, label_column: str = "label") -> Samples:
         labels = frame[label_column].to_numpy() if label_column in frame.columns else None
         return Samples(labels=labels, frame=frame, label_column=label_column)
     labels = data.to_numpy() if isinstance(data, pd.Series) else np.asarray(data)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}; flatten them")
-    return Samples(labels=labels)
+    return Samples(labels=labels)  # Samples rejects labels that are not 1-D
 
 
 def encode_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

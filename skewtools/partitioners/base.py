@@ -42,6 +42,13 @@ def check_num_partitions(num_partitions: object) -> int:
     return int(num_partitions)
 
 
+def check_count(name: str, value: object) -> int:
+    """A plain int >= 1 (bools and numpy ints are refused, as for any JSON-recorded param)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
 def check_fraction(name: str, value: object) -> float:
     if not isinstance(value, int | float | np.number) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
@@ -52,6 +59,18 @@ def check_positive(name: str, value: object) -> float:
     if not isinstance(value, int | float | np.number) or not float(value) > 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
+
+
+def check_min_size(min_partition_size: object, num_partitions: int, num_samples: int) -> int:
+    if isinstance(min_partition_size, bool) or not isinstance(min_partition_size, int):
+        raise ValueError(f"min_partition_size must be an int >= 0, got {min_partition_size!r}")
+    if min_partition_size * num_partitions > num_samples:
+        raise ValueError(
+            f"impossible: {num_partitions} partitions of at least {min_partition_size} samples "
+            f"need {min_partition_size * num_partitions} samples, the data has {num_samples}; "
+            "lower min_partition_size or num_partitions"
+        )
+    return min_partition_size
 
 
 def default_names(num_partitions: int) -> tuple[str, ...]:

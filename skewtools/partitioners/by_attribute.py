@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from skewtools.partitioners.base import DROPPED, Assigned
+from skewtools.partitioners.base import DROPPED, Assigned, check_count
 from skewtools.partitioners.registry import register
 from skewtools.samples import Samples
 
@@ -30,8 +30,7 @@ MISSING_RULES = ("drop", "group")
 
 
 def _check(min_size: object, small: str, top_n: object, missing: str) -> None:
-    if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
-        raise ValueError(f"min_size must be an int >= 1, got {min_size!r}")
+    check_count("min_size", min_size)
     if small not in SMALL:
         raise ValueError(f"small must be one of {SMALL}, got {small!r}")
     if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):

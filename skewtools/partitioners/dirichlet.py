@@ -16,6 +16,7 @@ import numpy as np
 
 from skewtools.partitioners.base import (
     Assigned,
+    check_min_size,
     check_num_partitions,
     check_positive,
     check_seed,
@@ -33,18 +34,6 @@ def split_counts(proportions: np.ndarray, counts: np.ndarray) -> np.ndarray:
     cum[:, -1] = counts  # guard against the cumsum ending at 0.9999999
     cum = np.maximum.accumulate(cum, axis=1)
     return np.diff(cum, axis=1, prepend=0)
-
-
-def check_min_size(min_partition_size: object, num_partitions: int, num_samples: int) -> int:
-    if isinstance(min_partition_size, bool) or not isinstance(min_partition_size, int):
-        raise ValueError(f"min_partition_size must be an int >= 0, got {min_partition_size!r}")
-    if min_partition_size * num_partitions > num_samples:
-        raise ValueError(
-            f"impossible: {num_partitions} partitions of at least {min_partition_size} samples "
-            f"need {min_partition_size * num_partitions} samples, the data has {num_samples}; "
-            "lower min_partition_size or num_partitions"
-        )
-    return min_partition_size
 
 
 @register("dirichlet")

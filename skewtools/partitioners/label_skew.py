@@ -38,7 +38,7 @@ from skewtools.samples import Samples
 def label_owners(classes: np.ndarray, num_partitions: int) -> np.ndarray:
     """Owner partition per class code: ``y % N`` for integer labels, else ``rank % N``."""
     if np.issubdtype(classes.dtype, np.integer):
-        return (classes.astype(np.int64) % num_partitions).astype(np.int64)
+        return classes.astype(np.int64) % num_partitions
     return np.arange(len(classes), dtype=np.int64) % num_partitions
 
 

@@ -20,13 +20,13 @@ from skewtools.partitioners.base import (
     Assigned,
     apportion,
     blocks,
+    check_min_size,
     check_num_partitions,
     check_positive,
     check_seed,
     default_names,
     make_rng,
 )
-from skewtools.partitioners.dirichlet import check_min_size
 from skewtools.partitioners.registry import register
 from skewtools.samples import Samples
 

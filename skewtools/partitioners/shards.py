@@ -13,6 +13,7 @@ import numpy as np
 
 from skewtools.partitioners.base import (
     Assigned,
+    check_count,
     check_num_partitions,
     check_seed,
     class_order,
@@ -30,9 +31,7 @@ def shards(
     """FedAvg's sort-and-shard partitions."""
     num_partitions = check_num_partitions(num_partitions)
     rng = make_rng(check_seed(seed))
-    s = shards_per_partition
-    if isinstance(s, bool) or not isinstance(s, int) or s < 1:
-        raise ValueError(f"shards_per_partition must be an int >= 1, got {s!r}")
+    s = check_count("shards_per_partition", shards_per_partition)
     codes = samples.codes
     n, num_shards = len(codes), num_partitions * s
     if num_shards > n:

@@ -59,23 +59,23 @@ def test_photo_to_record_converts_flickr_strings():
     photo = {
         "id": "123", "owner": "9@N01", "ownername": "ann", "title": "Tom", "latitude": "48.85",
         "longitude": "2.35", "accuracy": "16", "license": "4", "dateupload": "1500000000",
-        "datetaken": "2017-07-14 10:00:00", "url_m": "https://x/m.jpg", "width_m": "240",
-        "url_z": "https://x/z.jpg", "width_z": "640", "height_z": "480",
+        "datetaken": "2017-07-14 10:00:00", "url_m": "http://127.0.0.1/m.jpg", "width_m": "240",
+        "url_z": "http://127.0.0.1/z.jpg", "width_z": "640", "height_z": "480",
     }
     r = photo_to_record(photo, CAT)
     assert (r.photo_id, r.owner, r.title) == ("123", "9@N01", "Tom")
     assert (r.class_name, r.label) == ("cat", 6)
     assert (r.latitude, r.longitude, r.accuracy, r.license) == (48.85, 2.35, 16, 4)
     assert (r.date_upload, r.date_taken) == (1_500_000_000, "2017-07-14 10:00:00")
-    assert (r.url, r.width, r.height) == ("https://x/z.jpg", 640, 480)
+    assert (r.url, r.width, r.height) == ("http://127.0.0.1/z.jpg", 640, 480)
     assert r.status == Status.SEARCHED and r.error == ""
     assert r.extra == {"ownername": "ann"}
 
 
 def test_best_url_prefers_z_then_c_then_m():
-    assert best_url({"url_m": "http://m", "url_c": "http://c", "width_c": 800}) == (
-        "http://c", 800, 0)
-    assert best_url({"url_m": "http://m"}) == ("http://m", 0, 0)
+    photo = {"url_m": "http://127.0.0.1/m", "url_c": "http://127.0.0.1/c", "width_c": 800}
+    assert best_url(photo) == ("http://127.0.0.1/c", 800, 0)
+    assert best_url({"url_m": "http://127.0.0.1/m"}) == ("http://127.0.0.1/m", 0, 0)
     assert best_url({"url_z": "", "url_c": None}) == ("", 0, 0)
 
 
@@ -85,7 +85,8 @@ def test_best_url_prefers_z_then_c_then_m():
      ({"longitude": "200"}, "bad_geo"), ({"latitude": None}, "bad_geo")],
 )
 def test_unusable_photos_become_failed_records(changes, error):
-    photo = {"id": "1", "latitude": "1.5", "longitude": "2.5", "url_z": "http://z", **changes}
+    photo = {"id": "1", "latitude": "1.5", "longitude": "2.5", "url_z": "http://127.0.0.1/z",
+             **changes}
     r = photo_to_record(photo, CAT)
     assert (r.status, r.error) == (Status.DOWNLOAD_FAILED, error)
 
@@ -205,7 +206,8 @@ def test_duplicate_ids_within_a_class_kept_once():
         def search(self, **params: Any) -> dict[str, Any]:
             page = int(params["page"])
             pid = {1: ["1", "2"], 2: ["2", "3"]}[page]
-            photos = [{"id": i, "latitude": 1, "longitude": 1, "url_z": "http://z"} for i in pid]
+            photos = [{"id": i, "latitude": 1, "longitude": 1, "url_z": "http://127.0.0.1/z"}
+                      for i in pid]
             return {"total": 4, "pages": 2, "photo": photos}
 
     (s,) = run(Repeating())  # type: ignore[arg-type]
