@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from training.findings import markdown_table
@@ -25,7 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    study = load_study(args.config)
+    try:
+        study = load_study(args.config)
+    except (OSError, ValueError, KeyError) as exc:  # bad path or config: one line, exit 2
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path("runs") / study.name
     report = run_study(study, out, progress=not args.no_progress)
     print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done -> {out}")

@@ -16,19 +16,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from training.findings import runs_frame  # noqa: E402
-from training.oracle import KnobOutcome, select_oracle  # noqa: E402
+from training.findings import experiment_rows, oracle_of, runs_frame  # noqa: E402
 from training.study_config import Experiment, StudyConfig  # noqa: E402
 
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
 
 
-def _rows_of(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> list[dict]:
-    return [rows[s.run_id] for s in study.runs(exp) if s.run_id in rows]
-
-
 def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> Path | None:
-    recs = [r for r in _rows_of(study, exp, rows) if r["seed"] == study.seeds[0]]
+    recs = [r for r in experiment_rows(study, exp, rows) if r["seed"] == study.seeds[0]]
     if not recs:
         return None
     fig, axes = plt.subplots(1, len(exp.models), figsize=(5 * len(exp.models), 3.6),
@@ -59,7 +54,7 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -
                            if (m, lo) in piv.columns and (m, hi) in piv.columns})
     if losses.empty:
         return None
-    order = [a for a in ("bsp", "gaia", "fedavg", "dgc") if a in losses.index]
+    order = [a for a in COLORS if a in losses.index]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     losses.loc[order].plot.bar(ax=ax, rot=0)
     ax.axhline(100 * study.target, color="grey", lw=0.8, ls=":", label="target")
@@ -88,10 +83,10 @@ def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, rows: dict,
     df = runs_frame(study, exp, rows)
     if df.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.5, 4))
     bsp = df[df["algorithm"] == "bsp"]
-    if bsp.empty:
+    if bsp.empty:      # checked before the figure exists, so none is left open
         return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     b_acc, b_bytes = float(bsp["final_acc"].iloc[0]), float(bsp["bytes_per_iteration"].iloc[0])
     ax.scatter([1.0], [100 * b_acc], marker="s", color="black", s=60, label="BSP")
     for algo in exp.algorithms:
@@ -101,9 +96,7 @@ def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, rows: dict,
         ax.plot(grid["bytes_per_iteration"] / b_bytes, 100 * grid["final_acc"], ".:", color=c,
                 alpha=0.6, label=f"{algo} grid")
         if not grid.empty:
-            o = select_oracle([KnobOutcome(float(r.knob), float(r.final_acc),
-                                           float(r.bytes_per_iteration))
-                               for r in grid.itertuples()], b_acc, study.target)
+            o = oracle_of(grid, b_acc, study.target)
             ax.scatter([o.bytes_per_iteration / b_bytes], [100 * o.final_acc], marker="D",
                        facecolors="none", edgecolors=c, s=80, label=f"{algo} Oracle")
         if not scout.empty:

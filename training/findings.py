@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from training.oracle import KnobOutcome, select_oracle
+from training.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
 from training.study_config import Experiment, StudyConfig
 
 DECENTRALIZED = ("gaia", "fedavg", "dgc")
@@ -31,9 +31,14 @@ class Claim:
         return f"- **{self.finding}** {self.text}: **{verdict}** ({self.evidence})"
 
 
+def experiment_rows(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> list[dict]:
+    """The experiment's finished result rows, in run order."""
+    return [rows[s.run_id] for s in study.runs(exp) if s.run_id in rows]
+
+
 def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd.DataFrame:
     """The experiment's finished runs, seeds averaged (final_acc, bytes)."""
-    recs = [rows[s.run_id] for s in study.runs(exp) if s.run_id in rows]
+    recs = experiment_rows(study, exp, rows)
     if not recs:
         return pd.DataFrame()
     df = pd.DataFrame(recs)
@@ -104,7 +109,8 @@ def claims_norm(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]
     return out
 
 
-def claims_skew_degree(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+def claims_skew_degree(table: pd.DataFrame, exp: Experiment,
+                       sig: float) -> list[Claim]:  # noqa: ARG001  (same signature as the others)
     fracs = sorted(f for f in exp.noniid_fractions if f > 0)
     out = []
     for model in exp.models:
@@ -124,6 +130,13 @@ def claims_skew_degree(table: pd.DataFrame, exp: Experiment, sig: float) -> list
     return out
 
 
+def oracle_of(grid: pd.DataFrame, baseline_acc: float, target: float) -> OracleChoice:
+    """The Oracle among an algorithm's fixed-knob rows of :func:`runs_frame`."""
+    return select_oracle([KnobOutcome(float(r.knob), float(r.final_acc),
+                                      float(r.bytes_per_iteration)) for r in grid.itertuples()],
+                         baseline_acc, target)
+
+
 def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
     """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy and communication."""
     recs = []
@@ -137,16 +150,14 @@ def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.Data
             scout = part[(part["algorithm"] == algo) & (part["mode"] == "skewscout")]
             if grid.empty or scout.empty:
                 continue
-            oracle = select_oracle([KnobOutcome(float(r.knob), float(r.final_acc),
-                                                float(r.bytes_per_iteration))
-                                    for r in grid.itertuples()], b_acc, target)
+            oracle = oracle_of(grid, b_acc, target)
             s_acc = float(scout["final_acc"].iloc[0])
             s_bytes = float(scout["bytes_per_iteration"].iloc[0])
             recs.append({
                 "model": model, "noniid": f"{int(round(frac * 100))}%", "algorithm": algo,
                 "bsp_acc": 100 * b_acc, "oracle_knob": oracle.knob, "oracle_ok": oracle.feasible,
                 "oracle_acc": 100 * oracle.final_acc, "skewscout_acc": 100 * s_acc,
-                "skewscout_ok": s_acc >= b_acc - target - 1e-9,
+                "skewscout_ok": meets_target(s_acc, b_acc, target),
                 "saving_vs_bsp": b_bytes / max(s_bytes, 1e-12),
                 "oracle_saving_vs_bsp": b_bytes / max(oracle.bytes_per_iteration, 1e-12),
                 "vs_oracle": s_bytes / max(oracle.bytes_per_iteration, 1e-12),

@@ -14,6 +14,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
+def meets_target(acc: float, baseline_acc: float, target: float) -> bool:
+    """``acc >= baseline_acc - target``, with a tiny tolerance so that a float equal to the
+    threshold counts as meeting it."""
+    return acc >= baseline_acc - target - 1e-9
+
+
 @dataclass(frozen=True)
 class KnobOutcome:
     """The result of one fixed-knob run."""
@@ -48,15 +54,13 @@ def select_oracle(outcomes: Sequence[KnobOutcome], baseline_acc: float,
         raise ValueError("no outcomes to choose from; run at least one grid value")
     if target < 0:
         raise ValueError(f"target={target}: the allowed accuracy loss must be >= 0")
-    threshold = baseline_acc - target
-    # A tiny tolerance so that a float equal to the threshold counts as meeting it.
-    feasible = [o for o in outcomes if o.final_acc >= threshold - 1e-9]
+    feasible = [o for o in outcomes if meets_target(o.final_acc, baseline_acc, target)]
     if feasible:
         best = min(feasible, key=lambda o: (o.bytes_per_iteration, -o.final_acc))
     else:
         best = max(outcomes, key=lambda o: (o.bytes_per_iteration, o.final_acc))
     return OracleChoice(best.knob, best.final_acc, best.bytes_per_iteration, bool(feasible),
-                        threshold, tuple(outcomes))
+                        baseline_acc - target, tuple(outcomes))
 
 
 def grid_search(grid: Sequence[float], run: Callable[[float], KnobOutcome], baseline_acc: float,
@@ -69,11 +73,10 @@ def grid_search(grid: Sequence[float], run: Callable[[float], KnobOutcome], base
     """
     if not grid:
         raise ValueError("the grid is empty; give at least one knob value")
-    threshold = baseline_acc - target
     outcomes: list[KnobOutcome] = []
     for knob in (reversed(grid) if stop_early else grid):
         outcome = run(knob)
         outcomes.append(outcome)
-        if stop_early and outcome.final_acc >= threshold - 1e-9:
+        if stop_early and meets_target(outcome.final_acc, baseline_acc, target):
             break
     return select_oracle(outcomes, baseline_acc, target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,12 +48,11 @@ class ResultsStore:
 
     def flush(self) -> None:
         rows = list(self.rows.values())
-        _atomic_write(self.out_dir / "results.json", json.dumps(rows, indent=1, default=float))
+        text = json.dumps(rows, indent=1, default=float)
+        _atomic_write(self.out_dir / "results.json", lambda p: p.write_text(text))
         frame = flat_frame(rows)
-        frame.to_csv(self.out_dir / "results.csv.tmp", index=False)
-        os.replace(self.out_dir / "results.csv.tmp", self.out_dir / "results.csv")
-        frame.to_parquet(self.out_dir / "results.parquet.tmp", index=False)
-        os.replace(self.out_dir / "results.parquet.tmp", self.out_dir / "results.parquet")
+        _atomic_write(self.out_dir / "results.csv", lambda p: frame.to_csv(p, index=False))
+        _atomic_write(self.out_dir / "results.parquet", lambda p: frame.to_parquet(p, index=False))
 
 
 def flat_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -63,7 +62,8 @@ def flat_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(flat)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` to ``path.tmp``, then rename: a reader never sees a half-written file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
+    write(tmp)
     os.replace(tmp, path)

@@ -138,13 +138,15 @@ def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
                          "run SkewScout on the simulation engine")
     pairs = travel_pairs(n, round_index, pairing)
     size = model_bytes(trainer.partition_state_dict(0))
-    local_cache: dict[int, float] = {}
+    # One sample and local accuracy per destination (all_pairs visits each N-1 times).
+    samples: dict[int, tuple[Any, Any, float]] = {}
     local, traveled = [], []
     for src, dst in pairs:
-        x, y = trainer.train_sample(dst, sample_size, seed=seed + 7919 * round_index + dst)
-        if dst not in local_cache:
-            local_cache[dst] = float(trainer.model_accuracy(dst, x, y))
-        local.append(local_cache[dst])
+        if dst not in samples:
+            x, y = trainer.train_sample(dst, sample_size, seed=seed + 7919 * round_index + dst)
+            samples[dst] = (x, y, float(trainer.model_accuracy(dst, x, y)))
+        x, y, local_acc = samples[dst]
+        local.append(local_acc)
         traveled.append(float(trainer.model_accuracy(src, x, y)))
         trainer.add_bytes(src, sent=size, received=0.0)
         trainer.add_bytes(dst, sent=0.0, received=size)

@@ -21,6 +21,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 import skewtools
+from flickr_mammal.classes import NUM_CLASSES
 from training.algorithms import create_algorithm
 from training.datasets import StudyDataset, load_cifar10, load_digits_dataset, split_partitions
 from training.engine import TrainConfig, Trainer
@@ -30,7 +31,7 @@ from training.models import create_model
 from training.results import ResultsStore
 from training.skewscout import ControllerConfig, SkewScout, SkewScoutConfig, ordered_grid
 from training.study_config import KNOB_OF, RunSpec, StudyConfig
-from training.study_flickr import NUM_CLASSES, flickr_partitions
+from training.study_flickr import flickr_partitions
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         shape = (NUM_CLASSES, 3, int(spec.dataset.get("image_size", 224)))
     else:
         data = load_dataset(_freeze(spec.dataset))
-        train, val = split_partitions(data.train, _partition(spec, data)), data.val
+        train, val = split_partitions(data.train, partition_indices(spec, data)), data.val
         shape = (data.num_classes, data.in_channels, data.image_size)
     scout = _skewscout(spec)
     params = dict(spec.algorithm_params)
@@ -139,22 +140,21 @@ def _skewscout(spec: RunSpec) -> SkewScout | None:
     opts = dict(spec.skewscout)
     grid = ordered_grid(KNOB_OF[spec.algorithm], opts.pop("grid"))
     ctl_keys = {f.name for f in fields(ControllerConfig)}
+    scout_keys = {f.name for f in fields(SkewScoutConfig)}
     ctl = ControllerConfig(**{k: opts.pop(k) for k in list(opts) if k in ctl_keys})
-    unknown = set(opts) - {f.name for f in fields(SkewScoutConfig)}
+    unknown = set(opts) - scout_keys
     if unknown:
-        known = sorted(ctl_keys | {f.name for f in fields(SkewScoutConfig)} - {"controller"})
+        known = sorted(ctl_keys | scout_keys - {"controller"})
         raise ValueError(f"unknown [skewscout] keys {sorted(unknown)}; known: {known}")
     return SkewScout(grid, SkewScoutConfig(controller=ctl, seed=spec.seed, **opts))
 
 
-def _partition(spec: RunSpec, data: StudyDataset) -> list:
-    labels = data.train.y.numpy()
-    if spec.partitioner == "label_skew":
-        part = skewtools.partition("label_skew", labels, num_partitions=spec.num_partitions,
-                                   noniid_fraction=spec.noniid_fraction, seed=spec.seed)
-    else:
-        part = skewtools.partition(spec.partitioner, labels, num_partitions=spec.num_partitions,
-                                   seed=spec.seed)
+def partition_indices(spec: RunSpec, data: StudyDataset) -> list:
+    """Each partition's training indices, as both engines build them (skewtools, seeded)."""
+    # Only label_skew has a degree of skew; the other partitioners take no noniid_fraction.
+    extra = {"noniid_fraction": spec.noniid_fraction} if spec.partitioner == "label_skew" else {}
+    part = skewtools.partition(spec.partitioner, data.train.y.numpy(),
+                               num_partitions=spec.num_partitions, seed=spec.seed, **extra)
     return list(part.indices)
 
 

@@ -18,7 +18,6 @@ from training.datasets import IterableBatchSource, PartitionData, materialize
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-NUM_CLASSES = 42
 
 
 def _transform(image_size: int) -> Any:

@@ -122,3 +122,11 @@ def test_distributed_engine_matches_simulation(tmp_path):
     for (a, acc_s, b_s), (a2, acc_d, b_d) in zip(outcomes["simulation"],
                                                  outcomes["distributed"], strict=True):
         assert a == a2 and acc_s == pytest.approx(acc_d, abs=1e-6) and b_s == b_d
+
+
+def test_missing_config_is_a_one_line_error(tmp_path, capsys):
+    from pipelines.run_study import main as run_main
+
+    assert run_main([str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope.toml" in err and len(err.splitlines()) == 1
