@@ -26,7 +26,8 @@ def _r(lo: int, hi: int) -> tuple[int, ...]:
     return tuple(range(lo, hi + 1))
 
 
-# name -> ImageNet-1k indices (inclusive ranges written out); alphabetical, so the position is the label.
+# name -> ImageNet-1k indices (inclusive ranges written out); alphabetical, so the position is
+# the label.
 _TABLE: tuple[tuple[str, tuple[int, ...]], ...] = (
     ("alpaca", (355,)),
     ("antelope", _r(351, 353)),

@@ -54,7 +54,7 @@ class PhotoRecord:
     country: str = ""
     subcontinent: str = ""
     continent: str = ""
-    geo_status: str = ""             # "ok", or why the point was not placed (kept apart, never guessed)
+    geo_status: str = ""             # "ok", or why the point was not placed (kept, never guessed)
     split: str = ""                  # "train" / "val"
     shard: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)

@@ -56,7 +56,7 @@ def top3_per_continent(continent_counts: pd.DataFrame, k: int = 3) -> pd.DataFra
     rows = []
     for continent in CONTINENTS:
         counts = continent_counts[continent]
-        order = sorted(counts.index, key=lambda c: (-counts[c], list(counts.index).index(c)))
+        order = sorted(counts.index, key=lambda c: -counts[c])  # stable: ties keep class order
         for rank, name in enumerate([c for c in order if counts[c] > 0][:k], start=1):
             rows.append({
                 "continent": continent, "rank": rank, "class_name": name,

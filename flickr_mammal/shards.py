@@ -95,10 +95,9 @@ def group_slug(value: str) -> str:
 def _public_json(record: PhotoRecord, coord_decimals: int) -> bytes:
     fields: dict[str, Any] = {name: getattr(record, name) for name in PUBLIC_FIELDS}
     for name in ("latitude", "longitude"):
-        value = fields[name]
-        fields[name] = round(value, coord_decimals) if math.isfinite(value) else None
+        fields[name] = round(fields[name], coord_decimals)
     fields = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-              for k, v in fields.items()}  # NaN is not JSON
+              for k, v in fields.items()}  # NaN is not JSON (non-finite coordinates included)
     text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return text.encode("utf-8")
 

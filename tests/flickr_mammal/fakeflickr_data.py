@@ -66,7 +66,7 @@ def generate_photos(
     for ci, name in enumerate(classes):
         photos = []
         for j in range(per_class):
-            photo = _photo(rng, str(next_id), name, ci, min_upload_date, max_upload_date,
+            photo = _photo(rng, str(next_id), ci, min_upload_date, max_upload_date,
                            licenses, skew, image_side)
             if j < len(faults):
                 _apply_fault(photo, faults[j])
@@ -77,7 +77,7 @@ def generate_photos(
 
 
 def _photo(
-    rng: np.random.Generator, pid: str, name: str, ci: int, lo: int, hi: int,
+    rng: np.random.Generator, pid: str, ci: int, lo: int, hi: int,
     licenses: Sequence[int], skew: float, side: int,
 ) -> dict[str, Any]:
     continent = ci % len(_CONTINENTS) if rng.random() < skew else rng.integers(len(_CONTINENTS))

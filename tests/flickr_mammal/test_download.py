@@ -4,90 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
-from flickr_mammal.download import (
-    DownloadConfig,
-    Fetcher,
-    FetchError,
-    _retry_after,
-    download_records,
-)
+from flickr_mammal.download import DownloadConfig, download_records
+from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 from tests.flickr_mammal import sample_images as s
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int = 200
-    body: bytes = b""
-    headers: tuple[tuple[str, str], ...] = ()
-    delay: float = 0.0
-    content_length: bool = True  # False: body ends when the connection closes
-
-
-class ScriptedServer:
-    """Serves ``routes[path]``: one Reply, or a list played in order (the last one repeats)."""
-
-    def __init__(self, routes: dict[str, Reply | list[Reply]]) -> None:
-        self.routes = routes
-        self.hits: Counter[str] = Counter()
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                with server._lock:
-                    n = server.hits[self.path]
-                    server.hits[self.path] += 1
-                script = server.routes.get(self.path, Reply(404, b"not found"))
-                reply = script[min(n, len(script) - 1)] if isinstance(script, list) else script
-                time.sleep(reply.delay)
-                self.send_response(reply.status)
-                for name, value in reply.headers:
-                    self.send_header(name, value)
-                if reply.content_length:
-                    self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                try:
-                    self.wfile.write(reply.body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client stopped reading (too_large): expected
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def __enter__(self) -> ScriptedServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-class FakeSleep:
-    """Records backoff waits instead of sleeping, so tests never wait on a clock."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
+from tests.flickr_mammal.scripted_server import FakeSleep, Reply, ScriptedServer
 
 
 def _record(photo_id: str, url: str) -> PhotoRecord:
@@ -219,14 +146,6 @@ def test_retry_after_is_honoured(outcome):
     assert len(backoffs) == 5 and all(0 <= c <= 1.0 for c in backoffs)
 
 
-def test_retry_after_longer_than_allowed_fails(server):
-    config = DownloadConfig(max_retry_after=0.5, max_retries=3)
-    with ScriptedServer({"/x": Reply(429, b"", (("Retry-After", "3600"),))}) as srv:
-        with pytest.raises(FetchError) as info:
-            Fetcher(config, FakeSleep()).fetch(srv.base + "/x")
-        assert info.value.reason == "http_429" and srv.hits["/x"] == 1
-
-
 def test_connection_refused_is_a_failure_not_a_crash(tmp_path):
     with ScriptedServer({}) as srv:
         dead = srv.base + "/x.jpg"
@@ -255,20 +174,6 @@ def test_input_is_streamed_with_bounded_in_flight(server, tmp_path):
     assert all(r.error == "http_404" for r in first)
     assert pulled <= 3 + 5
     assert not [t for t in threading.enumerate() if t.name.startswith("download-")]
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None),
-     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
-)
-def test_retry_after_parsing(value, expected):
-    assert _retry_after(value) == expected
-
-
-def test_retry_after_http_date_in_the_future():
-    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
-    assert 100 < _retry_after(future) <= 121
 
 
 @pytest.mark.parametrize(

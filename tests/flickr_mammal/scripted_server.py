@@ -1,0 +1,74 @@
+"""A scripted HTTP server on 127.0.0.1 and a fake sleep, for the download and fetch tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+    delay: float = 0.0
+    content_length: bool = True  # False: body ends when the connection closes
+
+
+class ScriptedServer:
+    """Serves ``routes[path]``: one Reply, or a list played in order (the last one repeats)."""
+
+    def __init__(self, routes: dict[str, Reply | list[Reply]]) -> None:
+        self.routes = routes
+        self.hits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                with server._lock:
+                    n = server.hits[self.path]
+                    server.hits[self.path] += 1
+                script = server.routes.get(self.path, Reply(404, b"not found"))
+                reply = script[min(n, len(script) - 1)] if isinstance(script, list) else script
+                time.sleep(reply.delay)
+                self.send_response(reply.status)
+                for name, value in reply.headers:
+                    self.send_header(name, value)
+                if reply.content_length:
+                    self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading (too_large): expected
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeSleep:
+    """Records backoff waits instead of sleeping, so tests never wait on a clock."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
