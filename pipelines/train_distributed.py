@@ -20,18 +20,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pipelines._cli import parse_param
 from training.study_config import RunSpec
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value``; the value is read as JSON when it parses."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
 
 
 def build_parser() -> argparse.ArgumentParser:

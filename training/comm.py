@@ -2,11 +2,16 @@
 
 Implements the :class:`training.algorithms.base.Comm` protocol for the one-device engine
 (REFERENCE.md §4); ``training.distributed.DistributedComm`` is its torch.distributed twin.
+:func:`gather_partitions` collects per-partition numbers over any Comm.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+
+from training.algorithms.base import Comm
 
 
 class LocalComm:
@@ -32,3 +37,16 @@ class LocalComm:
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         return x.mean(dim=0, keepdim=True).expand_as(x)
+
+
+def gather_partitions(local: torch.Tensor | Sequence[float], partition_ids: Sequence[int],
+                      comm: Comm) -> list[float]:
+    """Per-partition values of all ``N`` partitions, given this process's rows (any Comm).
+
+    Row ``i`` of ``local`` belongs to partition ``partition_ids[i]``; the all-sum of a table with
+    one nonzero entry per partition is a gather.
+    """
+    table = torch.zeros(len(partition_ids), comm.num_partitions, dtype=torch.float64)
+    table[torch.arange(len(partition_ids)), torch.tensor(partition_ids)] = torch.as_tensor(
+        local, dtype=torch.float64)
+    return comm.all_sum(table)[0].tolist()

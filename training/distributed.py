@@ -91,6 +91,7 @@ def init_distributed(backend: str | None = None) -> ProcessInfo:
 
     Idempotent: an already initialised group is reused.
     """
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
         missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
                    if v not in os.environ]
@@ -98,12 +99,10 @@ def init_distributed(backend: str | None = None) -> ProcessInfo:
             raise RuntimeError(f"environment lacks {', '.join(missing)}: launch with "
                                "`torchrun --nproc_per_node=N -m pipelines.train_distributed ...`")
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-        local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend)
     backend = dist.get_backend()
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = f"cuda:{torch.cuda.current_device()}" if backend == "nccl" else "cpu"
     return ProcessInfo(dist.get_rank(), dist.get_world_size(), local_rank, backend, device)
 
@@ -202,7 +201,7 @@ def run_spec_distributed(spec: RunSpec, backend: str | None = None) -> RunResult
     """
     from training.algorithms import create_algorithm
     from training.models import create_model
-    from training.study import _partition, load_dataset
+    from training.study import load_dataset, partition_indices
 
     if spec.skewscout is not None:
         raise ValueError("SkewScout's model traveling runs on the simulation engine only")
@@ -211,7 +210,7 @@ def run_spec_distributed(spec: RunSpec, backend: str | None = None) -> RunResult
         raise ValueError(f"the run has {spec.num_partitions} partitions but {info.world_size} "
                          f"processes: use torchrun --nproc_per_node={spec.num_partitions}")
     data = load_dataset(tuple(sorted(spec.dataset.items())))
-    indices = _partition(spec, data)
+    indices = partition_indices(spec, data)
     partition = data.train.subset(indices[info.rank])   # only this rank's slice
     config = replace(TrainConfig(**spec.train), seed=spec.seed)
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
 from training.algorithms.sparse import dense_bytes
-from training.comm import LocalComm
+from training.comm import LocalComm, gather_partitions
 from training.datasets import Batch, BatchSource, PartitionData
 from training.evaluation import EvalResult, accuracy, evaluate
 from training.functional import StackedModel
@@ -208,15 +208,11 @@ class Trainer:
 
     def _result(self, curve: list[tuple[int, float]], global_curve: list[tuple[int, float]],
                 final: EvalResult, wall_time_s: float) -> RunResult:
-        sent, received = self._gather(self.bytes_sent), self._gather(self.bytes_received)
+        sent = gather_partitions(self.bytes_sent, self.partition_ids, self.comm)
+        received = gather_partitions(self.bytes_received, self.partition_ids, self.comm)
         iterations = max(self.iteration, 1)
         return RunResult(
             curve=curve, final=final, bytes_sent=sent, bytes_received=received,
             bytes_per_iteration=sum(sent) / len(sent) / iterations,
             bsp_bytes_per_iteration=dense_bytes(self.num_parameters),
             wall_time_s=wall_time_s, iterations=self.iteration, global_curve=global_curve)
-
-    def _gather(self, local: torch.Tensor) -> list[float]:
-        table = torch.zeros(self.num_local, self.num_partitions, dtype=torch.float64)
-        table[torch.arange(self.num_local), torch.tensor(self.partition_ids)] = local
-        return self.comm.all_sum(table)[0].tolist()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from training.algorithms.base import Comm
+from training.comm import gather_partitions
 from training.datasets import PartitionData
 from training.functional import StackedModel
 
@@ -39,11 +40,9 @@ def evaluate(stack: StackedModel, val: PartitionData, partition_ids: list[int], 
              batch_size: int, with_global: bool) -> EvalResult:
     """Each local partition on its shard; results gathered over all partitions via ``comm``."""
     n = comm.num_partitions
-    table = torch.zeros(len(partition_ids), n, dtype=torch.float64)
-    for local, pid in enumerate(partition_ids):
-        shard = round_robin_shard(val, pid, n)
-        table[local, pid] = accuracy(stack, *stack.replica(local), shard, batch_size)
-    per_partition = comm.all_sum(table)[0].tolist()   # one nonzero entry per partition: a gather
+    local_acc = [accuracy(stack, *stack.replica(local), round_robin_shard(val, pid, n), batch_size)
+                 for local, pid in enumerate(partition_ids)]
+    per_partition = gather_partitions(local_acc, partition_ids, comm)
     global_acc = None
     if with_global:
         global_acc = accuracy(stack, *stack.mean_replica(comm), val, batch_size)

@@ -97,8 +97,6 @@ def test_distributed_engine_matches_simulation(tmp_path):
         assert not torch.allclose(ranks[0][name]["params"], initial), f"{name} did not train"
 
 
-
-
 def test_comm_needs_an_initialised_group():
     with pytest.raises(RuntimeError, match="init_distributed"):
         DistributedComm()

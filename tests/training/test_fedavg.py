@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tests.training.algorithm_helpers import run_beside_bsp
 from training.algorithms import StepContext, create_algorithm
 from training.comm import LocalComm
 
@@ -38,17 +39,8 @@ def test_momentum_stays_local():
 
 
 def test_iter_local_one_equals_bsp():
-    torch.manual_seed(2)
-    comm = LocalComm(4)
-    fedavg, bsp = create_algorithm("fedavg", iter_local=1), create_algorithm("bsp")
-    p_fed = torch.randn(1, 5).repeat(4, 1)
-    p_bsp = p_fed.clone()
-    s_fed, s_bsp = fedavg.init(p_fed), bsp.init(p_bsp)
-    for it in range(6):
-        grads = torch.randn(4, 5)
-        step = ctx(it, lr=0.05, momentum=0.9, weight_decay=5e-4, n=4)
-        fedavg.apply(s_fed, p_fed, grads, step, comm)
-        bsp.apply(s_bsp, p_bsp, grads, step, comm)
+    p_fed, p_bsp, _ = run_beside_bsp(create_algorithm("fedavg", iter_local=1), seed=2, n=4,
+                                     size=5, steps=6, lr=0.05, weight_decay=5e-4)
     assert torch.allclose(p_fed, p_bsp, atol=1e-6)
 
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tests.training.algorithm_helpers import run_beside_bsp
 from training.algorithms import StepContext, create_algorithm
 from training.comm import LocalComm
 
@@ -63,17 +64,8 @@ def test_accumulates_until_significant():
 
 
 def test_t0_zero_equals_bsp():
-    torch.manual_seed(1)
-    comm = LocalComm(3)
-    gaia, bsp = create_algorithm("gaia", t0=0.0), create_algorithm("bsp")
-    p_gaia = torch.randn(1, 6).repeat(3, 1)
-    p_bsp = p_gaia.clone()
-    s_gaia, s_bsp = gaia.init(p_gaia), bsp.init(p_bsp)
-    for it in range(5):
-        grads = torch.randn(3, 6)
-        step = ctx(it, lr=0.1, momentum=0.9, weight_decay=0.01, n=3)
-        stats = gaia.apply(s_gaia, p_gaia, grads, step, comm)
-        bsp.apply(s_bsp, p_bsp, grads, step, comm)
+    p_gaia, p_bsp, stats = run_beside_bsp(create_algorithm("gaia", t0=0.0), seed=1, n=3, size=6,
+                                          steps=5, lr=0.1, weight_decay=0.01)
     assert torch.allclose(p_gaia, p_bsp, atol=1e-6)
     assert stats.bytes_sent.tolist() == [24.0] * 3   # capped at the dense size, 4 B x 6
 
