@@ -32,9 +32,10 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from flickr_mammal._util import batched
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
-from flickr_mammal.clean import CleanConfig, Cleaner, batched, clean_records, keep_all
+from flickr_mammal.clean import CleanConfig, Cleaner, clean_records, keep_all
 from flickr_mammal.download import DownloadConfig, download_records
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records

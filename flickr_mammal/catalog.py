@@ -29,6 +29,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
+from flickr_mammal._util import batched
 from flickr_mammal.records import PUBLIC_FIELDS, RECORD_FIELDS, PhotoRecord, Status
 
 SCHEMA_VERSION = 1
@@ -44,6 +45,8 @@ _WITH_IMAGE = (Status.DOWNLOADED, Status.KEPT, Status.REJECTED, Status.CLEAN_FAI
                Status.DUPLICATE)
 # Numeric order for Flickr's digit-string ids ("later photo ids"), deterministic for any string.
 _ID_ORDER = "length(photo_id), photo_id"
+# Ids per ``IN (...)`` list: under SQLite's bound-variable limit (999 before SQLite 3.32).
+_IN_CHUNK = 500
 
 
 class SliceLike(Protocol):
@@ -196,8 +199,7 @@ class Catalog:
                 "INSERT OR IGNORE INTO hits(photo_id, class_name) VALUES(?, ?)",
                 [(r.photo_id, r.class_name) for r in result.records],
             )
-            for record in result.records:
-                self._mark_if_ambiguous(conn, record.photo_id)
+            self._mark_ambiguous(conn, (r.photo_id for r in result.records))
             conn.execute(
                 "INSERT OR REPLACE INTO slices VALUES(?, ?, ?, ?, ?, ?)",
                 (result.class_name, result.min_date, result.max_date, result.total,
@@ -206,17 +208,27 @@ class Catalog:
         return added
 
     @staticmethod
-    def _mark_if_ambiguous(conn: sqlite3.Connection, photo_id: str) -> None:
-        names = sorted(
-            r[0] for r in conn.execute("SELECT class_name FROM hits WHERE photo_id = ?",
-                                       (photo_id,))
-        )
-        if len(names) > 1:
-            conn.execute(
-                "UPDATE records SET status = ?, error = ? WHERE photo_id = ?",
-                (str(Status.AMBIGUOUS), f"ambiguous: found for classes {', '.join(names)}",
-                 photo_id),
+    def _mark_ambiguous(conn: sqlite3.Connection, photo_ids: Iterable[str]) -> None:
+        """Those of ``photo_ids`` found for two or more classes become AMBIGUOUS.
+
+        One grouped query per chunk of ids (not one per record): a slice holds up to 4,000.
+        """
+        names: dict[str, list[str]] = {}
+        for chunk in batched(dict.fromkeys(photo_ids), _IN_CHUNK):
+            rows = conn.execute(
+                "SELECT photo_id, class_name FROM hits WHERE photo_id IN ("
+                "SELECT photo_id FROM hits "
+                f"WHERE photo_id IN ({', '.join('?' * len(chunk))}) "
+                "GROUP BY photo_id HAVING count(*) > 1)",
+                chunk,
             )
+            for photo_id, class_name in rows:
+                names.setdefault(photo_id, []).append(class_name)
+        conn.executemany(
+            "UPDATE records SET status = ?, error = ? WHERE photo_id = ?",
+            [(str(Status.AMBIGUOUS), f"ambiguous: found for classes {', '.join(sorted(found))}",
+              photo_id) for photo_id, found in names.items()],
+        )
 
     def done_slices(self) -> set[tuple[str, int, int]]:
         """``(class_name, min_date, max_date)`` of every complete search slice."""

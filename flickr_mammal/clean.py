@@ -18,7 +18,6 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from itertools import islice
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from timm.data import ImageNetInfo, create_transform, resolve_data_config
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from flickr_mammal._util import batched
 from flickr_mammal.classes import get_class
 from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, get_spec, load_classifier
 from flickr_mammal.records import PhotoRecord, Status
@@ -148,13 +148,6 @@ class Cleaner:
             error=f"rejected: best {record.class_name} index ranks {rank + 1}, "
                   f"top-1 is {top1!r}",
         )
-
-
-def batched(items: Iterable, n: int) -> Iterator[tuple]:
-    """``itertools.batched`` (Python 3.12+) for 3.11: tuples of up to ``n`` items."""
-    it = iter(items)
-    while chunk := tuple(islice(it, n)):
-        yield chunk
 
 
 def clean_records(records: Iterable[PhotoRecord], image_path, cleaner: Cleaner,

@@ -27,11 +27,8 @@ class Layout:
 
     @property
     def shards(self) -> Path:
+        """WebDataset tars and their index (``shards.parquet``, written by shards.py)."""
         return self.root / "shards"
-
-    @property
-    def shard_index(self) -> Path:
-        return self.root / "shards.parquet"
 
     @property
     def manifest(self) -> Path:

@@ -128,7 +128,7 @@ def _locate(root: Path) -> tuple[Path, Path]:
 
 
 def _shard_folder(default: Path, root: Path, shard_names: pd.Series) -> Path:
-    # A build may keep its index at the root (Layout.shard_index) and the tars in shards/.
+    # A build may keep its index copied to the build root and the tars in shards/.
     if len(shard_names) and not (default / shard_names.iloc[0]).exists():
         if (root / "shards" / shard_names.iloc[0]).exists():
             return root / "shards"

@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--dataset", default="digits", choices=["digits", "cifar10"])
     ap.add_argument("--data-root", help="folder holding cifar-10-batches-py (cifar10)")
     ap.add_argument("--image-size", type=int, default=16, help="digits are resized to this")
-    ap.add_argument("--model", default="gn-lenet")
+    ap.add_argument("--model", default="gn-lenet",
+                    help="as in the study: gn-lenet, resnet20, gn-timm:resnet18, ...")
     ap.add_argument("--algorithm", default="bsp")
     ap.add_argument("--param", action="append", type=parse_param, default=[],
                     metavar="KEY=VALUE", help="an algorithm parameter, repeatable (t0=0.2)")

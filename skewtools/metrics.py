@@ -30,6 +30,7 @@ import pandas as pd
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy, wasserstein_distance
 
+from skewtools._checks import check_aligned
 from skewtools.partitioning import Partitioning
 from skewtools.samples import as_samples
 
@@ -49,10 +50,7 @@ def count_matrix(
     """
     samples = as_samples(labels, label_column)
     values = samples.require_labels()
-    if len(values) != partitioning.num_samples:
-        raise ValueError(
-            f"{len(values)} labels but the partitioning was made from {partitioning.num_samples}"
-        )
+    check_aligned(len(values), partitioning, "{n} labels")
     if classes is None:
         codes, classes = samples.codes, samples.classes
     else:

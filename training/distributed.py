@@ -21,6 +21,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import torch
@@ -29,7 +30,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from training.algorithms.base import Algorithm
-from training.datasets import BatchSource, PartitionData
+from training.datasets import BatchSource, PartitionData, StudyDataset
 from training.engine import RunResult, TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -200,7 +201,6 @@ def run_spec_distributed(spec: RunSpec, backend: str | None = None) -> RunResult
     runner builds them (same loaders, partitioner and seed), so the two engines agree.
     """
     from training.algorithms import create_algorithm
-    from training.models import create_model
     from training.study import load_dataset, partition_indices
 
     if spec.skewscout is not None:
@@ -214,11 +214,16 @@ def run_spec_distributed(spec: RunSpec, backend: str | None = None) -> RunResult
     partition = data.train.subset(indices[info.rank])   # only this rank's slice
     config = replace(TrainConfig(**spec.train), seed=spec.seed)
 
-    def model_fn() -> nn.Module:
-        return create_model(spec.model, num_classes=data.num_classes,
-                            in_channels=data.in_channels, image_size=data.image_size)
-
+    model_fn = _model_fn(spec.model, data)
     algorithm = create_algorithm(spec.algorithm, **spec.algorithm_params)
     log.info("rank %d/%d: partition of %d samples, %s on %s", info.rank, info.world_size,
              len(indices[info.rank]), spec.algorithm, info.device)
     return local_trainer(model_fn, algorithm, partition, data.val, config).run()
+
+
+def _model_fn(name: str, data: StudyDataset) -> Callable[[], nn.Module]:
+    """The study's model builder for ``data`` (so ``gn-timm:...`` names work here as in the
+    simulation); imported lazily like the rest of the study runner."""
+    from training.study import build_model
+
+    return partial(build_model, name, data.num_classes, data.in_channels, data.image_size)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from skewtools._checks import check_aligned
 from skewtools.partitioning import Partitioning
 
 
@@ -34,11 +35,7 @@ def as_flower_partitioner(partitioning: Partitioning) -> Any:
             return self.partitioning.num_partitions
 
         def load_partition(self, partition_id: int) -> Any:
-            if len(self.dataset) != self.partitioning.num_samples:
-                raise ValueError(
-                    f"dataset has {len(self.dataset)} rows but the partitioning was made from "
-                    f"{self.partitioning.num_samples}"
-                )
+            check_aligned(len(self.dataset), self.partitioning, "dataset has {n} rows")
             ix = self.partitioning.indices[self.partitioning.partition_id(partition_id)]
             return self.dataset.select(ix)
 

@@ -10,15 +10,14 @@ from collections.abc import Sized
 
 from torch.utils.data import Dataset, Subset
 
+from skewtools._checks import check_aligned
 from skewtools.partitioning import Partitioning
 
 
 def _check_length(dataset: Dataset, partitioning: Partitioning) -> None:
-    if isinstance(dataset, Sized) and len(dataset) != partitioning.num_samples:
-        raise ValueError(
-            f"dataset has {len(dataset)} samples but the partitioning was made from "
-            f"{partitioning.num_samples}; partition this dataset's own labels"
-        )
+    if isinstance(dataset, Sized):
+        check_aligned(len(dataset), partitioning, "dataset has {n} samples",
+                      "partition this dataset's own labels")
 
 
 def partition_subset(dataset: Dataset, partitioning: Partitioning, partition: int | str) -> Subset:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import webdataset as wds
 
+from skewtools._checks import check_aligned
 from skewtools.partitioning import Partitioning
 
 
@@ -55,11 +56,8 @@ def plan_partition(
     shard_column: str = "shard",
 ) -> ShardPlan:
     """The keys of ``partition`` and the shards holding them, from the index alone."""
-    if len(index) != partitioning.num_samples:
-        raise ValueError(
-            f"index has {len(index)} rows but the partitioning was made from "
-            f"{partitioning.num_samples}; pass the same manifest rows, in the same order"
-        )
+    check_aligned(len(index), partitioning, "index has {n} rows",
+                  "pass the same manifest rows, in the same order")
     for column in (key_column, shard_column):
         if column not in index.columns:
             raise ValueError(f"index has no {column!r} column; columns: {list(index.columns)}")

@@ -6,8 +6,8 @@ random order) over the N partitions. ``alpha`` moves skew the other way round fr
 strongly non-IID), larger alpha = closer to IID (alpha -> inf gives equal shares).
 
 Partitions smaller than ``min_partition_size`` (10 by default, as in NIID-Bench and Flower)
-trigger a redraw, at most ``max_retries`` times in all; then a ``ValueError`` says what to change.
-The draws continue one seeded stream, so the result is deterministic. No sample is dropped.
+trigger a redraw, ``max_retries`` draws in all (at least one); then a ``ValueError`` says what to
+change. The draws continue one seeded stream, so the result is deterministic. No sample is dropped.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def dirichlet(
     codes = samples.codes
     min_size = check_min_size(min_partition_size, num_partitions, len(codes))
     smallest = -1
-    for _ in range(max(1, int(max_retries))):
+    attempts = max(1, int(max_retries))  # at least one draw, whatever max_retries says
+    for _ in range(attempts):
         order, counts = class_order(codes, samples.num_classes, rng)
         props = rng.dirichlet(np.full(num_partitions, alpha), size=samples.num_classes)
         sizes = split_counts(props, counts)  # classes x partitions
@@ -64,7 +65,7 @@ def dirichlet(
             part[order] = np.repeat(owner, sizes.ravel())
             return Assigned(part, default_names(num_partitions))
     raise ValueError(
-        f"no draw in {max_retries} gave every partition >= {min_size} samples (smallest: "
-        f"{smallest}); raise alpha, lower min_partition_size or num_partitions, or allow more "
-        "max_retries"
+        f"no draw in {attempts} attempt{'s' if attempts > 1 else ''} gave every partition >= "
+        f"{min_size} samples (smallest: {smallest}); lower min_partition_size or "
+        f"num_partitions, raise alpha (less skew), or raise max_retries (now {max_retries!r})"
     )

@@ -6,11 +6,12 @@ import sqlite3
 import pandas as pd
 import pytest
 
+from flickr_mammal import catalog as catalog_module
 from flickr_mammal.catalog import Catalog, failure_reason
 from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord, Status
 from flickr_mammal.search import SliceResult
 
-LABELS = {"cat": 6, "dog": 10}
+LABELS = {"cat": 6, "dog": 10, "fox": 12}
 
 
 def rec(photo_id: str, class_name: str = "cat", **kw) -> PhotoRecord:
@@ -74,6 +75,25 @@ def test_photo_found_for_two_classes_is_ambiguous_in_any_order(catalog, order):
     assert catalog.get("8").status is Status.SEARCHED
     assert catalog.get("9").status is Status.SEARCHED
     assert catalog.count() == 3  # stored once, kept for neither
+
+
+@pytest.mark.parametrize("chunk", [2, 500])
+def test_slice_colliding_with_two_earlier_classes(catalog, monkeypatch, chunk):
+    # chunk=2 splits the slice's ids over several grouped queries.
+    monkeypatch.setattr(catalog_module, "_IN_CHUNK", chunk)
+    catalog.add_slice(slice_of("cat", ["1", "2", "3"]))
+    catalog.add_slice(slice_of("dog", ["3", "4", "5"]))
+    assert catalog.add_slice(slice_of("fox", ["6", "3", "1", "4", "3"])) == 1  # only 6 is new
+    assert {pid: catalog.get(pid).error for pid in "123456"} == {
+        "1": "ambiguous: found for classes cat, fox",
+        "2": "",
+        "3": "ambiguous: found for classes cat, dog, fox",
+        "4": "ambiguous: found for classes dog, fox",
+        "5": "",
+        "6": "",
+    }
+    assert catalog.count(Status.AMBIGUOUS) == 3 and catalog.count(Status.SEARCHED) == 3
+    assert catalog.get("3").class_name == "cat"  # the first class's record, kept for none
 
 
 def test_failed_slice_commits_nothing(catalog):

@@ -117,7 +117,7 @@ def test_build_root_layout_and_errors(shard_sets, tmp_path):
     write_shards([r.evolve(split="train") for r in RECORDS[:2]], read_image, tmp_path / "shards",
                  split="train")
     assert list(flickr_mammal.load_partitions(tmp_path)) == ["Africa"]
-    # ... and one whose index sits at the root (Layout.shard_index) beside shards/.
+    # ... and one whose index is copied to the build root beside shards/.
     (tmp_path / "shards.parquet").write_bytes((tmp_path / "shards" / "shards.parquet").read_bytes())
     assert _read(load_partitions(tmp_path)["Africa"]) == [("1001", 23), ("1002", 41)]
     with pytest.raises(ValueError, match="by must be"):

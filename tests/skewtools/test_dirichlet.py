@@ -50,6 +50,16 @@ def test_exhausted_retries_explain_what_to_change():
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("max_retries,attempts", [(0, "1 attempt "), (2, "2 attempts ")])
+def test_exhausted_retries_count_the_draws_actually_made(max_retries, attempts):
+    with pytest.raises(ValueError, match=f"no draw in {attempts}.*lower min_partition_size.*"
+                                         f"raise max_retries \\(now {max_retries}\\)"):
+        partition(
+            "dirichlet", LABELS, num_partitions=5, alpha=0.01, min_partition_size=190,
+            max_retries=max_retries,
+        )  # fmt: skip
+
+
 def test_rejects_non_positive_alpha():
     with pytest.raises(ValueError, match="alpha"):
         partition("dirichlet", LABELS, num_partitions=5, alpha=0)

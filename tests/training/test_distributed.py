@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from training.algorithms import create_algorithm
-from training.datasets import PartitionData
-from training.distributed import DistributedComm, distributed_trainer, launch_local
+from training.datasets import PartitionData, StudyDataset
+from training.distributed import DistributedComm, _model_fn, distributed_trainer, launch_local
 from training.engine import TrainConfig, Trainer
 
 ALGORITHMS = {
@@ -100,3 +100,17 @@ def test_distributed_engine_matches_simulation(tmp_path):
 def test_comm_needs_an_initialised_group():
     with pytest.raises(RuntimeError, match="init_distributed"):
         DistributedComm()
+
+
+@pytest.mark.parametrize("name", ["gn-timm:resnet18", "gn-lenet"])
+def test_distributed_runs_build_models_like_the_simulation(name):
+    # The study's builder takes bn-/gn- before timm:/torchvision: names; the distributed path
+    # must accept them too (create_model alone raises KeyError for "gn-timm:...").
+    x = torch.zeros(4, 1, 16, 16)
+    data = StudyDataset("tiny", PartitionData(x, torch.zeros(4, dtype=torch.long)),
+                        PartitionData(x, torch.zeros(4, dtype=torch.long)), num_classes=3,
+                        in_channels=1, image_size=16)
+    model = _model_fn(name, data)()
+    assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    assert model(x).shape == (4, 3)

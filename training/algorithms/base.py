@@ -50,6 +50,12 @@ class StepContext:
     weight_decay: float = 5e-4   # L2 coefficient, added to each partition's gradient
 
 
+def decayed(grads: torch.Tensor, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """``grads + weight_decay * params`` as a new tensor: the L2-regularised gradient every
+    algorithm starts from (one home, so the four algorithms stay bit-for-bit alike)."""
+    return grads.add(params, alpha=ctx.weight_decay)
+
+
 @dataclass
 class StepStats:
     """Per-partition communication of one iteration (rows = this process's partitions)."""

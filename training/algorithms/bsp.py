@@ -11,7 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.base import (
+    Algorithm,
+    Comm,
+    StepContext,
+    StepStats,
+    decayed,
+    register_algorithm,
+)
 from training.algorithms.sparse import dense_stats
 
 
@@ -31,7 +38,7 @@ class BSP(Algorithm):
 
     def apply(self, state: BSPState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
-        mean_grad = comm.all_mean(grads.add(params, alpha=ctx.weight_decay))
+        mean_grad = comm.all_mean(decayed(grads, params, ctx))
         state.momentum.mul_(ctx.momentum).add_(mean_grad)
         params.sub_(state.momentum, alpha=ctx.lr)
         return dense_stats(params, synced=True)

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
-from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.base import (
+    Algorithm,
+    Comm,
+    StepContext,
+    StepStats,
+    decayed,
+    register_algorithm,
+)
 from training.algorithms.sparse import exchange_stats, sparse_bytes, top_k_indices
 
 WARMUP_SPARSITY = (0.75, 0.9375, 0.984375, 0.996)
@@ -63,7 +70,7 @@ class DGC(Algorithm):
 
     def apply(self, state: DGCState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
-        grads = grads.add(params, alpha=ctx.weight_decay)
+        grads = decayed(grads, params, ctx)
         if self.clip_norm is not None:
             limit = self.clip_norm / math.sqrt(ctx.num_partitions)
             norms = grads.norm(dim=1, keepdim=True)

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.base import (
+    Algorithm,
+    Comm,
+    StepContext,
+    StepStats,
+    decayed,
+    register_algorithm,
+)
 from training.algorithms.sparse import dense_stats, silent_stats
 
 
@@ -43,7 +50,7 @@ class FedAvg(Algorithm):
 
     def apply(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
-        state.momentum.mul_(ctx.momentum).add_(grads.add(params, alpha=ctx.weight_decay))
+        state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
         params.sub_(state.momentum, alpha=ctx.lr)
         state.steps_since_sync += 1
         if state.steps_since_sync < self.iter_local:

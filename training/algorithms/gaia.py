@@ -17,7 +17,14 @@ from dataclasses import dataclass
 
 import torch
 
-from training.algorithms.base import Algorithm, Comm, StepContext, StepStats, register_algorithm
+from training.algorithms.base import (
+    Algorithm,
+    Comm,
+    StepContext,
+    StepStats,
+    decayed,
+    register_algorithm,
+)
 from training.algorithms.sparse import exchange_stats, sparse_bytes
 
 
@@ -46,7 +53,7 @@ class Gaia(Algorithm):
 
     def apply(self, state: GaiaState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
-        state.momentum.mul_(ctx.momentum).add_(grads.add(params, alpha=ctx.weight_decay))
+        state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
         update = state.momentum * (-ctx.lr / ctx.num_partitions)
         params.add_(update)
         state.accumulated.add_(update)
