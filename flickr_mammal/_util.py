@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
+from email.utils import parsedate_to_datetime
 from itertools import islice
 from typing import TypeVar
 
@@ -14,3 +16,19 @@ def batched(items: Iterable[T], n: int) -> Iterator[tuple[T, ...]]:
     it = iter(items)
     while chunk := tuple(islice(it, n)):
         yield chunk
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds (fractions tolerated) or an
+    HTTP date; never negative; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -186,7 +186,7 @@ def download_records(
         bar.close()
         if own_fetcher:
             fetcher.close()
-        logger.info("download: %d ok, failures %s", counts.pop("", 0), dict(counts))
+        _log_summary(counts)
 
 
 def _work(todo: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Event,
@@ -209,6 +209,12 @@ def _take(done: queue.SimpleQueue, counts: Counter[str], bar: tqdm) -> PhotoReco
     return item
 
 
+def _log_summary(counts: Counter[str]) -> None:
+    """One line per download call: successes and each failure reason's count."""
+    failures = {reason: n for reason, n in sorted(counts.items()) if reason}
+    logger.info("download: %d ok, failures %s", counts[""], failures)
+
+
 def _download_in_processes(
     records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig
 ) -> Iterator[PhotoRecord]:
@@ -226,6 +232,7 @@ def _download_in_processes(
     for proc in procs:
         proc.start()
     limit, in_flight, ended = config.in_flight * config.processes, 0, False
+    counts: Counter[str] = Counter()
     bar = tqdm(desc="download", unit="img", disable=not config.progress)
     try:
         for record in records:  # read in this process only (the input may be a DB cursor)
@@ -233,13 +240,13 @@ def _download_in_processes(
             in_flight += 1
             while in_flight >= limit:
                 in_flight -= 1
-                yield _take(done, Counter(), bar)
+                yield _take(done, counts, bar)
         for _ in procs:  # children flush what they hold once their input ends
             todo.put(None)
         ended = True
         while in_flight:
             in_flight -= 1
-            yield _take(done, Counter(), bar)
+            yield _take(done, counts, bar)
     finally:
         stop.set()
         if not ended:
@@ -251,6 +258,7 @@ def _download_in_processes(
                 proc.terminate()
         todo.cancel_join_thread()
         bar.close()
+        _log_summary(counts)
 
 
 def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,

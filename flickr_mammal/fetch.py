@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
+
+from flickr_mammal._util import retry_after_seconds
 
 if TYPE_CHECKING:  # download imports this module; the config is only read, never built, here
     from flickr_mammal.download import DownloadConfig
@@ -149,7 +150,7 @@ def _check_status(r: requests.Response) -> None:
         # Flickr answers a deleted photo with a redirect to a stock placeholder image.
         raise FetchError("unavailable")
     if code == 429:
-        raise _Retryable("http_429", _retry_after(r.headers.get("Retry-After")))
+        raise _Retryable("http_429", retry_after_seconds(r.headers.get("Retry-After")))
     if code in _RETRY_STATUS or code >= 500:
         raise _Retryable(f"http_{code}")
     if code != 200:
@@ -181,18 +182,3 @@ def _classify(exc: requests.RequestException) -> FetchError:
     if isinstance(exc, requests.TooManyRedirects):
         return FetchError("too_many_redirects")
     return FetchError(f"request_error_{type(exc).__name__}")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After in seconds (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError):
-        return None

@@ -14,7 +14,6 @@ that leaves this module goes through :func:`redact`, and exceptions are raised w
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import re
@@ -24,6 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
+
+from flickr_mammal._util import retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ class FlickrClient:
         except requests.RequestException as exc:
             return f"{type(exc).__name__}: {self._redact(str(exc))}", None
         if resp.status_code == 429:
-            return "HTTP 429 Too Many Requests", _retry_after(resp.headers.get("Retry-After"))
+            wait_s = retry_after_seconds(resp.headers.get("Retry-After"))
+            return "HTTP 429 Too Many Requests", wait_s
         if resp.status_code >= 500:
             return f"HTTP {resp.status_code}", None
         if resp.status_code != 200:
@@ -236,17 +238,3 @@ def _int_or_zero(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+from collections import Counter
 from collections.abc import Iterator
 
 import pytest
@@ -203,13 +205,18 @@ def test_a_disk_failure_is_not_a_photo_failure(server, tmp_path):
         list(download_records([_record("1", server.base + "/ok.jpg")], layout, CONFIG))
 
 
-def test_worker_processes_give_the_same_outcomes(server, tmp_path):
+def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
     layout = Layout.at(tmp_path)
     names = ["ok", "rotated", "gone", "truncated", "html", "moved"]
     records = [_record(f"{name}{i}", f"{server.base}/{name}.jpg")
                for i in range(4) for name in names]
     config = DownloadConfig(workers=2, processes=2, max_in_flight=3, max_retries=0)
-    out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
+    with caplog.at_level(logging.INFO, logger="flickr_mammal.download"):
+        out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
+    # The parent's one-line summary counts what the child processes did.
+    reasons = dict(sorted(Counter(r.error for r in out.values() if r.error).items()))
+    summary = f"download: {len(records) - sum(reasons.values())} ok, failures {reasons}"
+    assert summary in caplog.messages
     assert sorted(out) == sorted(r.photo_id for r in records)
     for photo_id, rec in out.items():
         status, error, size = EXPECTED[photo_id[:-1]]

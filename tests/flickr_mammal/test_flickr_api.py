@@ -17,7 +17,6 @@ from flickr_mammal.flickr_api import (
     FlickrError,
     FlickrUnavailableError,
     TokenBucket,
-    _retry_after,
     redact,
 )
 from tests.flickr_mammal.fakeflickr import FakeFlickr, generate_photos
@@ -82,12 +81,6 @@ def test_429_honours_retry_after(fake):
     assert client_for(fake, sleeps).search(text="cat")["total"] == 5
     assert sleeps == [7.0, 7.0]
     assert fake.calls["http_429"] == 2
-
-
-def test_retry_after_forms():
-    assert _retry_after("12") == 12.0
-    assert _retry_after(None) is None and _retry_after("soon") is None
-    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past: no wait
 
 
 def test_5xx_retried_with_exponential_backoff_and_jitter(fake):

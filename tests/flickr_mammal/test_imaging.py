@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms
@@ -12,6 +13,8 @@ from PIL import Image, ImageCms
 from flickr_mammal import imaging
 from flickr_mammal.imaging import ImageError, process_image, target_size
 from tests.flickr_mammal import sample_images as s
+
+cv2_resize = cv2.resize
 
 
 def _decode(jpeg: bytes) -> Image.Image:
@@ -39,6 +42,30 @@ def test_ok_jpeg_is_shrunk_and_hashed():
     # Same picture: close to a plain Pillow resize of the original.
     ref = np.asarray(s.chelsea().resize((300, 200), Image.Resampling.LANCZOS), dtype=float)
     assert np.abs(np.asarray(im, dtype=float) - ref).mean() < 6
+
+
+@pytest.mark.parametrize(("scale", "uses_opencv"), [(1.0, True), (2.4, False)])
+def test_last_resize_step_is_close_to_a_full_size_lanczos(monkeypatch, scale, uses_opencv):
+    # 640 px: draft decodes at 320, a 1.07x step for OpenCV's bicubic. 1536 px as PNG (no
+    # draft): a 5x step that needs Pillow's antialiased filter.
+    photo = Image.open(io.BytesIO(s.china_jpeg())).convert("RGB")
+    photo = photo.resize((round(photo.width * scale), round(photo.height * scale)))
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG" if scale == 1.0 else "PNG", quality=95)
+    calls: list[tuple] = []
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return cv2_resize(*args, **kwargs)
+
+    monkeypatch.setattr(imaging.cv2, "resize", spy)
+    out = _decode(process_image(buf.getvalue()).jpeg)
+    assert bool(calls) == uses_opencv
+    ref = np.asarray(photo.resize(out.size, Image.Resampling.LANCZOS), dtype=float)
+    mse = ((np.asarray(out, dtype=float) - ref) ** 2).mean()
+    # This detailed photo: 27.5 dB (OpenCV step; the DCT-scaled decode sets the bound, Pillow's
+    # bicubic after it gives 28.8) and 33 dB (Pillow step). Swapped channels give < 20.
+    assert 10 * np.log10(255**2 / mse) > 26
 
 
 def test_output_is_deterministic():

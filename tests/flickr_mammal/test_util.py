@@ -2,8 +2,11 @@
 
 import subprocess
 import sys
+import time
 
-from flickr_mammal._util import batched
+import pytest
+
+from flickr_mammal._util import batched, retry_after_seconds
 
 
 def test_batched_yields_full_tuples_then_the_rest_from_a_lazy_stream():
@@ -17,3 +20,17 @@ def test_catalog_and_its_helpers_import_without_torch():
     code = ("import sys, flickr_mammal._util, flickr_mammal.catalog, flickr_mammal.layout; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+)
+def testretry_after_seconds_parsing(value, expected):
+    assert retry_after_seconds(value) == expected
+
+
+def testretry_after_seconds_http_date_in_the_future():
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
+    assert 100 < retry_after_seconds(future) <= 121
