@@ -3,7 +3,8 @@
 Both download the same N distinct real-photo JPEGs (640 px long side) from one local
 multi-threaded HTTP server (its own process), shrink them to 300 px on the long side without
 borders or enlarging, re-encode as quality-90 JPEG and write them: ours to image files, theirs
-to webdataset shards. Each side runs as a fresh subprocess (interpreter start and imports
+to webdataset shards, both into fresh folders on a tmpfs (/dev/shm; --out-root to change).
+Each side runs as a fresh subprocess (interpreter start and imports
 included for both); runs alternate ours / theirs. Printed: images/s end-to-end (the headline
 ratio) and in steady state (ours: the download call; img2dataset: first shard start to last
 shard end, i.e. without its ~5 s of process start-up, which dominates small runs), CPU seconds
@@ -33,6 +34,7 @@ from pathlib import Path
 from _download_helpers import make_images
 
 ROOT = Path(__file__).resolve().parents[1]
+SHM = Path("/dev/shm")
 HELPERS = Path(__file__).with_name("_download_helpers.py")
 
 I2D_SCRIPT = """
@@ -51,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=ROOT / ".bench" / "download")
+    p.add_argument("--out-root", type=Path, default=SHM if SHM.is_dir() else None,
+                   help="where both sides write (default /dev/shm when present, else workdir)")
     p.add_argument("--img2dataset-python", type=Path, default=ROOT / ".bench/i2d/bin/python")
     p.add_argument("--processes", type=int, default=2, help="our worker processes")
     p.add_argument("--workers", type=int, default=16, help="our threads per process")
@@ -106,15 +110,19 @@ def _timed(cmd: list[str], server_pid: int, env: dict[str, str] | None = None) -
     return result
 
 
+def _runs_root(args: argparse.Namespace) -> Path:
+    return (args.out_root or args.workdir) / "bench_download_runs"
+
+
 def _fresh_output(args: argparse.Namespace, name: str) -> Path:
     """A new, never-used output folder per run; all are deleted after the last run.
 
-    Deleting the previous run's 2,000 files just before writing 2,000 new ones costs ~0.5 ms
-    per file on this ext4 (mounted with ``discard``): freed blocks are trimmed before reuse.
-    That penalises whoever writes many small files (us, not img2dataset's tar shards) and is
-    no part of a real build, which writes into an empty folder.
+    Both sides write to a tmpfs by default: on this VM's ext4 (mounted with ``discard``),
+    writing files soon after deleting others costs 0.3-1 ms per file, depending on what was
+    deleted how long ago. That noise hits whoever writes many small files (us; img2dataset
+    writes a few tar shards) and measures the disk, not the downloader.
     """
-    out = args.workdir / "runs" / f"{name}-{time.time_ns()}"
+    out = _runs_root(args) / f"{name}-{time.time_ns()}"
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -186,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               f"or pass --img2dataset-python PATH, or --skip-img2dataset.", file=sys.stderr)
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
-    for old in ("out_ours", "out_i2d", "runs"):  # left by an interrupted or older run
-        shutil.rmtree(args.workdir / old, ignore_errors=True)
+    for old in (args.workdir / "out_ours", args.workdir / "out_i2d", _runs_root(args)):
+        shutil.rmtree(old, ignore_errors=True)  # left by an interrupted or older run
     t0 = time.perf_counter()
     paths = make_images(args.workdir / f"images-{args.seed}", args.images, args.seed)
     print(f"{len(paths)} distinct JPEGs ready ({time.perf_counter() - t0:.1f} s), "
@@ -202,10 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.terminate()
         server.wait()
-        shutil.rmtree(args.workdir / "runs", ignore_errors=True)
+        shutil.rmtree(_runs_root(args), ignore_errors=True)
 
 
 def _compare(args: argparse.Namespace, urls: Path, server_pid: int, n: int) -> int:
+    print(f"outputs under {_runs_root(args)}")
     print(f"ours: {args.processes} processes x {args.workers} threads, per-host "
           f"{args.per_host}; img2dataset: "
           f"{args.i2d_processes} processes x {args.i2d_threads} threads; {os.cpu_count()} CPUs")

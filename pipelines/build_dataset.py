@@ -63,8 +63,8 @@ def parser() -> argparse.ArgumentParser:
     add("--batch-size", type=int, default=32, help="cleaning batch size")
     add("--clean-workers", type=int, default=2, help="DataLoader workers decoding images")
     add("--workers", type=int, default=32, help="download threads (per process)")
-    add("--download-processes", type=int, default=1,
-        help="download processes: one reaches ~1.5 cores (GIL); use ~cores/2 on big machines")
+    add("--download-processes", type=int, default=2,
+        help="download processes, each decoding one photo at a time: about one per core")
     add("--stages", type=_names, default=STAGES,
         help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     add("--image-size", type=int, default=300, help="longest side of stored images (px)")

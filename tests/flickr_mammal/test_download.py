@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
+from flickr_mammal import download
 from flickr_mammal.download import DownloadConfig, download_records
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
@@ -224,3 +226,25 @@ def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
         assert layout.image_path(photo_id).exists() == (size is not None)
     with pytest.raises(ValueError, match="fetcher"):
         list(download_records(records, layout, config, fetcher=Fetcher(config)))
+
+
+@pytest.mark.parametrize("slots", [1, 3])
+def test_at_most_decode_slots_photos_decode_at_once(server, tmp_path, monkeypatch, slots):
+    lock, active, peak = threading.Lock(), [0], [0]
+    real = download.process_image
+
+    def tracked(*args, **kwargs):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)  # long enough for the other threads to arrive
+        with lock:
+            active[0] -= 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(download, "process_image", tracked)
+    config = DownloadConfig(workers=6, decode_slots=slots, max_retries=0)
+    records = [_record(f"ok{i}", f"{server.base}/ok.jpg") for i in range(12)]
+    out = list(download_records(records, Layout.at(tmp_path), config))
+    assert [r.status for r in out] == [Status.DOWNLOADED] * 12
+    assert peak[0] == slots  # with 6 threads and 12 photos every slot fills

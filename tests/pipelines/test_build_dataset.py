@@ -68,7 +68,7 @@ def test_defaults_follow_the_contract(tmp_path):
     assert config.download.max_side == 300 and config.rate_limit == 3600
     assert config.clean.top_k == 5 and config.group_by == "continent"
     assert config.coord_decimals == 2 and config.val_fraction == 0.05
-    assert (config.download.workers, config.download.processes) == (32, 1)
+    assert (config.download.workers, config.download.processes) == (32, 2)
     more = ["--out", str(tmp_path), "--api-key", "k", "--download-processes", "3", "--workers", "8"]
     download = config_from_args(parser().parse_args(more)).download
     assert (download.workers, download.processes) == (8, 3)
