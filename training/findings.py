@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from training.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
+from training.skewscout import KNOBS
 from training.study_config import Experiment, StudyConfig
 
-DECENTRALIZED = ("gaia", "fedavg", "dgc")
+DECENTRALIZED = tuple(KNOBS)        # the algorithms with a communication knob
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,12 @@ def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd
         return pd.DataFrame()
     df = pd.DataFrame(recs)
     df["knob"] = df["knob"].astype(float)
+    if "acc_at_half" not in df:          # rows stored before the column existed
+        df["acc_at_half"] = float("nan")
     keys = ["model", "algorithm", "mode", "knob", "noniid_fraction"]
     return (df.groupby(keys, dropna=False, as_index=False)
-              [["final_acc", "bytes_per_iteration", "bsp_bytes_per_iteration"]].mean())
+              [["final_acc", "acc_at_half", "bytes_per_iteration",
+                "bsp_bytes_per_iteration"]].mean())
 
 
 def loss_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -151,12 +155,15 @@ def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.Data
             if grid.empty or scout.empty:
                 continue
             oracle = oracle_of(grid, b_acc, target)
+            o_half = float(grid.loc[grid["knob"] == oracle.knob, "acc_at_half"].iloc[0])
             s_acc = float(scout["final_acc"].iloc[0])
             s_bytes = float(scout["bytes_per_iteration"].iloc[0])
             recs.append({
                 "model": model, "noniid": f"{int(round(frac * 100))}%", "algorithm": algo,
                 "bsp_acc": 100 * b_acc, "oracle_knob": oracle.knob, "oracle_ok": oracle.feasible,
-                "oracle_acc": 100 * oracle.final_acc, "skewscout_acc": 100 * s_acc,
+                "oracle_acc": 100 * oracle.final_acc, "oracle_acc_at_half": 100 * o_half,
+                "skewscout_acc": 100 * s_acc,
+                "skewscout_acc_at_half": 100 * float(scout["acc_at_half"].iloc[0]),
                 "skewscout_ok": meets_target(s_acc, b_acc, target),
                 "saving_vs_bsp": b_bytes / max(s_bytes, 1e-12),
                 "oracle_saving_vs_bsp": b_bytes / max(oracle.bytes_per_iteration, 1e-12),

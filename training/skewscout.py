@@ -7,13 +7,20 @@ source and offset cycling so that all ordered pairs take turns, N times cheaper 
 ``round_robin`` when runs are too short for the traveling cost to vanish). There it is evaluated
 on a seeded sample of that partition's *training* data next to the local model; the
 ``local - traveled`` accuracy is the skew-induced accuracy loss of that pair, and the estimate is
-the mean over pairs. Each
-traveled model costs 4 B per value of its parameters and buffers, counted with
-``trainer.add_bytes`` (sent by the source, received by the destination), so traveling is part of
-SkewScout's communication totals. With ``max_travel_interval`` set, the interval doubles after a
-"hold" decision that leaves no loosen pending (up to that bound) and returns to
-``travel_interval`` after any move or while low estimates are being counted: a
-settled knob is checked less often, which keeps traveling cheap next to the algorithm's traffic.
+the mean over pairs. Each traveled model costs 4 B per value of its parameters and buffers,
+counted with ``trainer.add_bytes`` (sent by the source, received by the destination), so
+traveling is part of SkewScout's communication totals.
+
+**When models travel.** With ``max_travel_interval`` set, the interval doubles after the second
+"hold" in a row that leaves no loosen pending (up to that bound): a settled knob is checked less
+often, which keeps traveling cheap next to the algorithm's traffic, and a costly tighten that
+needs several rounds of evidence (rule 2 of the controller) needs it over a longer time. After a
+tighten the next round comes after half a ``travel_interval``, so that a tighten whose loss
+vanishes at once is undone quickly (rule 3). When the learning rate decays the controller starts
+a new phase (rule 5) and the next round comes no sooner than a full interval later: right after
+a decay the models stop drifting apart for a while and every knob looks free of skew.
+Between rounds SkewScout measures the bytes per partition per iteration the current knob sent
+(traveling excluded) and hands them to the controller (``record_cost``; rule 2 weighs by them).
 Each travel time is offset by a seeded jitter of up to a quarter interval (``jitter=True``) so
 that traveling does not lock onto FedAvg's averaging period, right after which all models agree.
 A partition's model includes the updates it has computed but not sent (see :func:`local_views`:
@@ -37,9 +44,11 @@ import torch
 
 from training.skewscout_controller import (  # noqa: F401  (re-exported)
     DEFAULT_GRIDS,
+    KNOBS,
     LARGER_IS_LESS_COMMUNICATION,
     ControllerConfig,
     Decision,
+    Knob,
     KnobController,
     ordered_grid,
 )
@@ -196,6 +205,9 @@ class SkewScout:
         self._interval = self.config.travel_interval
         self._rng = np.random.default_rng(self.config.seed)
         self._next = self.config.travel_interval + self._jitter()
+        self._lr_factor: float | None = None
+        self._holds_since_move = 0
+        self._mark: tuple[int, float] | None = None     # (iteration, bytes sent) at the last round
 
     @property
     def initial_knob(self) -> float:
@@ -212,8 +224,10 @@ class SkewScout:
     def __call__(self, trainer: Any) -> None:
         if not self.knob_trace:
             self._set_knob(trainer, 0)
+        self._watch_learning_rate(trainer)
         if trainer.iteration < self._next:
             return
+        self._measure_cost(trainer)
         report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
                         pairing=self.config.pairing, seed=self.config.seed)
         self.travels.append(report)
@@ -223,7 +237,38 @@ class SkewScout:
         if decision.action != "hold":
             self._set_knob(trainer, int(trainer.iteration))
         self._interval = self._next_interval(decision.action)
-        self._next = int(trainer.iteration) + self._interval + self._jitter()
+        gap = self._soon() if decision.action == "tighten" else self._interval
+        self._next = int(trainer.iteration) + gap + self._jitter()
+        self._mark = (int(trainer.iteration), self._bytes_sent(trainer))
+
+    @staticmethod
+    def _bytes_sent(trainer: Any) -> float:
+        sent = getattr(trainer, "bytes_sent", None)
+        return float(sum(sent)) if sent is not None else 0.0
+
+    def _measure_cost(self, trainer: Any) -> None:
+        """The current knob's bytes per partition per iteration since the last round (not before
+        the first: DGC's sparsity warm-up would make the starting knob look expensive)."""
+        if self._mark is None or trainer.iteration <= self._mark[0]:
+            return
+        its = int(trainer.iteration) - self._mark[0]
+        nbytes = (self._bytes_sent(trainer) - self._mark[1]) / trainer.num_partitions
+        self.controller.record_cost(self.controller.index, nbytes / its)
+
+    def _soon(self) -> int:
+        return max(1, self.config.travel_interval // 2)
+
+    def _watch_learning_rate(self, trainer: Any) -> None:
+        """At a learning-rate decay: a new controller phase, no round for a full interval."""
+        config = getattr(trainer, "config", None)
+        if config is None or not hasattr(config, "lr_factor"):
+            return
+        factor = float(config.lr_factor(int(trainer.iteration)))
+        if self._lr_factor is not None and factor != self._lr_factor:
+            self.controller.new_phase()
+            self._interval = self.config.travel_interval
+            self._next = max(self._next, int(trainer.iteration) + self.config.travel_interval)
+        self._lr_factor = factor
 
     def _jitter(self) -> int:
         """A seeded offset of up to +-interval/4, so travels don't lock onto a sync period
@@ -233,7 +278,8 @@ class SkewScout:
 
     def _next_interval(self, action: str) -> int:
         cap = self.config.max_travel_interval
-        if cap is None or action != "hold" or self.controller.loosen_pending:
+        self._holds_since_move = self._holds_since_move + 1 if action == "hold" else 0
+        if cap is None or self._holds_since_move < 2 or self.controller.loosen_pending:
             return self.config.travel_interval
         return min(cap, 2 * self._interval)
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from training.skewscout import DEFAULT_GRIDS
+from training.skewscout import DEFAULT_GRIDS, KNOBS
 
 EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "skewscout")
 DATASETS = ("digits", "cifar10", "flickr_mammal")
 ENGINES = ("simulation", "distributed")
-KNOB_OF = {"gaia": "t0", "fedavg": "iter_local", "dgc": "sparsity"}
+KNOB_OF = {algorithm: knob.name for algorithm, knob in KNOBS.items()}
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "default.toml"
 
 

@@ -33,6 +33,18 @@ def test_ordered_grid_runs_from_most_to_least_communication():
         ordered_grid("t0", [0.1, 0.1])
 
 
+def test_the_knob_table_matches_the_algorithms_and_feeds_the_study():
+    from training.algorithms import create_algorithm
+    from training.findings import DECENTRALIZED
+    from training.skewscout import KNOBS
+    from training.study_config import KNOB_OF
+
+    for algorithm, knob in KNOBS.items():
+        assert create_algorithm(algorithm).knob_name == knob.name
+    assert KNOB_OF == {"gaia": "t0", "fedavg": "iter_local", "dgc": "sparsity"}
+    assert DECENTRALIZED == ("gaia", "fedavg", "dgc")
+
+
 def test_tighten_at_once_two_steps_when_far_over_target():
     actions, ctl = run_script([0.15])
     assert actions == ["tighten"] and ctl.index == 1
@@ -43,21 +55,63 @@ def test_tighten_at_once_two_steps_when_far_over_target():
 
 
 def test_loosen_needs_patience_and_band_resets_streak():
-    actions, ctl = run_script([0.01, 0.01, 0.01, 0.07, 0.01, 0.01])
+    actions, ctl = run_script([0.01, 0.01, 0.01, 0.07, 0.01, 0.01], patience=2)
     # two lows -> loosen to 3; one low, then the band (0.07 in [0.05, 0.1]) resets; two lows -> 4
     assert actions == ["hold", "loosen", "hold", "hold", "hold", "loosen"]
     assert ctl.index == 4 and ctl.knob == 1000.0
-    actions, ctl = run_script([0.0, 0.0, 0.0])   # bounded at the least-communication end
-    assert ctl.index == 3 and run_script([0.0] * 6)[1].index == 4
+    actions, ctl = run_script([0.0, 0.0, 0.0], patience=2)   # bounded at the cheapest end
+    assert ctl.index == 3 and run_script([0.0] * 6, patience=2)[1].index == 4
 
 
-def test_failed_loosen_doubles_patience_for_that_index():
-    # loosen 2 -> 3 after 2 lows, the loss then exceeds the target: back to 2, failure on 3.
-    actions, ctl = run_script([0.0, 0.0, 0.2, 0.0, 0.0, 0.0, 0.0])
-    assert actions[:3] == ["hold", "loosen", "tighten"]
-    # now 4 lows in a row are needed to enter index 3 again
-    assert actions[3:] == ["hold", "hold", "hold", "loosen"]
-    assert [d.index for d in ctl.history] == [2, 3, 2, 2, 2, 2, 3]
+def test_a_tighten_whose_loss_vanishes_at_the_first_check_is_undone_at_once():
+    actions, ctl = run_script([0.15, 0.0], patience=3)
+    assert actions == ["tighten", "loosen"] and ctl.index == 2
+    # once the tightened knob has held a round, the full patience applies again
+    actions, _ = run_script([0.15, 0.07, 0.0, 0.0, 0.0], patience=3)
+    assert actions == ["tighten", "hold", "hold", "hold", "loosen"]
+
+
+def cost_controller(costs, index=2, **cfg):
+    ctl = KnobController(GRID, ControllerConfig(target=0.1, **cfg), index=index)
+    for i, c in costs.items():
+        ctl.record_cost(i, c)
+    return ctl
+
+
+def test_an_expensive_tighten_needs_the_loss_to_persist():
+    # index 1 measured at 4.3x the bytes of index 2 (DGC 0.9 vs 0.99): 1 + floor(log2 4.3) = 3
+    ctl = cost_controller({1: 430.0, 2: 100.0})
+    assert ctl.cost_ratio(1) == pytest.approx(4.3) and ctl.rounds_to_tighten_into(1) == 3
+    assert [ctl.update(0.2).action for _ in range(3)] == ["hold", "hold", "tighten"]
+    # a cheap step (+30%) or one never visited needs one round
+    assert cost_controller({1: 130.0, 2: 100.0}).rounds_to_tighten_into(1) == 1
+    assert cost_controller({2: 100.0}).rounds_to_tighten_into(1) == 1
+    # a knob that sends nothing: the cap
+    assert cost_controller({1: 5.0, 2: 0.0}, max_tighten_rounds=4).rounds_to_tighten_into(1) == 4
+    # a round in the band breaks the streak
+    ctl = cost_controller({1: 430.0, 2: 100.0})
+    assert [ctl.update(e).action for e in (0.2, 0.2, 0.07, 0.2)] == ["hold"] * 4
+
+
+def test_evidence_restarts_after_a_move():
+    # window 3: without the restart, the median of [0.9, 0.0] would stay over the target after
+    # the tighten; with it, the first estimate at the new knob decides alone.
+    actions, ctl = run_script([0.9, 0.0], window=3)
+    assert actions == ["tighten", "loosen"]
+    assert ctl.history[1].estimate == 0.0
+
+
+def test_new_phase_clears_evidence_and_streaks_but_keeps_costs():
+    ctl = cost_controller({1: 430.0, 2: 100.0}, window=3, patience=2)
+    ctl.update(0.0)                      # one low counted towards a loosen
+    assert ctl.loosen_pending
+    ctl.new_phase()
+    assert not ctl.loosen_pending and ctl.rounds_to_tighten_into(1) == 3
+    assert ctl.update(0.0).action == "hold"      # the streak starts again from zero
+    other = KnobController(GRID, ControllerConfig(target=0.1, window=3, patience=2), index=2)
+    other.update(0.0)
+    other.new_phase()
+    assert other.update(0.08).estimate == 0.08   # evidence restarted: the 0.0 is gone
 
 
 def test_controller_config_validation_says_how_to_fix():
@@ -65,6 +119,8 @@ def test_controller_config_validation_says_how_to_fix():
         ControllerConfig(target=5)
     with pytest.raises(ValueError, match="patience"):
         ControllerConfig(patience=0)
+    with pytest.raises(ValueError, match="max_tighten_rounds"):
+        ControllerConfig(max_tighten_rounds=0)
     with pytest.raises(ValueError, match="max_travel_interval"):
         SkewScoutConfig(travel_interval=100, max_travel_interval=50)
 
@@ -150,7 +206,72 @@ def test_backoff_doubles_interval_while_holding():
     for it in range(1, 151):
         tr.iteration = it
         scout(tr)
-    assert [r.iteration for r in scout.travels] == [10, 30, 70, 110, 150]
+    # the first hold after the start keeps the interval; from the second on it doubles
+    assert [r.iteration for r in scout.travels] == [10, 20, 40, 80, 120]
+
+
+class DecayConfig:
+    """The learning-rate schedule of a Trainer's config: x0.1 from iteration 5 on."""
+
+    @staticmethod
+    def lr_factor(iteration):
+        return 0.1 if iteration >= 5 else 1.0
+
+
+def test_learning_rate_decay_starts_a_new_phase_and_waits_a_full_interval():
+    def travel_times(decay):
+        tr = FakeTrainer([[0.9, 0.83], [0.83, 0.9]])       # loss 0.07: hold
+        if decay:
+            tr.config = DecayConfig()
+        scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1),
+                                                travel_interval=40, jitter=False))
+        phases = []
+        scout.controller.new_phase = lambda: phases.append(tr.iteration)
+        for it in range(1, 61):
+            tr.iteration = it
+            scout(tr)
+        return [r.iteration for r in scout.travels], phases
+
+    assert travel_times(decay=False) == ([40], [])
+    # the decay at 5 starts a new phase; the next round waits until 5 + 40
+    assert travel_times(decay=True) == ([45], [5])
+
+
+class MeteredTrainer(FakeTrainer):
+    """A FakeTrainer whose algorithm sends ``rate(knob)`` bytes per partition per iteration."""
+
+    def __init__(self, acc, rate):
+        super().__init__(acc)
+        self.rate, self.bytes_sent = rate, [0.0] * self.num_partitions
+
+    def advance(self):
+        self.iteration += 1
+        for i in range(self.num_partitions):
+            self.bytes_sent[i] += self.rate(self.algorithm.iter_local)
+
+    def add_bytes(self, i, sent, received):   # traveling: must not count as the knob's cost
+        super().add_bytes(i, sent, received)
+        self.bytes_sent[i] += sent
+
+
+def test_skewscout_measures_each_knobs_bytes_and_rechecks_a_tighten_soon():
+    skewed = [[0.9, 0.75], [0.75, 0.9]]              # loss 0.15: over the target -> tighten
+    tr = MeteredTrainer(skewed, rate=lambda knob: 1000.0 / knob)
+    scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1), travel_interval=10,
+                                            jitter=False))
+    for _ in range(25):
+        tr.advance()
+        scout(tr)
+    # tighten at 10 (50 -> 10), the check after half an interval (15) tightens again (10 -> 5),
+    # checked again at 20; holding at the end of the grid, the next round is a full interval on
+    assert [r.iteration for r in scout.travels] == [10, 15, 20]
+    assert scout.knob_trace[:3] == [(0, 50.0), (10, 10.0), (15, 5.0)]
+    # measured from the first round on (travel bytes left out); the starting knob is not
+    # measured before it, where e.g. DGC's sparsity warm-up would inflate its cost
+    assert scout.controller.cost_ratio(1) == pytest.approx(0.5)     # at 5 now: 10 sends half
+    scout.controller.index = 1
+    assert scout.controller.cost_ratio(0) == pytest.approx(2.0)
+    assert scout.controller.cost_ratio(2) == 1.0                    # 50: never measured
 
 
 def test_single_pairing_visits_every_ordered_pair_once_per_cycle():
@@ -177,6 +298,7 @@ def test_jitter_is_seeded_and_bounded():
 def test_median_window_ignores_a_single_spike():
     actions, ctl = run_script([0.07, 0.9, 0.07], window=3)
     assert actions == ["hold", "tighten", "hold"]   # median of 2 = mean 0.485: still over
+    assert ctl.history[2].estimate == pytest.approx(0.07)   # then restarted after the move
     actions, ctl = run_script([0.07, 0.07, 0.9, 0.07], window=3)
     assert actions == ["hold", "hold", "hold", "hold"] and ctl.index == 2
     assert ctl.history[2].estimate == pytest.approx(0.07)
@@ -225,7 +347,9 @@ def test_skewscout_on_the_real_trainer_counts_travel_in_the_run_totals():
                                                           jitter=False))
     tr = real_trainer(create_algorithm("fedavg", iter_local=int(scout.initial_knob)), [scout])
     result = tr.run()
-    assert [r.iteration for r in scout.travels] == [3, 6, 9]
+    # the first round at 3; after each LR decay (at 5 and 8) no round for a full interval
+    times = [r.iteration for r in scout.travels]
+    assert times[0] == 3 and all(t < 5 or t >= 8 for t in times)
     fedavg_only = result.bytes_sent[0] - scout.travel_bytes / 2
     assert fedavg_only >= 0 and sum(result.bytes_sent) >= scout.travel_bytes
     assert tr.algorithm.iter_local == scout.controller.knob

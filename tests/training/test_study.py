@@ -110,7 +110,7 @@ def fake_row(spec, acc, bytes_per_iteration):
     return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
             "algorithm": spec.algorithm, "knob": spec.knob, "noniid_fraction": spec.noniid_fraction,
             "seed": spec.seed, "final_acc": acc, "bytes_per_iteration": bytes_per_iteration,
-            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]]}
+            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]], "acc_at_half": acc / 2}
 
 
 def scripted_rows(study, scout_acc, scout_bytes):
@@ -134,6 +134,8 @@ def test_findings_are_computed_from_the_numbers():
     ss = tables["s"].iloc[0]
     assert ss["oracle_knob"] == 5 and ss["vs_oracle"] == pytest.approx(1.1)
     assert ss["saving_vs_bsp"] == pytest.approx(100 / 22, abs=0.01)
+    # mid-run accuracy of the Oracle's knob (5) and of SkewScout, from the rows
+    assert ss["oracle_acc_at_half"] == pytest.approx(46.0) and ss["skewscout_acc_at_half"] == 45.5
     assert verdict["gn-lenet 100% fedavg: SkewScout within 1.2x the Oracle (our goal)"]
     # SkewScout below the target (0.88 < 0.94 - 0.05): no claim of equal accuracy holds
     claims, _ = all_claims(study, scripted_rows(study, 0.88, 10.0))
