@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import threading
@@ -277,6 +278,8 @@ def _download_in_processes(
 
 def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
                   config: DownloadConfig) -> None:
+    _exit_with_parent()
+
     def incoming() -> Iterator[PhotoRecord]:
         while (record := todo.get()) is not None:
             if not stop.is_set():
@@ -287,3 +290,21 @@ def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
             done.put(record)
     except BaseException as exc:  # a failed disk write: hand it to the parent
         done.put(exc)
+
+
+def _exit_with_parent() -> None:
+    """End this worker process as soon as its parent dies (``kill -9``, OOM killer).
+
+    An orphan would otherwise wait forever for records, or keep fetching and writing images
+    next to the resumed build. What it finished but did not report is not in the catalog and is
+    fetched again on resume; a half-written image is a temp file that ``os.replace`` never moved.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()

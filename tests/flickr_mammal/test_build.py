@@ -174,6 +174,26 @@ def _downloaded(catalog_path: Path) -> int:
         return 0
 
 
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_kill_9_mid_download_then_resume_matches_an_uninterrupted_build(tmp_path):
     full, out = tmp_path / "uninterrupted", tmp_path / "crashed"
@@ -193,10 +213,16 @@ def test_kill_9_mid_download_then_resume_matches_an_uninterrupted_build(tmp_path
                     assert proc.poll() is None, log_path.read_text()[-2000:]
                     assert time.monotonic() < deadline, "the build never started downloading"
                     time.sleep(0.05)
+                workers = _children(proc.pid)  # the download processes (2 by default)
                 proc.send_signal(signal.SIGKILL)
             finally:
                 proc.kill()
                 proc.wait()
+        # The orphaned download processes end with their parent instead of fetching on.
+        assert len(workers) >= 2
+        while any(_running(pid) for pid in workers):
+            assert time.monotonic() < deadline, f"orphaned download processes live on: {workers}"
+            time.sleep(0.05)
         logged = log_path.read_text()
         assert "/services/rest/" in logged           # the API calls were logged ...
         assert fx.API_KEY not in logged               # ... with the key redacted
