@@ -13,11 +13,14 @@ import logging
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 import skewtools
@@ -59,13 +62,26 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True)
     todo = [s for s in specs if s.run_id not in store]
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
-    for spec in tqdm(todo, desc=f"study {study.name}", disable=not progress):
-        store.add(execute_run(spec))
+    with _torch_threads(study.threads):
+        for spec in tqdm(todo, desc=f"study {study.name}", disable=not progress):
+            store.add(execute_run(spec))
     claims, tables = all_claims(study, store.rows)
     figures = draw_all(study, store.rows, out / "figures")
     (out / "summary.md").write_text(summary_markdown(study, claims, tables))
     return StudyReport(out, store.rows, claims, tables, figures, len(todo),
                        len(specs) - len(todo))
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run with ``threads`` torch CPU threads (None: leave the setting alone), then restore."""
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def execute_run(spec: RunSpec) -> dict[str, Any]:

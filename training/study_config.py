@@ -97,6 +97,10 @@ class StudyConfig:
     target: float = 0.03          # accuracy loss allowed vs BSP (Oracle and findings)
     skewscout: dict[str, Any] = field(default_factory=dict)
     engine: str = "simulation"
+    # torch CPU threads for simulation runs (None: torch's default). Training sums in an order
+    # that depends on the thread count, and small differences grow over a run, so a fixed count
+    # gives the same numbers on every machine.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.dataset.get("name") not in DATASETS:
@@ -108,6 +112,8 @@ class StudyConfig:
             raise ValueError(f"num_partitions={self.num_partitions}: need at least 2")
         if not 0 < self.target < 1:
             raise ValueError(f"target={self.target}: give the accuracy loss as a fraction")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads={self.threads}: give at least 1, or leave it out")
         if self.engine == "distributed" and any(e.kind == "skewscout" for e in self.experiments):
             raise ValueError("SkewScout's model traveling runs on the simulation engine only; "
                              "set engine = \"simulation\" or drop the skewscout experiment")

@@ -100,6 +100,7 @@ def test_shipped_configs_load():
     ({"experiments": [{**DOC["experiments"][0], "kind": "bogus"}]}, "choose one of noniid"),
     ({"experiments": [{**DOC["experiments"][1], "algorithms": ["bsp"]}]}, "baseline"),
     ({"experiments": []}, "no \\[\\[experiments\\]\\]"),
+    ({"threads": 0}, "threads=0: give at least 1"),
 ])
 def test_validation_says_how_to_fix(change, message):
     with pytest.raises(ValueError, match=message):
@@ -159,6 +160,29 @@ def test_results_store_persists_and_resumes(tmp_path):
     import pandas as pd
     flat = pd.read_parquet(tmp_path / "results.parquet")
     assert json.loads(flat["bytes_sent"].iloc[0]) == [1.0, 2.0]
+
+
+def test_runs_use_the_configured_thread_count_and_restore_it(tmp_path, monkeypatch):
+    import torch
+
+    from training import study as study_module
+
+    seen = []
+
+    def fake_execute(spec):
+        seen.append(torch.get_num_threads())
+        return fake_row(spec, 0.9, 1.0)
+
+    monkeypatch.setattr(study_module, "execute_run", fake_execute)
+    monkeypatch.setattr(study_module, "draw_all", lambda *a, **k: [])
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        study_module.run_study(study_from_dict({**DOC, "threads": 3}), tmp_path, progress=False)
+        assert torch.get_num_threads() == 1  # restored after the runs
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {3}
 
 
 def test_markdown_table():
