@@ -54,7 +54,7 @@ class DownloadConfig:
 
     workers: int = 32                 # threads (per process): fetch + decode + write
     processes: int = 1                # >1: that many worker processes ("spawn"), for more cores
-    decode_slots: int = 1             # images decoded at once per process (see download_records)
+    decode_slots: int = 1             # images decoded at once per process (module docstring)
     per_host: int = 16                # concurrent requests to one host (Flickr's CDN is one)
     timeout: float = 10.0             # connect timeout and per-read timeout
     total_timeout: float = 60.0       # a whole attempt, checked between body chunks
@@ -290,6 +290,10 @@ def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
             done.put(record)
     except BaseException as exc:  # a failed disk write: hand it to the parent
         done.put(exc)
+    if stop.is_set():
+        # The parent stopped reading (its consumer quit early): exit now instead of blocking
+        # until the parent's join times out, flushing records nobody will read into a full pipe.
+        done.cancel_join_thread()
 
 
 def _exit_with_parent() -> None:

@@ -174,15 +174,17 @@ def _downloaded(catalog_path: Path) -> int:
         return 0
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (Linux /proc)."""
+def _spawned_children(pid: int) -> list[int]:
+    """Live multiprocessing "spawn" workers of ``pid`` (Linux /proc); not its resource tracker,
+    which is a child too."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z":
+        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
             found.append(int(stat.parent.name))
     return found
 
@@ -213,13 +215,13 @@ def test_kill_9_mid_download_then_resume_matches_an_uninterrupted_build(tmp_path
                     assert proc.poll() is None, log_path.read_text()[-2000:]
                     assert time.monotonic() < deadline, "the build never started downloading"
                     time.sleep(0.05)
-                workers = _children(proc.pid)  # the download processes (2 by default)
+                workers = _spawned_children(proc.pid)  # download processes (2 by default)
                 proc.send_signal(signal.SIGKILL)
             finally:
                 proc.kill()
                 proc.wait()
         # The orphaned download processes end with their parent instead of fetching on.
-        assert len(workers) >= 2
+        assert len(workers) == 2
         while any(_running(pid) for pid in workers):
             assert time.monotonic() < deadline, f"orphaned download processes live on: {workers}"
             time.sleep(0.05)

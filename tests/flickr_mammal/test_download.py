@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import threading
 import time
 from collections import Counter
@@ -248,3 +249,27 @@ def test_at_most_decode_slots_photos_decode_at_once(server, tmp_path, monkeypatc
     out = list(download_records(records, Layout.at(tmp_path), config))
     assert [r.status for r in out] == [Status.DOWNLOADED] * 12
     assert peak[0] == slots  # with 6 threads and 12 photos every slot fills
+
+
+def test_a_consumer_that_stops_early_lets_the_worker_processes_exit(tmp_path, monkeypatch):
+    # Each child holds 300 records when the consumer quits after the first; their ~135 kB of
+    # results fill the pipe nobody reads. A child must exit anyway, not wait until the parent's
+    # join times out (total_timeout + 10 s per process) and terminates it.
+    terminated: list[str] = []
+    spawn_process = multiprocessing.get_context("spawn").Process
+    real_terminate = spawn_process.terminate
+
+    def spy(self):
+        terminated.append(self.name)
+        real_terminate(self)
+
+    monkeypatch.setattr(spawn_process, "terminate", spy)
+    config = DownloadConfig(workers=32, per_host=32, processes=2, max_in_flight=300,
+                            max_retries=0, total_timeout=1.0)
+    # A slow 404: every child has pulled its 300 records before the first result arrives.
+    with ScriptedServer({"/gone.jpg": Reply(404, b"gone", delay=0.05)}) as srv:
+        records = (_record(f"gone{i}", f"{srv.base}/gone.jpg") for i in range(2000))
+        results = download_records(records, Layout.at(tmp_path), config)
+        assert next(results).error == "http_404"
+        results.close()
+    assert terminated == []

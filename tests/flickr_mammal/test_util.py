@@ -25,12 +25,12 @@ def test_catalog_and_its_helpers_import_without_torch():
 @pytest.mark.parametrize(
     ("value", "expected"),
     [(None, None), ("", None), ("7", 7.0), ("1.5", 1.5), ("-3", 0.0), ("soon", None),
-     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("inf", None), ("nan", None), ("1e999", None)],
 )
-def testretry_after_seconds_parsing(value, expected):
+def test_retry_after_seconds_parsing(value, expected):
     assert retry_after_seconds(value) == expected
 
 
-def testretry_after_seconds_http_date_in_the_future():
+def test_retry_after_seconds_http_date_in_the_future():
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 120))
     assert 100 < retry_after_seconds(future) <= 121

@@ -93,6 +93,16 @@ def test_an_expensive_tighten_needs_the_loss_to_persist():
     assert [ctl.update(e).action for e in (0.2, 0.2, 0.07, 0.2)] == ["hold"] * 4
 
 
+def test_zero_bytes_per_iteration_and_a_grid_of_one_value():
+    # nothing sent at either index (or only at the current one): no reason to wait
+    assert cost_controller({1: 0.0, 2: 0.0}).rounds_to_tighten_into(1) == 1
+    assert cost_controller({1: 0.0, 2: 100.0}).rounds_to_tighten_into(1) == 1
+    # one value: nowhere to move, whatever the evidence, and never a loosen pending
+    ctl = KnobController((0.99,), ControllerConfig(target=0.1, patience=1))
+    assert [ctl.update(e).action for e in (0.9, 0.9, 0.0, 0.0, 0.07)] == ["hold"] * 5
+    assert ctl.index == 0 and ctl.knob == 0.99 and not ctl.loosen_pending
+
+
 def test_evidence_restarts_after_a_move():
     # window 3: without the restart, the median of [0.9, 0.0] would stay over the target after
     # the tighten; with it, the first estimate at the new knob decides alone.
