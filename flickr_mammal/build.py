@@ -88,7 +88,7 @@ class BuildConfig:
     max_upload_date: int | None = None   # None: the first run's day, remembered in the catalog
     rate_limit: float = 3600.0            # Flickr API calls per hour
     stages: tuple[str, ...] = STAGES
-    download: DownloadConfig = field(default_factory=DownloadConfig)
+    download: DownloadConfig = field(default_factory=lambda: DownloadConfig(processes=2))
     clean: CleanConfig = field(default_factory=CleanConfig)
     val_fraction: float = 0.05
     split_seed: int = 0

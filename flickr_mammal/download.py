@@ -45,7 +45,13 @@ from flickr_mammal.records import PhotoRecord, Status
 
 logger = logging.getLogger(__name__)
 
+_LIVENESS_CHECK_S = 1.0  # how often a waiting parent checks that its worker processes live
+
 DEFAULT_USER_AGENT = "noniid-quagmire-flickr-mammal/0.1 (research dataset build; python-requests)"
+
+
+class DownloadWorkerLost(RuntimeError):
+    """A download worker process died before reporting its photos (resuming fetches them)."""
 
 
 @dataclass(frozen=True)
@@ -216,7 +222,35 @@ def _work(todo: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Even
 
 
 def _take(done: queue.SimpleQueue, counts: Counter[str], bar: tqdm) -> PhotoRecord:
-    item = done.get()
+    return _account(done.get(), counts, bar)
+
+
+def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm,
+                         procs: list[Any]) -> PhotoRecord:
+    """:func:`_take` for worker processes: fail instead of waiting forever on a dead worker."""
+    while True:
+        if any(p.exitcode not in (None, 0) for p in procs):
+            _worker_lost(procs)
+        try:
+            return _account(done.get(timeout=_LIVENESS_CHECK_S), counts, bar)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs):
+                try:  # a result written just before its worker ended is still in the pipe
+                    return _account(done.get(timeout=_LIVENESS_CHECK_S), counts, bar)
+                except queue.Empty:
+                    _worker_lost(procs)
+
+
+def _worker_lost(procs: list[Any]) -> None:
+    """Results are missing: a worker died, or all ended before reporting everything."""
+    codes = ", ".join(f"{p.name}: exit code {p.exitcode}" for p in procs)
+    raise DownloadWorkerLost(
+        f"a download worker process ended without reporting all its photos ({codes}; a "
+        f"negative code is the signal, e.g. -9 from the OOM killer). Its photos are not "
+        f"recorded: a resumed build fetches them again.")
+
+
+def _account(item: PhotoRecord | BaseException, counts: Counter[str], bar: tqdm) -> PhotoRecord:
     if isinstance(item, BaseException):
         raise item
     counts[item.error] += 1
@@ -255,22 +289,26 @@ def _download_in_processes(
             in_flight += 1
             while in_flight >= limit:
                 in_flight -= 1
-                yield _take(done, counts, bar)
+                yield _take_from_processes(done, counts, bar, procs)
         for _ in procs:  # children flush what they hold once their input ends
             todo.put(None)
         ended = True
         while in_flight:
             in_flight -= 1
-            yield _take(done, counts, bar)
+            yield _take_from_processes(done, counts, bar, procs)
     finally:
         stop.set()
         if not ended:
             for _ in procs:
                 todo.put(None)
+        # A worker killed while it held the input queue's lock blocks the others for good: once
+        # one has died, stop the rest at once instead of waiting out their join timeout.
+        died = any(p.exitcode not in (None, 0) for p in procs)
         for proc in procs:
-            proc.join(timeout=config.total_timeout + 10)
+            proc.join(timeout=1.0 if died else config.total_timeout + 10)
             if proc.is_alive():
                 proc.terminate()
+                proc.join()
         todo.cancel_join_thread()
         bar.close()
         _log_summary(counts)

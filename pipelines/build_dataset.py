@@ -26,7 +26,7 @@ from flickr_mammal.build import (
 from flickr_mammal.classes import parse_classes
 from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, ClassifierUnavailable
 from flickr_mammal.clean import DEVICES, CleanConfig
-from flickr_mammal.download import DownloadConfig
+from flickr_mammal.download import DownloadConfig, DownloadWorkerLost
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrAuthError, FlickrError, redact
 
 EXIT_USAGE = 2
@@ -147,7 +147,7 @@ def _run(args: argparse.Namespace, secret: str) -> int:
         summary = build(config)
     except (FlickrAuthError, ClassifierUnavailable) as exc:  # before any work was done
         return _fail(str(exc), secret, EXIT_USAGE)
-    except (FlickrError, BuildLocked) as exc:
+    except (FlickrError, BuildLocked, DownloadWorkerLost) as exc:
         return _fail(str(exc), secret, 1)
     for line in summary.lines():
         print(line)

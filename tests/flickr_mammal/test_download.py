@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -14,7 +16,7 @@ import pytest
 from PIL import Image
 
 from flickr_mammal import download
-from flickr_mammal.download import DownloadConfig, download_records
+from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_records
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
@@ -273,3 +275,23 @@ def test_a_consumer_that_stops_early_lets_the_worker_processes_exit(tmp_path, mo
         assert next(results).error == "http_404"
         results.close()
     assert terminated == []
+
+
+@pytest.mark.timeout(120)  # the hang guard; the join timeout below is 610 s
+def test_a_worker_process_that_dies_is_an_error_not_a_hang(tmp_path):
+    # The killed worker may die holding the input queue's lock, which blocks the survivor for
+    # good: it must be stopped at once, not after its join timeout (total_timeout + 10 s).
+    config = DownloadConfig(workers=2, per_host=4, processes=2, max_in_flight=4, max_retries=0,
+                            total_timeout=600.0)
+    before = set(multiprocessing.active_children())
+    with ScriptedServer({"/slow.jpg": Reply(404, b"gone", delay=0.2)}) as srv:
+        records = (_record(f"r{i}", f"{srv.base}/slow.jpg") for i in range(200))
+        results = download_records(records, Layout.at(tmp_path), config)
+        assert next(results).error == "http_404"  # both workers are running
+        workers = sorted(set(multiprocessing.active_children()) - before, key=lambda p: p.name)
+        assert [p.name for p in workers] == ["download-proc-0", "download-proc-1"]
+        os.kill(workers[0].pid, signal.SIGKILL)
+        with pytest.raises(DownloadWorkerLost, match="download-proc-0: exit code -9"):
+            for _ in results:
+                pass
+    assert not workers[1].is_alive()
