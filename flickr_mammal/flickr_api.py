@@ -118,6 +118,7 @@ class FlickrClient:
         session: requests.Session | None = None,
         backoff_base: float = 1.0,
         backoff_max: float = 120.0,
+        max_retry_after: float = 3600.0,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
@@ -138,6 +139,7 @@ class FlickrClient:
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after  # a longer Retry-After fails instead of sleeping
         self._shared_session = session
         self._local = threading.local()  # one Session (connection pool) per thread
         self._sleep = sleep
@@ -161,6 +163,10 @@ class FlickrClient:
             if isinstance(result, dict):
                 return result
             last, delay = result
+            if delay is not None and delay > self.max_retry_after:
+                raise FlickrUnavailableError(
+                    0, f"Flickr {method}: asked to wait {delay:.0f} s ({last}), more than "
+                       f"max_retry_after={self.max_retry_after:.0f} s; re-run later to resume")
             if attempt < self.max_retries:
                 self._sleep(delay if delay is not None else self._backoff(attempt))
         raise FlickrUnavailableError(

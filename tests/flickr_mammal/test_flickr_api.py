@@ -83,6 +83,14 @@ def test_429_honours_retry_after(fake):
     assert fake.calls["http_429"] == 2
 
 
+def test_429_asking_for_too_long_a_wait_fails_instead_of_sleeping(fake):
+    fake.inject(http_429=1, retry_after="86400")
+    sleeps: list[float] = []
+    with pytest.raises(FlickrUnavailableError, match="asked to wait 86400 s"):
+        client_for(fake, sleeps, max_retry_after=3600).search(text="cat")
+    assert sleeps == [] and fake.calls["http_429"] == 1
+
+
 def test_5xx_retried_with_exponential_backoff_and_jitter(fake):
     fake.inject(http_500=3)
     sleeps: list[float] = []
