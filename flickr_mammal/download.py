@@ -99,6 +99,9 @@ class DownloadConfig:
         return self.max_in_flight or 4 * self.workers
 
 
+_TMP_GLOB = ".*.tmp"  # write_atomic's temp files: .{name}.{uuid}.tmp
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + os.replace: readers never see half a file."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
@@ -114,6 +117,18 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(folder: Path) -> int:
+    """Delete the temp files that writers killed mid-write left in ``folder``'s subfolders.
+
+    Call it only while nothing writes there (before a download stage). Returns how many.
+    """
+    removed = 0
+    for tmp in folder.glob(f"*/{_TMP_GLOB}"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def download_one(

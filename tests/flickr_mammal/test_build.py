@@ -19,6 +19,7 @@ from flickr_mammal.build import BuildConfig, build, parse_date
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.clean import CleanConfig
 from flickr_mammal.download import DownloadConfig
+from flickr_mammal.layout import Layout
 from flickr_mammal.records import PUBLIC_FIELDS, Status
 from flickr_mammal.report import datasheet_section
 from flickr_mammal.shards import read_index
@@ -161,6 +162,16 @@ def test_stage_subset_reruns_clean_with_a_real_classifier(tmp_path):
         scores = [r.clean_score for r in cat.records((Status.KEPT, Status.REJECTED))]
         assert all(0.0 <= s <= 1.0 for s in scores)
         assert cat.get_meta("clean")["classifier"] == "efficientnet_lite0_pypi"
+
+
+def test_download_stage_removes_temp_files_of_an_interrupted_run(tmp_path):
+    left = Layout.at(tmp_path).images / "07" / ".1007.jpg.0123abcd.tmp"
+    left.parent.mkdir(parents=True)
+    left.write_bytes(b"half a jp")
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
+        build(config(tmp_path, fake.endpoint, stages=("search", "download")))
+    assert not left.exists()
+    assert any(Layout.at(tmp_path).images.glob("*/*.jpg"))
 
 
 def _downloaded(catalog_path: Path) -> int:

@@ -295,3 +295,14 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang(tmp_path):
             for _ in results:
                 pass
     assert not workers[1].is_alive()
+
+
+def test_remove_partial_writes_deletes_only_temp_files(tmp_path):
+    layout = Layout.at(tmp_path)
+    photo = layout.image_path("1207")
+    download.write_atomic(photo, b"jpeg bytes")
+    left = photo.with_name(f".{photo.name}.0123abcd.tmp")  # what a kill mid-write leaves
+    left.write_bytes(b"half a jp")
+    assert download.remove_partial_writes(layout.images) == 1
+    assert not left.exists() and photo.read_bytes() == b"jpeg bytes"
+    assert download.remove_partial_writes(layout.images) == 0
