@@ -110,13 +110,7 @@ class Partitioning:
         if path.suffix == ".parquet":
             return _load_parquet(path)
         doc = json.loads(path.read_text())
-        return cls(
-            indices=tuple(np.asarray(ix, dtype=np.int64) for ix in doc["indices"]),
-            names=tuple(doc["names"]),
-            scheme=doc["scheme"],
-            params=doc["params"],
-            num_samples=int(doc["num_samples"]),
-        )
+        return cls._from_meta(doc, [np.asarray(ix, dtype=np.int64) for ix in doc["indices"]])
 
     def _meta(self) -> dict[str, Any]:
         return {
@@ -125,6 +119,17 @@ class Partitioning:
             "num_samples": self.num_samples,
             "names": list(self.names),
         }
+
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any], indices: list[np.ndarray]) -> Partitioning:
+        """The inverse of :meth:`_meta`, given the index arrays stored beside it."""
+        return cls(
+            indices=tuple(indices),
+            names=tuple(meta["names"]),
+            scheme=meta["scheme"],
+            params=meta["params"],
+            num_samples=int(meta["num_samples"]),
+        )
 
 
 def _as_sorted_int64(ix: Any) -> np.ndarray:
@@ -187,10 +192,5 @@ def _load_parquet(path: Path) -> Partitioning:
     index = table.column("index").to_numpy()
     part = table.column("partition").to_numpy()
     bounds = np.searchsorted(part, np.arange(len(doc["names"]) + 1))
-    return Partitioning(
-        indices=tuple(index[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)),
-        names=tuple(doc["names"]),
-        scheme=doc["scheme"],
-        params=doc["params"],
-        num_samples=int(doc["num_samples"]),
-    )
+    indices = [index[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return Partitioning._from_meta(doc, indices)

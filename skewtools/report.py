@@ -19,6 +19,7 @@ import pandas as pd
 
 from skewtools import metrics
 from skewtools.partitioners import partition
+from skewtools.samples import as_samples
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +141,11 @@ def load_labels(path: str | Path) -> pd.DataFrame | np.ndarray:
 
 def run_report(config: ReportConfig) -> tuple[SkewReport, dict[str, Path]]:
     """Partition the labels, measure the skew, write tables, figures and the partitioning."""
-    data = load_labels(config.data)
-    p = partition(config.scheme, data, label_column=config.label_column, **config.params)
+    # One Samples view for both steps, so the labels are encoded to class codes only once.
+    samples = as_samples(load_labels(config.data), config.label_column)
+    p = partition(config.scheme, samples, label_column=config.label_column, **config.params)
     log.info("%s: %d partitions, %d dropped", config.scheme, p.num_partitions, p.dropped)
-    report = skew_report(metrics.count_matrix(p, data, label_column=config.label_column))
+    report = skew_report(metrics.count_matrix(p, samples))
     paths = write_report(report, config.out_dir, config.class_names)
     suffix = ".json" if p.num_samples <= _JSON_LIMIT else ".parquet"
     paths["partitioning"] = Path(config.out_dir) / f"partitioning{suffix}"

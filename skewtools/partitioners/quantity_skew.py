@@ -33,9 +33,16 @@ from skewtools.samples import Samples
 DISTRIBUTIONS = ("dirichlet", "power_law")
 
 
-def _sizes(n: int, num_partitions: int, distribution: str, alpha: float, exponent: float, rng):
+def _sizes(
+    n: int,
+    num_partitions: int,
+    distribution: str,
+    alpha: float,
+    exponent: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
     if distribution == "dirichlet":
-        shares = rng.dirichlet(np.full(num_partitions, check_positive("alpha", alpha)))
+        shares = rng.dirichlet(np.full(num_partitions, alpha))
     else:
         shares = np.arange(1, num_partitions + 1, dtype=np.float64) ** -float(exponent)
     return apportion(shares, n)
@@ -60,6 +67,8 @@ def quantity_skew(
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")
     n = len(samples)
     min_size = check_min_size(min_partition_size, num_partitions, n)
+    if distribution == "dirichlet":  # power_law ignores alpha
+        alpha = check_positive("alpha", alpha)
     tries = max(1, int(max_retries)) if distribution == "dirichlet" else 1
     for _ in range(tries):
         sizes = _sizes(n, num_partitions, distribution, alpha, exponent, rng)
