@@ -15,13 +15,14 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 import skewtools
 from training.algorithms import create_algorithm
-from training.datasets import load_digits_dataset, split_partitions
+from training.datasets import PartitionData, load_digits_dataset, split_partitions
 from training.distributed import launch_local, run_distributed
 from training.engine import TrainConfig, Trainer
 from training.models import create_model
@@ -29,7 +30,8 @@ from training.models import create_model
 PARAMS = {"bsp": {}, "gaia": {"t0": 0.2}, "fedavg": {"iter_local": 50}, "dgc": {}}
 
 
-def _setup(model: str, iterations: int):
+def _setup(model: str, iterations: int) -> tuple[Callable[[], torch.nn.Module],
+                                                  list[PartitionData], PartitionData, TrainConfig]:
     data = load_digits_dataset(image_size=16)
     part = skewtools.partition("label_skew", data.train.y.numpy(), num_partitions=2,
                                noniid_fraction=1.0, seed=0)
@@ -59,12 +61,12 @@ def _simulation(model: str, algorithm: str, iterations: int, threads: int) -> di
     return {"wall": result.wall_time_s, "acc": result.final.mean}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--model", default="gn-lenet")
     ap.add_argument("--algorithms", nargs="+", default=["bsp", "fedavg"])
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     print(f"{args.model}, digits 16x16, 2 partitions, batch 100, {args.iterations} iterations")
     print(f"{'algorithm':<9} {'engine':<24} {'it/s':>8} {'final acc':>9}  ratio dist/sim")
     for algorithm in args.algorithms:
@@ -82,7 +84,8 @@ def main() -> None:
                   f"{sim['acc']:>9.3f}  {dist_rate / rate:.2f}x")
         print(f"{algorithm:<9} {'distributed, 2 x 1 thr':<24} {dist_rate:>8.1f} "
               f"{dist['acc']:>9.3f}  (launch + start-up + run: {total:.1f} s)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

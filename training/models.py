@@ -7,7 +7,8 @@ come from timm (``"timm:resnet18"``) or torchvision (``"torchvision:googlenet"``
 Names: ``lenet``, ``alexnet``, ``googlenet``, ``resnet20``, each also with a ``bn-`` or ``gn-``
 prefix (``bn-lenet`` = BN-LeNet, ``gn-lenet`` = GN-LeNet). ``norm=None`` uses the name's norm (the
 prefix, else the paper's: none for LeNet/AlexNet/GoogLeNet, BatchNorm for ResNet-20). For timm /
-torchvision models ``norm="gn"`` runs :func:`training.norm.convert_bn_to_gn` on the built model.
+torchvision models ``norm="gn"`` (or a ``gn-`` prefix: ``gn-timm:resnet18``) runs
+:func:`training.norm.convert_bn_to_gn` on the built model.
 
 ``seed`` builds the weights from a fixed seed without touching the global RNG (the Trainer seeds
 the global RNG itself, which is what makes every process start from the same model).
@@ -57,7 +58,10 @@ def list_models() -> list[str]:
 
 def model_spec(name: str) -> ModelSpec:
     """The registry entry behind a built-in name (prefixes allowed)."""
-    return _REGISTRY[_split_name(name)[0]]
+    base, _ = _split_name(name)
+    if base not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _REGISTRY[base]
 
 
 def create_model(
@@ -85,27 +89,30 @@ def create_model(
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        if name.lower().startswith(_EXTERNAL):
-            return _create_external(name, num_classes, in_channels, norm, pretrained)
         base, prefix_norm = _split_name(name)
         if norm is not None and prefix_norm is not None and norm != prefix_norm:
             raise ValueError(f"{name!r} already fixes norm={prefix_norm!r}; drop norm={norm!r} "
                              f"or use the bare name {base!r}")
+        chosen = norm or prefix_norm
+        if base not in _REGISTRY:
+            return _create_external(base, num_classes, in_channels, chosen, pretrained)
         spec = _REGISTRY[base]
-        chosen = norm or prefix_norm or spec.default_norm
         return spec.builder(num_classes, in_channels=in_channels, image_size=image_size,
-                            norm=chosen)
+                            norm=chosen or spec.default_norm)
 
 
 def _split_name(name: str) -> tuple[str, str | None]:
-    key = name.lower()
-    prefix_norm = None
-    if key.startswith(_PREFIXES):
-        prefix_norm, key = key[:2], key[3:]
-    if key not in _REGISTRY:
+    """(the name without a ``bn-``/``gn-`` prefix, the prefix's norm or None): a lower-cased
+    built-in name, or a ``timm:``/``torchvision:`` name as given (timm/torchvision decide case)."""
+    prefix_norm, base = None, name
+    if name.lower().startswith(_PREFIXES):
+        prefix_norm, base = name[:2].lower(), name[3:]
+    if base.lower().startswith(_EXTERNAL):
+        return base, prefix_norm
+    if base.lower() not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}, "
                        "or timm:<name> / torchvision:<name>")
-    return key, prefix_norm
+    return base.lower(), prefix_norm
 
 
 def _create_external(name: str, num_classes: int, in_channels: int, norm: str | None,

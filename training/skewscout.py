@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.algorithms.base import BYTES_PER_VALUE
 from training.skewscout_controller import (  # noqa: F401  (re-exported)
     DEFAULT_GRIDS,
     KNOBS,
@@ -58,7 +59,6 @@ logger = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- model traveling
 
 PAIRINGS = ("round_robin", "all_pairs", "single")
-BYTES_PER_VALUE = 4
 
 
 def travel_pairs(num_partitions: int, round_index: int, pairing: str) -> list[tuple[int, int]]:

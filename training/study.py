@@ -113,11 +113,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
 
 
 def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> Any:
-    """``create_model``, also taking ``bn-``/``gn-`` before ``timm:``/``torchvision:`` names."""
-    norm, _, rest = name.partition("-")
-    if norm in ("bn", "gn") and rest.startswith(("timm:", "torchvision:")):
-        return create_model(rest, num_classes=num_classes, in_channels=in_channels,
-                            image_size=image_size, norm=norm)
+    """The study's model (both engines build it here): ``create_model`` with positional shape."""
     return create_model(name, num_classes=num_classes, in_channels=in_channels,
                         image_size=image_size)
 

@@ -104,8 +104,7 @@ def test_comm_needs_an_initialised_group():
 
 @pytest.mark.parametrize("name", ["gn-timm:resnet18", "gn-lenet"])
 def test_distributed_runs_build_models_like_the_simulation(name):
-    # The study's builder takes bn-/gn- before timm:/torchvision: names; the distributed path
-    # must accept them too (create_model alone raises KeyError for "gn-timm:...").
+    # The study takes bn-/gn- before timm:/torchvision: names; the distributed path must too.
     x = torch.zeros(4, 1, 16, 16)
     data = StudyDataset("tiny", PartitionData(x, torch.zeros(4, dtype=torch.long)),
                         PartitionData(x, torch.zeros(4, dtype=torch.long)), num_classes=3,

@@ -105,3 +105,17 @@ def test_timm_and_torchvision_models_by_name():
     assert tv(torch.randn(2, 1, 64, 64)).shape == (2, 5)
     with pytest.raises(KeyError, match="resnet18"):
         create_model("torchvision:not_a_model", num_classes=5)
+
+
+def test_norm_prefix_applies_to_timm_and_torchvision_names():
+    gn = create_model("gn-timm:resnet18", num_classes=5, in_channels=1)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in gn.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in gn.modules())
+    bn = create_model("bn-timm:resnet18", num_classes=5, in_channels=1)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in bn.modules())
+    with pytest.raises(ValueError, match="already fixes"):
+        create_model("gn-timm:resnet18", num_classes=5, norm="bn")
+    with pytest.raises(KeyError, match="unknown model 'bn-vgg-imaginary'"):
+        create_model("bn-vgg-imaginary", num_classes=10)
+    with pytest.raises(KeyError, match="unknown model 'timm:resnet18'"):
+        model_spec("timm:resnet18")
