@@ -63,7 +63,10 @@ def spec_from_args(args: argparse.Namespace, world_size: int) -> RunSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.spec is None and args.dataset != "digits" and args.data_root is None:
+        parser.error(f"--dataset {args.dataset} needs --data-root (the dataset's folder)")
     import torch.distributed as dist
 
     from training.distributed import init_distributed, run_spec_distributed

@@ -22,6 +22,13 @@ def test_flags_build_a_distributed_run_spec():
     assert spec.num_partitions == 2 and spec.engine == "distributed" and spec.knob == 3
 
 
+def test_cifar10_without_data_root_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--dataset", "cifar10", "--model", "lenet", "--algorithm", "bsp"])
+    assert info.value.code == 2
+    assert "--dataset cifar10 needs --data-root" in capsys.readouterr().err
+
+
 def test_init_distributed_explains_how_to_launch(monkeypatch):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
