@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from email.utils import parsedate_to_datetime
 from itertools import islice
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -17,6 +19,23 @@ def batched(items: Iterable[T], n: int) -> Iterator[tuple[T, ...]]:
     it = iter(items)
     while chunk := tuple(islice(it, n)):
         yield chunk
+
+
+def replace_via_temp(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to ``.NAME.tmp`` beside ``path``, then rename it over ``path``: a reader or
+    a crash never sees half a file. One fixed temp name, so only for single writers (a build
+    holds its folder's lock); concurrent writers use download.write_atomic's unique names."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def int_or(value: Any, default: int) -> int:
+    """``int(value)``, or ``default`` when the value is missing or not a number (API fields)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
 
 
 def retry_after_seconds(value: str | None) -> float | None:

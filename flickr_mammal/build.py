@@ -154,11 +154,11 @@ class BuildSummary:
         return [f"built {self.out} ({', '.join(self.stages_run) or 'no stages'}) "
                 f"in {self.seconds:.1f}s", f"records: {counts or 'none'}",
                 f"kept images: {self.kept} in {self.shards} shards",
-                f"manifest: {self.out / 'manifest.parquet'}"]
+                f"manifest: {Layout.at(self.out).manifest}"]
 
 
-def _bar(config: BuildConfig, desc: str, total: int) -> tqdm:
-    return tqdm(desc=desc, total=total, unit="img", disable=not config.progress or None)
+def _bar(config: BuildConfig, desc: str, total: int | None, unit: str = "img") -> tqdm:
+    return tqdm(desc=desc, total=total, unit=unit, disable=not config.progress or None)
 
 
 def _commit_stream(catalog: Catalog, results: Iterable[PhotoRecord], every: int,
@@ -206,7 +206,7 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient) -> N
             continue
         # A slice cut short at per_class is not done, so a larger per_class resumes it.
         complete = [s for s in slices if s.complete]
-        bar = tqdm(desc=f"search {name}", unit="photo", disable=not config.progress or None)
+        bar = _bar(config, f"search {name}", None, unit="photo")
         for result in search_class(
             client, get_class(name), licenses=config.licenses, min_upload_date=lo,
             max_upload_date=hi, per_class=config.per_class,
@@ -345,7 +345,8 @@ def build(config: BuildConfig,
                     shard_index = result
         shard_index = shard_index if shard_index is not None else _read_shard_index(config.layout)
         stats = finish(config, catalog, shard_index)
-        counts = {s: sum(r.values()) for s, r in catalog.counts().items()}
+    # stats["status"] is catalog.counts(): {status: {failure reason: n}}
+    counts = {s: sum(r.values()) for s, r in stats["status"].items()}
     return BuildSummary(
         out=config.out, stages_run=tuple(s for s in STAGES if s in config.stages),
         status_counts=counts, kept=counts.get(str(Status.KEPT), 0),

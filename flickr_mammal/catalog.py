@@ -29,7 +29,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
-from flickr_mammal._util import batched
+from flickr_mammal._util import batched, replace_via_temp
 from flickr_mammal.records import PUBLIC_FIELDS, RECORD_FIELDS, PhotoRecord, Status
 
 SCHEMA_VERSION = 1
@@ -57,6 +57,7 @@ class SliceLike(Protocol):
     max_date: int
     total: int
     records: tuple[PhotoRecord, ...]
+    complete: bool
 
 
 class SliceRow(NamedTuple):
@@ -203,7 +204,7 @@ class Catalog:
             conn.execute(
                 "INSERT OR REPLACE INTO slices VALUES(?, ?, ?, ?, ?, ?)",
                 (result.class_name, result.min_date, result.max_date, result.total,
-                 len(result.records), int(getattr(result, "complete", True))),
+                 len(result.records), int(result.complete)),
             )
         return added
 
@@ -379,8 +380,6 @@ class Catalog:
     def export_manifest(self, path: str | Path, coord_decimals: int = 2) -> pd.DataFrame:
         """Write ``manifest.parquet``: one row per kept image (public fields, rounded coords)."""
         frame = self.kept_frame(coord_decimals)
-        path = Path(path)
-        tmp = path.with_suffix(".parquet.tmp")
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(path)  # atomic: a crash never leaves a half-written manifest
+        # atomic: a crash never leaves a half-written manifest
+        replace_via_temp(Path(path), lambda tmp: frame.to_parquet(tmp, index=False))
         return frame

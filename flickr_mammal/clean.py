@@ -95,6 +95,12 @@ def _imagenet_info() -> ImageNetInfo:
     return ImageNetInfo()
 
 
+@cache
+def _class_indices(class_name: str) -> torch.Tensor:
+    """A class's ImageNet indices as an index tensor (built once per class, not per photo)."""
+    return torch.tensor(get_class(class_name).imagenet_indices)
+
+
 class Cleaner:
     """A loaded classifier plus its preprocessing; scores records' images."""
 
@@ -136,9 +142,9 @@ class Cleaner:
         """One record's outcome from its image's probabilities."""
         if error:
             return record.evolve(status=Status.CLEAN_FAILED, error=error)
-        indices = torch.tensor(get_class(record.class_name).imagenet_indices)
-        score = float(probs[indices].sum())
-        rank = int((probs > probs[indices].max()).sum())
+        class_probs = probs[_class_indices(record.class_name)]
+        score = float(class_probs.sum())
+        rank = int((probs > class_probs.max()).sum())
         if rank < self.config.top_k:
             return record.evolve(status=Status.KEPT, error="", clean_score=score,
                                  clean_rank=rank)

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from flickr_mammal._util import retry_after_seconds
+from flickr_mammal._util import int_or, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class FlickrClient:
             return "answer is not a JSON object", None
         if body.get("stat") == "ok":
             return body
-        code = _int_or_zero(body.get("code"))
+        code = int_or(body.get("code"), 0)
         message = self._redact(str(body.get("message", "unknown error")))
         if code in AUTH_CODES:
             raise FlickrAuthError(code, message)
@@ -237,10 +237,3 @@ class FlickrClient:
 
     def _redact(self, text: str) -> str:
         return redact(text, self._api_key)
-
-
-def _int_or_zero(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0

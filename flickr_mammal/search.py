@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from flickr_mammal._util import int_or
 from flickr_mammal.classes import MammalClass
 from flickr_mammal.records import PhotoRecord, Status
 
@@ -170,10 +171,10 @@ def photo_to_record(photo: Mapping[str, Any], mammal_class: MammalClass) -> Phot
         label=mammal_class.label,
         latitude=lat,
         longitude=lon,
-        accuracy=_int(photo.get("accuracy"), 0),
-        license=_int(photo.get("license"), -1),
+        accuracy=int_or(photo.get("accuracy"), 0),
+        license=int_or(photo.get("license"), -1),
         title=str(photo.get("title") or ""),
-        date_upload=_int(photo.get("dateupload"), 0),
+        date_upload=int_or(photo.get("dateupload"), 0),
         date_taken=str(photo.get("datetaken") or ""),
         url=url,
         width=width,
@@ -189,7 +190,8 @@ def best_url(photo: Mapping[str, Any]) -> tuple[str, int, int]:
     for size in URL_SIZES:
         url = photo.get(f"url_{size}")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
-            return url, _int(photo.get(f"width_{size}"), 0), _int(photo.get(f"height_{size}"), 0)
+            width, height = photo.get(f"width_{size}"), photo.get(f"height_{size}")
+            return url, int_or(width, 0), int_or(height, 0)
     return "", 0, 0
 
 
@@ -198,10 +200,3 @@ def _float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
-
-
-def _int(value: Any, default: int) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return default

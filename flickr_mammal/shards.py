@@ -29,6 +29,7 @@ from typing import Any, Final
 import pandas as pd
 from tqdm import tqdm
 
+from flickr_mammal._util import replace_via_temp
 from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord
 from flickr_mammal.regions import UNKNOWN
 
@@ -299,9 +300,7 @@ def _update_index_file(path: Path, split: str, index: pd.DataFrame) -> None:
             merged = pd.concat([old, index], ignore_index=True)
     # Splits in name order, each in write order, so the file does not depend on call order.
     merged = merged.sort_values("split", kind="stable", ignore_index=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    merged.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    replace_via_temp(path, lambda tmp: merged.to_parquet(tmp, index=False))
 
 
 def read_index(shard_dir: str | Path) -> pd.DataFrame:

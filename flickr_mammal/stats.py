@@ -9,12 +9,12 @@ the part of a record's ``error`` before the first ``:`` (``http_404``, ``bad_geo
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from flickr_mammal._util import replace_via_temp
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.records import Status
 
@@ -85,7 +85,5 @@ def _per_class(catalog: Catalog) -> dict[str, dict[str, int]]:
 
 def write_stats(stats: dict[str, Any], path: str | Path) -> None:
     """Write ``stats.json`` atomically (sorted keys: stable bytes for the same build)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
+    replace_via_temp(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
