@@ -270,7 +270,7 @@ def run_shard(config: BuildConfig, catalog: Catalog) -> pd.DataFrame:
     index = pd.concat([
         write_shards(kept, read_image, layout.shards, split=split, group_by=group_by,
                      max_samples=config.shard_samples, max_bytes=config.shard_bytes,
-                     coord_decimals=config.coord_decimals)
+                     coord_decimals=config.coord_decimals, progress=config.progress)
         for split in (TRAIN, VAL)
     ], ignore_index=True)
     shard_of = dict(zip(index["photo_id"], index["shard"], strict=True))

@@ -249,7 +249,7 @@ class _SplitWriter:
 def write_shards(records: Sequence[PhotoRecord], read_image: Callable[[PhotoRecord], bytes],
                  out_dir: str | Path, *, split: str, group_by: str | None = None,
                  max_samples: int = 10_000, max_bytes: int = 1_000_000_000,
-                 coord_decimals: int = 2) -> pd.DataFrame:
+                 coord_decimals: int = 2, progress: bool = True) -> pd.DataFrame:
     """Write one split's shards into ``out_dir``; return its index rows (one per sample).
 
     Records whose ``split`` is another split are skipped; an empty ``split`` counts as this one.
@@ -259,7 +259,8 @@ def write_shards(records: Sequence[PhotoRecord], read_image: Callable[[PhotoReco
     tar record padding of up to 10 KiB). One call writes the whole split:
     older ``{split}-*.tar`` files in ``out_dir`` are removed and the split's rows in
     ``out_dir/shards.parquet`` replaced. A record whose image cannot be read or is not a valid
-    JPEG is skipped and logged (listed in the result's ``attrs["skipped"]``).
+    JPEG is skipped and logged (listed in the result's ``attrs["skipped"]``). ``progress=False``
+    hides the progress bar.
     """
     _validate(split, group_by, max_samples, max_bytes, coord_decimals)
     out = Path(out_dir)
@@ -268,7 +269,9 @@ def write_shards(records: Sequence[PhotoRecord], read_image: Callable[[PhotoReco
                     key=lambda r: (_group_of(r, group_by), r.label, r.photo_id))
     writer = _SplitWriter(out, split, group_by, max_samples, max_bytes, coord_decimals)
     try:
-        for record in tqdm(chosen, desc=f"shards {split}", unit="img", disable=None):
+        # disable=None: a bar only on a terminal; progress=False: never.
+        bar = tqdm(chosen, desc=f"shards {split}", unit="img", disable=None if progress else True)
+        for record in bar:
             writer.add(record, read_image)
         writer.close()
     finally:

@@ -179,3 +179,18 @@ def test_bad_arguments(tmp_path):
         write_shards([], read_image, tmp_path, split="Train set")
     with pytest.raises(ValueError, match="duplicate"):
         write_shards(geo_records()[:1] * 2, read_image, tmp_path, split="train")
+
+
+@pytest.mark.parametrize(("progress", "disable"), [(True, None), (False, True)])
+def test_progress_false_turns_the_bar_off(tmp_path, monkeypatch, progress, disable):
+    from flickr_mammal import shards
+
+    seen = []
+
+    def fake_tqdm(items, **kwargs):
+        seen.append(kwargs["disable"])
+        return items
+
+    monkeypatch.setattr(shards, "tqdm", fake_tqdm)
+    write_shards(geo_records(), read_image, tmp_path, split="train", progress=progress)
+    assert seen == [disable]  # None: tqdm shows a bar only on a terminal
