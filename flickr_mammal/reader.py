@@ -26,6 +26,7 @@ from torch.utils.data import IterableDataset
 from flickr_mammal.classes import CLASS_NAMES
 from flickr_mammal.regions import UNKNOWN
 from flickr_mammal.shards import INDEX_NAME
+from skewtools.loaders.wds_shards import KeyFilter
 
 log = logging.getLogger(__name__)
 
@@ -34,16 +35,6 @@ BY_COLUMNS: Final[dict[str | None, str]] = {
 }
 ALL: Final = "all"
 OTHER: Final = "other"
-
-
-class _KeyFilter:
-    """Picklable sample filter (DataLoader workers may pickle the pipeline's callables)."""
-
-    def __init__(self, keys: frozenset[str]) -> None:
-        self.keys = keys
-
-    def __call__(self, sample: dict[str, Any]) -> bool:
-        return sample["__key__"] in self.keys
 
 
 class GeoShardDataset(IterableDataset):
@@ -78,9 +69,11 @@ class GeoShardDataset(IterableDataset):
             random.Random(seed).shuffle(urls)
         # Each rank reads its whole partition (a partition is one "data center"), hence no
         # node splitter; workers divide the shards.
+        keep = KeyFilter(self.keys)  # before decoding: other partitions' files are skipped unread
         pipeline = wds.WebDataset(urls, shardshuffle=False, nodesplitter=None,
-                                  workersplitter=wds.split_by_worker, empty_check=False)
-        pipeline = pipeline.select(_KeyFilter(self.keys))  # before decoding: skip others cheaply
+                                  workersplitter=wds.split_by_worker, empty_check=False,
+                                  select_files=keep.member)
+        pipeline = pipeline.select(keep.sample)
         if self.shuffle_buffer > 0:
             pipeline = pipeline.shuffle(self.shuffle_buffer, seed=seed)
         pipeline = pipeline.decode("pil").to_tuple("jpg", "cls")

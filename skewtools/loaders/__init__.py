@@ -3,10 +3,16 @@
 from typing import Any
 
 from skewtools.loaders.torch_subsets import partition_subset, partition_subsets
-from skewtools.loaders.wds_shards import ShardPlan, partition_webdataset, plan_partition
+from skewtools.loaders.wds_shards import (
+    KeyFilter,
+    ShardPlan,
+    partition_webdataset,
+    plan_partition,
+)
 from skewtools.partitioning import Partitioning
 
 __all__ = [
+    "KeyFilter",
     "ShardPlan",
     "as_flower_partitioner",
     "partition_subset",

@@ -31,8 +31,10 @@ class ShardPlan:
         return len(self.keys)
 
 
-class _KeyFilter:
-    """Picklable filters (DataLoader workers pickle the pipeline's callables)."""
+class KeyFilter:
+    """Keep only some sample keys: ``sample`` for ``.select``, ``member`` for WebDataset's
+    ``select_files`` (other samples' files are skipped unread). Picklable, as DataLoader
+    workers pickle the pipeline's callables."""
 
     def __init__(self, keys: frozenset[str]) -> None:
         self.keys = keys
@@ -87,7 +89,7 @@ def partition_webdataset(
     )
     if not plan.urls:
         raise ValueError(f"partition {partition!r} holds no samples; there is nothing to read")
-    keep = _KeyFilter(plan.keys)
+    keep = KeyFilter(plan.keys)
     options: dict[str, Any] = {"shardshuffle": False, "nodesplitter": None, **webdataset_kwargs}
     options.setdefault("select_files", keep.member)
     return wds.WebDataset(list(plan.urls), **options).select(keep.sample)
