@@ -15,6 +15,7 @@ writes into ``DIR/report/``:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -111,13 +112,30 @@ def heatmap(table: pd.DataFrame, regions: list[str], title: str, path: Path) -> 
     plt.close(fig)
 
 
-def write_report(manifest: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
-    """Write the tables and heatmaps of a build's manifest into ``out_dir``; return the paths."""
+@dataclass(frozen=True, eq=False)
+class ReportTables:
+    """A manifest's count tables and top-3 table: built once, for report/ and DATASET.md."""
+
+    continent: pd.DataFrame
+    subcontinent: pd.DataFrame
+    top3: pd.DataFrame
+
+    @classmethod
+    def from_manifest(cls, manifest: pd.DataFrame) -> ReportTables:
+        continent = count_table(manifest, "continent")
+        return cls(continent, count_table(manifest, "subcontinent"), top3_per_continent(continent))
+
+
+def write_report(manifest: pd.DataFrame, out_dir: str | Path,
+                 tables: ReportTables | None = None) -> dict[str, Path]:
+    """Write the tables and heatmaps of a build's manifest into ``out_dir``; return the paths.
+
+    ``tables``: ``ReportTables.from_manifest(manifest)`` when the caller has them already.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    continent = count_table(manifest, "continent")
-    subcontinent = count_table(manifest, "subcontinent")
-    top3 = top3_per_continent(continent)
+    tables = ReportTables.from_manifest(manifest) if tables is None else tables
+    continent, subcontinent, top3 = tables.continent, tables.subcontinent, tables.top3
     paths = {
         "class_by_continent": out / "class_by_continent.csv",
         "class_by_subcontinent": out / "class_by_subcontinent.csv",
@@ -162,16 +180,20 @@ def _headline(stats: dict) -> list[str]:
     ]
 
 
-def datasheet_section(manifest: pd.DataFrame, stats: dict, title: str) -> str:
-    """The statistics section of DATASET.md for one build (markdown, between the markers)."""
-    continent = count_table(manifest, "continent")
-    top3 = top3_per_continent(continent)
+def datasheet_section(manifest: pd.DataFrame, stats: dict, title: str,
+                      tables: ReportTables | None = None) -> str:
+    """The statistics section of DATASET.md for one build (markdown, between the markers).
+
+    ``tables``: ``ReportTables.from_manifest(manifest)`` when the caller has them already (it
+    wrote the report); built from ``manifest`` otherwise.
+    """
+    tables = ReportTables.from_manifest(manifest) if tables is None else tables
     parts = [
         SECTION_BEGIN, f"### {title}", "", *_headline(stats), "",
         "Images per class and continent (`report/class_by_continent.csv`):", "",
-        counts_markdown(continent),
+        counts_markdown(tables.continent),
         "Top-3 mammals per continent and their share of the mammal's placed images "
-        "(`report/top3_per_continent.md`):", "", top3_markdown(top3), SECTION_END,
+        "(`report/top3_per_continent.md`):", "", top3_markdown(tables.top3), SECTION_END,
     ]
     return "\n".join(parts)
 

@@ -17,7 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from flickr_mammal.layout import Layout
-from flickr_mammal.report import datasheet_section, replace_section, write_report
+from flickr_mammal.report import (
+    ReportTables,
+    datasheet_section,
+    replace_section,
+    write_report,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     manifest = pd.read_parquet(layout.manifest)
     stats = json.loads(layout.stats.read_text(encoding="utf-8"))
-    write_report(manifest, layout.report)
-    section = datasheet_section(manifest, stats, args.title)
+    tables = ReportTables.from_manifest(manifest)   # once, for report/ and the datasheet
+    write_report(manifest, layout.report, tables)
+    section = datasheet_section(manifest, stats, args.title, tables)
     if args.datasheet:
         path = Path(args.datasheet)
         path.write_text(replace_section(path.read_text(encoding="utf-8"), section),

@@ -164,12 +164,17 @@ def split_partitions(data: PartitionData,
     return [data.subset(index) for index in indices]
 
 
-def flickr_batch_sources(root: str | Path, by: str = "continent", split: str = "train",
-                         transform: Any = None) -> dict[str, IterableBatchSource]:
-    """Flickr-Mammal's geographic partitions as batch sources, name -> source."""
+def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
+                         transform: Any = None, **options: Any) -> dict[str, IterableBatchSource]:
+    """Flickr-Mammal's geographic partitions as batch sources, name -> source (name order).
+
+    ``options`` go to :func:`flickr_mammal.load_partitions` (``shuffle_buffer``, ``seed``,
+    ``min_size``, ...); ``by=None`` gives one partition, "all".
+    """
     from flickr_mammal import load_partitions  # optional: only Flickr studies need the shards
 
-    parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform)
+    parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform,
+                                                    **options)
     return {name: IterableBatchSource(dataset) for name, dataset in parts.items()}
 
 

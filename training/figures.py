@@ -2,12 +2,15 @@
 
 One figure per experiment kind: accuracy vs iteration and the IID/non-IID loss bars (finding 1),
 BN vs GN bars (finding 2), accuracy vs degree of skew (finding 3), and communication vs accuracy
-with the grid, the Oracle, SkewScout and BSP (finding 4). Every function returns the file it
-wrote; an experiment without finished runs draws nothing.
+with the grid, the Oracle, SkewScout and BSP (finding 4; one panel per model x non-IID fraction,
+each against its own BSP). Every function returns the file it wrote; an experiment without
+finished runs draws nothing. The per-experiment frames come from
+:func:`training.findings.experiment_frames`, shared with the claims.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -16,7 +19,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from training.findings import experiment_rows, oracle_of, runs_frame  # noqa: E402
+from training.findings import (  # noqa: E402
+    BspGroup,
+    bsp_groups,
+    experiment_frames,
+    experiment_rows,
+    oracle_of,
+)
 from training.study_config import Experiment, StudyConfig  # noqa: E402
 
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
@@ -42,9 +51,12 @@ def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> P
     return _save(fig, out / f"{exp.name}_curves.png")
 
 
-def plot_loss_bars(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> Path | None:
-    """Accuracy loss (IID minus most-skewed) per algorithm, one bar group per model."""
-    df = runs_frame(study, exp, rows)
+def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
+                   out: Path) -> Path | None:
+    """Accuracy loss (IID minus most-skewed) per algorithm, one bar group per model.
+
+    ``df``: the experiment's :func:`~training.findings.runs_frame`.
+    """
     if df.empty:
         return None
     lo, hi = min(exp.noniid_fractions), max(exp.noniid_fractions)
@@ -64,8 +76,8 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -
     return _save(fig, out / f"{exp.name}_loss_bars.png")
 
 
-def plot_skew_degree(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> Path | None:
-    df = runs_frame(study, exp, rows)
+def plot_skew_degree(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None:
+    """Final accuracy vs the non-IID fraction; ``df`` is the experiment's ``runs_frame``."""
     if df.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -78,53 +90,96 @@ def plot_skew_degree(study: StudyConfig, exp: Experiment, rows: dict, out: Path)
     return _save(fig, out / f"{exp.name}_accuracy_vs_skew.png")
 
 
-def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, rows: dict,
-                          out: Path) -> Path | None:
-    df = runs_frame(study, exp, rows)
-    if df.empty:
-        return None
-    bsp = df[df["algorithm"] == "bsp"]
-    if bsp.empty:      # checked before the figure exists, so none is left open
-        return None
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    b_acc, b_bytes = float(bsp["final_acc"].iloc[0]), float(bsp["bytes_per_iteration"].iloc[0])
-    ax.scatter([1.0], [100 * b_acc], marker="s", color="black", s=60, label="BSP")
+def comm_points(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
+    """The points of the communication-vs-accuracy figure, each against its own BSP.
+
+    One row per point: ``model``, ``noniid_fraction``, ``algorithm``, ``series`` ("bsp", "grid",
+    "oracle" or "skewscout"), ``comm_vs_bsp`` (bytes/iteration over the BSP run's), ``final_acc``
+    and ``bsp_acc`` (fractions). BSP is the run of the same model and non-IID fraction
+    (:func:`~training.findings.bsp_groups`, as in the SkewScout table).
+    """
+    recs = [(g.model, g.noniid_fraction, *point, g.bsp_acc)
+            for g in bsp_groups(df) for point in _group_points(g, exp, target)]
+    return pd.DataFrame(recs, columns=["model", "noniid_fraction", "algorithm", "series",
+                                       "comm_vs_bsp", "final_acc", "bsp_acc"])
+
+
+def _group_points(g: BspGroup, exp: Experiment,
+                  target: float) -> list[tuple[str, str, float, float]]:
+    """``(algorithm, series, comm_vs_bsp, final_acc)`` of one BSP group, in drawing order."""
+    points = [("bsp", "bsp", 1.0, g.bsp_acc)]
     for algo in exp.algorithms:
-        grid = df[(df["algorithm"] == algo) & (df["mode"] == "fixed")]
-        scout = df[(df["algorithm"] == algo) & (df["mode"] == "skewscout")]
-        c = COLORS.get(algo)
-        ax.plot(grid["bytes_per_iteration"] / b_bytes, 100 * grid["final_acc"], ".:", color=c,
-                alpha=0.6, label=f"{algo} grid")
+        mine = g.part[g.part["algorithm"] == algo]
+        grid, scout = mine[mine["mode"] == "fixed"], mine[mine["mode"] == "skewscout"]
+        points += [(algo, "grid", r.bytes_per_iteration / g.bsp_bytes, r.final_acc)
+                   for r in grid.itertuples()]
         if not grid.empty:
-            o = oracle_of(grid, b_acc, study.target)
-            ax.scatter([o.bytes_per_iteration / b_bytes], [100 * o.final_acc], marker="D",
-                       facecolors="none", edgecolors=c, s=80, label=f"{algo} Oracle")
-        if not scout.empty:
-            ax.scatter(scout["bytes_per_iteration"] / b_bytes, 100 * scout["final_acc"],
-                       marker="*", color=c, s=160, label=f"{algo} SkewScout")
-    ax.axhline(100 * (b_acc - study.target), color="grey", lw=0.8, ls=":",
-               label="BSP - target")
-    ax.set_xscale("log")
-    ax.set(xlabel="communication relative to BSP (bytes/iteration)",
-           ylabel="final accuracy (%)", title=exp.name)
-    ax.legend(fontsize=7, ncol=2)
+            o = oracle_of(grid, g.bsp_acc, target)
+            points.append((algo, "oracle", o.bytes_per_iteration / g.bsp_bytes, o.final_acc))
+        points += [(algo, "skewscout", r.bytes_per_iteration / g.bsp_bytes, r.final_acc)
+                   for r in scout.itertuples()]
+    return points
+
+
+def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
+                          out: Path) -> Path | None:
+    """Grid, Oracle, SkewScout and BSP: one panel per model x non-IID fraction."""
+    points = comm_points(df, exp, study.target)
+    if points.empty:   # checked before the figure exists, so none is left open
+        return None
+    panels = list(points.groupby(["model", "noniid_fraction"], sort=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
+    for ax, ((model, frac), pts) in zip(axes[0], panels, strict=True):
+        title = exp.name if len(panels) == 1 else f"{exp.name}: {model}, {100 * frac:g}% non-IID"
+        _comm_panel(ax, exp, pts, study.target, title)
     return _save(fig, out / f"{exp.name}_comm_vs_accuracy.png")
 
 
-def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path) -> list[Path]:
-    """Every figure of the study into ``out_dir`` (created)."""
+def _comm_panel(ax: plt.Axes, exp: Experiment, pts: pd.DataFrame, target: float,
+                title: str) -> None:
+    b_acc = float(pts["bsp_acc"].iloc[0])
+    ax.scatter([1.0], [100 * b_acc], marker="s", color="black", s=60, label="BSP")
+    for algo in exp.algorithms:
+        mine = pts[pts["algorithm"] == algo]
+        grid, scout = mine[mine["series"] == "grid"], mine[mine["series"] == "skewscout"]
+        oracle = mine[mine["series"] == "oracle"]
+        c = COLORS.get(algo)
+        ax.plot(grid["comm_vs_bsp"], 100 * grid["final_acc"], ".:", color=c, alpha=0.6,
+                label=f"{algo} grid")
+        if not oracle.empty:
+            ax.scatter(oracle["comm_vs_bsp"].tolist(), (100 * oracle["final_acc"]).tolist(),
+                       marker="D", facecolors="none", edgecolors=c, s=80, label=f"{algo} Oracle")
+        if not scout.empty:
+            ax.scatter(scout["comm_vs_bsp"], 100 * scout["final_acc"], marker="*", color=c,
+                       s=160, label=f"{algo} SkewScout")
+    ax.axhline(100 * (b_acc - target), color="grey", lw=0.8, ls=":", label="BSP - target")
+    ax.set_xscale("log")
+    ax.set(xlabel="communication relative to BSP (bytes/iteration)",
+           ylabel="final accuracy (%)", title=title)
+    ax.legend(fontsize=7, ncol=2)
+
+
+def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path,
+             frames: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
+    """Every figure of the study into ``out_dir`` (created).
+
+    ``frames``: :func:`~training.findings.experiment_frames` of ``rows`` when the caller has
+    them already (the study runner computes them once for the claims and the figures).
+    """
+    frames = experiment_frames(study, rows) if frames is None else frames
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path | None] = []
     for exp in study.experiments:
+        df = frames.get(exp.name, pd.DataFrame())
         if exp.kind == "noniid":
-            made += [plot_curves(study, exp, rows, out), plot_loss_bars(study, exp, rows, out)]
+            made += [plot_curves(study, exp, rows, out), plot_loss_bars(study, exp, df, out)]
         elif exp.kind == "norm":
-            made.append(plot_loss_bars(study, exp, rows, out))
+            made.append(plot_loss_bars(study, exp, df, out))
         elif exp.kind == "skew_degree":
-            made.append(plot_skew_degree(study, exp, rows, out))
+            made.append(plot_skew_degree(exp, df, out))
         else:
-            made.append(plot_comm_vs_accuracy(study, exp, rows, out))
+            made.append(plot_comm_vs_accuracy(study, exp, df, out))
     return [p for p in made if p is not None]
 
 

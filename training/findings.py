@@ -8,8 +8,9 @@ Accuracy losses are in points (percentage points of top-1 accuracy); seeds are a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -50,6 +51,15 @@ def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd
     return (df.groupby(keys, dropna=False, as_index=False)
               [["final_acc", "acc_at_half", "bytes_per_iteration",
                 "bsp_bytes_per_iteration"]].mean())
+
+
+def experiment_frames(study: StudyConfig, rows: dict[str, dict]) -> dict[str, pd.DataFrame]:
+    """Each experiment's :func:`runs_frame`, by name; experiments without finished runs left out.
+
+    Computed once per study and shared by the claims and the figures.
+    """
+    frames = {exp.name: runs_frame(study, exp, rows) for exp in study.experiments}
+    return {name: df for name, df in frames.items() if not df.empty}
 
 
 def loss_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -141,14 +151,35 @@ def oracle_of(grid: pd.DataFrame, baseline_acc: float, target: float) -> OracleC
                          baseline_acc, target)
 
 
-def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
-    """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy and communication."""
-    recs = []
+class BspGroup(NamedTuple):
+    """One model x non-IID fraction slice of :func:`runs_frame` and its BSP baseline."""
+
+    model: str
+    noniid_fraction: float
+    part: pd.DataFrame
+    bsp_acc: float
+    bsp_bytes: float
+
+
+def bsp_groups(df: pd.DataFrame) -> Iterator[BspGroup]:
+    """Pair every run with the BSP run of the same model and non-IID fraction (seeds averaged).
+
+    The one pairing used by the SkewScout table and its figure; slices without BSP are skipped.
+    """
+    if df.empty:            # no finished runs: no columns to group by
+        return
     for (model, frac), part in df.groupby(["model", "noniid_fraction"]):
         bsp = part[part["algorithm"] == "bsp"]
         if bsp.empty:
             continue
-        b_acc, b_bytes = float(bsp["final_acc"].iloc[0]), float(bsp["bytes_per_iteration"].iloc[0])
+        yield BspGroup(model, float(frac), part, float(bsp["final_acc"].iloc[0]),
+                       float(bsp["bytes_per_iteration"].iloc[0]))
+
+
+def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
+    """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy and communication."""
+    recs = []
+    for model, frac, part, b_acc, b_bytes in bsp_groups(df):
         for algo in exp.algorithms:
             grid = part[(part["algorithm"] == algo) & (part["mode"] == "fixed")]
             scout = part[(part["algorithm"] == algo) & (part["mode"] == "skewscout")]
@@ -189,14 +220,19 @@ def claims_skewscout(table: pd.DataFrame) -> list[Claim]:
     return out
 
 
-def all_claims(study: StudyConfig, rows: dict[str, dict]) -> tuple[list[Claim], dict]:
-    """Every claim of the study and the tables behind them (experiment name -> DataFrame)."""
+def all_claims(study: StudyConfig, rows: dict[str, dict],
+               frames: Mapping[str, pd.DataFrame] | None = None) -> tuple[list[Claim], dict]:
+    """Every claim of the study and the tables behind them (experiment name -> DataFrame).
+
+    ``frames``: :func:`experiment_frames` of ``rows`` when the caller has them already.
+    """
+    frames = experiment_frames(study, rows) if frames is None else frames
     claims: list[Claim] = []
     tables: dict[str, pd.DataFrame] = {}
     sig = 100 * study.target
     for exp in study.experiments:
-        df = runs_frame(study, exp, rows)
-        if df.empty:
+        df = frames.get(exp.name)
+        if df is None or df.empty:
             continue
         if exp.kind == "skewscout":
             tables[exp.name] = t = skewscout_table(df, exp, study.target)

@@ -29,7 +29,7 @@ from training.algorithms import create_algorithm
 from training.datasets import StudyDataset, load_cifar10, load_digits_dataset, split_partitions
 from training.engine import TrainConfig, Trainer
 from training.figures import draw_all
-from training.findings import Claim, all_claims, summary_markdown
+from training.findings import Claim, all_claims, experiment_frames, summary_markdown
 from training.models import create_model
 from training.results import ResultsStore
 from training.skewscout import ControllerConfig, SkewScout, SkewScoutConfig, ordered_grid
@@ -65,8 +65,9 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True)
     with _torch_threads(study.threads):
         for spec in tqdm(todo, desc=f"study {study.name}", disable=not progress):
             store.add(execute_run(spec))
-    claims, tables = all_claims(study, store.rows)
-    figures = draw_all(study, store.rows, out / "figures")
+    frames = experiment_frames(study, store.rows)      # once, for the claims and the figures
+    claims, tables = all_claims(study, store.rows, frames)
+    figures = draw_all(study, store.rows, out / "figures", frames)
     (out / "summary.md").write_text(summary_markdown(study, claims, tables))
     return StudyReport(out, store.rows, claims, tables, figures, len(todo),
                        len(specs) - len(todo))

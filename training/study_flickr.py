@@ -5,7 +5,8 @@ default; the first ``num_partitions`` in name order); ``0.0`` gives the IID cont
 training stream dealt round-robin (sample i -> partition i % N), the paper's IID rule. Other
 fractions have no meaning for natural partitions and are refused. The validation set is the first
 ``val_samples`` images of the "val" split, held in memory. Images: resize, centre crop to
-``image_size`` (224 by default), ImageNet normalisation.
+``image_size`` (224 by default), ImageNet normalisation. Every stream comes from
+:func:`training.datasets.flickr_batch_sources`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
-from training.datasets import IterableBatchSource, PartitionData, materialize
+from training.datasets import (
+    IterableBatchSource,
+    PartitionData,
+    flickr_batch_sources,
+    materialize,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,26 +47,24 @@ class _Dealt:
 def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fraction: float,
                       seed: int) -> tuple[list[IterableBatchSource], PartitionData]:
     """Training batch sources (one per partition) and the in-memory validation set."""
-    from flickr_mammal import load_partitions
-
     root, size = dataset["root"], int(dataset.get("image_size", 224))
     tf = _transform(size)
     if noniid_fraction == 1.0:
-        parts = load_partitions(root, by=dataset.get("partition_by", "continent"),
-                                split="train", transform=tf, shuffle_buffer=1000, seed=seed)
+        parts = flickr_batch_sources(root, by=dataset.get("partition_by", "continent"),
+                                     split="train", transform=tf, shuffle_buffer=1000, seed=seed)
         names = list(parts)[:num_partitions]
         if len(names) < num_partitions:
             raise ValueError(f"{len(names)} geographic partitions ({names}) but "
                              f"num_partitions={num_partitions}; lower it")
-        train = [IterableBatchSource(parts[n]) for n in names]
+        train = [parts[n] for n in names]
     elif noniid_fraction == 0.0:
-        stream = load_partitions(root, by=None, split="train", transform=tf,
-                                 shuffle_buffer=1000, seed=seed)["all"]
+        stream = flickr_batch_sources(root, by=None, split="train", transform=tf,
+                                      shuffle_buffer=1000, seed=seed)["all"].samples
         train = [IterableBatchSource(_Dealt(stream, p, num_partitions))
                  for p in range(num_partitions)]
     else:
         raise ValueError(f"noniid_fraction={noniid_fraction}: Flickr-Mammal's partitions are "
                          "natural; use 1.0 (geographic) or 0.0 (IID control)")
-    val_all = load_partitions(root, by=None, split="val", transform=tf)["all"]
+    val_all = flickr_batch_sources(root, by=None, split="val", transform=tf)["all"].samples
     val = materialize(val_all, limit=int(dataset.get("val_samples", 5000)))
     return train, val

@@ -109,6 +109,31 @@ def test_dataset_md_shows_this_builds_tables(built):
         "--title 'Synthetic local-server build (end-to-end test fixture, NOT real data)'")
 
 
+def test_dataset_report_builds_the_tables_once(built, tmp_path, monkeypatch):
+    """pipelines.dataset_report: report/ and the datasheet share one set of tables."""
+    from flickr_mammal import report
+    from pipelines import dataset_report
+
+    out, _ = built
+    title = "Synthetic local-server build (end-to-end test fixture, NOT real data)"
+    expected = datasheet_section(pd.read_parquet(out / "manifest.parquet"),
+                                 json.loads((out / "stats.json").read_text()), title)
+    counted = []
+    real_count_table = report.count_table
+
+    def counting_count_table(manifest, level):
+        counted.append(level)
+        return real_count_table(manifest, level)
+
+    monkeypatch.setattr(report, "count_table", counting_count_table)
+    sheet = tmp_path / "sheet.md"
+    sheet.write_text(f"intro\n{report.SECTION_BEGIN}\nold\n{report.SECTION_END}\n")
+    assert dataset_report.main(["--build", str(out), "--datasheet", str(sheet),
+                                "--title", title]) == 0
+    assert sheet.read_text() == f"intro\n{expected}\n"
+    assert sorted(counted) == ["continent", "subcontinent"]
+
+
 def test_api_key_is_written_nowhere(built):
     out, summary = built
     assert fx.API_KEY not in repr(summary)

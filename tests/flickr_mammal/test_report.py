@@ -3,15 +3,25 @@
 import pandas as pd
 import pytest
 
+from flickr_mammal import report
 from flickr_mammal.report import (
     SECTION_BEGIN,
     SECTION_END,
+    ReportTables,
     count_table,
+    datasheet_section,
     replace_section,
     top3_markdown,
     top3_per_continent,
     write_report,
 )
+
+STATS = {
+    "search": {"candidates": 12, "ambiguous": 1},
+    "download": {"downloaded": 11, "failed": 1, "failures": {"http_404": 1}, "duplicates": 0},
+    "clean": {"classifier": "none", "kept": 11, "rejected": 0, "failed": 0},
+    "geocode": {"geo_status": {"ok": 10, "unknown": 1}},
+}
 
 
 def manifest() -> pd.DataFrame:
@@ -58,3 +68,23 @@ def test_replace_section():
     assert replace_section(doc, new) == f"intro\n{new}\noutro\n"
     with pytest.raises(ValueError, match="markers"):
         replace_section("no markers", new)
+
+
+def test_datasheet_section_uses_the_tables_it_is_given(monkeypatch):
+    built = datasheet_section(manifest(), STATS, "Build")
+    assert "| cat | 0 | 0 | 1 | 3 | 0 | 0 | 4 |" in built
+    assert "| Europe | 1 | cat | 3 | 75% |" in built
+    tables = ReportTables.from_manifest(manifest())
+
+    def no_rebuild(*args, **kwargs):
+        raise AssertionError("the tables were rebuilt")
+
+    monkeypatch.setattr(report, "count_table", no_rebuild)
+    assert datasheet_section(manifest(), STATS, "Build", tables) == built
+
+
+def test_write_report_uses_the_tables_it_is_given(tmp_path, monkeypatch):
+    tables = ReportTables.from_manifest(manifest())
+    monkeypatch.setattr(report, "count_table", lambda *a, **k: pytest.fail("rebuilt"))
+    paths = write_report(manifest(), tmp_path, tables)
+    assert pd.read_csv(paths["class_by_continent"], index_col=0).loc["cat", "Europe"] == 3

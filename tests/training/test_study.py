@@ -197,3 +197,27 @@ def test_flickr_iid_control_deals_the_stream_round_robin():
     stream = list(range(10))
     assert [list(_Dealt(stream, p, 3)) for p in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     assert list(_Dealt(stream, 1, 3)) == [1, 4, 7]      # re-iterable
+
+
+def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
+    """The claims and the figures share one runs_frame per experiment."""
+    from training import figures, findings
+    from training import study as study_module
+
+    study = study_from_dict(DOC)
+    rows = scripted_rows(study, 0.91, 22.0)
+    built = []
+
+    def counting_runs_frame(study, exp, rows):
+        built.append(exp.name)
+        return real_runs_frame(study, exp, rows)
+
+    real_runs_frame = findings.runs_frame
+    monkeypatch.setattr(findings, "runs_frame", counting_runs_frame)
+    monkeypatch.setattr(figures, "runs_frame", counting_runs_frame, raising=False)
+    monkeypatch.setattr(study_module, "execute_run", lambda spec: rows[spec.run_id])
+    report = study_module.run_study(study, tmp_path, progress=False)
+    assert sorted(built) == ["n", "s"]
+    assert sorted(p.name for p in report.figures) == [
+        "n_curves.png", "n_loss_bars.png", "s_comm_vs_accuracy.png"]
+    assert "| model |" in report.summary_path.read_text()

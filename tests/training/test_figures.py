@@ -1,0 +1,107 @@
+"""The study's figures: what the communication figure plots, and frames computed once."""
+
+from __future__ import annotations
+
+import pytest
+
+from training import figures
+from training.figures import comm_points, draw_all, plot_comm_vs_accuracy
+from training.findings import experiment_frames, runs_frame, skewscout_table
+from training.study_config import study_from_dict
+
+DOC = {
+    "name": "two_models",
+    "num_partitions": 2,
+    "target": 0.05,
+    "dataset": {"name": "digits", "image_size": 8},
+    "train": {"iterations": 10},
+    "grids": {"fedavg": [5, 50]},
+    "experiments": [
+        {"name": "s", "kind": "skewscout", "models": ["gn-lenet", "bn-lenet"],
+         "algorithms": ["fedavg"], "noniid_fractions": [1.0]},
+    ],
+}
+
+# (model, algorithm, mode, knob) -> (final_acc, bytes/iteration); the two BSPs differ a lot
+OUTCOMES = {
+    ("gn-lenet", "bsp", "fixed", None): (0.94, 100.0),
+    ("gn-lenet", "fedavg", "fixed", 50): (0.60, 2.0),
+    ("gn-lenet", "fedavg", "fixed", 5): (0.92, 20.0),
+    ("gn-lenet", "fedavg", "skewscout", None): (0.91, 22.0),
+    ("bn-lenet", "bsp", "fixed", None): (0.70, 400.0),
+    ("bn-lenet", "fedavg", "fixed", 50): (0.66, 4.0),
+    ("bn-lenet", "fedavg", "fixed", 5): (0.69, 40.0),
+    ("bn-lenet", "fedavg", "skewscout", None): (0.68, 50.0),
+}
+
+
+def rows_of(study) -> dict[str, dict]:
+    rows = {}
+    for spec in study.all_runs():
+        acc, b = OUTCOMES[(spec.model, spec.algorithm, spec.mode, spec.knob)]
+        rows[spec.run_id] = {
+            "run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
+            "algorithm": spec.algorithm, "knob": spec.knob,
+            "noniid_fraction": spec.noniid_fraction, "seed": spec.seed, "final_acc": acc,
+            "bytes_per_iteration": b, "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]],
+            "acc_at_half": acc}
+    return rows
+
+
+def point(points, model: str, series: str) -> tuple[float, float]:
+    row = points[(points["model"] == model) & (points["series"] == series)]
+    assert len(row) == 1, row
+    return float(row["comm_vs_bsp"].iloc[0]), float(row["final_acc"].iloc[0])
+
+
+def test_comm_points_pair_each_point_with_the_bsp_of_its_own_model():
+    study = study_from_dict(DOC)
+    exp = study.experiments[0]
+    points = comm_points(runs_frame(study, exp, rows_of(study)), exp, study.target)
+    assert point(points, "gn-lenet", "bsp") == (1.0, 0.94)
+    assert point(points, "bn-lenet", "bsp") == (1.0, 0.70)
+    # bn-lenet against its own BSP (0.70, 400 B): knob 50 meets 0.65, so it is the Oracle
+    assert point(points, "bn-lenet", "oracle") == pytest.approx((4 / 400, 0.66))
+    assert point(points, "bn-lenet", "skewscout") == pytest.approx((50 / 400, 0.68))
+    assert point(points, "gn-lenet", "oracle") == pytest.approx((20 / 100, 0.92))
+    assert point(points, "gn-lenet", "skewscout") == pytest.approx((22 / 100, 0.91))
+    grid = points[(points["model"] == "bn-lenet") & (points["series"] == "grid")]
+    assert sorted(grid["comm_vs_bsp"]) == pytest.approx([4 / 400, 40 / 400])
+    assert set(points.loc[points["model"] == "bn-lenet", "bsp_acc"]) == {0.70}
+
+
+def test_comm_points_agree_with_the_skewscout_table():
+    study = study_from_dict(DOC)
+    exp = study.experiments[0]
+    df = runs_frame(study, exp, rows_of(study))
+    points, table = comm_points(df, exp, study.target), skewscout_table(df, exp, study.target)
+    for r in table.itertuples():
+        scout_comm, scout_acc = point(points, r.model, "skewscout")
+        oracle_comm, _ = point(points, r.model, "oracle")
+        assert 1 / scout_comm == pytest.approx(r.saving_vs_bsp, abs=0.01)
+        assert scout_comm / oracle_comm == pytest.approx(r.vs_oracle, abs=0.01)
+        assert 100 * scout_acc == pytest.approx(r.skewscout_acc)
+
+
+def test_comm_figure_draws_one_panel_per_model_and_nothing_without_bsp(tmp_path):
+    study = study_from_dict(DOC)
+    exp = study.experiments[0]
+    rows = rows_of(study)
+    path = plot_comm_vs_accuracy(study, exp, runs_frame(study, exp, rows), tmp_path)
+    assert path == tmp_path / "s_comm_vs_accuracy.png" and path.stat().st_size > 0
+    no_bsp = {k: r for k, r in rows.items() if r["algorithm"] != "bsp"}
+    assert plot_comm_vs_accuracy(study, exp, runs_frame(study, exp, no_bsp),
+                                 tmp_path / "none") is None
+
+
+def test_draw_all_uses_the_frames_it_is_given(tmp_path, monkeypatch):
+    study = study_from_dict(DOC)
+    rows = rows_of(study)
+    frames = experiment_frames(study, rows)
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("draw_all recomputed the frames it was given")
+
+    monkeypatch.setattr(figures, "experiment_frames", no_recompute)
+    assert draw_all(study, rows, tmp_path, frames) == [tmp_path / "s_comm_vs_accuracy.png"]
+    assert draw_all(study, rows, tmp_path / "empty", {}) == []
