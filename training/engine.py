@@ -82,6 +82,8 @@ class RunResult:
     wall_time_s: float
     iterations: int
     global_curve: list[tuple[int, float]] = field(default_factory=list)
+    # (iteration, bytes sent per partition so far, mean over partitions) at each evaluation
+    bytes_curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
     def relative_communication(self) -> float:
@@ -159,9 +161,14 @@ class Trainer:
         return evaluate(self.stack, self.val, self.partition_ids, self.comm,
                         self.config.eval_batch_size, self.algorithm.has_global_model)
 
-    def model_accuracy(self, model_index: int, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy of local model ``model_index`` on the given data."""
-        return accuracy(self.stack, *self.stack.replica(model_index), PartitionData(x, y),
+    def model_accuracy(self, model_index: int, x: torch.Tensor, y: torch.Tensor, *,
+                       dtype: torch.dtype = torch.float32) -> float:
+        """Accuracy of local model ``model_index`` on the given data, its floating parameters
+        and buffers first rounded to ``dtype`` (as a model sent in that precision arrives)."""
+        params, buffers = self.stack.replica(model_index)
+        if dtype != torch.float32:
+            params, buffers = rounded(params, dtype), rounded(buffers, dtype)
+        return accuracy(self.stack, params, buffers, PartitionData(x, y),
                         self.config.eval_batch_size)
 
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
@@ -183,7 +190,7 @@ class Trainer:
 
     def run(self) -> RunResult:
         """Train to ``config.iterations``, evaluating every ``eval_every`` and at the end."""
-        cfg, curve, global_curve = self.config, [], []
+        cfg, curve, global_curve, sent_at = self.config, [], [], []
         final: EvalResult | None = None
         start = time.perf_counter()
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not cfg.progress,
@@ -196,6 +203,7 @@ class Trainer:
             if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
                 final = self.evaluate()
                 curve.append((self.iteration, final.mean))
+                sent_at.append(self.bytes_sent.clone())
                 if final.global_acc is not None:
                     global_curve.append((self.iteration, final.global_acc))
                 bar.set_postfix(acc=f"{final.mean:.3f}")
@@ -204,15 +212,25 @@ class Trainer:
         bar.close()
         if final is None:   # nothing left to train
             final = self.evaluate()
-        return self._result(curve, global_curve, final, time.perf_counter() - start)
+        return self._result(curve, global_curve, sent_at, final, time.perf_counter() - start)
 
     def _result(self, curve: list[tuple[int, float]], global_curve: list[tuple[int, float]],
-                final: EvalResult, wall_time_s: float) -> RunResult:
+                sent_at: list[torch.Tensor], final: EvalResult, wall_time_s: float) -> RunResult:
         sent = gather_partitions(self.bytes_sent, self.partition_ids, self.comm)
+        # one collective for the whole curve: rows are local partitions, columns evaluations
+        totals = self.comm.all_sum(torch.stack(sent_at, dim=1))[0] if sent_at else []
         received = gather_partitions(self.bytes_received, self.partition_ids, self.comm)
         iterations = max(self.iteration, 1)
         return RunResult(
             curve=curve, final=final, bytes_sent=sent, bytes_received=received,
             bytes_per_iteration=sum(sent) / len(sent) / iterations,
             bsp_bytes_per_iteration=dense_bytes(self.num_parameters),
-            wall_time_s=wall_time_s, iterations=self.iteration, global_curve=global_curve)
+            wall_time_s=wall_time_s, iterations=self.iteration, global_curve=global_curve,
+            bytes_curve=[(i, float(t) / self.num_partitions)
+                         for (i, _), t in zip(curve, totals, strict=True)])
+
+
+def rounded(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Copies of the floating tensors rounded through ``dtype`` (others as they are)."""
+    return {n: t.to(dtype).to(t.dtype) if t.is_floating_point() else t
+            for n, t in tensors.items()}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-NESTED = ("curve", "bytes_sent", "knob_trace", "estimates", "spec")
+NESTED = ("curve", "bytes_curve", "bytes_sent", "knob_trace", "estimates", "spec")
 
 
 class ResultsStore:

@@ -138,6 +138,7 @@ def result_row(spec: RunSpec, result: Any, scout: SkewScout | None,
         "bsp_bytes_per_iteration": float(result.bsp_bytes_per_iteration),
         "comm_vs_bsp": float(result.relative_communication),
         "wall_time_s": round(float(result.wall_time_s), 3), "curve": curve,
+        "bytes_curve": [[int(i), float(b)] for i, b in result.bytes_curve],
         "travel_bytes": 0.0, "knob_trace": [], "estimates": [], "spec": asdict(spec),
     }
     if scout is not None:

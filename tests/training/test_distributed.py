@@ -43,7 +43,7 @@ def _outcome(trainer: Trainer, result, local: int) -> dict:
     return {"params": trainer.stack.params[local].clone(),
             "buffers": {n: b[local].clone() for n, b in trainer.stack.buffers.items()},
             "per_partition": result.final.per_partition, "curve": result.curve,
-            "bytes_sent": result.bytes_sent}
+            "bytes_sent": result.bytes_sent, "bytes_curve": result.bytes_curve}
 
 
 def _worker(rank: int, out_dir: str) -> None:
@@ -94,6 +94,7 @@ def test_distributed_engine_matches_simulation(tmp_path):
             assert [i for i, _ in got["curve"]] == [i for i, _ in want["curve"]] == [3, 6]
             assert [a for _, a in got["curve"]] == pytest.approx([a for _, a in want["curve"]])
             assert got["bytes_sent"] == pytest.approx(want["bytes_sent"]), name
+            assert got["bytes_curve"] == want["bytes_curve"] and got["bytes_curve"][-1][1] > 0, name
         assert not torch.allclose(ranks[0][name]["params"], initial), f"{name} did not train"
 
 

@@ -156,6 +156,8 @@ def test_run_bookkeeping_and_callbacks():
     p = trainer.num_parameters
     assert result.bsp_bytes_per_iteration == 4 * p
     assert result.bytes_sent == [2 * 4.0 * p] * 2        # averaged at iterations 3 and 6
+    # bytes sent so far per partition at each evaluation (averaging counted at 3 and 6)
+    assert result.bytes_curve == [(3, 4.0 * p), (6, 8.0 * p), (7, 8.0 * p)]
     assert result.relative_communication == pytest.approx(2 / 7)
 
 
