@@ -13,6 +13,7 @@ from training.skewscout import (
     model_bytes,
     ordered_grid,
     travel,
+    travel_dtype_for,
     travel_pairs,
 )
 
@@ -172,7 +173,7 @@ class FakeTrainer:
     def train_sample(self, i, n, seed):
         return torch.zeros(n, 1), torch.full((n,), i)
 
-    def model_accuracy(self, i, x, y):
+    def model_accuracy(self, i, x, y, dtype=torch.float32):
         return self.acc[i][int(y[0])]
 
     def add_bytes(self, i, sent, received):
@@ -205,7 +206,8 @@ def test_skewscout_callback_travels_on_schedule_and_turns_the_knob():
     assert [d.action for d in scout.decisions] == ["hold", "loosen", "hold"]
     assert tr.algorithm.iter_local == 200
     assert scout.knob_trace == [(0, 50.0), (20, 200.0)]
-    assert scout.travel_bytes == 3 * 3 * 48.0 and sum(tr.sent) == scout.travel_bytes
+    # 3 rounds x 3 models x 12 floats, at 2 B each in the default float16
+    assert scout.travel_bytes == 3 * 3 * 24.0 and sum(tr.sent) == scout.travel_bytes
 
 
 def test_backoff_doubles_interval_while_holding():
@@ -347,6 +349,44 @@ def test_dgc_travels_local_views_and_restores_the_shared_replicas():
     assert size >= 4 * tr.num_parameters
     assert (tr.bytes_sent - sent_before).tolist() == [size, size]
     assert rep.bytes_total == 2 * size
+
+
+def test_float16_travel_costs_half_and_evaluates_the_model_as_received(monkeypatch):
+    from training.algorithms import create_algorithm
+
+    torch.set_num_threads(1)
+    tr = real_trainer(create_algorithm("fedavg", iter_local=1000))
+    for _ in range(5):
+        tr.step()
+    floats = sum(t.numel() for t in tr.partition_state_dict(0).values() if t.is_floating_point())
+    full = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    half = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float16")
+    assert full.bytes_per_model == 4 * floats and half.bytes_per_model == 2 * floats
+    assert half.local_acc == full.local_acc            # the destination's own model is not sent
+    # the traveled model is evaluated as it arrives: every float rounded through float16
+    import training.engine as engine
+
+    seen = []
+    real_accuracy = engine.accuracy
+    monkeypatch.setattr(engine, "accuracy", lambda stack, p, b, *a: seen.append(p) or
+                        real_accuracy(stack, p, b, *a))
+    x, y = tr.train_sample(1, 64, seed=3)
+    tr.model_accuracy(0, x, y, dtype=torch.float16)
+    tr.model_accuracy(0, x, y)
+    exact = torch.cat([t.reshape(-1) for t in seen[1].values()])
+    received = torch.cat([t.reshape(-1) for t in seen[0].values()])
+    assert torch.equal(received, exact.half().float()) and not torch.equal(received, exact)
+    assert torch.equal(tr.stack.params[0], exact)      # the replica itself is untouched
+
+
+def test_a_model_beyond_float16s_range_travels_in_float32():
+    small = {"w": torch.ones(3), "n": torch.tensor(10**9)}      # the int counter does not count
+    big = {"w": torch.tensor([1.0, 7.0e4]), "n": torch.tensor(1)}
+    assert travel_dtype_for([small], torch.float16) == torch.float16
+    assert travel_dtype_for([small, big], torch.float16) == torch.float32
+    assert travel_dtype_for([big], torch.bfloat16) == torch.bfloat16  # bfloat16 has the range
+    with pytest.raises(ValueError, match="travel_dtype='int8': choose one of float32"):
+        SkewScoutConfig(travel_dtype="int8")
 
 
 def test_skewscout_on_the_real_trainer_counts_travel_in_the_run_totals():
