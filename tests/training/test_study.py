@@ -89,9 +89,20 @@ noniid_fractions = [1.0]
 
 def test_shipped_configs_load():
     for name in ("default", "cifar10_tables", "cifar10_skewscout", "cifar10_alexnet",
-                 "flickr_mammal_continents"):
+                 "flickr_mammal_continents", "digits_skewscout_seeds"):
         from training.study_config import DEFAULT_CONFIG
         assert load_study(DEFAULT_CONFIG.parent / f"{name}.toml").all_runs()
+
+
+def test_the_seeds_config_is_the_default_study_with_more_seeds():
+    from dataclasses import replace
+
+    from training.study_config import DEFAULT_CONFIG
+    seeds = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
+    default = load_study()
+    assert seeds.seeds == (0, 1) and seeds.experiments[0].noniid_fractions == (1.0, 0.8)
+    assert replace(seeds, name=default.name, seeds=default.seeds,
+                   experiments=default.experiments) == default
 
 
 @pytest.mark.parametrize("change, message", [
