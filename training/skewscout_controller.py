@@ -27,8 +27,9 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
 4. **Hold** in the band ``low_ratio * T <= L <= T`` (the hysteresis band); both streaks restart.
 5. **New phase**: :meth:`KnobController.new_phase` (SkewScout calls it when the learning rate
    decays) clears the evidence and the streaks: the estimates' scale changes with the learning
-   rate (in the default study they drop from ~0.5-1 to ~0-0.2 at the first decay). The measured
-   costs are kept.
+   rate (in the default study they drop from ~0.5-1 to ~0-0.2 at the first decay). A tighten
+   just before the decay then needs ``patience`` quiet rounds to be undone, not one: the quiet
+   is the new learning rate's. The measured costs are kept.
 
 What each part buys (default study, seed 0 unless said, models traveling in float32; ratios to
 the Oracle's bytes): the previous controller (no rules 1, 2 and 5; patient loosening with a
@@ -181,6 +182,7 @@ class KnobController:
     def new_phase(self) -> None:
         """Rule 5: forget the evidence and the streaks (the learning rate decayed)."""
         self._recent, self._high, self._low = [], 0, 0
+        self._just_tightened = False
 
     def update(self, estimate: float, iteration: int = 0) -> Decision:
         """Apply the rule to one estimate and return the decision (also kept in ``history``)."""

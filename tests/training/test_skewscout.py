@@ -125,6 +125,17 @@ def test_new_phase_clears_evidence_and_streaks_but_keeps_costs():
     assert other.update(0.08).estimate == 0.08   # evidence restarted: the 0.0 is gone
 
 
+def test_a_decay_right_after_a_tighten_does_not_undo_it_on_one_quiet_round():
+    # without a decay, one quiet round right after a tighten undoes it (rule 3); after a decay
+    # the quiet is the new learning rate's, so the knob must hold for `patience` rounds
+    actions, _ = run_script([0.9, 0.0], patience=2)
+    assert actions == ["tighten", "loosen"]
+    ctl = KnobController(GRID, ControllerConfig(target=0.1, patience=2), index=2)
+    assert ctl.update(0.9).action == "tighten"
+    ctl.new_phase()
+    assert [ctl.update(0.0).action for _ in range(2)] == ["hold", "loosen"]
+
+
 def test_controller_config_validation_says_how_to_fix():
     with pytest.raises(ValueError, match="fraction"):
         ControllerConfig(target=5)
