@@ -16,10 +16,11 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
    the loss there had vanished.
 2. **Tighten** one grid step (two when ``L > double_step_ratio * T``) once the evidence has been
    above ``T`` for ``k`` rounds in a row, with ``k = 1 + floor(log2(r))`` (at most
-   ``max_tighten_rounds``) and ``r`` the measured bytes per iteration at the tighter index over
-   those at the current one (``r = 1`` while the tighter index has not been visited). A step that
-   multiplies the traffic by 4 (DGC's sparsity 0.99 -> 0.9) needs three rounds, one that adds
-   30% (a Gaia step) needs one: the more a tighten costs, the longer the loss must persist.
+   ``max_tighten_rounds``) and ``r`` the measured bytes per iteration at the index it would
+   move to over those at the current one (``r = 1`` while that index has not been visited). A
+   step that multiplies the traffic by 4 (DGC's sparsity 0.99 -> 0.9) needs three rounds, one
+   that adds 30% (a Gaia step) needs one: the more a tighten costs, the longer the loss must
+   persist.
 3. **Loosen** one step once the evidence has been below ``low_ratio * T`` for ``patience``
    rounds in a row, or for a single round right after a tighten: a tighten whose loss vanished
    at the first check is undone at once (it was an expensive guess), while a knob that has held
@@ -193,8 +194,9 @@ class KnobController:
         if evidence > cfg.target:
             self._high, self._low = self._high + 1, 0
             steps = 2 if evidence > cfg.double_step_ratio * cfg.target else 1
-            if self.index > 0 and self._high >= self.rounds_to_tighten_into(self.index - 1):
-                action = self._move(max(0, self.index - steps), "tighten")
+            to = max(0, self.index - steps)
+            if self.index > 0 and self._high >= self.rounds_to_tighten_into(to):
+                action = self._move(to, "tighten")
         elif evidence < cfg.low_ratio * cfg.target:
             self._low, self._high = self._low + 1, 0
             need = 1 if self._just_tightened else cfg.patience

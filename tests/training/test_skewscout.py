@@ -94,6 +94,16 @@ def test_an_expensive_tighten_needs_the_loss_to_persist():
     assert [ctl.update(e).action for e in (0.2, 0.2, 0.07, 0.2)] == ["hold"] * 4
 
 
+def test_a_two_step_tighten_is_weighed_by_the_cost_of_both_steps():
+    # index 2 -> 0 at 16x the bytes needs 5 rounds (capped at 4); one step (2x) would need 2
+    ctl = cost_controller({0: 1600.0, 1: 200.0, 2: 100.0}, double_step_ratio=2.0)
+    assert [ctl.update(0.5).action for _ in range(4)] == ["hold", "hold", "hold", "tighten"]
+    assert ctl.index == 0
+    ctl = cost_controller({0: 1600.0, 1: 200.0, 2: 100.0}, double_step_ratio=2.0)
+    assert [ctl.update(0.15).action for _ in range(2)] == ["hold", "tighten"]   # one step
+    assert ctl.index == 1
+
+
 def test_zero_bytes_per_iteration_and_a_grid_of_one_value():
     # nothing sent at either index (or only at the current one): no reason to wait
     assert cost_controller({1: 0.0, 2: 0.0}).rounds_to_tighten_into(1) == 1
