@@ -21,6 +21,7 @@ from dataclasses import replace
 
 import torch
 
+from training.engine import TrainConfig
 from training.study import execute_run
 from training.study_config import load_study
 
@@ -49,7 +50,8 @@ def main() -> None:
     if study.threads is not None:
         torch.set_num_threads(study.threads)
     iters = int(study.train["iterations"])
-    ends = sorted({round(m * iters) for m in study.train.get("lr_milestones", ())} | {iters})
+    milestones = study.train.get("lr_milestones", TrainConfig().lr_milestones)  # as trained
+    ends = sorted({round(m * iters) for m in milestones} | {iters})
     every = math.gcd(*ends)      # evaluations land on every phase end; training is unchanged
 
     def run(**kw) -> dict:

@@ -39,12 +39,16 @@ def experiment_rows(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) 
 
 
 def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd.DataFrame:
-    """The experiment's finished runs, seeds averaged (final_acc, bytes)."""
+    """The experiment's finished runs, seeds averaged (final_acc, bytes).
+
+    A SkewScout row's ``knob`` is where that run's controller ended, which differs between
+    seeds; it is dropped (NaN) so that the seeds of one setting average into one row.
+    """
     recs = experiment_rows(study, exp, rows)
     if not recs:
         return pd.DataFrame()
     df = pd.DataFrame(recs)
-    df["knob"] = df["knob"].astype(float)
+    df["knob"] = df["knob"].astype(float).where(df["mode"] != "skewscout")
     if "acc_at_half" not in df:          # rows stored before the column existed
         df["acc_at_half"] = float("nan")
     keys = ["model", "algorithm", "mode", "knob", "noniid_fraction"]

@@ -105,3 +105,19 @@ def test_draw_all_uses_the_frames_it_is_given(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "experiment_frames", no_recompute)
     assert draw_all(study, rows, tmp_path, frames) == [tmp_path / "s_comm_vs_accuracy.png"]
     assert draw_all(study, rows, tmp_path / "empty", {}) == []
+
+
+def test_skewscout_seeds_that_end_at_different_knobs_average_into_one_point():
+    """A SkewScout row's knob is where its run ended: seeds ending apart are still one setting."""
+    study = study_from_dict({**DOC, "seeds": [0, 1]})
+    exp = study.experiments[0]
+    rows = rows_of(study)
+    for r in rows.values():
+        if r["mode"] == "skewscout":      # seed 0 ends at 50 and sends 10 B less than seed 1
+            r["knob"] = 50.0 if r["seed"] == 0 else 5.0
+            r["bytes_per_iteration"] += -5 if r["seed"] == 0 else 5
+    df = runs_frame(study, exp, rows)
+    points = comm_points(df, exp, study.target)
+    assert point(points, "gn-lenet", "skewscout") == pytest.approx((22 / 100, 0.91))
+    table = skewscout_table(df, exp, study.target).set_index("model")
+    assert table.loc["bn-lenet", "saving_vs_bsp"] == pytest.approx(400 / 50, abs=0.01)
