@@ -70,18 +70,16 @@ def main(argv: list[str] | None = None) -> int:
     import torch.distributed as dist
 
     from training.distributed import init_distributed, run_spec_distributed
-    from training.study import result_row
 
     info = init_distributed(args.backend)
     logging.basicConfig(level=logging.INFO if info.rank == 0 else logging.WARNING,
                         format=f"%(levelname)s rank {info.rank} %(name)s: %(message)s")
     try:
         spec = spec_from_args(args, info.world_size)
-        result = run_spec_distributed(spec)
+        result, row = run_spec_distributed(spec)
     finally:
         dist.destroy_process_group()
     if info.rank == 0:
-        row = result_row(spec, result, None, spec.knob)
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(row, indent=1))

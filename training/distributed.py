@@ -22,7 +22,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -73,6 +73,26 @@ class DistributedComm:
 
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
         return self.all_sum(x) / self.num_partitions
+
+    def exchange(self, outgoing: Sequence[tuple[int, torch.Tensor]],
+                 incoming: Sequence[tuple[int, torch.Tensor]]) -> None:
+        """Point-to-point: send each ``(partition, tensor)`` of ``outgoing`` to that partition's
+        process and fill each tensor of ``incoming`` from its partition's process (SkewScout's
+        traveling models). Only the processes named take part; the peers must mirror the call."""
+        def peer(partition: int) -> int:
+            return partition if self.group is None else dist.get_global_rank(self.group,
+                                                                              partition)
+
+        sends = [t.to(self.device).contiguous() for _, t in outgoing]
+        recvs = [torch.empty_like(t, device=self.device) for _, t in incoming]
+        ops = ([dist.P2POp(dist.isend, t, peer(p), self.group)
+                for (p, _), t in zip(outgoing, sends, strict=True)]
+               + [dist.P2POp(dist.irecv, t, peer(p), self.group)
+                  for (p, _), t in zip(incoming, recvs, strict=True)])
+        for request in dist.batch_isend_irecv(ops) if ops else []:
+            request.wait()
+        for (_, into), got in zip(incoming, recvs, strict=True):
+            into.copy_(got)
 
 
 @dataclass(frozen=True)
@@ -194,17 +214,16 @@ def _local_worker(rank: int, fn: Callable[..., None], world_size: int, port: int
             dist.destroy_process_group()
 
 
-def run_spec_distributed(spec: RunSpec, backend: str | None = None) -> RunResult:
-    """Run one study run (a :class:`~training.study_config.RunSpec`) as this process's partition.
+def run_spec_distributed(spec: RunSpec,
+                         backend: str | None = None) -> tuple[RunResult, dict[str, Any]]:
+    """Run one study run (a :class:`~training.study_config.RunSpec`) as this process's partition;
+    returns the result and the study's result row (the same on every rank).
 
-    Dataset, partitioning, model and algorithm are built exactly as the simulation's study
-    runner builds them (same loaders, partitioner and seed), so the two engines agree.
+    Dataset, partitioning, model, algorithm and SkewScout are built exactly as the simulation's
+    study runner builds them (same loaders, partitioner and seed), so the two engines agree.
     """
-    from training.algorithms import create_algorithm
-    from training.study import load_dataset, partition_indices
+    from training.study import build_algorithm, load_dataset, partition_indices, result_row
 
-    if spec.skewscout is not None:
-        raise ValueError("SkewScout's model traveling runs on the simulation engine only")
     info = init_distributed(backend)
     if spec.num_partitions != info.world_size:
         raise ValueError(f"the run has {spec.num_partitions} partitions but {info.world_size} "
@@ -215,10 +234,12 @@ def run_spec_distributed(spec: RunSpec, backend: str | None = None) -> RunResult
     config = replace(TrainConfig(**spec.train), seed=spec.seed)
 
     model_fn = _model_fn(spec.model, data)
-    algorithm = create_algorithm(spec.algorithm, **spec.algorithm_params)
+    algorithm, scout = build_algorithm(spec)
     log.info("rank %d/%d: partition of %d samples, %s on %s", info.rank, info.world_size,
              len(indices[info.rank]), spec.algorithm, info.device)
-    return local_trainer(model_fn, algorithm, partition, data.val, config).run()
+    result = local_trainer(model_fn, algorithm, partition, data.val, config,
+                           callbacks=[scout] if scout is not None else []).run()
+    return result, result_row(spec, result, scout, algorithm.knob)
 
 
 def _model_fn(name: str, data: StudyDataset) -> Callable[[], nn.Module]:

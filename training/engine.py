@@ -82,7 +82,7 @@ class RunResult:
     wall_time_s: float
     iterations: int
     global_curve: list[tuple[int, float]] = field(default_factory=list)
-    # (iteration, bytes sent per partition so far, mean over partitions) at each evaluation
+    # (iteration, bytes sent so far, averaged over partitions) at each evaluation
     bytes_curve: list[tuple[int, float]] = field(default_factory=list)
 
     @property
@@ -161,15 +161,46 @@ class Trainer:
         return evaluate(self.stack, self.val, self.partition_ids, self.comm,
                         self.config.eval_batch_size, self.algorithm.has_global_model)
 
-    def model_accuracy(self, model_index: int, x: torch.Tensor, y: torch.Tensor, *,
-                       dtype: torch.dtype = torch.float32) -> float:
-        """Accuracy of local model ``model_index`` on the given data, its floating parameters
-        and buffers first rounded to ``dtype`` (as a model sent in that precision arrives)."""
+    def model_accuracy(self, model_index: int, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy of local model ``model_index`` on the given data."""
+        return accuracy(self.stack, *self.stack.replica(model_index), PartitionData(x, y),
+                        self.config.eval_batch_size)
+
+    def model_payload(self, model_index: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Local model ``model_index`` as one flat tensor in ``dtype``, ready to send: its
+        parameters, then its floating buffers (integer counters stay home)."""
         params, buffers = self.stack.replica(model_index)
-        if dtype != torch.float32:
-            params, buffers = rounded(params, dtype), rounded(buffers, dtype)
+        flat = [self.stack.params[model_index]]
+        flat += [b.reshape(-1) for b in buffers.values() if b.is_floating_point()]
+        return torch.cat([t.detach().to(dtype) for t in flat])
+
+    def payload_accuracy(self, payload: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Accuracy on the given data of a model received as :meth:`model_payload` (from any
+        partition: every replica has the same layout)."""
+        flat = payload.to(self.stack.params.device, self.stack.params.dtype)
+        size = self.stack.num_parameters
+        _, own = self.stack.replica(0)
+        expected = size + sum(b.numel() for b in own.values() if b.is_floating_point())
+        if flat.numel() != expected:
+            raise ValueError(f"a payload of {flat.numel()} values for a model of {expected}")
+        params = self.stack.layout.views(flat[:size])
+        buffers, at = {}, size
+        for name, b in own.items():   # integer counters: the receiver's own (unused in eval)
+            if b.is_floating_point():
+                buffers[name] = flat[at:at + b.numel()].view_as(b).to(b.dtype)
+                at += b.numel()
+            else:
+                buffers[name] = b
         return accuracy(self.stack, params, buffers, PartitionData(x, y),
                         self.config.eval_batch_size)
+
+    def local_index(self, partition_id: int) -> int | None:
+        """Where partition ``partition_id`` sits among this process's partitions (None: in
+        another process)."""
+        try:
+            return self.partition_ids.index(partition_id)
+        except ValueError:
+            return None
 
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
@@ -229,8 +260,3 @@ class Trainer:
             bytes_curve=[(i, float(t) / self.num_partitions)
                          for (i, _), t in zip(curve, totals, strict=True)])
 
-
-def rounded(tensors: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Copies of the floating tensors rounded through ``dtype`` (others as they are)."""
-    return {n: t.to(dtype).to(t.dtype) if t.is_floating_point() else t
-            for n, t in tensors.items()}

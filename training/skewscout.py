@@ -13,7 +13,10 @@ its floating parameters and buffers (2 B in float16, 4 B in float32), counted wi
 ``trainer.add_bytes`` (sent by the source, received by the destination), so traveling is part of
 SkewScout's communication totals. A traveled model is only evaluated, never trained on: in the
 default study's runs, float16 changed a traveled model's accuracy on its 100-sample check by one
-sample in 29 of 3,000 checks and never by more, at half the traveling bytes.
+sample in 29 of 3,000 checks and never by more, at half the traveling bytes. Under
+torch.distributed (one partition per process) a model travels point to point from its source's
+process to its destination's (``DistributedComm.exchange``), the destination scores it, and a sum
+over the processes gives every one of them the whole round, so they all take the same decision.
 
 **When models travel.** With ``max_travel_interval`` set, the interval doubles after the second
 "hold" in a row that leaves no loosen pending (up to that bound): a settled knob is checked less
@@ -47,6 +50,7 @@ import numpy as np
 import torch
 
 from training.algorithms.base import BYTES_PER_VALUE
+from training.comm import gather_partitions
 from training.skewscout_controller import (  # noqa: F401  (re-exported)
     DEFAULT_GRIDS,
     KNOBS,
@@ -158,34 +162,93 @@ def local_views(trainer: Any) -> Iterator[None]:
 
 def travel(trainer: Any, round_index: int, *, sample_size: int, pairing: str,
            seed: int, dtype: str = "float32") -> TravelReport:
-    """Run one traveling round on a simulation trainer and count its bytes on the trainer."""
+    """Run one traveling round and count its bytes on the trainer.
+
+    Either engine: in the simulation every model is at hand; under torch.distributed each
+    traveling model goes point to point to its destination's process, which scores it, and every
+    process gets the whole report. ``dtype`` (a key of :data:`TRAVEL_DTYPES`; SkewScoutConfig
+    defaults to float16) is the precision models travel in; a round that would overflow it goes
+    in float32.
+    """
+    if dtype not in TRAVEL_DTYPES:
+        raise ValueError(f"unknown travel dtype {dtype!r}; choose one of "
+                         f"{', '.join(TRAVEL_DTYPES)}")
     with local_views(trainer):
         return _travel(trainer, round_index, sample_size, pairing, seed, TRAVEL_DTYPES[dtype])
 
 
 def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
             seed: int, dtype: torch.dtype) -> TravelReport:
-    n = trainer.num_partitions
-    if getattr(trainer, "num_local", n) != n:
-        raise ValueError("model traveling needs every partition's model in this process; "
-                         "run SkewScout on the simulation engine")
-    pairs = travel_pairs(n, round_index, pairing)
-    dtype = travel_dtype_for([trainer.partition_state_dict(s) for s in {p[0] for p in pairs}],
-                             dtype)
+    pairs = travel_pairs(trainer.num_partitions, round_index, pairing)
+    here = {pid: i for i, pid in enumerate(_partition_ids(trainer))}   # id -> local index
+    dtype = _agreed_dtype(trainer, {here[s] for s, _ in pairs if s in here}, dtype)
     size = model_bytes(trainer.partition_state_dict(0), dtype.itemsize)
-    # One sample and local accuracy per destination (all_pairs visits each N-1 times).
-    samples: dict[int, tuple[Any, Any, float]] = {}
-    local, traveled = [], []
-    for src, dst in pairs:
+    arrived = _deliver(trainer, pairs, here, dtype)
+    # Each pair is scored where its destination lives; the sum over partitions of this table
+    # (one nonzero entry per pair) gives every process the whole round.
+    table = torch.zeros(len(here), len(pairs), 2, dtype=torch.float64)
+    samples: dict[int, tuple[Any, Any, float]] = {}   # one sample per destination
+    for k, (src, dst) in enumerate(pairs):
+        if src in here:
+            trainer.add_bytes(here[src], sent=size, received=0.0)
+        if dst not in here:
+            continue
+        d = here[dst]
         if dst not in samples:
-            x, y = trainer.train_sample(dst, sample_size, seed=seed + 7919 * round_index + dst)
-            samples[dst] = (x, y, float(trainer.model_accuracy(dst, x, y)))
+            x, y = trainer.train_sample(d, sample_size, seed=seed + 7919 * round_index + dst)
+            samples[dst] = (x, y, float(trainer.model_accuracy(d, x, y)))
         x, y, local_acc = samples[dst]
-        local.append(local_acc)
-        traveled.append(float(trainer.model_accuracy(src, x, y, dtype=dtype)))
-        trainer.add_bytes(src, sent=size, received=0.0)
-        trainer.add_bytes(dst, sent=0.0, received=size)
-    return TravelReport(int(trainer.iteration), tuple(pairs), tuple(local), tuple(traveled), size)
+        table[d, k, 0] = local_acc
+        table[d, k, 1] = float(trainer.payload_accuracy(arrived[src, dst], x, y))
+        trainer.add_bytes(d, sent=0.0, received=size)
+    table = _sum_over_partitions(trainer, table)
+    return TravelReport(int(trainer.iteration), tuple(pairs), tuple(table[:, 0].tolist()),
+                        tuple(table[:, 1].tolist()), size)
+
+
+def _partition_ids(trainer: Any) -> list[int]:
+    return list(getattr(trainer, "partition_ids", range(trainer.num_partitions)))
+
+
+def _sum_over_partitions(trainer: Any, table: torch.Tensor) -> torch.Tensor:
+    """The sum over all partitions (every process's rows) of a per-local-partition table."""
+    comm = getattr(trainer, "comm", None)
+    return table.sum(dim=0) if comm is None else comm.all_sum(table)[0]
+
+
+def _agreed_dtype(trainer: Any, sources: set[int], dtype: torch.dtype) -> torch.dtype:
+    """``dtype`` unless a traveling model anywhere would overflow it; every process agrees."""
+    states = [trainer.partition_state_dict(i) for i in sorted(sources)]
+    flags = torch.zeros(len(_partition_ids(trainer)), 1, dtype=torch.float64)
+    flags[0, 0] = float(travel_dtype_for(states, dtype) != dtype)
+    return dtype if float(_sum_over_partitions(trainer, flags)[0]) == 0 else torch.float32
+
+
+def _deliver(trainer: Any, pairs: Sequence[tuple[int, int]], here: dict[int, int],
+             dtype: torch.dtype) -> dict[tuple[int, int], torch.Tensor]:
+    """The traveling models this process's destinations receive, by pair: read in place when the
+    source lives here too (the simulation), else sent point to point (``comm.exchange``)."""
+    payloads: dict[int, torch.Tensor] = {}
+
+    def payload(pid: int) -> torch.Tensor:
+        if pid not in payloads:
+            payloads[pid] = trainer.model_payload(here[pid], dtype)
+        return payloads[pid]
+
+    arrived: dict[tuple[int, int], torch.Tensor] = {}
+    outgoing: list[tuple[int, torch.Tensor]] = []
+    incoming: list[tuple[int, torch.Tensor]] = []
+    for src, dst in pairs:
+        if src in here and dst in here:
+            arrived[src, dst] = payload(src)
+        elif src in here:
+            outgoing.append((dst, payload(src)))
+        elif dst in here:    # every replica has the same layout: size the buffer on our own
+            arrived[src, dst] = torch.empty_like(payload(dst))
+            incoming.append((src, arrived[src, dst]))
+    if outgoing or incoming:
+        trainer.comm.exchange(outgoing, incoming)
+    return arrived
 
 
 @dataclass(frozen=True)
@@ -274,8 +337,13 @@ class SkewScout:
 
     @staticmethod
     def _bytes_sent(trainer: Any) -> float:
+        """Bytes sent so far by all partitions (gathered from every process)."""
         sent = getattr(trainer, "bytes_sent", None)
-        return float(sum(sent)) if sent is not None else 0.0
+        if sent is None:
+            return 0.0
+        if getattr(trainer, "comm", None) is None:
+            return float(sum(sent))
+        return float(sum(gather_partitions(sent, _partition_ids(trainer), trainer.comm)))
 
     def _measure_cost(self, trainer: Any) -> None:
         """The current knob's bytes per partition per iteration since the last round (not before

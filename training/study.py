@@ -97,11 +97,7 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
         data = load_dataset(_freeze(spec.dataset))
         train, val = split_partitions(data.train, partition_indices(spec, data)), data.val
         shape = (data.num_classes, data.in_channels, data.image_size)
-    scout = _skewscout(spec)
-    params = dict(spec.algorithm_params)
-    if scout is not None:
-        params[KNOB_OF[spec.algorithm]] = scout.initial_knob
-    algorithm = create_algorithm(spec.algorithm, **params)
+    algorithm, scout = build_algorithm(spec)
     cfg = replace(TrainConfig(**spec.train), seed=spec.seed, progress=False)
 
     def model_fn() -> Any:
@@ -111,6 +107,16 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                       callbacks=[scout] if scout is not None else [])
     result = trainer.run()
     return result_row(spec, result, scout, algorithm.knob)
+
+
+def build_algorithm(spec: RunSpec) -> tuple[Any, SkewScout | None]:
+    """The run's algorithm and, for a SkewScout run, the callback that turns its knob (the
+    algorithm starts at the controller's first knob); both engines build them here."""
+    scout = _skewscout(spec)
+    params = dict(spec.algorithm_params)
+    if scout is not None:
+        params[KNOB_OF[spec.algorithm]] = scout.initial_knob
+    return create_algorithm(spec.algorithm, **params), scout
 
 
 def build_model(name: str, num_classes: int, in_channels: int, image_size: int) -> Any:

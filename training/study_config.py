@@ -114,9 +114,6 @@ class StudyConfig:
             raise ValueError(f"target={self.target}: give the accuracy loss as a fraction")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads}: give at least 1, or leave it out")
-        if self.engine == "distributed" and any(e.kind == "skewscout" for e in self.experiments):
-            raise ValueError("SkewScout's model traveling runs on the simulation engine only; "
-                             "set engine = \"simulation\" or drop the skewscout experiment")
 
     def runs(self, experiment: Experiment) -> list[RunSpec]:
         """The runs an experiment needs, in a stable order."""

@@ -69,6 +69,9 @@ def test_runs_resumes_and_writes_every_artefact(tmp_path, capsys):
     assert scout["travel_bytes"] > 0 and scout["knob_trace"][0][0] == 0
     for r in rows:
         assert r["iterations"] == 12 and 0.0 <= r["final_acc"] <= 1.0 and len(r["bytes_sent"]) == 2
+        # bytes sent so far (per partition) at each evaluation, ending at the run's total
+        assert [i for i, _ in r["bytes_curve"]] == [i for i, _ in r["curve"]] == [6, 12]
+        assert r["bytes_curve"][-1][1] == pytest.approx(12 * r["bytes_per_iteration"])
     assert len(pd.read_csv(out / "results.csv")) == 9
     assert len(pd.read_parquet(out / "results.parquet")) == 9
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
@@ -81,11 +84,13 @@ def test_runs_resumes_and_writes_every_artefact(tmp_path, capsys):
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "0 runs now, 9 already done" in capsys.readouterr().out
     dropped = rows.pop()
-    (out / "results.json").write_text(json.dumps(rows))
+    old_rows = [{k: v for k, v in r.items() if k != "bytes_curve"} for r in rows]  # older format
+    (out / "results.json").write_text(json.dumps(old_rows))
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "1 runs now, 8 already done" in capsys.readouterr().out
     again = {r["run_id"]: r for r in json.loads((out / "results.json").read_text())}
     assert again[dropped["run_id"]]["final_acc"] == dropped["final_acc"]
+    assert again[dropped["run_id"]]["bytes_curve"] == dropped["bytes_curve"]
 
 
 DIST = '''name = "dist"
@@ -98,30 +103,46 @@ image_size = 8
 iterations = 4
 batch_size = 20
 eval_every = 2
+[grids]
+fedavg = [2, 4]
+[skewscout]
+travel_interval = 1
+sample_size = 16
 [[experiments]]
 name = "n"
 kind = "noniid"
 models = ["gn-lenet"]
 algorithms = ["bsp", "fedavg"]
 noniid_fractions = [1.0]
+[[experiments]]
+name = "s"
+kind = "skewscout"
+models = ["gn-lenet"]
+algorithms = ["fedavg"]
+noniid_fractions = [1.0]
 '''
 
 
 @pytest.mark.slow
 def test_distributed_engine_matches_simulation(tmp_path):
-    """engine = "distributed" launches torchrun (gloo, 127.0.0.1); same rows as simulation."""
+    """engine = "distributed" launches torchrun (gloo, 127.0.0.1); same rows as simulation,
+    SkewScout's (models traveling point to point between the processes) included."""
     outcomes = {}
     for engine in ("simulation", "distributed"):
         cfg = tmp_path / f"{engine}.toml"
         cfg.write_text(DIST.format(engine=engine))
         assert main([str(cfg), "--out", str(tmp_path / engine), "--no-progress"]) == 0
         rows = json.loads((tmp_path / engine / "results.json").read_text())
-        outcomes[engine] = sorted((r["algorithm"], r["final_acc"], r["bytes_per_iteration"])
+        outcomes[engine] = sorted((r["mode"], r["algorithm"], r["knob"] or 0, r["final_acc"],
+                                   r["bytes_per_iteration"], r["travel_bytes"],
+                                   json.dumps(r["knob_trace"]), json.dumps(r["estimates"]))
                                   for r in rows)
-    assert len(outcomes["distributed"]) == 2
-    for (a, acc_s, b_s), (a2, acc_d, b_d) in zip(outcomes["simulation"],
-                                                 outcomes["distributed"], strict=True):
-        assert a == a2 and acc_s == pytest.approx(acc_d, abs=1e-6) and b_s == b_d
+    assert len(outcomes["distributed"]) == 5       # BSP, FedAvg 50, 2, 4 and SkewScout
+    scout = [o for o in outcomes["distributed"] if o[0] == "skewscout"][0]
+    assert scout[5] > 0 and len(json.loads(scout[7])) >= 2     # models did travel
+    for sim, dist in zip(outcomes["simulation"], outcomes["distributed"], strict=True):
+        assert sim[:3] == dist[:3] and sim[4:] == dist[4:], sim
+        assert sim[3] == pytest.approx(dist[3], abs=1e-6)
 
 
 def test_missing_config_is_a_one_line_error(tmp_path, capsys):

@@ -98,6 +98,65 @@ def test_distributed_engine_matches_simulation(tmp_path):
         assert not torch.allclose(ranks[0][name]["params"], initial), f"{name} did not train"
 
 
+SCOUTED = {"fedavg": (1, 2, 4), "dgc": (0.5, 0.9, 0.99)}   # grids, most -> least traffic
+SCOUT_CONFIG = TrainConfig(iterations=12, batch_size=18, lr=0.1, eval_every=6,
+                           eval_batch_size=32, seed=5, progress=False)
+
+
+def _data3() -> tuple[list[PartitionData], PartitionData]:
+    rng = np.random.default_rng(1)
+    x = torch.from_numpy(rng.normal(size=(150, 6)))
+    y = x[:, :3].argmax(dim=1)
+    parts = [PartitionData(x[:90][y[:90] != p], y[:90][y[:90] != p]) for p in range(3)]
+    return parts, PartitionData(x[90:], y[90:])
+
+
+def _scouted_run(pairing: str, name: str, trainer_of) -> dict:
+    from training.skewscout import ControllerConfig, SkewScout, SkewScoutConfig
+
+    scout = SkewScout(SCOUTED[name], SkewScoutConfig(
+        ControllerConfig(target=0.05, patience=1), travel_interval=2, sample_size=8,
+        pairing=pairing, travel_dtype="float16", seed=0))
+    params = {"warmup_epoch_iterations": 0} if name == "dgc" else {}
+    algorithm = create_algorithm(name, **params, **{KNOB[name]: scout.initial_knob})
+    trainer = trainer_of(algorithm, [scout])
+    result = trainer.run()
+    return {"trace": scout.knob_trace, "params": trainer.stack.params.clone(),
+            "travels": [(r.iteration, r.pairs, r.local_acc, r.traveled_acc, r.bytes_total)
+                        for r in scout.travels],
+            "bytes_sent": result.bytes_sent, "bytes_curve": result.bytes_curve}
+
+
+KNOB = {"fedavg": "iter_local", "dgc": "sparsity"}
+
+
+def _scout_worker(rank: int, out_dir: str) -> None:
+    parts, val = _data3()
+    out = {(pairing, name): _scouted_run(pairing, name, lambda a, cb: distributed_trainer(
+        _model, a, parts, val, SCOUT_CONFIG, callbacks=cb))
+        for pairing in ("single", "all_pairs") for name in SCOUTED}
+    torch.save(out, Path(out_dir) / f"scout{rank}.pt")
+
+
+def test_skewscout_under_torch_distributed_matches_the_simulation(tmp_path):
+    # 3 processes: with "single" pairing one process sits each round out; models travel point
+    # to point in float16 and every process takes the same decisions as the simulation
+    launch_local(_scout_worker, 3, (str(tmp_path),))
+    ranks = [torch.load(tmp_path / f"scout{r}.pt") for r in range(3)]
+    parts, val = _data3()
+    for (pairing, name), got in ranks[0].items():
+        want = _scouted_run(pairing, name, lambda a, cb: Trainer(_model, a, parts, val,
+                                                                 SCOUT_CONFIG, callbacks=cb))
+        assert len(want["travels"]) >= 4 and len(want["trace"]) >= 2, (pairing, name)
+        for rank in range(3):
+            got = ranks[rank][pairing, name]
+            assert got["travels"] == want["travels"] and got["trace"] == want["trace"]
+            assert got["bytes_sent"] == want["bytes_sent"]
+            assert got["bytes_curve"] == want["bytes_curve"]
+            torch.testing.assert_close(got["params"][0], want["params"][rank], rtol=1e-9,
+                                       atol=1e-12)
+
+
 def test_comm_needs_an_initialised_group():
     with pytest.raises(RuntimeError, match="init_distributed"):
         DistributedComm()

@@ -194,8 +194,14 @@ class FakeTrainer:
     def train_sample(self, i, n, seed):
         return torch.zeros(n, 1), torch.full((n,), i)
 
-    def model_accuracy(self, i, x, y, dtype=torch.float32):
+    def model_accuracy(self, i, x, y):
         return self.acc[i][int(y[0])]
+
+    def model_payload(self, i, dtype=torch.float32):
+        return torch.tensor([float(i)], dtype=dtype)    # stands for model i
+
+    def payload_accuracy(self, payload, x, y):
+        return self.acc[int(payload[0])][int(y[0])]
 
     def add_bytes(self, i, sent, received):
         self.sent[i] += sent
@@ -389,15 +395,24 @@ def test_float16_travel_costs_half_and_evaluates_the_model_as_received(monkeypat
 
     seen = []
     real_accuracy = engine.accuracy
-    monkeypatch.setattr(engine, "accuracy", lambda stack, p, b, *a: seen.append(p) or
+    monkeypatch.setattr(engine, "accuracy", lambda stack, p, b, *a: seen.append((p, b)) or
                         real_accuracy(stack, p, b, *a))
     x, y = tr.train_sample(1, 64, seed=3)
-    tr.model_accuracy(0, x, y, dtype=torch.float16)
-    tr.model_accuracy(0, x, y)
-    exact = torch.cat([t.reshape(-1) for t in seen[1].values()])
-    received = torch.cat([t.reshape(-1) for t in seen[0].values()])
-    assert torch.equal(received, exact.half().float()) and not torch.equal(received, exact)
-    assert torch.equal(tr.stack.params[0], exact)      # the replica itself is untouched
+    sent = tr.model_payload(0, torch.float16)
+    assert sent.dtype == torch.float16 and sent.numel() == floats
+    assert tr.payload_accuracy(tr.model_payload(0), x, y) == tr.model_accuracy(0, x, y)
+    tr.payload_accuracy(sent, x, y)
+    exact, received = seen[1], seen[2]
+
+    def flat(views):
+        return torch.cat([t.reshape(-1) for t in {**views[0], **views[1]}.values()
+                          if t.is_floating_point()])
+
+    assert torch.equal(flat(received), flat(exact).half().float())
+    assert not torch.equal(flat(received), flat(exact))
+    assert torch.equal(tr.stack.params[0], torch.cat([t.reshape(-1) for t in exact[0].values()]))
+    with pytest.raises(ValueError, match="a payload of 3 values"):
+        tr.payload_accuracy(torch.zeros(3), x, y)
 
 
 def test_a_model_beyond_float16s_range_travels_in_float32():
@@ -408,6 +423,8 @@ def test_a_model_beyond_float16s_range_travels_in_float32():
     assert travel_dtype_for([big], torch.bfloat16) == torch.bfloat16  # bfloat16 has the range
     with pytest.raises(ValueError, match="travel_dtype='int8': choose one of float32"):
         SkewScoutConfig(travel_dtype="int8")
+    with pytest.raises(ValueError, match="unknown travel dtype 'int8'; choose one of float32"):
+        travel(None, 0, sample_size=1, pairing="single", seed=0, dtype="int8")
 
 
 def test_skewscout_on_the_real_trainer_counts_travel_in_the_run_totals():

@@ -106,7 +106,7 @@ def test_the_seeds_config_is_the_default_study_with_more_seeds():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"engine": "distributed"}, "simulation engine only"),
+    ({"engine": "torchrun"}, "choose one of simulation"),
     ({"dataset": {"name": "mnist"}}, "choose one of digits"),
     ({"experiments": [{**DOC["experiments"][0], "kind": "bogus"}]}, "choose one of noniid"),
     ({"experiments": [{**DOC["experiments"][1], "algorithms": ["bsp"]}]}, "baseline"),
