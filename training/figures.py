@@ -28,6 +28,7 @@ from training.findings import (  # noqa: E402
 )
 from training.study_config import Experiment, StudyConfig  # noqa: E402
 
+MAX_PANEL_COLUMNS = 3    # wider studies wrap into rows of panels
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
 
 
@@ -128,10 +129,14 @@ def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
     if points.empty:   # checked before the figure exists, so none is left open
         return None
     panels = list(points.groupby(["model", "noniid_fraction"], sort=False))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4), squeeze=False)
-    for ax, ((model, frac), pts) in zip(axes[0], panels, strict=True):
+    cols = min(len(panels), MAX_PANEL_COLUMNS)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4 * rows), squeeze=False)
+    for ax, ((model, frac), pts) in zip(axes.flat, panels, strict=False):
         title = exp.name if len(panels) == 1 else f"{exp.name}: {model}, {100 * frac:g}% non-IID"
         _comm_panel(ax, exp, pts, study.target, title)
+    for ax in list(axes.flat)[len(panels):]:    # the last row's empty cells
+        ax.set_axis_off()
     return _save(fig, out / f"{exp.name}_comm_vs_accuracy.png")
 
 

@@ -94,6 +94,20 @@ def test_comm_figure_draws_one_panel_per_model_and_nothing_without_bsp(tmp_path)
                                  tmp_path / "none") is None
 
 
+def test_many_panels_wrap_into_rows(tmp_path, monkeypatch):
+    # 2 models x 2 fractions = 4 panels: 2 rows of at most 3, the last row's spare cell off
+    doc = {**DOC, "experiments": [{**DOC["experiments"][0], "noniid_fractions": [1.0, 0.5]}]}
+    study = study_from_dict(doc)
+    exp = study.experiments[0]
+    rows = rows_of(study)                  # the outcomes do not depend on the fraction
+    grids = []
+    real = figures.plt.subplots
+    monkeypatch.setattr(figures.plt, "subplots", lambda r, c, **kw: grids.append((r, c)) or
+                        real(r, c, **kw))
+    plot_comm_vs_accuracy(study, exp, runs_frame(study, exp, rows), tmp_path)
+    assert grids == [(2, 3)]
+
+
 def test_draw_all_uses_the_frames_it_is_given(tmp_path, monkeypatch):
     study = study_from_dict(DOC)
     rows = rows_of(study)
