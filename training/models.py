@@ -101,6 +101,12 @@ def create_model(
                             norm=chosen or spec.default_norm)
 
 
+def check_model_name(name: str) -> None:
+    """Raise ``KeyError`` (listing the known names) for a name :func:`create_model` cannot
+    build; ``timm:``/``torchvision:`` names are looked up only when built."""
+    _split_name(name)
+
+
 def _split_name(name: str) -> tuple[str, str | None]:
     """(the name without a ``bn-``/``gn-`` prefix, the prefix's norm or None): a lower-cased
     built-in name, or a ``timm:``/``torchvision:`` name as given (timm/torchvision decide case)."""

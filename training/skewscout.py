@@ -41,9 +41,9 @@ each round's estimate into a grid index, and SkewScout sets the knob to that gri
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -280,6 +280,20 @@ class SkewScoutConfig:
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
+
+
+def scout_config(options: Mapping[str, Any], seed: int = 0) -> SkewScoutConfig:
+    """A study's ``[skewscout]`` table (SkewScoutConfig and ControllerConfig fields, flat) as a
+    validated config; unknown keys raise, listing the known ones."""
+    opts = dict(options)
+    ctl_keys = {f.name for f in fields(ControllerConfig)}
+    scout_keys = {f.name for f in fields(SkewScoutConfig)} - {"controller", "seed"}
+    unknown = set(opts) - ctl_keys - scout_keys
+    if unknown:
+        raise ValueError(f"unknown [skewscout] keys {sorted(unknown)}; known: "
+                         f"{sorted(ctl_keys | scout_keys)}")
+    ctl = ControllerConfig(**{k: opts.pop(k) for k in list(opts) if k in ctl_keys})
+    return SkewScoutConfig(controller=ctl, seed=seed, **opts)
 
 
 class SkewScout:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from training.figures import draw_all
 from training.findings import Claim, all_claims, experiment_frames, summary_markdown
 from training.models import create_model
 from training.results import ResultsStore
-from training.skewscout import ControllerConfig, SkewScout, SkewScoutConfig, ordered_grid
+from training.skewscout import SkewScout, ordered_grid, scout_config
 from training.study_config import KNOB_OF, RunSpec, StudyConfig
 from training.study_flickr import flickr_partitions
 
@@ -159,14 +159,7 @@ def _skewscout(spec: RunSpec) -> SkewScout | None:
         return None
     opts = dict(spec.skewscout)
     grid = ordered_grid(KNOB_OF[spec.algorithm], opts.pop("grid"))
-    ctl_keys = {f.name for f in fields(ControllerConfig)}
-    scout_keys = {f.name for f in fields(SkewScoutConfig)}
-    ctl = ControllerConfig(**{k: opts.pop(k) for k in list(opts) if k in ctl_keys})
-    unknown = set(opts) - scout_keys
-    if unknown:
-        known = sorted(ctl_keys | scout_keys - {"controller"})
-        raise ValueError(f"unknown [skewscout] keys {sorted(unknown)}; known: {known}")
-    return SkewScout(grid, SkewScoutConfig(controller=ctl, seed=spec.seed, **opts))
+    return SkewScout(grid, scout_config(opts, seed=spec.seed))
 
 
 def partition_indices(spec: RunSpec, data: StudyDataset) -> list:

@@ -20,7 +20,11 @@ from typing import Any
 
 import yaml
 
-from training.skewscout import DEFAULT_GRIDS, KNOBS
+from skewtools import get_partitioner
+from training.algorithms import create_algorithm
+from training.engine import TrainConfig
+from training.models import check_model_name
+from training.skewscout import DEFAULT_GRIDS, KNOBS, ordered_grid, scout_config
 
 EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "skewscout")
 DATASETS = ("digits", "cifar10", "flickr_mammal")
@@ -114,6 +118,32 @@ class StudyConfig:
             raise ValueError(f"target={self.target}: give the accuracy loss as a fraction")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads}: give at least 1, or leave it out")
+        self._check_runs()
+
+    def _check_runs(self) -> None:
+        """Build what the runs will build (training settings, partitioner, models' names,
+        algorithms, SkewScout and its grids), so that a bad value stops the study before its
+        first run rather than after hours of others."""
+        try:
+            TrainConfig(**self.train)
+        except TypeError as exc:
+            raise ValueError(f"[train]: {exc}") from None
+        get_partitioner(self.partitioner)
+        for exp in self.experiments:
+            for model in exp.models:
+                check_model_name(model)
+            for algorithm in ("bsp", *exp.algorithms):
+                try:
+                    create_algorithm(algorithm, **self.algorithms.get(algorithm, {}))
+                except TypeError as exc:
+                    raise ValueError(f"[algorithms.{algorithm}]: {exc}") from None
+            if exp.kind == "skewscout":
+                for algorithm in exp.algorithms:
+                    ordered_grid(KNOB_OF[algorithm], self.grids[algorithm])
+                    for knob in self.grids[algorithm]:
+                        create_algorithm(algorithm, **{**self.algorithms.get(algorithm, {}),
+                                                       KNOB_OF[algorithm]: knob})
+                scout_config({"target": self.target, **self.skewscout})
 
     def runs(self, experiment: Experiment) -> list[RunSpec]:
         """The runs an experiment needs, in a stable order."""

@@ -151,3 +151,15 @@ def test_missing_config_is_a_one_line_error(tmp_path, capsys):
     assert run_main([str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nope.toml" in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
+    from pipelines.run_study import main as run_main
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(DIST.format(engine="simulation").replace("sample_size = 16",
+                                                            "sample_size = 16\npatience = 0"))
+    assert run_main([str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: patience=0") and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()           # nothing ran

@@ -118,6 +118,36 @@ def test_validation_says_how_to_fix(change, message):
         study_from_dict({**DOC, **change})
 
 
+EXP_N, EXP_S = DOC["experiments"]
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"train": {"iterations": 10, "lr_milestone": [0.5]}}, ValueError,
+     r"\[train\]: .*unexpected keyword argument 'lr_milestone'"),
+    ({"train": {"iterations": 0}}, ValueError, "iterations"),
+    ({"partitioner": "by_colour"}, ValueError, "unknown partitioner 'by_colour'; known:"),
+    ({"experiments": [{**EXP_N, "models": ["gn-lenett"]}]}, KeyError,
+     "unknown model 'gn-lenett'; known:"),
+    ({"algorithms": {"fedavg": {"iterlocal": 5}}}, ValueError,
+     r"\[algorithms.fedavg\]: .*'iterlocal'"),
+    ({"experiments": [{**EXP_N, "algorithms": ["bsp", "fedsgd"]}]}, KeyError,
+     "unknown algorithm 'fedsgd'; known:"),
+    ({"grids": {"fedavg": [5, 0]}}, ValueError, "iter_local must be >= 1"),
+    ({"skewscout": {"travel_intervals": 5}}, ValueError,
+     r"unknown \[skewscout\] keys \['travel_intervals'\]; known: .*'travel_interval'"),
+    ({"skewscout": {"travel_dtype": "int8"}}, ValueError, "travel_dtype='int8'"),
+    ({"skewscout": {"patience": 0}}, ValueError, "patience=0"),
+])
+def test_a_bad_value_stops_the_study_at_load_not_mid_run(change, error, message):
+    with pytest.raises(error, match=message):
+        study_from_dict({**DOC, **change})
+
+
+def test_a_bad_skewscout_value_is_ignored_without_a_skewscout_experiment():
+    # nothing would read it; the study runs the other experiments
+    assert study_from_dict({**DOC, "skewscout": {"patience": 0}, "experiments": [EXP_N]})
+
+
 def fake_row(spec, acc, bytes_per_iteration):
     return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
             "algorithm": spec.algorithm, "knob": spec.knob, "noniid_fraction": spec.noniid_fraction,
