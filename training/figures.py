@@ -25,6 +25,7 @@ from training.findings import (  # noqa: E402
     experiment_frames,
     experiment_rows,
     oracle_of,
+    partitions_table,
 )
 from training.study_config import Experiment, StudyConfig  # noqa: E402
 
@@ -89,6 +90,24 @@ def plot_skew_degree(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | Non
     ax.set(xlabel="degree of skew (% non-IID)", ylabel="final accuracy (%)", title=exp.name)
     ax.legend(fontsize=8)
     return _save(fig, out / f"{exp.name}_accuracy_vs_skew.png")
+
+
+def plot_partitions(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None:
+    """Accuracy loss (IID minus most skewed) vs the number of partitions, per algorithm."""
+    table = partitions_table(df) if not df.empty else pd.DataFrame()
+    cols = [c for c in table.columns if c.endswith("loss")]
+    if len(cols) < 2:
+        return None
+    ns = [int(c.split()[0][2:]) for c in cols]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for (model, algo), row in table.iterrows():
+        ax.plot(ns, [row[c] for c in cols], "o-", color=COLORS.get(algo),
+                label=f"{algo} ({model})")
+    ax.set_xticks(ns)
+    ax.set(xlabel="number of partitions", ylabel="accuracy loss under skew (points)",
+           title=exp.name)
+    ax.legend(fontsize=8)
+    return _save(fig, out / f"{exp.name}_loss_vs_partitions.png")
 
 
 def comm_points(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
@@ -183,6 +202,8 @@ def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path,
             made.append(plot_loss_bars(study, exp, df, out))
         elif exp.kind == "skew_degree":
             made.append(plot_skew_degree(exp, df, out))
+        elif exp.kind == "partitions":
+            made.append(plot_partitions(exp, df, out))
         else:
             made.append(plot_comm_vs_accuracy(study, exp, df, out))
     return [p for p in made if p is not None]

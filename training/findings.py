@@ -51,7 +51,9 @@ def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd
     df["knob"] = df["knob"].astype(float).where(df["mode"] != "skewscout")
     if "acc_at_half" not in df:          # rows stored before the column existed
         df["acc_at_half"] = float("nan")
-    keys = ["model", "algorithm", "mode", "knob", "noniid_fraction"]
+    if "num_partitions" not in df:
+        df["num_partitions"] = study.num_partitions
+    keys = ["model", "algorithm", "mode", "knob", "noniid_fraction", "num_partitions"]
     return (df.groupby(keys, dropna=False, as_index=False)
               [["final_acc", "acc_at_half", "bytes_per_iteration",
                 "bsp_bytes_per_iteration"]].mean())
@@ -148,6 +150,44 @@ def claims_skew_degree(table: pd.DataFrame, exp: Experiment,
     return out
 
 
+def partitions_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per model x algorithm: the IID and most-skewed accuracy (%) and the loss at each number
+    of partitions (columns ``N=n IID``, ``N=n non-IID``, ``N=n loss``)."""
+    fixed = df[df["mode"] == "fixed"]
+    skewed = fixed["noniid_fraction"].max()
+    out = {}
+    for n, part in fixed.groupby("num_partitions"):
+        piv = part.pivot_table(index=["model", "algorithm"], columns="noniid_fraction",
+                               values="final_acc") * 100
+        if 0.0 in piv.columns and skewed in piv.columns:
+            out[f"N={n} IID"], out[f"N={n} non-IID"] = piv[0.0], piv[skewed]
+            out[f"N={n} loss"] = piv[0.0] - piv[skewed]
+    return pd.DataFrame(out).round(1)
+
+
+def claims_partitions(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+    """Finding 3's second half: more partitions are worse (the mean decentralized loss grows
+    with N), and BSP stays within ``sig`` at every N."""
+    ns = sorted({int(c.split()[0][2:]) for c in table.columns if c.endswith("loss")})
+    out = []
+    for model in exp.models:
+        rows = [(model, a) for a in exp.algorithms if (model, a) in table.index]
+        dec = [r for r in rows if r[1] in DECENTRALIZED]
+        mean = [(n, float(table.loc[dec, f"N={n} loss"].mean())) for n in ns if dec]
+        if len(mean) >= 2:
+            rho = float(pd.Series([n for n, _ in mean]).corr(pd.Series([v for _, v in mean]),
+                                                              method="spearman"))
+            ev = ", ".join(f"N={n}: {v:+.1f}" for n, v in mean)
+            out.append(Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with "
+                             "the number of partitions (Spearman >= 0.8)", rho >= 0.8,
+                             f"rho {rho:.2f}; {ev}"))
+        if (model, "bsp") in table.index and ns:
+            worst = max(float(table.loc[(model, "bsp"), f"N={n} loss"]) for n in ns)
+            out.append(Claim("F3", f"{model}: BSP loses <= {sig:.1f} points at every number of "
+                             "partitions", worst <= sig, f"worst {worst:+.1f}"))
+    return out
+
+
 def oracle_of(grid: pd.DataFrame, baseline_acc: float, target: float) -> OracleChoice:
     """The Oracle among an algorithm's fixed-knob rows of :func:`runs_frame`."""
     return select_oracle([KnobOutcome(float(r.knob), float(r.final_acc),
@@ -241,6 +281,10 @@ def all_claims(study: StudyConfig, rows: dict[str, dict],
         if exp.kind == "skewscout":
             tables[exp.name] = t = skewscout_table(df, exp, study.target)
             claims += claims_skewscout(t) if not t.empty else []
+            continue
+        if exp.kind == "partitions":
+            tables[exp.name] = t = partitions_table(df)
+            claims += claims_partitions(t, exp, sig)
             continue
         tables[exp.name] = t = loss_table(df)
         rule = {"noniid": claims_noniid, "norm": claims_norm, "skew_degree": claims_skew_degree}

@@ -2,9 +2,11 @@
 
 A study names a dataset, a partitioner, training settings, the algorithms' default knobs and
 grids, SkewScout's settings, and a list of experiments. Each experiment has a ``kind`` that says
-which finding it tests (``noniid``: finding 1, ``norm``: 2, ``skew_degree``: 3, ``skewscout``: 4)
-and expands to runs: one per model x algorithm x non-IID fraction x seed, plus for ``skewscout``
-the BSP baseline, every grid value (the Oracle's search) and one SkewScout run per algorithm.
+which finding it tests (``noniid``: finding 1, ``norm``: 2, ``skew_degree`` and ``partitions``:
+3, ``skewscout``: 4) and expands to runs: one per model x algorithm x non-IID fraction x seed
+(x number of partitions, when the experiment lists ``num_partitions``; else the study's), plus
+for ``skewscout`` the BSP baseline, every grid value (the Oracle's search) and one SkewScout run
+per algorithm.
 Runs are identified by a hash of what they compute (not of the experiment that asked for them),
 so experiments that need the same run share it and a re-run skips it.
 """
@@ -26,7 +28,7 @@ from training.engine import TrainConfig
 from training.models import check_model_name
 from training.skewscout import DEFAULT_GRIDS, KNOBS, ordered_grid, scout_config
 
-EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "skewscout")
+EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout")
 DATASETS = ("digits", "cifar10", "flickr_mammal")
 ENGINES = ("simulation", "distributed")
 KNOB_OF = {algorithm: knob.name for algorithm, knob in KNOBS.items()}
@@ -40,6 +42,7 @@ class Experiment:
     models: tuple[str, ...]
     algorithms: tuple[str, ...]
     noniid_fractions: tuple[float, ...]
+    num_partitions: tuple[int, ...] = ()    # empty: the study's num_partitions
 
     def __post_init__(self) -> None:
         if self.kind not in EXPERIMENT_KINDS:
@@ -51,6 +54,14 @@ class Experiment:
         bad = [f for f in self.noniid_fractions if not 0.0 <= f <= 1.0]
         if bad:
             raise ValueError(f"experiment {self.name!r}: noniid_fractions {bad} must be in [0, 1]")
+        if any(n < 2 for n in self.num_partitions):
+            raise ValueError(f"experiment {self.name!r}: num_partitions {list(self.num_partitions)}"
+                             " must all be >= 2")
+        if self.kind == "partitions" and (len(set(self.num_partitions)) < 2
+                                          or 0.0 not in self.noniid_fractions):
+            raise ValueError(f"experiment {self.name!r}: a partitions experiment compares at least "
+                             "2 num_partitions, each against its IID run (list 0.0 in "
+                             "noniid_fractions)")
         if self.kind == "skewscout" and "bsp" in self.algorithms:
             raise ValueError(f"experiment {self.name!r}: SkewScout needs an algorithm with a knob "
                              "(gaia, fedavg, dgc); BSP is added as the baseline automatically")
@@ -148,10 +159,11 @@ class StudyConfig:
     def runs(self, experiment: Experiment) -> list[RunSpec]:
         """The runs an experiment needs, in a stable order."""
         out: list[RunSpec] = []
-        for model in experiment.models:
-            for frac in experiment.noniid_fractions:
-                for seed in self.seeds:
-                    out.extend(self._runs_one(experiment, model, float(frac), seed))
+        for n in experiment.num_partitions or (self.num_partitions,):
+            for model in experiment.models:
+                for frac in experiment.noniid_fractions:
+                    for seed in self.seeds:
+                        out.extend(self._runs_one(experiment, model, float(frac), seed, n))
         return out
 
     def all_runs(self) -> list[RunSpec]:
@@ -162,17 +174,20 @@ class StudyConfig:
                 seen.setdefault(spec.run_id, spec)
         return list(seen.values())
 
-    def _runs_one(self, exp: Experiment, model: str, frac: float, seed: int) -> list[RunSpec]:
+    def _runs_one(self, exp: Experiment, model: str, frac: float, seed: int,
+                  n: int) -> list[RunSpec]:
         if exp.kind != "skewscout":
-            return [self.spec(model, a, frac, seed) for a in exp.algorithms]
-        out = [self.spec(model, "bsp", frac, seed)]
+            return [self.spec(model, a, frac, seed, num_partitions=n) for a in exp.algorithms]
+        out = [self.spec(model, "bsp", frac, seed, num_partitions=n)]
         for algo in exp.algorithms:
-            out += [self.spec(model, algo, frac, seed, knob=k) for k in self.grids[algo]]
-            out.append(self.spec(model, algo, frac, seed, skewscout=True))
+            out += [self.spec(model, algo, frac, seed, knob=k, num_partitions=n)
+                    for k in self.grids[algo]]
+            out.append(self.spec(model, algo, frac, seed, skewscout=True, num_partitions=n))
         return out
 
     def spec(self, model: str, algorithm: str, frac: float, seed: int, *,
-             knob: float | None = None, skewscout: bool = False) -> RunSpec:
+             knob: float | None = None, skewscout: bool = False,
+             num_partitions: int | None = None) -> RunSpec:
         params = dict(self.algorithms.get(algorithm, {}))
         if knob is not None:
             params[KNOB_OF[algorithm]] = knob
@@ -181,8 +196,9 @@ class StudyConfig:
             params.pop(KNOB_OF[algorithm], None)     # the controller sets it
             scout = {"target": self.target, **self.skewscout,
                      "grid": list(self.grids[algorithm])}
-        return RunSpec(dict(self.dataset), model, algorithm, params, frac, self.num_partitions,
-                       self.partitioner, int(seed), dict(self.train), self.engine, scout)
+        return RunSpec(dict(self.dataset), model, algorithm, params, frac,
+                       num_partitions or self.num_partitions, self.partitioner, int(seed),
+                       dict(self.train), self.engine, scout)
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
@@ -204,7 +220,8 @@ def study_from_dict(doc: dict[str, Any], default_name: str = "study") -> StudyCo
     experiments = tuple(
         Experiment(name=e["name"], kind=e["kind"], models=tuple(e["models"]),
                    algorithms=tuple(e["algorithms"]),
-                   noniid_fractions=tuple(float(f) for f in e["noniid_fractions"]))
+                   noniid_fractions=tuple(float(f) for f in e["noniid_fractions"]),
+                   num_partitions=tuple(int(n) for n in e.get("num_partitions", ())))
         for e in doc.pop("experiments", [])
     )
     if not experiments:

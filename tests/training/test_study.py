@@ -167,6 +167,52 @@ def scripted_rows(study, scout_acc, scout_bytes):
     return rows
 
 
+PARTS = {"name": "p", "kind": "partitions", "models": ["gn-lenet"],
+         "algorithms": ["bsp", "fedavg"], "noniid_fractions": [0.0, 1.0],
+         "num_partitions": [2, 4]}
+
+
+def test_a_partitions_experiment_runs_each_number_of_partitions():
+    study = study_from_dict({**DOC, "experiments": [EXP_N, PARTS]})
+    runs = study.runs(study.experiments[1])
+    assert [(r.num_partitions, r.algorithm, r.noniid_fraction) for r in runs] == [
+        (n, a, f) for n in (2, 4) for f in (0.0, 1.0) for a in ("bsp", "fedavg")]
+    # the study's own N=2 runs are the noniid experiment's: shared, not run twice
+    assert len(study.all_runs()) == 8
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"num_partitions": [4]}, "at least 2 num_partitions"),
+    ({"noniid_fractions": [0.5, 1.0]}, "list 0.0 in noniid_fractions"),
+    ({"num_partitions": [1, 4]}, "must all be >= 2"),
+])
+def test_a_partitions_experiment_says_what_it_needs(change, message):
+    with pytest.raises(ValueError, match=message):
+        study_from_dict({**DOC, "experiments": [{**PARTS, **change}]})
+
+
+def test_more_partitions_are_worse_is_computed_from_the_numbers(tmp_path):
+    from training.figures import draw_all
+
+    study = study_from_dict({**DOC, "experiments": [PARTS]})
+    acc = {("bsp", 0.0): 0.95, ("bsp", 1.0): 0.94, ("fedavg", 0.0): 0.93}
+    rows = {}
+    for spec in study.all_runs():    # FedAvg under skew: 90% with 2 partitions, 60% with 4
+        a = acc.get((spec.algorithm, spec.noniid_fraction),
+                    0.9 if spec.num_partitions == 2 else 0.6)
+        rows[spec.run_id] = {**fake_row(spec, a, 1.0), "num_partitions": spec.num_partitions}
+    claims, tables = all_claims(study, rows)
+    t = tables["p"]
+    assert t.loc[("gn-lenet", "fedavg"), "N=2 loss"] == pytest.approx(3.0)
+    assert t.loc[("gn-lenet", "fedavg"), "N=4 loss"] == pytest.approx(33.0)
+    verdict = {c.text: (c.holds, c.evidence) for c in claims}
+    holds, ev = verdict["gn-lenet: the decentralized algorithms' mean loss grows with the "
+                        "number of partitions (Spearman >= 0.8)"]
+    assert holds and ev == "rho 1.00; N=2: +3.0, N=4: +33.0"
+    assert verdict["gn-lenet: BSP loses <= 5.0 points at every number of partitions"][0]
+    assert [p.name for p in draw_all(study, rows, tmp_path)] == ["p_loss_vs_partitions.png"]
+
+
 def test_findings_are_computed_from_the_numbers():
     study = study_from_dict(DOC)
     claims, tables = all_claims(study, scripted_rows(study, 0.91, 22.0))
