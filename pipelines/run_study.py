@@ -1,7 +1,8 @@
 """Run a study: ``python -m pipelines.run_study [CONFIG] [--out DIR]`` (REFERENCE.md §3, §5).
 
 With no CONFIG it runs the embedded default study (pipelines/configs/default.toml: digits,
-offline, CPU). Finished runs in ``--out`` are skipped, so an interrupted study resumes.
+offline, CPU). Finished runs in ``--out`` are skipped, so an interrupted study resumes. A run that
+raises is recorded in ``failures.json`` and the others go on; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     for claim in report.claims:
         print(claim.line())
     print(f"\nsummary: {report.summary_path}; figures: {len(report.figures)} in {out / 'figures'}")
+    if report.failures:
+        print(f"\n{len(report.failures)} run(s) failed (a re-run retries them; details in "
+              f"{out / 'failures.json'}):", file=sys.stderr)
+        for f in report.failures:
+            print(f"  {f['run_id']} {f['model']} {f['algorithm']} knob={f['knob']} "
+                  f"non-IID={f['noniid_fraction']} seed={f['seed']}: {f['error']}",
+                  file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -46,8 +46,9 @@ class StudyReport:
     claims: list[Claim]
     tables: dict
     figures: list[Path]
-    ran: int            # runs executed now
+    ran: int            # runs executed now (failed ones included)
     skipped: int        # runs found finished in the store
+    failures: list[dict[str, Any]] = field(default_factory=list)   # see failures.json
 
     @property
     def summary_path(self) -> Path:
@@ -62,15 +63,45 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True)
     todo = [s for s in specs if s.run_id not in store]
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
+    failures: list[dict[str, Any]] = []
     with _torch_threads(study.threads):
         for spec in tqdm(todo, desc=f"study {study.name}", disable=not progress):
-            store.add(execute_run(spec))
+            try:
+                row = execute_run(spec)
+            except Exception as exc:  # one broken run must not cost the others: record, go on
+                log.error("run %s (%s %s) failed: %s", spec.run_id, spec.model, spec.algorithm,
+                          exc)
+                failures.append(failure_record(spec, exc))
+                continue
+            store.add(row)
+    write_failures(out, failures)
     frames = experiment_frames(study, store.rows)      # once, for the claims and the figures
     claims, tables = all_claims(study, store.rows, frames)
     figures = draw_all(study, store.rows, out / "figures", frames)
-    (out / "summary.md").write_text(summary_markdown(study, claims, tables))
+    summary = summary_markdown(study, claims, tables)
+    if failures:
+        summary += (f"\n{len(failures)} run(s) failed and are left out above; see "
+                    "failures.json (a re-run retries them).\n")
+    (out / "summary.md").write_text(summary)
     return StudyReport(out, store.rows, claims, tables, figures, len(todo),
-                       len(specs) - len(todo))
+                       len(specs) - len(todo), failures)
+
+
+def failure_record(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
+    """What a failed run was and why, for failures.json (the run stays out of the results)."""
+    return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
+            "algorithm": spec.algorithm, "knob": spec.knob,
+            "noniid_fraction": spec.noniid_fraction, "num_partitions": spec.num_partitions,
+            "seed": spec.seed, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def write_failures(out: Path, failures: list[dict[str, Any]]) -> None:
+    """``failures.json`` lists this invocation's failed runs; no failures, no file."""
+    path = out / "failures.json"
+    if failures:
+        path.write_text(json.dumps(failures, indent=1, default=str))
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager

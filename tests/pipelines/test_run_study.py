@@ -163,3 +163,32 @@ def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: patience=0") and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()           # nothing ran
+
+
+def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    import training.study as study_mod
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "out"
+    real = study_mod.execute_run
+
+    def broken_fedavg_at_half(spec):
+        if spec.algorithm == "fedavg" and spec.noniid_fraction == 0.5:
+            raise RuntimeError("out of memory (simulated)")
+        return real(spec)
+
+    monkeypatch.setattr(study_mod, "execute_run", broken_fedavg_at_half)
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and "RuntimeError: out of memory (simulated)" in err
+    failures = json.loads((out / "failures.json").read_text())
+    assert [(f["algorithm"], f["noniid_fraction"]) for f in failures] == [("fedavg", 0.5)]
+    rows = json.loads((out / "results.json").read_text())
+    assert len(rows) == 8 and failures[0]["run_id"] not in {r["run_id"] for r in rows}
+    assert "1 run(s) failed and are left out above" in (out / "summary.md").read_text()
+    # fixed: a re-run runs just the failed one, and the failure record goes away
+    monkeypatch.setattr(study_mod, "execute_run", real)
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "1 runs now, 8 already done" in capsys.readouterr().out
+    assert not (out / "failures.json").exists()
