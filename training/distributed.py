@@ -78,7 +78,9 @@ class DistributedComm:
                  incoming: Sequence[tuple[int, torch.Tensor]]) -> None:
         """Point-to-point: send each ``(partition, tensor)`` of ``outgoing`` to that partition's
         process and fill each tensor of ``incoming`` from its partition's process (SkewScout's
-        traveling models). Only the processes named take part; the peers must mirror the call."""
+        traveling models). Only the processes named take part; the peers must mirror the call.
+        (NCCL allows a batch over a subset of ranks only after a first collective over the
+        group; the Trainer's start-up check and training's all-reduces come first.)"""
         def peer(partition: int) -> int:
             return partition if self.group is None else dist.get_global_rank(self.group,
                                                                               partition)
