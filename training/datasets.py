@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,17 @@ class IterableBatchSource:
                     full_batches += 1
             if full_batches == 0:   # restarting would loop forever
                 raise ValueError(f"the sample stream holds fewer than one batch ({batch_size})")
+
+    def take(self, n: int) -> Batch:
+        """The first ``n`` samples of the stream (all of them when it holds fewer)."""
+        xs: list[torch.Tensor] = []
+        ys: list[int] = []
+        for image, label in itertools.islice(self.samples, n):
+            xs.append(torch.as_tensor(image))
+            ys.append(int(label))
+        if not ys:
+            raise ValueError("the sample stream is empty")
+        return torch.stack(xs), torch.tensor(ys)
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,10 @@ class Trainer:
         self.local_batch = config.batch_size // self.num_partitions
         if self.local_batch < 1:
             raise ValueError(f"batch_size {config.batch_size} < {self.num_partitions} partitions")
+        if len(val) < self.num_partitions:   # each partition evaluates on a 1/N shard of val
+            raise ValueError(f"the validation set has {len(val)} samples, fewer than the "
+                             f"{self.num_partitions} partitions that each evaluate on a 1/N "
+                             "shard of it; give it more samples")
         self.algorithm, self.train_data, self.val, self.config = algorithm, list(train), val, config
         self.callbacks = list(callbacks)
         torch.manual_seed(config.seed)   # identical initial replicas in every process
@@ -204,11 +208,13 @@ class Trainer:
 
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
-        """``n`` random training samples of local partition ``local_index`` (fixed by seed)."""
+        """``n`` random training samples of local partition ``local_index`` (fixed by seed; all
+        of them when it has fewer). A streamed partition gives the first ``n`` of its stream,
+        whose order its loader decides."""
         source = self.train_data[local_index]
         if isinstance(source, PartitionData):
-            n = min(n, len(source))
-        return next(iter(source.batches(n, np.random.default_rng(seed))))
+            return next(iter(source.batches(min(n, len(source)), np.random.default_rng(seed))))
+        return source.take(n)
 
     def add_bytes(self, local_index: int, sent: float, received: float) -> None:
         """Count extra traffic of a local partition (e.g. SkewScout's traveling models)."""

@@ -89,6 +89,15 @@ def test_iterable_source_restarts_and_rejects_tiny_streams():
         next(IterableBatchSource(samples[:1]).batches(2, np.random.default_rng(0)))
 
 
+def test_iterable_source_takes_the_head_of_its_stream():
+    samples = [(torch.full((2,), float(i)), i) for i in range(3)]
+    x, y = IterableBatchSource(samples).take(2)
+    assert y.tolist() == [0, 1] and x.shape == (2, 2)
+    assert IterableBatchSource(samples).take(10)[1].tolist() == [0, 1, 2]   # all it has
+    with pytest.raises(ValueError, match="empty"):
+        IterableBatchSource([]).take(1)
+
+
 def test_flickr_partitions_become_batch_sources(monkeypatch):
     calls = {}
 

@@ -32,6 +32,12 @@ def config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
+def test_a_validation_set_smaller_than_the_partitions_is_refused():
+    train = toy_partitions(k=3)
+    with pytest.raises(ValueError, match="2 samples, fewer than the 3 partitions"):
+        Trainer(mlp, create_algorithm("bsp"), train, train[0].subset([0, 1]), config())
+
+
 def test_bsp_equals_single_model_sgd_with_the_same_batches():
     train = toy_partitions()
     cfg = config()
