@@ -30,7 +30,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from training.algorithms.base import Algorithm
-from training.datasets import BatchSource, PartitionData, StudyDataset
+from training.datasets import BatchSource, PartitionData
 from training.engine import RunResult, TrainConfig, Trainer
 
 if TYPE_CHECKING:
@@ -224,29 +224,16 @@ def run_spec_distributed(spec: RunSpec,
     Dataset, partitioning, model, algorithm and SkewScout are built exactly as the simulation's
     study runner builds them (same loaders, partitioner and seed), so the two engines agree.
     """
-    from training.study import build_algorithm, load_dataset, partition_indices, result_row
+    from training.study import build_algorithm, build_model, result_row, run_data
 
     info = init_distributed(backend)
     if spec.num_partitions != info.world_size:
         raise ValueError(f"the run has {spec.num_partitions} partitions but {info.world_size} "
                          f"processes: use torchrun --nproc_per_node={spec.num_partitions}")
-    data = load_dataset(tuple(sorted(spec.dataset.items())))
-    indices = partition_indices(spec, data)
-    partition = data.train.subset(indices[info.rank])   # only this rank's slice
+    train, val, shape = run_data(spec, info.rank)       # only this rank's partition
     config = replace(TrainConfig(**spec.train), seed=spec.seed)
-
-    model_fn = _model_fn(spec.model, data)
     algorithm, scout = build_algorithm(spec)
-    log.info("rank %d/%d: partition of %d samples, %s on %s", info.rank, info.world_size,
-             len(indices[info.rank]), spec.algorithm, info.device)
-    result = local_trainer(model_fn, algorithm, partition, data.val, config,
-                           callbacks=[scout] if scout is not None else []).run()
+    log.info("rank %d/%d: %s on %s", info.rank, info.world_size, spec.algorithm, info.device)
+    result = local_trainer(partial(build_model, spec.model, *shape), algorithm, train[0], val,
+                           config, callbacks=[scout] if scout is not None else []).run()
     return result, result_row(spec, result, scout, algorithm.knob)
-
-
-def _model_fn(name: str, data: StudyDataset) -> Callable[[], nn.Module]:
-    """The study's model builder for ``data`` (so ``gn-timm:...`` names work here as in the
-    simulation); imported lazily like the rest of the study runner."""
-    from training.study import build_model
-
-    return partial(build_model, name, data.num_classes, data.in_channels, data.image_size)

@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 import skewtools
 from flickr_mammal.classes import NUM_CLASSES
 from training.algorithms import create_algorithm
-from training.datasets import StudyDataset, load_cifar10, load_digits_dataset, split_partitions
+from training.datasets import (
+    PartitionData,
+    StudyDataset,
+    load_cifar10,
+    load_digits_dataset,
+    split_partitions,
+)
 from training.engine import TrainConfig, Trainer
 from training.figures import draw_all
 from training.findings import Claim, all_claims, experiment_frames, summary_markdown
@@ -120,24 +126,29 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     """Train one run and return its result row."""
     if spec.engine == "distributed":
         return execute_distributed(spec)
-    if spec.dataset["name"] == "flickr_mammal":
-        train, val = flickr_partitions(spec.dataset, spec.num_partitions, spec.noniid_fraction,
-                                       spec.seed)
-        shape = (NUM_CLASSES, 3, int(spec.dataset.get("image_size", 224)))
-    else:
-        data = load_dataset(_freeze(spec.dataset))
-        train, val = split_partitions(data.train, partition_indices(spec, data)), data.val
-        shape = (data.num_classes, data.in_channels, data.image_size)
+    train, val, shape = run_data(spec)
     algorithm, scout = build_algorithm(spec)
     cfg = replace(TrainConfig(**spec.train), seed=spec.seed, progress=False)
-
-    def model_fn() -> Any:
-        return build_model(spec.model, *shape)
-
-    trainer = Trainer(model_fn, algorithm, train, val, cfg,
+    trainer = Trainer(partial(build_model, spec.model, *shape), algorithm, train, val, cfg,
                       callbacks=[scout] if scout is not None else [])
     result = trainer.run()
     return result_row(spec, result, scout, algorithm.knob)
+
+
+def run_data(spec: RunSpec, rank: int | None = None
+             ) -> tuple[list[Any], PartitionData, tuple[int, int, int]]:
+    """The run's training partitions (all, or only partition ``rank``'s), its validation set and
+    the model's (classes, channels, image size); both engines build them here."""
+    if spec.dataset["name"] == "flickr_mammal":   # streamed from shards, opened lazily
+        train, val = flickr_partitions(spec.dataset, spec.num_partitions, spec.noniid_fraction,
+                                       spec.seed)
+        shape = (NUM_CLASSES, 3, int(spec.dataset.get("image_size", 224)))
+        return (train if rank is None else [train[rank]]), val, shape
+    data = load_dataset(_freeze(spec.dataset))
+    indices = partition_indices(spec, data)
+    indices = indices if rank is None else [indices[rank]]
+    return (split_partitions(data.train, indices), data.val,
+            (data.num_classes, data.in_channels, data.image_size))
 
 
 def build_algorithm(spec: RunSpec) -> tuple[Any, SkewScout | None]:

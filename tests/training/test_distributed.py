@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from training.algorithms import create_algorithm
-from training.datasets import PartitionData, StudyDataset
-from training.distributed import DistributedComm, _model_fn, distributed_trainer, launch_local
+from training.datasets import PartitionData
+from training.distributed import DistributedComm, distributed_trainer, launch_local
 from training.engine import TrainConfig, Trainer
 
 ALGORITHMS = {
@@ -163,13 +163,27 @@ def test_comm_needs_an_initialised_group():
 
 
 @pytest.mark.parametrize("name", ["gn-timm:resnet18", "gn-lenet"])
-def test_distributed_runs_build_models_like_the_simulation(name):
-    # The study takes bn-/gn- before timm:/torchvision: names; the distributed path must too.
+def test_both_engines_build_models_with_the_study_builder(name):
+    # The study takes bn-/gn- before timm:/torchvision: names; run_spec_distributed builds with
+    # the same build_model as the simulation, so they work under torchrun too.
+    from training.study import build_model
+
     x = torch.zeros(4, 1, 16, 16)
-    data = StudyDataset("tiny", PartitionData(x, torch.zeros(4, dtype=torch.long)),
-                        PartitionData(x, torch.zeros(4, dtype=torch.long)), num_classes=3,
-                        in_channels=1, image_size=16)
-    model = _model_fn(name, data)()
+    model = build_model(name, 3, 1, 16)
     assert any(isinstance(m, nn.GroupNorm) for m in model.modules())
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     assert model(x).shape == (4, 3)
+
+
+def test_a_rank_gets_exactly_its_partition_of_the_simulations_data():
+    from training.study import run_data
+    from training.study_config import RunSpec
+
+    spec = RunSpec({"name": "digits", "image_size": 8}, "gn-lenet", "bsp", {}, 0.6, 3,
+                   "label_skew", 4, {"iterations": 2}, "distributed")
+    everything, val, shape = run_data(spec)
+    for rank in range(3):
+        (mine,), val_r, shape_r = run_data(spec, rank)
+        assert torch.equal(mine.x, everything[rank].x) and torch.equal(mine.y,
+                                                                       everything[rank].y)
+        assert torch.equal(val_r.y, val.y) and shape_r == shape == (10, 1, 8)

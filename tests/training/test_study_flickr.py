@@ -93,25 +93,37 @@ noniid_fractions = [1.0]
 '''
 
 
-def test_a_flickr_mammal_study_trains_on_real_shards(tmp_path):
-    # shards written by the dataset's own writer, read back by the study runner: geographic
-    # partitions (Africa: 4 photos, Europe: 2), the IID control, SkewScout sampling streams
-    # shorter than its sample size
-    import json
-
+def write_geo_shards(root) -> None:
+    """Shards by the dataset's own writer: train Africa 4 photos, Europe 2; val 4 photos."""
     from flickr_mammal.shards import write_shards
-    from pipelines.run_study import main
     from tests.flickr_mammal.geo_samples import geo_records, read_image
 
     val = ("1002", "1006", "1009", "1010")
     records = [r.evolve(split="val" if r.photo_id in val else "train") for r in geo_records()]
     for split in ("train", "val"):
-        write_shards(records, read_image, tmp_path / "shards", split=split,
-                     group_by="continent")
-    cfg = tmp_path / "flickr.toml"
-    cfg.write_text(FLICKR_STUDY.format(root=tmp_path / "shards"))
-    assert main([str(cfg), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
-    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+        write_shards(records, read_image, root, split=split, group_by="continent")
+
+
+def run_flickr_study(tmp_path, engine: str, experiments: str | None = None) -> list[dict]:
+    import json
+
+    from pipelines.run_study import main
+
+    text = FLICKR_STUDY.format(root=tmp_path / "shards")
+    text = text.replace('threads = 1', f'threads = 1\nengine = "{engine}"')
+    if experiments is not None:
+        text = text[:text.index("[[experiments]]")] + experiments
+    cfg = tmp_path / f"{engine}.toml"
+    cfg.write_text(text)
+    assert main([str(cfg), "--out", str(tmp_path / engine), "--no-progress"]) == 0
+    return json.loads((tmp_path / engine / "results.json").read_text())
+
+
+def test_a_flickr_mammal_study_trains_on_real_shards(tmp_path):
+    # read back by the study runner: geographic partitions, the IID control, SkewScout sampling
+    # streams shorter than its sample size
+    write_geo_shards(tmp_path / "shards")
+    rows = run_flickr_study(tmp_path, "simulation")
     assert {(r["mode"], r["algorithm"], r["noniid_fraction"]) for r in rows} == {
         ("fixed", "bsp", 0.0), ("fixed", "bsp", 1.0), ("fixed", "fedavg", 0.0),
         ("fixed", "fedavg", 1.0), ("skewscout", "fedavg", 1.0)}
@@ -119,3 +131,18 @@ def test_a_flickr_mammal_study_trains_on_real_shards(tmp_path):
     scout = next(r for r in rows if r["mode"] == "skewscout")
     assert scout["travel_bytes"] > 0 and scout["estimates"]
     assert all(0.0 <= r["final_acc"] <= 1.0 for r in rows)
+
+
+@pytest.mark.slow
+def test_a_flickr_mammal_study_under_torchrun_matches_the_simulation(tmp_path):
+    # each process opens only its own continent's stream; SkewScout's models travel between them
+    write_geo_shards(tmp_path / "shards")
+    scout_only = FLICKR_STUDY[FLICKR_STUDY.index("[[experiments]]\nname = \"scout\""):]
+    rows = {engine: sorted((r["mode"], r["algorithm"], r["knob"] or 0, r["final_acc"],
+                            r["bytes_per_iteration"], str(r["estimates"]))
+                           for r in run_flickr_study(tmp_path, engine, scout_only))
+            for engine in ("simulation", "distributed")}
+    assert len(rows["distributed"]) == 4            # BSP, FedAvg 1 and 2, SkewScout
+    for sim, dist in zip(rows["simulation"], rows["distributed"], strict=True):
+        assert sim[:3] == dist[:3] and sim[4:] == dist[4:]
+        assert sim[3] == pytest.approx(dist[3], abs=1e-6)
