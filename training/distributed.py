@@ -12,6 +12,8 @@ gathered with an all-reduce.
 
 Communication through ``DistributedComm`` is dense (a ``SUM`` all-reduce): byte counts are the
 algorithms' own accounting (sparse values + indices), not what gloo/NCCL put on the wire.
+SkewScout's traveling models go point to point between two processes
+(:meth:`DistributedComm.exchange`).
 """
 
 from __future__ import annotations

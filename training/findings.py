@@ -159,7 +159,7 @@ def partitions_table(df: pd.DataFrame) -> pd.DataFrame:
     for n, part in fixed.groupby("num_partitions"):
         piv = part.pivot_table(index=["model", "algorithm"], columns="noniid_fraction",
                                values="final_acc") * 100
-        if 0.0 in piv.columns and skewed in piv.columns:
+        if 0.0 in piv.columns and skewed in piv.columns and skewed > 0:  # else no skewed runs
             out[f"N={n} IID"], out[f"N={n} non-IID"] = piv[0.0], piv[skewed]
             out[f"N={n} loss"] = piv[0.0] - piv[skewed]
     return pd.DataFrame(out).round(1)

@@ -4,9 +4,9 @@ A study names a dataset, a partitioner, training settings, the algorithms' defau
 grids, SkewScout's settings, and a list of experiments. Each experiment has a ``kind`` that says
 which finding it tests (``noniid``: finding 1, ``norm``: 2, ``skew_degree`` and ``partitions``:
 3, ``skewscout``: 4) and expands to runs: one per model x algorithm x non-IID fraction x seed
-(x number of partitions, when the experiment lists ``num_partitions``; else the study's), plus
-for ``skewscout`` the BSP baseline, every grid value (the Oracle's search) and one SkewScout run
-per algorithm.
+(x number of partitions, when the experiment lists ``num_partitions``, several only for a
+``partitions`` experiment; else the study's), plus for ``skewscout`` the BSP baseline, every
+grid value (the Oracle's search) and one SkewScout run per algorithm.
 Runs are identified by a hash of what they compute (not of the experiment that asked for them),
 so experiments that need the same run share it and a re-run skips it.
 """
@@ -58,10 +58,15 @@ class Experiment:
             raise ValueError(f"experiment {self.name!r}: num_partitions {list(self.num_partitions)}"
                              " must all be >= 2")
         if self.kind == "partitions" and (len(set(self.num_partitions)) < 2
-                                          or 0.0 not in self.noniid_fractions):
+                                          or 0.0 not in self.noniid_fractions
+                                          or max(self.noniid_fractions) == 0.0):
             raise ValueError(f"experiment {self.name!r}: a partitions experiment compares at least "
-                             "2 num_partitions, each against its IID run (list 0.0 in "
-                             "noniid_fractions)")
+                             "2 num_partitions, each against its IID run (list 0.0 and a skewed "
+                             "fraction in noniid_fractions)")
+        if self.kind != "partitions" and len(set(self.num_partitions)) > 1:
+            # its tables and figures group by model, algorithm and fraction only
+            raise ValueError(f"experiment {self.name!r}: only a partitions experiment compares "
+                             f"several num_partitions; give {self.kind!r} at most one")
         if self.kind == "skewscout" and "bsp" in self.algorithms:
             raise ValueError(f"experiment {self.name!r}: SkewScout needs an algorithm with a knob "
                              "(gaia, fedavg, dgc); BSP is added as the baseline automatically")
@@ -154,7 +159,10 @@ class StudyConfig:
                     for knob in self.grids[algorithm]:
                         create_algorithm(algorithm, **{**self.algorithms.get(algorithm, {}),
                                                        KNOB_OF[algorithm]: knob})
-                scout_config({"target": self.target, **self.skewscout})
+                try:
+                    scout_config({"target": self.target, **self.skewscout})
+                except TypeError as exc:     # e.g. travel_interval = "5"
+                    raise ValueError(f"[skewscout]: {exc}") from None
 
     def runs(self, experiment: Experiment) -> list[RunSpec]:
         """The runs an experiment needs, in a stable order."""

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.models import create_model, list_models, model_spec
+from training.models import check_model_name, create_model, list_models, model_spec
 from training.models_cifar import pool_size
 
 
@@ -119,3 +119,12 @@ def test_norm_prefix_applies_to_timm_and_torchvision_names():
         create_model("bn-vgg-imaginary", num_classes=10)
     with pytest.raises(KeyError, match="unknown model 'timm:resnet18'"):
         model_spec("timm:resnet18")
+
+
+def test_check_model_name_accepts_what_create_model_builds():
+    for name in ("gn-lenet", "BN-LeNet", "resnet20", "timm:resnet18", "gn-timm:resnet18",
+                 "torchvision:googlenet", "bn-torchvision:resnet18"):
+        check_model_name(name)           # no KeyError, and nothing is built or downloaded
+    for bad in ("gn-lenett", "gn-", "resnet", "lenet:timm"):
+        with pytest.raises(KeyError, match=f"unknown model '{bad}'; known:"):
+            check_model_name(bad)

@@ -220,6 +220,41 @@ def test_travel_measures_local_minus_traveled_and_counts_bytes():
     assert rep.bytes_total == 144.0
 
 
+class RemoteComm:
+    """Process 0 of 2 seen from inside: partition 1 lives in another process, whose rows arrive
+    in the sums (its overflow flag in the first one, the dtype vote) and whose model comes by
+    ``exchange``."""
+
+    num_partitions = 2
+
+    def __init__(self, other_overflows):
+        self.flag, self.sums, self.exchanged = float(other_overflows), 0, []
+
+    def all_sum(self, x):
+        self.sums += 1
+        return x + (self.flag if self.sums == 1 else 0.0)
+
+    def exchange(self, outgoing, incoming):
+        self.exchanged.append(([(p, t.dtype) for p, t in outgoing],
+                               [(p, t.dtype) for p, t in incoming]))
+        for p, into in incoming:
+            into.fill_(p)                 # partition p's model stands for itself
+
+
+@pytest.mark.parametrize("other_overflows, dtype", [(False, torch.float16),
+                                                    (True, torch.float32)])
+def test_under_torch_distributed_a_model_arrives_from_its_process_in_the_agreed_dtype(
+        other_overflows, dtype):
+    tr = FakeTrainer([[0.9, 0.2], [0.3, 0.8]])
+    tr.partition_ids, tr.comm = [0], RemoteComm(other_overflows)
+    # round 1 of "single": partition 1's model travels to partition 0 (this process)
+    rep = travel(tr, 1, sample_size=4, pairing="single", seed=0, dtype="float16")
+    assert rep.pairs == ((1, 0),) and rep.losses == pytest.approx((0.9 - 0.3,))
+    assert tr.comm.exchanged == [([], [(1, dtype)])]
+    assert rep.bytes_per_model == 12 * dtype.itemsize      # both processes count the same size
+    assert tr.received == [rep.bytes_per_model, 0.0] and tr.sent == [0.0, 0.0]
+
+
 def test_skewscout_callback_travels_on_schedule_and_turns_the_knob():
     identical = [[0.9] * 3 for _ in range(3)]   # no skew: loss 0 -> loosen after patience
     tr = FakeTrainer(identical)

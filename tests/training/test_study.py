@@ -137,6 +137,7 @@ EXP_N, EXP_S = DOC["experiments"]
      r"unknown \[skewscout\] keys \['travel_intervals'\]; known: .*'travel_interval'"),
     ({"skewscout": {"travel_dtype": "int8"}}, ValueError, "travel_dtype='int8'"),
     ({"skewscout": {"patience": 0}}, ValueError, "patience=0"),
+    ({"skewscout": {"travel_interval": "5"}}, ValueError, r"\[skewscout\]: '<' not supported"),
 ])
 def test_a_bad_value_stops_the_study_at_load_not_mid_run(change, error, message):
     with pytest.raises(error, match=message):
@@ -146,6 +147,24 @@ def test_a_bad_value_stops_the_study_at_load_not_mid_run(change, error, message)
 def test_a_bad_skewscout_value_is_ignored_without_a_skewscout_experiment():
     # nothing would read it; the study runs the other experiments
     assert study_from_dict({**DOC, "skewscout": {"patience": 0}, "experiments": [EXP_N]})
+
+
+def test_the_load_check_accepts_external_models_and_algorithms_without_defaults(tmp_path):
+    # timm/torchvision names (with or without a norm prefix) are only looked up when built;
+    # gaia and dgc have no [algorithms] entry: their defaults and the default grids are used
+    doc = {**DOC, "experiments": [
+        {**EXP_N, "models": ["gn-timm:resnet18", "torchvision:googlenet", "BN-LeNet"],
+         "algorithms": ["bsp", "gaia", "dgc"]},
+        {**EXP_S, "algorithms": ["gaia", "dgc"]}]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    study = load_study(tmp_path / "s.yaml")
+    assert {r.model for r in study.all_runs()} == {"gn-timm:resnet18", "torchvision:googlenet",
+                                                   "BN-LeNet", "gn-lenet"}
+
+
+def test_an_experiment_may_run_at_its_own_number_of_partitions():
+    study = study_from_dict({**DOC, "experiments": [{**EXP_N, "num_partitions": [4]}]})
+    assert {r.num_partitions for r in study.all_runs()} == {4}
 
 
 def fake_row(spec, acc, bytes_per_iteration):
@@ -183,7 +202,9 @@ def test_a_partitions_experiment_runs_each_number_of_partitions():
 
 @pytest.mark.parametrize("change, message", [
     ({"num_partitions": [4]}, "at least 2 num_partitions"),
-    ({"noniid_fractions": [0.5, 1.0]}, "list 0.0 in noniid_fractions"),
+    ({"noniid_fractions": [0.5, 1.0]}, "list 0.0 and a skewed fraction in noniid_fractions"),
+    ({"noniid_fractions": [0.0]}, "list 0.0 and a skewed fraction in noniid_fractions"),
+    ({"kind": "noniid"}, "only a partitions experiment compares several num_partitions"),
     ({"num_partitions": [1, 4]}, "must all be >= 2"),
 ])
 def test_a_partitions_experiment_says_what_it_needs(change, message):
@@ -211,6 +232,18 @@ def test_more_partitions_are_worse_is_computed_from_the_numbers(tmp_path):
     assert holds and ev == "rho 1.00; N=2: +3.0, N=4: +33.0"
     assert verdict["gn-lenet: BSP loses <= 5.0 points at every number of partitions"][0]
     assert [p.name for p in draw_all(study, rows, tmp_path)] == ["p_loss_vs_partitions.png"]
+
+
+def test_a_partitions_experiment_without_skewed_runs_claims_nothing(tmp_path):
+    # every skewed run failed: IID minus IID is no evidence that BSP or anything else holds up
+    from training.figures import draw_all
+
+    study = study_from_dict({**DOC, "experiments": [PARTS]})
+    rows = {s.run_id: {**fake_row(s, 0.9, 1.0), "num_partitions": s.num_partitions}
+            for s in study.all_runs() if s.noniid_fraction == 0.0}
+    claims, tables = all_claims(study, rows)
+    assert claims == [] and tables["p"].empty
+    assert draw_all(study, rows, tmp_path) == []
 
 
 def test_findings_are_computed_from_the_numbers():
