@@ -120,6 +120,7 @@ class Trainer:
         self.stack = StackedModel(model_fn(), len(train), config.device)
         self.stack.vectorize = (config.vectorize if config.vectorize is not None
                                 else torch.device(config.device).type != "cpu")
+        algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
         self._batches = [source.batches(self.local_batch, np.random.default_rng([config.seed, p]))
                          for source, p in zip(self.train_data, self.partition_ids, strict=True)]
@@ -173,7 +174,7 @@ class Trainer:
     def model_payload(self, model_index: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Local model ``model_index`` as one flat tensor in ``dtype``, ready to send: its
         parameters, then its floating buffers (integer counters stay home)."""
-        params, buffers = self.stack.replica(model_index)
+        _, buffers = self.stack.replica(model_index)
         flat = [self.stack.params[model_index]]
         flat += [b.reshape(-1) for b in buffers.values() if b.is_floating_point()]
         return torch.cat([t.detach().to(dtype) for t in flat])

@@ -39,6 +39,41 @@ def test_momentum_correction_and_factor_masking_by_hand():
     assert torch.allclose(state.momentum, torch.tensor([[4, 0, 1.5, .75], [.15, .3, 0, 0]]))
 
 
+def test_per_layer_top_k_keeps_each_layers_share():
+    # layers of 4 and 2 values, sparsity 0.75: whole-model top-2 of 6 takes both from layer 1;
+    # per layer, top-1 of 4 and top-1 of 2 (at least one value each)
+    grads = torch.tensor([[4.0, -3.0, 1.0, 0.5, 0.2, -0.1]])
+    sent = {}
+    for per_layer in (False, True):
+        dgc = create_algorithm("dgc", sparsity=0.75, warmup_epoch_iterations=0,
+                               per_layer=per_layer)
+        dgc.bind_layers([4, 2])
+        params = torch.zeros(1, 6)
+        stats = dgc.apply(dgc.init(params), params, grads, ctx(n=1), LocalComm(1))
+        sent[per_layer] = (params.nonzero()[:, 1].tolist(), stats.bytes_sent.tolist())
+    assert sent[False] == ([0, 1], [16.0])   # 2 values x (4 B value + 4 B index)
+    assert sent[True] == ([0, 4], [16.0])
+    unbound = create_algorithm("dgc", per_layer=True)
+    with pytest.raises(ValueError, match="bind_layers"):
+        unbound.apply(unbound.init(torch.zeros(1, 6)), torch.zeros(1, 6), grads, ctx(n=1),
+                      LocalComm(1))
+
+
+def test_the_trainer_tells_dgc_its_layers():
+    from torch import nn
+
+    from training.engine import PartitionData, TrainConfig, Trainer
+
+    data = PartitionData(torch.randn(8, 3), torch.tensor([0, 1] * 4))
+    dgc = create_algorithm("dgc", sparsity=0.5, warmup_epoch_iterations=0, per_layer=True)
+    trainer = Trainer(lambda: nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), dgc,
+                      [data, data], data, TrainConfig(iterations=1, batch_size=4,
+                                                      eval_every=1, progress=False))
+    assert dgc.layers == (12, 4, 8, 2)
+    trainer.step()   # half of each layer: 6 + 2 + 4 + 1 values, 8 B each
+    assert trainer.bytes_sent.tolist() == [13 * 8.0, 13 * 8.0]
+
+
 def test_dense_dgc_masks_all_momentum_away():
     dgc = create_algorithm("dgc", sparsity=0.0, warmup_epoch_iterations=0)
     params = torch.zeros(2, 3)

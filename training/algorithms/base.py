@@ -15,6 +15,7 @@ FedAvg trains each partition locally with ``lr`` and averages models, so IterLoc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -80,6 +81,11 @@ class Algorithm(ABC):
     # Whether the mean of the replicas is a meaningful global model to evaluate (BSP/DGC: replicas
     # are identical; FedAvg: the model its next averaging would produce; Gaia: none).
     has_global_model: ClassVar[bool] = False
+
+    def bind_layers(self, sizes: Sequence[int]) -> None:
+        """Told by the engine, before :meth:`init`, how many values each of the model's
+        parameter tensors holds (in flat order); algorithms that work per layer keep it."""
+        return None
 
     @abstractmethod
     def init(self, params: torch.Tensor) -> Any: ...

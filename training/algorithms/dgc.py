@@ -6,12 +6,15 @@ zero the sent elements in both ``v`` and ``u`` (momentum factor masking). Every 
 statistics every iteration). Sparsity warms up 75%, 93.75%, 98.4375%, 99.6% over the first four
 "epochs" of ``warmup_epoch_iterations`` each, then ``sparsity`` (the knob); a knob below a warm-up
 stage wins. Optional local gradient clipping to ``clip_norm / sqrt(N)`` per partition (off).
-**decision** top-k is taken over the whole flat parameter vector, not per layer.
+**decision** by default top-k is taken over the whole flat parameter vector; ``per_layer=True``
+takes it in each parameter tensor instead (each keeps its ``1 - sparsity`` share, at least one
+value), as Lin et al.'s implementation thresholds each layer.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -42,11 +45,16 @@ class DGC(Algorithm):
     has_global_model = True
 
     def __init__(self, sparsity: float = 0.999, warmup_epoch_iterations: int = 1000,
-                 clip_norm: float | None = None) -> None:
+                 clip_norm: float | None = None, per_layer: bool = False) -> None:
         self.sparsity = float(sparsity)
         self.warmup_epoch_iterations = int(warmup_epoch_iterations)
         self.clip_norm = clip_norm
+        self.per_layer = bool(per_layer)
+        self.layers: tuple[int, ...] | None = None    # values per parameter tensor (bound)
         self.validate()
+
+    def bind_layers(self, sizes: Sequence[int]) -> None:
+        self.layers = tuple(int(n) for n in sizes)
 
     def validate(self) -> None:
         if not 0.0 <= self.sparsity < 1.0:
@@ -78,8 +86,7 @@ class DGC(Algorithm):
         state.momentum.mul_(ctx.momentum).add_(grads)
         state.accumulated.add_(state.momentum)
         num_values = params.shape[1]
-        count = max(1, round(num_values * (1.0 - self.sparsity_at(ctx.iteration))))
-        index = top_k_indices(state.accumulated, count)
+        index = self._select(state.accumulated, 1.0 - self.sparsity_at(ctx.iteration))
         sent = torch.zeros_like(params).scatter_(1, index, state.accumulated.gather(1, index))
         params.sub_(comm.all_sum(sent), alpha=ctx.lr / ctx.num_partitions)
         state.accumulated.scatter_(1, index, 0.0)
@@ -87,3 +94,18 @@ class DGC(Algorithm):
         counts = torch.full((params.shape[0],), index.shape[1])
         nbytes = sparse_bytes(counts, num_values)
         return exchange_stats(nbytes, comm, synced=True)
+
+    def _select(self, values: torch.Tensor, kept: float) -> torch.Tensor:
+        """``[k, m]`` indices of the values to send: the top ``kept`` share by magnitude, over
+        the whole vector or in each layer."""
+        if not self.per_layer:
+            return top_k_indices(values, max(1, round(values.shape[1] * kept)))
+        if self.layers is None or sum(self.layers) != values.shape[1]:
+            raise ValueError("per_layer DGC needs the model's layer sizes: run it in a Trainer "
+                             "(which calls bind_layers) or call bind_layers(sizes) first")
+        parts, start = [], 0
+        for n in self.layers:
+            chunk = values[:, start:start + n]
+            parts.append(top_k_indices(chunk, max(1, round(n * kept))) + start)
+            start += n
+        return torch.cat(parts, dim=1)
