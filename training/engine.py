@@ -199,14 +199,6 @@ class Trainer:
         return accuracy(self.stack, params, buffers, PartitionData(x, y),
                         self.config.eval_batch_size)
 
-    def local_index(self, partition_id: int) -> int | None:
-        """Where partition ``partition_id`` sits among this process's partitions (None: in
-        another process)."""
-        try:
-            return self.partition_ids.index(partition_id)
-        except ValueError:
-            return None
-
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
         """``n`` random training samples of local partition ``local_index`` (fixed by seed; all

@@ -13,6 +13,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -98,7 +99,8 @@ def failure_record(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
     return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
             "algorithm": spec.algorithm, "knob": spec.knob,
             "noniid_fraction": spec.noniid_fraction, "num_partitions": spec.num_partitions,
-            "seed": spec.seed, "error": f"{type(exc).__name__}: {exc}"}
+            "seed": spec.seed, "error": f"{type(exc).__name__}: {exc}",
+            "traceback": "".join(traceback.format_exception(exc)[-12:])}
 
 
 def write_failures(out: Path, failures: list[dict[str, Any]]) -> None:

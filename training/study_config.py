@@ -226,10 +226,10 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
 def study_from_dict(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
     doc = dict(doc)
     experiments = tuple(
-        Experiment(name=e["name"], kind=e["kind"], models=tuple(e["models"]),
-                   algorithms=tuple(e["algorithms"]),
-                   noniid_fractions=tuple(float(f) for f in e["noniid_fractions"]),
-                   num_partitions=tuple(int(n) for n in e.get("num_partitions", ())))
+        Experiment(name=e["name"], kind=e["kind"], models=tuple(_listed(e, "models")),
+                   algorithms=tuple(_listed(e, "algorithms")),
+                   noniid_fractions=tuple(float(f) for f in _listed(e, "noniid_fractions")),
+                   num_partitions=tuple(int(n) for n in _listed(e, "num_partitions", ())))
         for e in doc.pop("experiments", [])
     )
     if not experiments:
@@ -243,3 +243,14 @@ def study_from_dict(doc: dict[str, Any], default_name: str = "study") -> StudyCo
         experiments=experiments, seeds=tuple(doc.pop("seeds", (0,))), train=train, grids=grids,
         algorithms=doc.pop("algorithms", {}), skewscout=doc.pop("skewscout", {}), **doc,
     )
+
+
+def _listed(experiment: dict[str, Any], key: str, default: Any = None) -> list[Any]:
+    """An experiment's list-valued key; a missing or scalar value says how to write it."""
+    if key not in experiment and default is not None:
+        return list(default)
+    value = experiment.get(key)
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"experiment {experiment.get('name')!r}: {key} must be a list, e.g. "
+                         f"{key} = [{value if value is not None else '...'}]")
+    return list(value)

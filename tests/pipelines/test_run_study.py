@@ -184,6 +184,7 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkey
     assert "1 run(s) failed" in err and "RuntimeError: out of memory (simulated)" in err
     failures = json.loads((out / "failures.json").read_text())
     assert [(f["algorithm"], f["noniid_fraction"]) for f in failures] == [("fedavg", 0.5)]
+    assert "broken_fedavg_at_half" in failures[0]["traceback"]    # where it broke
     rows = json.loads((out / "results.json").read_text())
     assert len(rows) == 8 and failures[0]["run_id"] not in {r["run_id"] for r in rows}
     assert "1 run(s) failed and are left out above" in (out / "summary.md").read_text()

@@ -201,6 +201,8 @@ def test_a_partitions_experiment_runs_each_number_of_partitions():
 
 
 @pytest.mark.parametrize("change, message", [
+    ({"num_partitions": 4}, r"num_partitions must be a list, e.g. num_partitions = \[4\]"),
+    ({"noniid_fractions": 1.0}, "noniid_fractions must be a list"),
     ({"num_partitions": [4]}, "at least 2 num_partitions"),
     ({"noniid_fractions": [0.5, 1.0]}, "list 0.0 and a skewed fraction in noniid_fractions"),
     ({"noniid_fractions": [0.0]}, "list 0.0 and a skewed fraction in noniid_fractions"),
