@@ -100,9 +100,11 @@ def plot_partitions(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None
         return None
     ns = [int(c.split()[0][2:]) for c in cols]
     fig, ax = plt.subplots(figsize=(6, 3.6))
+    styles = dict(zip(table.index.get_level_values(0).unique(), ("-", "--", ":", "-."),
+                      strict=False))       # one line style per model, one colour per algorithm
     for (model, algo), row in table.iterrows():
-        ax.plot(ns, [row[c] for c in cols], "o-", color=COLORS.get(algo),
-                label=f"{algo} ({model})")
+        ax.plot(ns, [row[c] for c in cols], marker="o", ls=styles.get(model, "-"),
+                color=COLORS.get(algo), label=f"{algo} ({model})")
     ax.set_xticks(ns)
     ax.set(xlabel="number of partitions", ylabel="accuracy loss under skew (points)",
            title=exp.name)

@@ -300,7 +300,7 @@ def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) 
              f"Dataset {study.dataset.get('name')}, {study.num_partitions} partitions, "
              f"target accuracy loss {100 * study.target:.1f} points.\n"]
     for exp in study.experiments:
-        if exp.name in tables:
+        if exp.name in tables and not tables[exp.name].empty:
             parts.append(f"## {exp.name} ({exp.kind})\n\n{markdown_table(tables[exp.name])}\n")
     parts.append("## Findings\n")
     parts += [c.line() for c in claims]
