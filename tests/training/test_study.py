@@ -351,3 +351,27 @@ def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
     assert sorted(p.name for p in report.figures) == [
         "n_curves.png", "n_loss_bars.png", "s_comm_vs_accuracy.png"]
     assert "| model |" in report.summary_path.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cifar10_tables", "cifar10_skewscout", "cifar10_alexnet"])
+def test_the_shipped_cifar10_configs_run(name, tmp_path):
+    # every model x algorithm x mode of the GPU configs, 2 iterations on CPU over a fake
+    # CIFAR-10 folder: what a user with a GPU runs breaks here first, not hours into a study
+    from dataclasses import replace
+
+    from tests.training.test_datasets import write_fake_cifar
+    from training.study import execute_run
+    from training.study_config import DEFAULT_CONFIG
+
+    write_fake_cifar(tmp_path, per_batch=20)
+    study = load_study(DEFAULT_CONFIG.parent / f"{name}.toml")
+    kinds = {}
+    for spec in study.all_runs():
+        kinds.setdefault((spec.model, spec.algorithm, spec.mode), spec)
+    for spec in kinds.values():
+        small = replace(spec, dataset={**spec.dataset, "root": str(tmp_path)},
+                        train={**spec.train, "iterations": 2, "eval_every": 2, "device": "cpu",
+                               "batch_size": 2 * spec.num_partitions})
+        row = execute_run(small)
+        assert row["iterations"] == 2 and 0.0 <= row["final_acc"] <= 1.0, spec
