@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from training.findings import markdown_table
+from training.results import ResultsStore
 from training.study import run_study
-from training.study_config import DEFAULT_CONFIG, load_study
+from training.study_config import DEFAULT_CONFIG, StudyConfig, load_study
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output dir (default runs/<study name>)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every evaluation")
+    parser.add_argument("--only", nargs="+", metavar="EXPERIMENT",
+                        help="run only these experiments (by name)")
+    parser.add_argument("--list", action="store_true",
+                        help="list the runs (and which are done in --out), train nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -32,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as exc:  # bad path or config: one line, exit 2
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
+    if args.only:
+        unknown = sorted(set(args.only) - {e.name for e in study.experiments})
+        if unknown:
+            known = ", ".join(e.name for e in study.experiments)
+            print(f"error: no experiment {', '.join(unknown)}; known: {known}", file=sys.stderr)
+            return 2
+        study = replace(study, experiments=tuple(e for e in study.experiments
+                                                 if e.name in args.only))
     out = Path(args.out) if args.out else Path("runs") / study.name
+    if args.list:
+        print_runs(study, out)
+        return 0
     report = run_study(study, out, progress=not args.no_progress)
     print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done -> {out}")
     for name, table in report.tables.items():
@@ -50,6 +67,19 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 1
     return 0
+
+
+def print_runs(study: StudyConfig, out: Path) -> None:
+    """One line per run: done or to do, and what it is."""
+    done = ResultsStore(out) if (out / "results.json").exists() else {}
+    runs = study.all_runs()
+    for spec in runs:
+        knob = "SkewScout" if spec.mode == "skewscout" else spec.knob
+        print(f"{'done' if spec.run_id in done else 'todo'} {spec.run_id} {spec.model} "
+              f"{spec.algorithm} knob={knob} non-IID={spec.noniid_fraction:g} "
+              f"N={spec.num_partitions} seed={spec.seed}")
+    left = sum(spec.run_id not in done for spec in runs)
+    print(f"study {study.name}: {len(runs)} runs, {left} to do -> {out}")
 
 
 if __name__ == "__main__":

@@ -193,3 +193,19 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkey
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "1 runs now, 8 already done" in capsys.readouterr().out
     assert not (out / "failures.json").exists()
+
+
+def test_list_and_only(tmp_path, capsys):
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(CONFIG)
+    out = tmp_path / "out"
+    assert main([str(cfg), "--out", str(out), "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[-1] == f"study tiny: 9 runs, 9 to do -> {out}" and not out.exists()
+    assert sum(line.startswith("todo ") for line in listed) == 9
+    assert main([str(cfg), "--out", str(out), "--only", "degree", "--no-progress"]) == 0
+    assert "3 runs now, 0 already done" in capsys.readouterr().out
+    assert main([str(cfg), "--out", str(out), "--list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == f"study tiny: 9 runs, 6 to do -> {out}"
+    assert main([str(cfg), "--out", str(out), "--only", "nope"]) == 2
+    assert "no experiment nope; known: noniid, norm, degree, scout" in capsys.readouterr().err
