@@ -15,7 +15,7 @@ from pathlib import Path
 
 from training.findings import markdown_table
 from training.results import ResultsStore
-from training.study import run_study
+from training.study import StudyCannotRun, run_study
 from training.study_config import DEFAULT_CONFIG, StudyConfig, load_study
 
 
@@ -50,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print_runs(study, out)
         return 0
-    report = run_study(study, out, progress=not args.no_progress)
+    try:
+        report = run_study(study, out, progress=not args.no_progress)
+    except StudyCannotRun as exc:     # raised before any run
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done -> {out}")
     for name, table in report.tables.items():
         print(f"\n## {name}\n{markdown_table(table)}")

@@ -46,6 +46,10 @@ from training.study_flickr import flickr_partitions
 log = logging.getLogger(__name__)
 
 
+class StudyCannotRun(RuntimeError):
+    """This machine cannot run the study at all (raised before any run)."""
+
+
 @dataclass
 class StudyReport:
     out_dir: Path
@@ -68,6 +72,9 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True)
     store = ResultsStore(out)
     specs = study.all_runs()
     todo = [s for s in specs if s.run_id not in store]
+    missing = missing_device(todo)
+    if missing:     # every run would fail the same way: say it once, before any
+        raise StudyCannotRun(missing)
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
     failures: list[dict[str, Any]] = []
@@ -92,6 +99,15 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True)
     (out / "summary.md").write_text(summary)
     return StudyReport(out, store.rows, claims, tables, figures, len(todo),
                        len(specs) - len(todo), failures)
+
+
+def missing_device(specs: list[RunSpec]) -> str | None:
+    """Why these runs cannot start here (a CUDA device asked for, none visible), or None."""
+    wanted = {str(s.train.get("device", "cpu")) for s in specs}
+    if any(d.startswith("cuda") for d in wanted) and not torch.cuda.is_available():
+        return ("the study trains on a CUDA device ([train] device) but this machine has none; "
+                "set device = \"cpu\" in the config to run it here (slowly)")
+    return None
 
 
 def failure_record(spec: RunSpec, exc: BaseException) -> dict[str, Any]:

@@ -209,3 +209,15 @@ def test_list_and_only(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[-1] == f"study tiny: 9 runs, 6 to do -> {out}"
     assert main([str(cfg), "--out", str(out), "--only", "nope"]) == 2
     assert "no experiment nope; known: noniid, norm, degree, scout" in capsys.readouterr().err
+
+
+def test_a_gpu_study_on_a_machine_without_one_stops_before_any_run(tmp_path, capsys,
+                                                                     monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = tmp_path / "gpu.toml"
+    cfg.write_text(CONFIG.replace("eval_every = 6", 'eval_every = 6\ndevice = "cuda"'))
+    assert main([str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert "has none; set device = \"cpu\"" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "results.json").exists()
