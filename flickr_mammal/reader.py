@@ -26,6 +26,7 @@ from torch.utils.data import IterableDataset
 from flickr_mammal.classes import CLASS_NAMES
 from flickr_mammal.regions import UNKNOWN
 from flickr_mammal.shards import INDEX_NAME
+from flickr_mammal.splits import split_rank
 from skewtools.loaders.wds_shards import KeyFilter
 
 log = logging.getLogger(__name__)
@@ -152,15 +153,19 @@ def _label_counts(rows: pd.DataFrame, names: pd.Series, order: list[str]) -> pd.
 def load_partitions(root: str | Path, by: str | None = "continent", split: str = "train",
                     transform: Callable[[Any], Any] | None = None, min_size: int = 0,
                     shuffle_buffer: int = 0, seed: int = 0, *,
-                    drop_small: bool = False) -> GeoPartitions:
+                    drop_small: bool = False, max_samples: int | None = None) -> GeoPartitions:
     """Partition name -> PyTorch dataset of ``(image, label)`` for one split of a shard set.
 
     ``by``: "continent", "subcontinent", "country" or None (one partition "all"). Groups with
     fewer than ``min_size`` samples are merged into "other" (or left out with ``drop_small``).
     Partitions come in name order, "other" last. ``root`` is the shard folder or a build root.
+    ``max_samples`` keeps at most that many samples of each partition, a uniform choice fixed by
+    ``seed`` (a keyed hash of each key; e.g. a validation subset that spans every continent).
     """
     if by not in BY_COLUMNS:
         raise ValueError(f"by must be one of {list(BY_COLUMNS)} (got {by!r})")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1 or None (got {max_samples})")
     if min_size < 0 or shuffle_buffer < 0:
         raise ValueError(f"min_size and shuffle_buffer must be >= 0 (got {min_size}, "
                          f"{shuffle_buffer})")
@@ -176,6 +181,11 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
     rows = rows[~unknown]
     names = _group_names(rows, by, min_size, drop_small).dropna()
     rows = rows.loc[names.index]
+    if max_samples is not None:   # the lowest keyed-hash ranks of each partition
+        ranks = rows["key"].map(lambda k: split_rank(k, seed))
+        keep = ranks.groupby(names).apply(lambda r: r.sort_values().index[:max_samples].tolist())
+        keep_index = [i for chunk in keep for i in chunk]
+        rows, names = rows.loc[keep_index], names.loc[keep_index]
     order = sorted(set(names) - {OTHER}) + ([OTHER] if OTHER in set(names) else [])
     datasets = {}
     for name in order:

@@ -13,6 +13,7 @@ shards hold a geographic group without opening any tar.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import logging
@@ -151,6 +152,10 @@ class _ShardFile:
         self._tmp.unlink(missing_ok=True)
 
 
+def _mixed(key: str) -> bytes:
+    return hashlib.blake2b(key.encode("utf-8"), digest_size=8, person=b"shardord").digest()
+
+
 def _group_of(record: PhotoRecord, group_by: str | None) -> str:
     if group_by is None:
         return ""
@@ -265,8 +270,10 @@ def write_shards(records: Sequence[PhotoRecord], read_image: Callable[[PhotoReco
     _validate(split, group_by, max_samples, max_bytes, coord_decimals)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Within a group, a hash of the key fixes the order and mixes the labels: a reader's
+    # shuffle buffer (1,000 samples) cannot undo label-sorted shards of 10,000.
     chosen = sorted(_select(records, split),
-                    key=lambda r: (_group_of(r, group_by), r.label, r.photo_id))
+                    key=lambda r: (_group_of(r, group_by), _mixed(r.key), r.key))
     writer = _SplitWriter(out, split, group_by, max_samples, max_bytes, coord_decimals)
     try:
         # disable=None: a bar only on a terminal; progress=False: never.

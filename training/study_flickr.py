@@ -3,10 +3,10 @@
 ``noniid_fraction = 1.0`` gives the natural partitions (``dataset.partition_by``: continent by
 default; the first ``num_partitions`` in name order); ``0.0`` gives the IID control: the whole
 training stream dealt round-robin (sample i -> partition i % N), the paper's IID rule. Other
-fractions have no meaning for natural partitions and are refused. The validation set is the first
-``val_samples`` images of the "val" split, held in memory. Images: resize, centre crop to
-``image_size`` (224 by default), ImageNet normalisation. Every stream comes from
-:func:`training.datasets.flickr_batch_sources`.
+fractions have no meaning for natural partitions and are refused. The validation set is a
+uniform sample of ``val_samples`` images of the "val" split (fixed: the same for every run),
+held in memory. Images: resize, centre crop to ``image_size`` (224 by default), ImageNet
+normalisation. Every stream comes from :func:`training.datasets.flickr_batch_sources`.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fract
     else:
         raise ValueError(f"noniid_fraction={noniid_fraction}: Flickr-Mammal's partitions are "
                          "natural; use 1.0 (geographic) or 0.0 (IID control)")
-    val_all = flickr_batch_sources(root, by=None, split="val", transform=tf)["all"].samples
-    val = materialize(val_all, limit=int(dataset.get("val_samples", 5000)))
+    # A uniform sample of the val split (the same for every run), not its first shards' images,
+    # which would be one continent's.
+    limit = int(dataset.get("val_samples", 5000))
+    val_all = flickr_batch_sources(root, by=None, split="val", transform=tf, max_samples=limit,
+                                   seed=0)["all"].samples
+    val = materialize(val_all, limit=limit)
     return train, val

@@ -135,3 +135,19 @@ def test_dataloader_workers_divide_shards_without_duplicates(shard_sets):
     loader = DataLoader(africa, batch_size=None, num_workers=2)
     assert sorted((BY_WIDTH[im.size[0]].photo_id, int(y)) for im, y in loader) == _expected(
         "continent", "Africa")
+
+
+def test_max_samples_keeps_a_fixed_uniform_choice_per_partition(shard_sets):
+    full = load_partitions(shard_sets["grouped"], by="continent")
+    part = load_partitions(shard_sets["grouped"], by="continent", max_samples=2, seed=1)
+    assert part.sizes.to_dict() == {"Africa": 2, "Europe": 2, "Oceania": 1}
+    for name in part:
+        assert set(_read(part[name])) <= set(_read(full[name])) and len(part[name]) == \
+            len(_read(part[name]))
+    again = load_partitions(shard_sets["grouped"], by="continent", max_samples=2, seed=1)
+    assert _read(again["Africa"]) == _read(part["Africa"])            # fixed by the seed
+    others = {tuple(_read(load_partitions(shard_sets["grouped"], by="continent", max_samples=2,
+                                          seed=s)["Africa"])) for s in range(2, 8)}
+    assert len(others) > 1                                              # and it is a choice
+    with pytest.raises(ValueError, match="max_samples must be >= 1"):
+        load_partitions(shard_sets["grouped"], max_samples=0)

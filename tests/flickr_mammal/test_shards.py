@@ -74,8 +74,8 @@ def test_sample_members_json_and_tar_headers(tmp_path):
     assert len(members) == 3 * 11
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {
         (0, 0, 0, "", "", 0o444)}
-    # Order: label, then photo id; members .cls, .jpg, .json per sample.
-    assert [m.name for m in members[:3]] == ["fm1005.cls", "fm1005.jpg", "fm1005.json"]
+    # Order: a fixed hash of the key, which mixes the labels; .cls, .jpg, .json per sample.
+    assert [m.name for m in members[:3]] == ["fm1004.cls", "fm1004.jpg", "fm1004.json"]
     with tarfile.open(tmp_path / "train-000000.tar") as tar:
         meta = json.loads(tar.extractfile("fm1001.json").read())
         assert tar.extractfile("fm1001.cls").read() == b"23"
@@ -89,7 +89,9 @@ def test_sample_members_json_and_tar_headers(tmp_path):
     assert b"Exif" not in blob and b"SecretCam" not in blob   # no EXIF reached the shard
     assert Image.open(io.BytesIO(jpg)).size == (17, 12)
     assert list(index.columns) == list(INDEX_COLUMNS)
-    assert index["key"].tolist()[:2] == ["fm1005", "fm1006"]
+    assert index["key"].tolist()[:2] == ["fm1004", "fm1003"]
+    labels = index["label"].tolist()          # not label-sorted: 23, 41, 12, 21, 20, ...
+    assert labels != sorted(labels) and labels[:3] == [23, 41, 12]
 
 
 def test_byte_reproducible_whatever_the_input_order(tmp_path):

@@ -41,7 +41,9 @@ def test_geographic_partitions_are_the_first_n_in_name_order(fake_shards):
     assert val.y.tolist() == [5, 6]                                   # val_samples=2
     assert fake_shards[0] == {"root": "shards", "by": "continent", "split": "train",
                               "shuffle_buffer": 1000, "seed": 3}
-    assert fake_shards[1] == {"root": "shards", "by": None, "split": "val"}
+    # the val set: a fixed uniform sample of the split, chosen by the reader from the index
+    assert fake_shards[1] == {"root": "shards", "by": None, "split": "val", "max_samples": 2,
+                              "seed": 0}
     with pytest.raises(ValueError, match="3 geographic partitions .* lower it"):
         flickr_partitions(dataset, num_partitions=4, noniid_fraction=1.0, seed=3)
 
@@ -174,5 +176,9 @@ def test_the_shipped_flickr_mammal_config_runs(tmp_path):
         small = replace(spec, dataset={**spec.dataset, "root": str(tmp_path), "image_size": 32},
                         train={**spec.train, "iterations": 2, "eval_every": 2, "device": "cpu",
                                "batch_size": 10, "eval_batch_size": 10})
+        if spec.skewscout is not None:   # travel at once: the configs' interval is 500
+            small = replace(small, skewscout={**spec.skewscout, "travel_interval": 1,
+                                              "max_travel_interval": None})
         row = execute_run(small)
         assert row["iterations"] == 2 and 0.0 <= row["final_acc"] <= 1.0, spec
+        assert bool(row["estimates"]) == (spec.skewscout is not None), spec   # models traveled
