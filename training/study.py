@@ -102,11 +102,18 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True)
 
 
 def missing_device(specs: list[RunSpec]) -> str | None:
-    """Why these runs cannot start here (a CUDA device asked for, none visible), or None."""
+    """Why these runs cannot start here (a CUDA device asked for, none or not that one
+    visible), or None."""
     wanted = {str(s.train.get("device", "cpu")) for s in specs}
-    if any(d.startswith("cuda") for d in wanted) and not torch.cuda.is_available():
+    cuda = sorted(d for d in wanted if d.startswith("cuda"))
+    if cuda and not torch.cuda.is_available():
         return ("the study trains on a CUDA device ([train] device) but this machine has none; "
                 "set device = \"cpu\" in the config to run it here (slowly)")
+    count = torch.cuda.device_count() if cuda else 0
+    beyond = [d for d in cuda if d[5:].isdigit() and int(d[5:]) >= count]   # "cuda:N"
+    if beyond:
+        return (f"the study trains on {', '.join(beyond)} ([train] device) but this machine has "
+                f"{count} CUDA device(s), cuda:0..cuda:{count - 1}; pick one of them")
     return None
 
 

@@ -65,13 +65,15 @@ def test_the_trainer_tells_dgc_its_layers():
     from training.engine import PartitionData, TrainConfig, Trainer
 
     data = PartitionData(torch.randn(8, 3), torch.tensor([0, 1] * 4))
-    dgc = create_algorithm("dgc", sparsity=0.5, warmup_epoch_iterations=0, per_layer=True)
+    dgc = create_algorithm("dgc", sparsity=0.75, warmup_epoch_iterations=0, per_layer=True)
     trainer = Trainer(lambda: nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2)), dgc,
                       [data, data], data, TrainConfig(iterations=1, batch_size=4,
                                                       eval_every=1, progress=False))
     assert dgc.layers == (12, 4, 8, 2)
-    trainer.step()   # half of each layer: 6 + 2 + 4 + 1 values, 8 B each
-    assert trainer.bytes_sent.tolist() == [13 * 8.0, 13 * 8.0]
+    # a quarter of each layer: 3 + 1 + 2 + 1 (at least one) values, 8 B each; whole-model
+    # top-k would send round(26 / 4) = 6
+    trainer.step()
+    assert trainer.bytes_sent.tolist() == [7 * 8.0, 7 * 8.0]
 
 
 def test_dense_dgc_masks_all_momentum_away():
@@ -108,5 +110,7 @@ def test_clipping_bounds_each_partition_gradient():
 def test_validation():
     with pytest.raises(ValueError, match="sparsity must be in"):
         create_algorithm("dgc", sparsity=1.0)
+    with pytest.raises(ValueError, match="per_layer must be true or false, got 'false'"):
+        create_algorithm("dgc", per_layer="false")      # a config string, not a bool
     with pytest.raises(KeyError, match="known: bsp, dgc, fedavg, gaia"):
         create_algorithm("ssgd")

@@ -22,7 +22,8 @@ ALGORITHMS = {
     "gaia": {"t0": 0.05},
     "fedavg": {"iter_local": 2},
     "dgc": {"sparsity": 0.9, "warmup_epoch_iterations": 2},
-}
+    "dgc/per_layer": {"sparsity": 0.9, "warmup_epoch_iterations": 2, "per_layer": True},
+}   # label -> params; the algorithm is the label before "/"
 CONFIG = TrainConfig(iterations=6, batch_size=16, lr=0.1, eval_every=3, eval_batch_size=32,
                      seed=3, progress=False)
 
@@ -65,7 +66,8 @@ def _worker(rank: int, out_dir: str) -> None:
     except RuntimeError as err:
         outcomes["comm"]["start"] = str(err)
     for name, params in ALGORITHMS.items():
-        trainer = distributed_trainer(_model, create_algorithm(name, **params), parts, val, CONFIG)
+        algorithm = create_algorithm(name.split("/")[0], **params)
+        trainer = distributed_trainer(_model, algorithm, parts, val, CONFIG)
         assert trainer.partition_ids == [rank] and trainer.num_partitions == 2
         outcomes[name] = _outcome(trainer, trainer.run(), 0)
     torch.save(outcomes, Path(out_dir) / f"rank{rank}.pt")
@@ -83,7 +85,7 @@ def test_distributed_engine_matches_simulation(tmp_path):
         assert "one partition" in comm["error"]
         assert "different initial models" in comm["start"]
     for name, params in ALGORITHMS.items():
-        sim = Trainer(_model, create_algorithm(name, **params), parts, val, CONFIG)
+        sim = Trainer(_model, create_algorithm(name.split("/")[0], **params), parts, val, CONFIG)
         result = sim.run()
         for rank in range(2):
             got, want = ranks[rank][name], _outcome(sim, result, rank)

@@ -242,6 +242,17 @@ def test_more_partitions_are_worse_is_computed_from_the_numbers(tmp_path):
     texts = [c.text for c in claims]
     assert not any("grows with the number of partitions" in t for t in texts)
     assert "gn-lenet: BSP loses <= 5.0 points at every number of partitions" in texts
+    # only BSP's skewed run at N=4 failed: BSP is judged at N=2, where it was measured (its
+    # N=4 loss is NaN); FedAvg's trend still stands
+    failed = [k for k, r in rows.items() if r["algorithm"] == "bsp"
+              and r["num_partitions"] == 4 and r["noniid_fraction"] == 1.0]
+    claims, tables = all_claims(study, {k: r for k, r in rows.items() if k not in failed})
+    assert tables["p"]["N=4 loss"].isna().tolist() == [True, False]      # bsp, fedavg
+    verdict = {c.text: (c.holds, c.evidence) for c in claims}
+    assert verdict["gn-lenet: BSP loses <= 5.0 points at every number of partitions"] == (
+        True, "worst +1.0")
+    assert verdict["gn-lenet: the decentralized algorithms' mean loss grows with the "
+                   "number of partitions (Spearman >= 0.8)"][0]
 
 
 def test_a_partitions_experiment_without_skewed_runs_claims_nothing(tmp_path):
@@ -373,5 +384,28 @@ def test_the_shipped_cifar10_configs_run(name, tmp_path):
         small = replace(spec, dataset={**spec.dataset, "root": str(tmp_path)},
                         train={**spec.train, "iterations": 2, "eval_every": 2, "device": "cpu",
                                "batch_size": 2 * spec.num_partitions})
+        if spec.skewscout is not None:   # travel at once: the configs' interval is 500
+            small = replace(small, skewscout={**spec.skewscout, "travel_interval": 1,
+                                              "max_travel_interval": None})
         row = execute_run(small)
         assert row["iterations"] == 2 and 0.0 <= row["final_acc"] <= 1.0, spec
+        assert bool(row["estimates"]) == (spec.skewscout is not None), spec   # models traveled
+
+
+def test_missing_device_names_the_cuda_device_this_machine_lacks(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from training.study import missing_device
+
+    def specs(*devices):   # None: a [train] table without a device (the CPU default)
+        return [SimpleNamespace(train={} if d is None else {"device": d}) for d in devices]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert missing_device(specs(None, "cpu", "cuda", "cuda:0")) is None
+    assert "trains on cuda:1 (" in missing_device(specs("cuda:0", "cuda:1"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert missing_device(specs(None, "cpu")) is None
+    assert "has none" in missing_device(specs(None, "cuda:0"))

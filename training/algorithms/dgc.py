@@ -49,7 +49,7 @@ class DGC(Algorithm):
         self.sparsity = float(sparsity)
         self.warmup_epoch_iterations = int(warmup_epoch_iterations)
         self.clip_norm = clip_norm
-        self.per_layer = bool(per_layer)
+        self.per_layer = per_layer
         self.layers: tuple[int, ...] | None = None    # values per parameter tensor (bound)
         self.validate()
 
@@ -64,6 +64,8 @@ class DGC(Algorithm):
             raise ValueError("warmup_epoch_iterations must be >= 0 (0 disables the warm-up)")
         if self.clip_norm is not None and not self.clip_norm > 0:
             raise ValueError(f"clip_norm must be > 0 or None, got {self.clip_norm}")
+        if not isinstance(self.per_layer, bool):   # bool("false") would be True
+            raise ValueError(f"per_layer must be true or false, got {self.per_layer!r}")
 
     def sparsity_at(self, iteration: int) -> float:
         """The sparsity in force at ``iteration`` (warm-up stage, capped by the knob)."""
