@@ -44,14 +44,13 @@ def main(argv: list[str] | None = None) -> int:
             known = ", ".join(e.name for e in study.experiments)
             print(f"error: no experiment {', '.join(unknown)}; known: {known}", file=sys.stderr)
             return 2
-        study = replace(study, experiments=tuple(e for e in study.experiments
-                                                 if e.name in args.only))
     out = Path(args.out) if args.out else Path("runs") / study.name
     if args.list:
-        print_runs(study, out)
+        print_runs(study if not args.only else replace(
+            study, experiments=tuple(e for e in study.experiments if e.name in args.only)), out)
         return 0
     try:
-        report = run_study(study, out, progress=not args.no_progress)
+        report = run_study(study, out, progress=not args.no_progress, only=args.only)
     except StudyCannotRun as exc:     # raised before any run
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +77,7 @@ def print_runs(study: StudyConfig, out: Path) -> None:
     done = ResultsStore(out) if (out / "results.json").exists() else {}
     runs = study.all_runs()
     for spec in runs:
-        knob = "SkewScout" if spec.mode == "skewscout" else spec.knob
+        knob = "SkewScout" if spec.mode == "skewscout" else (spec.knob or "-")
         print(f"{'done' if spec.run_id in done else 'todo'} {spec.run_id} {spec.model} "
               f"{spec.algorithm} knob={knob} non-IID={spec.noniid_fraction:g} "
               f"N={spec.num_partitions} seed={spec.seed}")

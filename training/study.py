@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache, partial
@@ -66,15 +66,19 @@ class StudyReport:
         return self.out_dir / "summary.md"
 
 
-def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True) -> StudyReport:
-    """Run the missing runs of ``study`` into ``out_dir`` and write figures and summary.md."""
+def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
+              only: Sequence[str] | None = None) -> StudyReport:
+    """Run the missing runs of ``study`` (of its experiments named in ``only``, if given) into
+    ``out_dir``, then write figures and summary.md for the whole study from all finished runs."""
     out = Path(out_dir)
-    store = ResultsStore(out)
-    specs = study.all_runs()
-    todo = [s for s in specs if s.run_id not in store]
+    wanted = [e for e in study.experiments if only is None or e.name in only]
+    specs = list({s.run_id: s for e in wanted for s in study.runs(e)}.values())
+    done = set(ResultsStore(out).rows) if (out / "results.json").exists() else set()
+    todo = [s for s in specs if s.run_id not in done]
     missing = missing_device(todo)
-    if missing:     # every run would fail the same way: say it once, before any
+    if missing:     # every run would fail the same way: say it once, before any (and no folder)
         raise StudyCannotRun(missing)
+    store = ResultsStore(out)
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
     failures: list[dict[str, Any]] = []

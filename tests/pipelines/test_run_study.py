@@ -204,7 +204,11 @@ def test_list_and_only(tmp_path, capsys):
     assert listed[-1] == f"study tiny: 9 runs, 9 to do -> {out}" and not out.exists()
     assert sum(line.startswith("todo ") for line in listed) == 9
     assert main([str(cfg), "--out", str(out), "--only", "degree", "--no-progress"]) == 0
-    assert "3 runs now, 0 already done" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "3 runs now, 0 already done" in printed
+    # the summary still covers the whole study, from the runs finished so far
+    assert "## degree (skew_degree)" in (out / "summary.md").read_text()
+    assert "## noniid (noniid)" in (out / "summary.md").read_text()
     assert main([str(cfg), "--out", str(out), "--list"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == f"study tiny: 9 runs, 6 to do -> {out}"
     assert main([str(cfg), "--out", str(out), "--only", "nope"]) == 2
@@ -220,4 +224,4 @@ def test_a_gpu_study_on_a_machine_without_one_stops_before_any_run(tmp_path, cap
     cfg.write_text(CONFIG.replace("eval_every = 6", 'eval_every = 6\ndevice = "cuda"'))
     assert main([str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "has none; set device = \"cpu\"" in capsys.readouterr().err
-    assert not (tmp_path / "o" / "results.json").exists()
+    assert not (tmp_path / "o").exists()              # not even the output folder
