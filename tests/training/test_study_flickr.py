@@ -154,12 +154,9 @@ def test_a_flickr_mammal_study_under_torchrun_matches_the_simulation(tmp_path):
 def test_the_shipped_flickr_mammal_config_runs(tmp_path):
     # every model x algorithm x mode of flickr_mammal_continents.toml (torchvision GoogLeNet,
     # BN/GN timm ResNet-18), 2 iterations on CPU at 32 px over shards of 5 continents
-    from dataclasses import replace
-
     from flickr_mammal.shards import write_shards
     from tests.flickr_mammal.geo_samples import geo_records, read_image
-    from training.study import execute_run
-    from training.study_config import DEFAULT_CONFIG, load_study
+    from tests.training.shipped_configs import run_every_kind
 
     continents = ("Africa", "Americas", "Asia", "Europe", "Oceania")
     records = [r.evolve(photo_id=str(2000 + i), continent=continents[i % 5], geo_status="ok",
@@ -167,18 +164,5 @@ def test_the_shipped_flickr_mammal_config_runs(tmp_path):
                for i, r in enumerate(geo_records() * 2)]
     for split in ("train", "val"):
         write_shards(records, read_image, tmp_path, split=split, group_by="continent")
-    study = load_study(DEFAULT_CONFIG.parent / "flickr_mammal_continents.toml")
-    kinds = {}
-    for spec in study.all_runs():
-        kinds.setdefault((spec.model, spec.algorithm, spec.mode), spec)
-    assert len(kinds) == 15
-    for spec in kinds.values():
-        small = replace(spec, dataset={**spec.dataset, "root": str(tmp_path), "image_size": 32},
-                        train={**spec.train, "iterations": 2, "eval_every": 2, "device": "cpu",
-                               "batch_size": 10, "eval_batch_size": 10})
-        if spec.skewscout is not None:   # travel at once: the configs' interval is 500
-            small = replace(small, skewscout={**spec.skewscout, "travel_interval": 1,
-                                              "max_travel_interval": None})
-        row = execute_run(small)
-        assert row["iterations"] == 2 and 0.0 <= row["final_acc"] <= 1.0, spec
-        assert bool(row["estimates"]) == (spec.skewscout is not None), spec   # models traveled
+    assert run_every_kind("flickr_mammal_continents", {"root": str(tmp_path), "image_size": 32},
+                          {"batch_size": 10, "eval_batch_size": 10}) == 15
