@@ -142,6 +142,15 @@ def _group_names(rows: pd.DataFrame, by: str | None, min_size: int, drop_small: 
     return names.mask(names.isin(small), pd.NA if drop_small else OTHER)
 
 
+def _dealt(rows: pd.DataFrame, n: int, seed: int) -> pd.Series:
+    """Partition name of each row when dealing ``n`` IID partitions (zero-padded: name order is
+    dealing order)."""
+    order = rows["key"].map(lambda k: split_rank(k, seed)).sort_values(kind="stable").index
+    width = len(str(n - 1))
+    turn = pd.Series([f"iid-{i % n:0{width}d}" for i in range(len(order))], index=order)
+    return turn.reindex(rows.index)
+
+
 def _label_counts(rows: pd.DataFrame, names: pd.Series, order: list[str]) -> pd.DataFrame:
     counts = pd.crosstab(names, rows["label"]).reindex(
         index=order, columns=range(len(CLASS_NAMES)), fill_value=0)
@@ -153,7 +162,8 @@ def _label_counts(rows: pd.DataFrame, names: pd.Series, order: list[str]) -> pd.
 def load_partitions(root: str | Path, by: str | None = "continent", split: str = "train",
                     transform: Callable[[Any], Any] | None = None, min_size: int = 0,
                     shuffle_buffer: int = 0, seed: int = 0, *,
-                    drop_small: bool = False, max_samples: int | None = None) -> GeoPartitions:
+                    drop_small: bool = False, max_samples: int | None = None,
+                    deal: int | None = None) -> GeoPartitions:
     """Partition name -> PyTorch dataset of ``(image, label)`` for one split of a shard set.
 
     ``by``: "continent", "subcontinent", "country" or None (one partition "all"). Groups with
@@ -161,7 +171,12 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
     Partitions come in name order, "other" last. ``root`` is the shard folder or a build root.
     ``max_samples`` keeps at most that many samples of each partition, a uniform choice fixed by
     ``seed`` (a keyed hash of each key; e.g. a validation subset that spans every continent).
+    ``deal=N`` (with ``by=None``) deals the same samples into N IID partitions "iid-0", ...,
+    round robin in the order of a keyed hash (``seed``) of their keys: the IID counterpart of
+    the geographic partitions. Each reads only its own samples.
     """
+    if deal is not None and (by is not None or deal < 1):
+        raise ValueError(f"deal={deal}: deal N >= 1 IID partitions from by=None")
     if by not in BY_COLUMNS:
         raise ValueError(f"by must be one of {list(BY_COLUMNS)} (got {by!r})")
     if max_samples is not None and max_samples < 1:
@@ -179,7 +194,8 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
     shard_dir = _shard_folder(shard_dir, root, rows["shard"])
     unknown = rows["continent"].isin([UNKNOWN, ""])
     rows = rows[~unknown]
-    names = _group_names(rows, by, min_size, drop_small).dropna()
+    names = (_dealt(rows, deal, seed) if deal is not None
+             else _group_names(rows, by, min_size, drop_small).dropna())
     rows = rows.loc[names.index]
     if max_samples is not None:   # the lowest keyed-hash ranks of each partition
         ranks = rows["key"].map(lambda k: split_rank(k, seed))

@@ -1,9 +1,10 @@
 """Flickr-Mammal for studies (REFERENCE.md §1, §3): geographic partitions streamed from shards.
 
 ``noniid_fraction = 1.0`` gives the natural partitions (``dataset.partition_by``: continent by
-default; the first ``num_partitions`` in name order); ``0.0`` gives the IID control: the whole
-training stream dealt round-robin (sample i -> partition i % N), the paper's IID rule. Other
-fractions have no meaning for natural partitions and are refused. The validation set is a
+default; the first ``num_partitions`` in name order); ``0.0`` gives the IID control: the same
+training samples dealt round-robin into N partitions in a seeded hash order (each partition reads
+only its own samples), the paper's IID rule. Other fractions have no meaning for natural
+partitions and are refused. The validation set is a
 uniform sample of ``val_samples`` images of the "val" split (fixed: the same for every run),
 held in memory. Images: resize, centre crop to ``image_size`` (224 by default), ImageNet
 normalisation. Every stream comes from :func:`training.datasets.flickr_batch_sources`.
@@ -11,8 +12,6 @@ normalisation. Every stream comes from :func:`training.datasets.flickr_batch_sou
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
 from typing import Any
 
 from training.datasets import (
@@ -34,16 +33,6 @@ def _transform(image_size: int) -> Any:
         transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
 
 
-class _Dealt:
-    """Every ``n``-th sample of an iterable, from ``offset`` (re-iterable)."""
-
-    def __init__(self, samples: Any, offset: int, n: int) -> None:
-        self.samples, self.offset, self.n = samples, offset, n
-
-    def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.samples), self.offset, None, self.n)
-
-
 def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fraction: float,
                       seed: int) -> tuple[list[IterableBatchSource], PartitionData]:
     """Training batch sources (one per partition) and the in-memory validation set."""
@@ -57,11 +46,10 @@ def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fract
             raise ValueError(f"{len(names)} geographic partitions ({names}) but "
                              f"num_partitions={num_partitions}; lower it")
         train = [parts[n] for n in names]
-    elif noniid_fraction == 0.0:
-        stream = flickr_batch_sources(root, by=None, split="train", transform=tf,
-                                      shuffle_buffer=1000, seed=seed)["all"].samples
-        train = [IterableBatchSource(_Dealt(stream, p, num_partitions))
-                 for p in range(num_partitions)]
+    elif noniid_fraction == 0.0:     # the same samples dealt into IID partitions
+        train = list(flickr_batch_sources(root, by=None, deal=num_partitions, split="train",
+                                          transform=tf, shuffle_buffer=1000,
+                                          seed=seed).values())
     else:
         raise ValueError(f"noniid_fraction={noniid_fraction}: Flickr-Mammal's partitions are "
                          "natural; use 1.0 (geographic) or 0.0 (IID control)")

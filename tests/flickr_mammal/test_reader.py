@@ -151,3 +151,16 @@ def test_max_samples_keeps_a_fixed_uniform_choice_per_partition(shard_sets):
     assert len(others) > 1                                              # and it is a choice
     with pytest.raises(ValueError, match="max_samples must be >= 1"):
         load_partitions(shard_sets["grouped"], max_samples=0)
+
+
+def test_deal_gives_iid_partitions_of_the_same_samples(shard_sets):
+    geo = load_partitions(shard_sets["grouped"], by="continent")
+    iid = load_partitions(shard_sets["grouped"], by=None, deal=3, seed=4)
+    assert list(iid) == ["iid-0", "iid-1", "iid-2"] and iid.sizes.tolist() == [3, 3, 3]
+    dealt = [_read(iid[name]) for name in iid]
+    assert sorted(sum(dealt, [])) == sorted(sum((_read(geo[n]) for n in geo), []))
+    assert all(len(set(d)) == len(d) for d in dealt)                   # nothing twice
+    other = load_partitions(shard_sets["grouped"], by=None, deal=3, seed=5)
+    assert [_read(other[n]) for n in other] != dealt                   # the seed decides
+    with pytest.raises(ValueError, match="deal N >= 1 IID partitions from by=None"):
+        load_partitions(shard_sets["grouped"], by="continent", deal=3)

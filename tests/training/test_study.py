@@ -332,14 +332,6 @@ def test_markdown_table():
     assert text.splitlines() == ["| a | b |", "|---|---|", "| 1.5 | x |"]
 
 
-def test_flickr_iid_control_deals_the_stream_round_robin():
-    from training.study_flickr import _Dealt
-
-    stream = list(range(10))
-    assert [list(_Dealt(stream, p, 3)) for p in range(3)] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-    assert list(_Dealt(stream, 1, 3)) == [1, 4, 7]      # re-iterable
-
-
 def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
     """The claims and the figures share one runs_frame per experiment."""
     from training import figures, findings
