@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 import pandas as pd
 
 from flickr_mammal._util import batched, replace_via_temp
-from flickr_mammal.records import PUBLIC_FIELDS, RECORD_FIELDS, PhotoRecord, Status
+from flickr_mammal.records import PUBLIC_FIELDS, RECORD_FIELDS, WITH_IMAGE, PhotoRecord, Status
 
 SCHEMA_VERSION = 1
 
@@ -40,9 +40,6 @@ _FIELD_TYPES: dict[str, str] = {
 }
 _COLUMNS: tuple[str, ...] = (*RECORD_FIELDS, "extra")
 _FLOAT_FIELDS = tuple(name for name, kind in _FIELD_TYPES.items() if kind == "float")
-# Statuses whose record holds a downloaded image (candidates for duplicate detection).
-_WITH_IMAGE = (Status.DOWNLOADED, Status.KEPT, Status.REJECTED, Status.CLEAN_FAILED,
-               Status.DUPLICATE)
 # Numeric order for Flickr's digit-string ids ("later photo ids"), deterministic for any string.
 _ID_ORDER = "length(photo_id), photo_id"
 # Ids per ``IN (...)`` list: under SQLite's bound-variable limit (999 before SQLite 3.32).
@@ -343,7 +340,7 @@ class Catalog:
         downloaded in, so a resumed build marks the same records as an uninterrupted one.
         Returns the number of records newly marked.
         """
-        statuses = tuple(str(s) for s in _WITH_IMAGE)
+        statuses = tuple(str(s) for s in WITH_IMAGE)  # only images can be duplicates
         marks = ", ".join("?" * len(statuses))
         # One statement (window function + UPDATE ... FROM, SQLite >= 3.33): linear in records.
         with self._transaction() as conn:

@@ -198,10 +198,9 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
              else _group_names(rows, by, min_size, drop_small).dropna())
     rows = rows.loc[names.index]
     if max_samples is not None:   # the lowest keyed-hash ranks of each partition
-        ranks = rows["key"].map(lambda k: split_rank(k, seed))
-        keep = ranks.groupby(names).apply(lambda r: r.sort_values().index[:max_samples].tolist())
-        keep_index = [i for chunk in keep for i in chunk]
-        rows, names = rows.loc[keep_index], names.loc[keep_index]
+        ranks = rows["key"].map(lambda k: split_rank(k, seed)).sort_values(kind="stable")
+        keep = ranks.groupby(names.loc[ranks.index], sort=False).head(max_samples).index
+        rows, names = rows.loc[keep], names.loc[keep]
     order = sorted(set(names) - {OTHER}) + ([OTHER] if OTHER in set(names) else [])
     datasets = {}
     for name in order:

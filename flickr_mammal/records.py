@@ -25,6 +25,11 @@ class Status(StrEnum):
     CLEAN_FAILED = "clean_failed"
 
 
+# Records that hold a downloaded image: the download's successes, whatever came after them.
+WITH_IMAGE: tuple[Status, ...] = (Status.DOWNLOADED, Status.DUPLICATE, Status.KEPT,
+                                  Status.REJECTED, Status.CLEAN_FAILED)
+
+
 @dataclass(frozen=True)
 class PhotoRecord:
     """One Flickr photo and what every stage learned about it."""

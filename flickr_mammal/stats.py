@@ -16,12 +16,9 @@ import pandas as pd
 
 from flickr_mammal._util import replace_via_temp
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.records import Status
+from flickr_mammal.records import WITH_IMAGE, Status
 
 STATS_VERSION = 1
-_DOWNLOADED = (Status.DOWNLOADED, Status.DUPLICATE, Status.KEPT, Status.REJECTED,
-               Status.CLEAN_FAILED)
-_CLEANED = (Status.KEPT, Status.REJECTED, Status.CLEAN_FAILED)
 
 
 def _total(by_status: dict[str, dict[str, int]], statuses: tuple[Status, ...]) -> int:
@@ -46,7 +43,7 @@ def compute_stats(catalog: Catalog, shard_index: pd.DataFrame | None = None) -> 
             "pending_download": _total(by_status, (Status.SEARCHED,)),
         },
         "download": {
-            "downloaded": _total(by_status, _DOWNLOADED),
+            "downloaded": _total(by_status, WITH_IMAGE),
             "failed": _total(by_status, (Status.DOWNLOAD_FAILED,)),
             "failures": _reasons(by_status, Status.DOWNLOAD_FAILED),
             "duplicates": _total(by_status, (Status.DUPLICATE,)),
