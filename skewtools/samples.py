@@ -38,15 +38,15 @@ class Samples:
             raise ValueError(f"labels must be 1-D, got shape {self.labels.shape}; flatten them")
         if self.labels is None and self.frame is None:
             raise ValueError("give labels, a manifest frame, or both")
-        if self.frame is not None:
-            frame_len = len(self.frame) if self.rows is None else len(self.rows)
-            if self.labels is not None and frame_len != len(self.labels):
+        if self.frame is not None and self.labels is not None:
+            if self._frame_len() != len(self.labels):
                 raise ValueError("labels and manifest have different lengths")
 
-    def __len__(self) -> int:
-        if self.labels is not None:
-            return len(self.labels)
+    def _frame_len(self) -> int:
         return len(self.frame) if self.rows is None else len(self.rows)  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return len(self.labels) if self.labels is not None else self._frame_len()
 
     def require_labels(self) -> np.ndarray:
         if self.labels is None:
@@ -128,8 +128,9 @@ def encode_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             classes, codes = np.unique(labels, return_inverse=True)
         except TypeError as err:
             raise ValueError(f"labels must be of one sortable type: {err}") from err
-    return codes.astype(_code_dtype(len(classes)), copy=False), classes
+    return codes.astype(code_dtype(len(classes)), copy=False), classes
 
 
-def _code_dtype(num_classes: int) -> type[np.signedinteger]:
-    return np.int16 if num_classes < np.iinfo(np.int16).max else np.int32
+def code_dtype(num_codes: int) -> type[np.signedinteger]:
+    """The smallest int dtype for codes ``-1..num_codes-1``: int16 sorts by radix sort."""
+    return np.int16 if num_codes < np.iinfo(np.int16).max else np.int32

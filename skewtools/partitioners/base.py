@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from skewtools.partitioning import Partitioning
+from skewtools.samples import code_dtype
 
 DROPPED = -1
 
@@ -82,8 +83,7 @@ def to_partitioning(
 ) -> Partitioning:
     """Index arrays from an assignment: a stable sort keeps each partition's indices sorted."""
     num_partitions = len(assigned.names)
-    small = num_partitions < np.iinfo(np.int16).max
-    part = assigned.part.astype(np.int16 if small else np.int32, copy=False)
+    part = assigned.part.astype(code_dtype(num_partitions), copy=False)
     order = np.argsort(part, kind="stable")  # radix sort for int16
     counts = np.bincount(part.astype(np.int64) + 1, minlength=num_partitions + 1)
     bounds = np.cumsum(counts)  # bounds[0] = number dropped
