@@ -87,14 +87,8 @@ class IterableBatchSource:
 
     def take(self, n: int) -> Batch:
         """The first ``n`` samples of the stream (all of them when it holds fewer)."""
-        xs: list[torch.Tensor] = []
-        ys: list[int] = []
-        for image, label in itertools.islice(self.samples, n):
-            xs.append(torch.as_tensor(image))
-            ys.append(int(label))
-        if not ys:
-            raise ValueError("the sample stream is empty")
-        return torch.stack(xs), torch.tensor(ys)
+        head = materialize(self.samples, limit=n)
+        return head.x, head.y
 
 
 @dataclass(frozen=True)
@@ -193,11 +187,9 @@ def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: 
 def materialize(samples: Iterable[tuple[Any, Any]], limit: int | None = None) -> PartitionData:
     """Load (up to ``limit``) ``(image, label)`` pairs into memory, e.g. a validation split."""
     xs, ys = [], []
-    for image, label in samples:
-        if limit is not None and len(ys) >= limit:
-            break
+    for image, label in itertools.islice(samples, limit):   # reads no sample past the limit
         xs.append(torch.as_tensor(image))
         ys.append(int(label))
     if not ys:
-        raise ValueError("no samples to materialize")
+        raise ValueError("no samples to materialize: the sample stream is empty")
     return PartitionData(torch.stack(xs), torch.tensor(ys, dtype=torch.long))

@@ -60,10 +60,7 @@ class DistributedComm:
                                "(or launch with torchrun) first")
         self.group = group
         self.num_partitions = dist.get_world_size(group)
-        if device is None:
-            device = (f"cuda:{torch.cuda.current_device()}"
-                      if dist.get_backend(group) == "nccl" else "cpu")
-        self.device = torch.device(device)
+        self.device = torch.device(device if device is not None else _backend_device(group))
 
     def all_sum(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != 1:
@@ -127,9 +124,13 @@ def init_distributed(backend: str | None = None) -> ProcessInfo:
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend)
-    backend = dist.get_backend()
-    device = f"cuda:{torch.cuda.current_device()}" if backend == "nccl" else "cpu"
-    return ProcessInfo(dist.get_rank(), dist.get_world_size(), local_rank, backend, device)
+    return ProcessInfo(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(),
+                       _backend_device())
+
+
+def _backend_device(group: dist.ProcessGroup | None = None) -> str:
+    """Where the group's collectives run: this process's GPU under NCCL, else the CPU."""
+    return f"cuda:{torch.cuda.current_device()}" if dist.get_backend(group) == "nccl" else "cpu"
 
 
 def distributed_trainer(model_fn: Callable[[], nn.Module], algorithm: Algorithm,
@@ -153,8 +154,8 @@ def local_trainer(model_fn: Callable[[], nn.Module], algorithm: Algorithm,
     Under NCCL a CPU ``config.device`` becomes this process's GPU; only rank 0 shows a
     progress bar.
     """
-    if dist.get_backend() == "nccl" and config.device == "cpu":
-        config = replace(config, device=f"cuda:{torch.cuda.current_device()}")
+    if config.device == "cpu":
+        config = replace(config, device=_backend_device())
     config = replace(config, progress=config.progress and dist.get_rank() == 0)
     trainer = Trainer(model_fn, algorithm, [partition], val, config, comm=DistributedComm(),
                       partition_ids=[dist.get_rank()], callbacks=callbacks)

@@ -117,9 +117,9 @@ class Trainer:
         self.algorithm, self.train_data, self.val, self.config = algorithm, list(train), val, config
         self.callbacks = list(callbacks)
         torch.manual_seed(config.seed)   # identical initial replicas in every process
-        self.stack = StackedModel(model_fn(), len(train), config.device)
-        self.stack.vectorize = (config.vectorize if config.vectorize is not None
-                                else torch.device(config.device).type != "cpu")
+        vectorize = (config.vectorize if config.vectorize is not None
+                     else torch.device(config.device).type != "cpu")
+        self.stack = StackedModel(model_fn(), len(train), config.device, vectorize)
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
         self._batches = [source.batches(self.local_batch, np.random.default_rng([config.seed, p]))
@@ -127,10 +127,6 @@ class Trainer:
         self.bytes_sent = torch.zeros(len(train), dtype=torch.float64)
         self.bytes_received = torch.zeros(len(train), dtype=torch.float64)
         self.iteration = 0
-
-    @property
-    def num_local(self) -> int:
-        return len(self.train_data)
 
     @property
     def num_parameters(self) -> int:
@@ -183,20 +179,16 @@ class Trainer:
         """Accuracy on the given data of a model received as :meth:`model_payload` (from any
         partition: every replica has the same layout)."""
         flat = payload.to(self.stack.params.device, self.stack.params.dtype)
-        size = self.stack.num_parameters
         _, own = self.stack.replica(0)
-        expected = size + sum(b.numel() for b in own.values() if b.is_floating_point())
-        if flat.numel() != expected:
-            raise ValueError(f"a payload of {flat.numel()} values for a model of {expected}")
-        params = self.stack.layout.views(flat[:size])
-        buffers, at = {}, size
-        for name, b in own.items():   # integer counters: the receiver's own (unused in eval)
-            if b.is_floating_point():
-                buffers[name] = flat[at:at + b.numel()].view_as(b).to(b.dtype)
-                at += b.numel()
-            else:
-                buffers[name] = b
-        return accuracy(self.stack, params, buffers, PartitionData(x, y),
+        floats = {name: b for name, b in own.items() if b.is_floating_point()}
+        sizes = [self.stack.num_parameters, *(b.numel() for b in floats.values())]
+        if flat.numel() != sum(sizes):
+            raise ValueError(f"a payload of {flat.numel()} values for a model of {sum(sizes)}")
+        params, *values = flat.split(sizes)
+        # integer counters stay the receiver's own (unused in eval)
+        buffers = {**own, **{name: v.view_as(b).to(b.dtype)
+                             for (name, b), v in zip(floats.items(), values, strict=True)}}
+        return accuracy(self.stack, self.stack.layout.views(params), buffers, PartitionData(x, y),
                         self.config.eval_batch_size)
 
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,

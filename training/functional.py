@@ -49,9 +49,11 @@ class ParamLayout:
 
 
 class StackedModel:
-    """``k`` replicas of ``module`` (all starting from its current weights)."""
+    """``k`` replicas of ``module`` (all starting from its current weights); ``vectorize``: one
+    vmap pass for all replicas' gradients, else a loop over them."""
 
-    def __init__(self, module: nn.Module, k: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, module: nn.Module, k: int, device: str | torch.device = "cpu",
+                 vectorize: bool = True) -> None:
         self.module = module.to(device)
         self.k = k
         self.layout = ParamLayout.of(module)
@@ -59,7 +61,7 @@ class StackedModel:
         self.params = flat.unsqueeze(0).repeat(k, 1).contiguous()
         self.buffers = {name: b.detach().unsqueeze(0).repeat(k, *([1] * b.dim())).contiguous()
                         for name, b in module.named_buffers()}
-        self.vectorize = True
+        self.vectorize = vectorize
 
     @property
     def num_parameters(self) -> int:

@@ -32,12 +32,16 @@ def _model() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
 
 
-def _data() -> tuple[list[PartitionData], PartitionData]:
-    rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.normal(size=(90, 6)))
+def _data(k: int = 2, train: int = 30, val: int = 60,
+          seed: int = 0) -> tuple[list[PartitionData], PartitionData]:
+    """``k`` skewed partitions (partition ``p`` lacks label ``p``) of ``train`` samples, and
+    ``val`` more for validation."""
+    rng = np.random.default_rng(seed)
+    x = torch.from_numpy(rng.normal(size=(train + val, 6)))
     y = x[:, :3].argmax(dim=1)       # learnable labels
-    parts = [PartitionData(x[:30][y[:30] != p], y[:30][y[:30] != p]) for p in range(2)]  # skewed
-    return parts, PartitionData(x[30:], y[30:])
+    xt, yt = x[:train], y[:train]
+    parts = [PartitionData(xt[yt != p], yt[yt != p]) for p in range(k)]
+    return parts, PartitionData(x[train:], y[train:])
 
 
 def _outcome(trainer: Trainer, result, local: int) -> dict:
@@ -105,14 +109,6 @@ SCOUT_CONFIG = TrainConfig(iterations=12, batch_size=18, lr=0.1, eval_every=6,
                            eval_batch_size=32, seed=5, progress=False)
 
 
-def _data3() -> tuple[list[PartitionData], PartitionData]:
-    rng = np.random.default_rng(1)
-    x = torch.from_numpy(rng.normal(size=(150, 6)))
-    y = x[:, :3].argmax(dim=1)
-    parts = [PartitionData(x[:90][y[:90] != p], y[:90][y[:90] != p]) for p in range(3)]
-    return parts, PartitionData(x[90:], y[90:])
-
-
 def _scouted_run(pairing: str, name: str, trainer_of) -> dict:
     from training.skewscout import ControllerConfig, SkewScout, SkewScoutConfig
 
@@ -133,7 +129,7 @@ KNOB = {"fedavg": "iter_local", "dgc": "sparsity"}
 
 
 def _scout_worker(rank: int, out_dir: str) -> None:
-    parts, val = _data3()
+    parts, val = _data(k=3, train=90, seed=1)
     out = {(pairing, name): _scouted_run(pairing, name, lambda a, cb: distributed_trainer(
         _model, a, parts, val, SCOUT_CONFIG, callbacks=cb))
         for pairing in ("single", "all_pairs") for name in SCOUTED}
@@ -145,7 +141,7 @@ def test_skewscout_under_torch_distributed_matches_the_simulation(tmp_path):
     # to point in float16 and every process takes the same decisions as the simulation
     launch_local(_scout_worker, 3, (str(tmp_path),))
     ranks = [torch.load(tmp_path / f"scout{r}.pt") for r in range(3)]
-    parts, val = _data3()
+    parts, val = _data(k=3, train=90, seed=1)
     for (pairing, name), got in ranks[0].items():
         want = _scouted_run(pairing, name, lambda a, cb: Trainer(_model, a, parts, val,
                                                                  SCOUT_CONFIG, callbacks=cb))

@@ -98,16 +98,16 @@ class DGC(Algorithm):
         return exchange_stats(nbytes, comm, synced=True)
 
     def _select(self, values: torch.Tensor, kept: float) -> torch.Tensor:
-        """``[k, m]`` indices of the values to send: the top ``kept`` share by magnitude, over
-        the whole vector or in each layer."""
+        """``[k, m]`` indices of the values to send: the top ``kept`` share by magnitude (at
+        least one), over the whole vector or in each layer."""
         if not self.per_layer:
-            return top_k_indices(values, max(1, round(values.shape[1] * kept)))
+            return top_k_indices(values, round(values.shape[1] * kept))
         if self.layers is None or sum(self.layers) != values.shape[1]:
             raise ValueError("per_layer DGC needs the model's layer sizes: run it in a Trainer "
                              "(which calls bind_layers) or call bind_layers(sizes) first")
         parts, start = [], 0
         for n in self.layers:
             chunk = values[:, start:start + n]
-            parts.append(top_k_indices(chunk, max(1, round(n * kept))) + start)
+            parts.append(top_k_indices(chunk, round(n * kept)) + start)
             start += n
         return torch.cat(parts, dim=1)
