@@ -22,6 +22,7 @@ from dataclasses import replace
 import torch
 
 from training.engine import TrainConfig
+from training.oracle import meets_target
 from training.study import execute_run
 from training.study_config import load_study
 
@@ -78,8 +79,11 @@ def main() -> None:
     print(f"{'SkewScout':>10} | " + " | ".join(f"{m:6.2f}, {a:5.1f}%" for m, a in zip(
         mb, acc, strict=True)) + f" | {sum(mb):6.2f} (traveling {travel:.2f})")
 
-    meets_end = [k for k, (_, a) in grid.items() if a[-1] >= goal - 1e-9]
-    early = [k for k, (_, a) in grid.items() if a[0] >= goal - 1e-9]
+    def meets(acc_pct: float) -> bool:
+        return meets_target(acc_pct / 100, bsp["final_acc"], study.target)
+
+    meets_end = [k for k, (_, a) in grid.items() if meets(a[-1])]
+    early = [k for k, (_, a) in grid.items() if meets(a[0])]
     total = {k: sum(mb_k) for k, (mb_k, _) in grid.items()}
     if not meets_end:
         print("no fixed knob meets the target at the end: there is no Oracle")

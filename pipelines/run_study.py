@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
 
 from training.findings import markdown_table
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     out = Path(args.out) if args.out else Path("runs") / study.name
     if args.list:
-        print_runs(study if not args.only else replace(
-            study, experiments=tuple(e for e in study.experiments if e.name in args.only)), out)
+        print_runs(study, out, only=args.only)
         return 0
     try:
         report = run_study(study, out, progress=not args.no_progress, only=args.only)
@@ -72,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_runs(study: StudyConfig, out: Path) -> None:
-    """One line per run: done or to do, and what it is."""
-    done = ResultsStore(out) if (out / "results.json").exists() else {}
-    runs = study.all_runs()
+def print_runs(study: StudyConfig, out: Path, only: Sequence[str] | None = None) -> None:
+    """One line per run (of the experiments named in ``only``, if given): done or to do, and
+    what it is."""
+    done = ResultsStore(out)
+    runs = study.all_runs(only)
     for spec in runs:
         knob = "SkewScout" if spec.mode == "skewscout" else (spec.knob or "-")
         print(f"{'done' if spec.run_id in done else 'todo'} {spec.run_id} {spec.model} "

@@ -142,12 +142,17 @@ def claims_skew_degree(table: pd.DataFrame, exp: Experiment,
                 mean_loss.append((f, sum(vals) / len(vals)))
         if len(mean_loss) < 2:
             continue
-        series = pd.Series([v for _, v in mean_loss], index=[f for f, _ in mean_loss])
-        rho = float(pd.Series(series.index).corr(pd.Series(series.values), method="spearman"))
+        rho = _spearman(mean_loss)
         ev = ", ".join(f"{int(f * 100)}%: {v:+.1f}" for f, v in mean_loss)
         out.append(Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with the "
                          "degree of skew (Spearman >= 0.8)", rho >= 0.8, f"rho {rho:.2f}; {ev}"))
     return out
+
+
+def _spearman(points: Sequence[tuple[float, float]]) -> float:
+    """Spearman's rank correlation of ``(x, y)`` points (the F3 trends)."""
+    xs, ys = zip(*points, strict=True)
+    return float(pd.Series(xs).corr(pd.Series(ys), method="spearman"))
 
 
 def partitions_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -177,8 +182,7 @@ def claims_partitions(table: pd.DataFrame, exp: Experiment, sig: float) -> list[
                and (model, a) in table.index and table.loc[(model, a), losses].notna().all()]
         mean = [(n, float(table.loc[dec, f"N={n} loss"].mean())) for n in ns if dec]
         if len(mean) >= 2:
-            rho = float(pd.Series([n for n, _ in mean]).corr(pd.Series([v for _, v in mean]),
-                                                              method="spearman"))
+            rho = _spearman(mean)
             ev = ", ".join(f"N={n}: {v:+.1f}" for n, v in mean)
             out.append(Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with "
                              "the number of partitions (Spearman >= 0.8)", rho >= 0.8,

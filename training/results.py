@@ -19,11 +19,11 @@ NESTED = ("curve", "bytes_curve", "bytes_sent", "knob_trace", "estimates", "spec
 
 
 class ResultsStore:
-    """Rows keyed by ``run_id``, persisted under ``out_dir``."""
+    """Rows keyed by ``run_id``, persisted under ``out_dir`` (created at the first write, so
+    that reading what a folder holds leaves no folder behind)."""
 
     def __init__(self, out_dir: str | Path) -> None:
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.rows: dict[str, dict[str, Any]] = {}
         path = self.out_dir / "results.json"
         if path.exists():
@@ -47,6 +47,7 @@ class ResultsStore:
         self.flush()
 
     def flush(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
         rows = list(self.rows.values())
         text = json.dumps(rows, indent=1, default=float)
         _atomic_write(self.out_dir / "results.json", lambda p: p.write_text(text))

@@ -71,14 +71,13 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     """Run the missing runs of ``study`` (of its experiments named in ``only``, if given) into
     ``out_dir``, then write figures and summary.md for the whole study from all finished runs."""
     out = Path(out_dir)
-    wanted = [e for e in study.experiments if only is None or e.name in only]
-    specs = list({s.run_id: s for e in wanted for s in study.runs(e)}.values())
-    done = set(ResultsStore(out).rows) if (out / "results.json").exists() else set()
-    todo = [s for s in specs if s.run_id not in done]
+    specs = study.all_runs(only)
+    store = ResultsStore(out)
+    todo = [s for s in specs if s.run_id not in store]
     missing = missing_device(todo)
     if missing:     # every run would fail the same way: say it once, before any (and no folder)
         raise StudyCannotRun(missing)
-    store = ResultsStore(out)
+    out.mkdir(parents=True, exist_ok=True)
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
     failures: list[dict[str, Any]] = []

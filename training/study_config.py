@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,10 +175,13 @@ class StudyConfig:
                         out.extend(self._runs_one(experiment, model, float(frac), seed, n))
         return out
 
-    def all_runs(self) -> list[RunSpec]:
-        """Every run of the study once, in first-needed order."""
+    def all_runs(self, only: Sequence[str] | None = None) -> list[RunSpec]:
+        """Every run of the study (of its experiments named in ``only``, if given) once, in
+        first-needed order."""
         seen: dict[str, RunSpec] = {}
         for exp in self.experiments:
+            if only is not None and exp.name not in only:
+                continue
             for spec in self.runs(exp):
                 seen.setdefault(spec.run_id, spec)
         return list(seen.values())

@@ -21,16 +21,14 @@ from training.datasets import (
     materialize,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
 
 def _transform(image_size: int) -> Any:
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
     from torchvision import transforms
 
     return transforms.Compose([
         transforms.Resize(int(image_size * 256 / 224)), transforms.CenterCrop(image_size),
-        transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+        transforms.ToTensor(), transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
 
 
 def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fraction: float,
