@@ -133,10 +133,12 @@ class Trainer:
         return self.stack.num_parameters
 
     def context(self) -> StepContext:
-        factor = self.config.lr_factor(self.iteration)
-        return StepContext(iteration=self.iteration, lr=self.config.lr * factor, lr_factor=factor,
-                           num_partitions=self.num_partitions, momentum=self.config.momentum,
-                           weight_decay=self.config.weight_decay)
+        cfg = self.config
+        factor = cfg.lr_factor(self.iteration)
+        return StepContext(iteration=self.iteration, lr=cfg.lr * factor, lr_factor=factor,
+                           num_partitions=self.num_partitions, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay,
+                           final_lr_factor=cfg.lr_factor(max(cfg.iterations - 1, 0)))
 
     def step(self) -> StepStats:
         """One iteration of every local partition."""

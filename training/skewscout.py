@@ -7,12 +7,14 @@ source and offset cycling so that all ordered pairs take turns, N times cheaper 
 ``round_robin`` when runs are too short for the traveling cost to vanish). There it is evaluated
 on a seeded sample of that partition's *training* data next to the local model; the
 ``local - traveled`` accuracy is the skew-induced accuracy loss of that pair, and the estimate is
-the mean over pairs. A model travels in ``travel_dtype`` (float16 by default): the destination
+the mean over pairs. The destination judges the model as its algorithm says
+(``Algorithm.traveled_view``): as it traveled, except Gaia's while a learning-rate decay is
+still ahead (below). A model travels in ``travel_dtype`` (float16 by default): the destination
 evaluates it as received, rounded to that precision, and it costs that dtype's bytes per value of
 its floating parameters and buffers (2 B in float16, 4 B in float32), counted with
 ``trainer.add_bytes`` (sent by the source, received by the destination), so traveling is part of
 SkewScout's communication totals. A traveled model is only evaluated, never trained on: in the
-default study's runs, float16 changed a traveled model's accuracy on its 100-sample check by one
+default study's runs, float16 changed a traveled model's accuracy on a 100-sample check by one
 sample in 29 of 3,000 checks and never by more, at half the traveling bytes. Under
 torch.distributed (one partition per process) a model travels point to point from its source's
 process to its destination's (``DistributedComm.exchange``), the destination scores it, and a sum
@@ -33,6 +35,17 @@ that traveling does not lock onto FedAvg's averaging period, right after which a
 A partition's model includes the updates it has computed but not sent (see :func:`local_views`:
 this matters for DGC, whose replicas are otherwise identical).
 
+**How Gaia's visitors are judged.** Before the default study's first decay, Gaia's replicas at
+T0 0.1-0.3 each know only their own two digits: a visitor as it traveled scores ~0 on its host's
+data, an estimate of ~1, as for FedAvg at IterLocal 50, whose loss is real (it ends 29 points
+below BSP). Gaia's is not: it drops no update and its threshold ``T0 x lr_factor`` falls tenfold
+at each decay, delivering what the partitions held, and at T0 0.3 it ends within 2.2 points of
+BSP. So while a decay is ahead a host judges a Gaia visitor with its own unsent updates added:
+the model the two partitions share once both deliver (:meth:`Gaia.traveled_view`). At T0 0.3
+that estimate reads 0.09-0.26 before the first decay (mean over all 20 pairs, seed 0) instead
+of 1.0, and it tells the controller what it can act on: how the partitions' pending updates
+combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
+
 **The controller** (:mod:`training.skewscout_controller`; the rule is documented there) turns
 each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
 ``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
@@ -49,7 +62,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.algorithms.base import BYTES_PER_VALUE
+from training.algorithms.base import BYTES_PER_VALUE, Algorithm
 from training.comm import gather_partitions
 from training.skewscout_controller import (  # noqa: F401  (re-exported)
     DEFAULT_GRIDS,
@@ -136,28 +149,48 @@ class TravelReport:
 
 @contextmanager
 def local_views(trainer: Any) -> Iterator[None]:
-    """Let each partition's model include the updates it computed but has not sent yet.
-
-    Gaia's and FedAvg's partitions apply their own updates at once, so their models already are
-    their local views. DGC keeps all replicas identical and holds each partition's unsent
-    residual ``v_k`` apart; traveling those replicas would always measure 0. While this context
-    is open, partition k's model is ``w - lr/N * v_k``, i.e. the model it would have if it had
-    sent everything it holds; afterwards the parameters are restored exactly.
-    """
+    """Let each partition's model be its algorithm's local view (``Algorithm.local_view``): the
+    model it would have if it had sent everything it holds. Gaia's and FedAvg's partitions apply
+    their own updates at once, so their models already are; DGC keeps all replicas identical and
+    each partition's unsent residual apart (traveling the replicas would always measure 0). While
+    this context is open the trainer's parameters hold the views; afterwards they are restored
+    exactly."""
     algorithm = getattr(trainer, "algorithm", None)
-    if getattr(algorithm, "name", None) != "dgc":
+    if not isinstance(algorithm, Algorithm):
         yield
         return
     params = trainer.stack.params
+    view = algorithm.local_view(trainer.state, params, trainer.context())
+    if view is params:
+        yield
+        return
     saved = params.detach().clone()
-    ctx = trainer.context()
     with torch.no_grad():
-        params.sub_(trainer.state.accumulated, alpha=ctx.lr / ctx.num_partitions)
+        params.copy_(view)
     try:
         yield
     finally:
         with torch.no_grad():
             params.copy_(saved)
+
+
+def _views_just_agreed(trainer: Any) -> bool:
+    algorithm = getattr(trainer, "algorithm", None)
+    return isinstance(algorithm, Algorithm) and algorithm.views_just_agreed(trainer.state)
+
+
+def judged(trainer: Any, local_index: int, payload: torch.Tensor) -> torch.Tensor:
+    """The payload that local partition ``local_index`` evaluates for a model that traveled to
+    it: its parameters as the algorithm's ``traveled_view`` sees them, then its buffers."""
+    algorithm = getattr(trainer, "algorithm", None)
+    if not isinstance(algorithm, Algorithm):
+        return payload
+    n = trainer.num_parameters
+    visitor = payload[:n].to(trainer.stack.params.dtype)
+    view = algorithm.traveled_view(trainer.state, local_index, visitor, trainer.context())
+    if view is visitor:
+        return payload
+    return torch.cat([view, payload[n:].to(view.dtype)])
 
 
 def travel(trainer: Any, round_index: int, *, sample_size: int, pairing: str,
@@ -199,7 +232,8 @@ def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
             samples[dst] = (x, y, float(trainer.model_accuracy(d, x, y)))
         x, y, local_acc = samples[dst]
         table[d, k, 0] = local_acc
-        table[d, k, 1] = float(trainer.payload_accuracy(arrived[src, dst], x, y))
+        table[d, k, 1] = float(trainer.payload_accuracy(judged(trainer, d, arrived[src, dst]),
+                                                        x, y))
         trainer.add_bytes(d, sent=0.0, received=size)
     table = _sum_over_partitions(trainer, table)
     return TravelReport(int(trainer.iteration), tuple(pairs), tuple(table[:, 0].tolist()),
@@ -332,7 +366,7 @@ class SkewScout:
         if not self.knob_trace:
             self._set_knob(trainer, 0)
         self._watch_learning_rate(trainer)
-        if trainer.iteration < self._next:
+        if trainer.iteration < self._next or _views_just_agreed(trainer):
             return
         self._measure_cost(trainer)
         report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,

@@ -100,7 +100,7 @@ engine = "{engine}"
 name = "digits"
 image_size = 8
 [train]
-iterations = 4
+iterations = 6                  # two traveling rounds (one due at an averaging waits)
 batch_size = 20
 eval_every = 2
 [grids]

@@ -39,6 +39,20 @@ def test_momentum_correction_and_factor_masking_by_hand():
     assert torch.allclose(state.momentum, torch.tensor([[4, 0, 1.5, .75], [.15, .3, 0, 0]]))
 
 
+def test_local_view_adds_each_partitions_unsent_residual_and_travels_as_it_is():
+    dgc = create_algorithm("dgc", sparsity=0.75, warmup_epoch_iterations=0)
+    params = torch.zeros(2, 4)
+    state = dgc.init(params)
+    dgc.apply(state, params, torch.tensor([[4.0, -3.0, 1.0, 0.5], [0.1, 0.2, 0.0, 2.0]]),
+              ctx(lr=0.5), LocalComm(2))
+    view = dgc.local_view(state, params, ctx(lr=0.5))
+    # w - lr/N * v_k, with v as in the test above and lr/N = 0.25
+    assert torch.allclose(view, params - 0.25 * torch.tensor([[0, -3, 1, .5], [.1, .2, 0, 0]]))
+    assert not torch.equal(view[0], view[1]) and torch.equal(params[0], params[1])
+    visitor = view[0]
+    assert dgc.traveled_view(state, 1, visitor, ctx()) is visitor   # judged as it traveled
+
+
 def test_per_layer_top_k_keeps_each_layers_share():
     # layers of 4 and 2 values, sparsity 0.75: whole-model top-2 of 6 takes both from layer 1;
     # per layer, top-1 of 4 and top-1 of 2 (at least one value each)

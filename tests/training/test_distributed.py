@@ -104,7 +104,8 @@ def test_distributed_engine_matches_simulation(tmp_path):
         assert not torch.allclose(ranks[0][name]["params"], initial), f"{name} did not train"
 
 
-SCOUTED = {"fedavg": (1, 2, 4), "dgc": (0.5, 0.9, 0.99)}   # grids, most -> least traffic
+# grids, most -> least traffic; Gaia's hosts judge visitors with their own pending updates
+SCOUTED = {"fedavg": (1, 2, 4), "dgc": (0.5, 0.9, 0.99), "gaia": (0.01, 0.1, 1.0)}
 SCOUT_CONFIG = TrainConfig(iterations=12, batch_size=18, lr=0.1, eval_every=6,
                            eval_batch_size=32, seed=5, progress=False)
 
@@ -125,7 +126,7 @@ def _scouted_run(pairing: str, name: str, trainer_of) -> dict:
             "bytes_sent": result.bytes_sent, "bytes_curve": result.bytes_curve}
 
 
-KNOB = {"fedavg": "iter_local", "dgc": "sparsity"}
+KNOB = {"fedavg": "iter_local", "dgc": "sparsity", "gaia": "t0"}
 
 
 def _scout_worker(rank: int, out_dir: str) -> None:
@@ -145,7 +146,7 @@ def test_skewscout_under_torch_distributed_matches_the_simulation(tmp_path):
     for (pairing, name), got in ranks[0].items():
         want = _scouted_run(pairing, name, lambda a, cb: Trainer(_model, a, parts, val,
                                                                  SCOUT_CONFIG, callbacks=cb))
-        assert len(want["travels"]) >= 4 and len(want["trace"]) >= 2, (pairing, name)
+        assert len(want["travels"]) >= 3 and len(want["trace"]) >= 3, (pairing, name)
         for rank in range(3):
             got = ranks[rank][pairing, name]
             assert got["travels"] == want["travels"] and got["trace"] == want["trace"]

@@ -171,6 +171,12 @@ def test_config_validation_and_schedule():
     cfg = TrainConfig(iterations=100)
     assert [cfg.lr_factor(i) for i in (0, 49, 50, 74, 75, 99)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01])
+    trainer = Trainer(mlp, create_algorithm("bsp"), toy_partitions(k=2), toy_partitions(k=2)[0],
+                      config(iterations=8, lr_milestones=(0.5, 0.75)))
+    ahead = trainer.context()              # decays at iterations 4 and 6 of 8
+    trainer.iteration = 6
+    assert ahead.final_lr_factor == pytest.approx(0.01) and ahead.decay_ahead
+    assert not trainer.context().decay_ahead
     with pytest.raises(ValueError, match="momentum"):
         TrainConfig(momentum=1.0)
     with pytest.raises(ValueError, match="lr_milestones"):

@@ -29,6 +29,21 @@ def test_averages_every_iter_local_steps():
     assert stats.synced and stats.bytes_received.tolist() == [8.0, 8.0]
 
 
+def test_views_just_agreed_only_right_after_an_averaging_that_lets_them_drift_again():
+    fedavg = create_algorithm("fedavg", iter_local=2)
+    params = torch.zeros(2, 2)
+    state = fedavg.init(params)
+    grads = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    agreed = []
+    for it in range(4):
+        fedavg.apply(state, params, grads, ctx(it), LocalComm(2))
+        agreed.append(fedavg.views_just_agreed(state))
+    assert agreed == [False, True, False, True]
+    fedavg.set_knob(1)    # IterLocal 1 is BSP: the models always agree, and that is the truth
+    assert not fedavg.views_just_agreed(state)
+    assert not create_algorithm("gaia").views_just_agreed(None)
+
+
 def test_momentum_stays_local():
     fedavg = create_algorithm("fedavg", iter_local=1)
     params = torch.zeros(2, 1)

@@ -27,6 +27,27 @@ def test_sends_exactly_the_significant_elements():
     assert not stats.synced
 
 
+def test_a_traveled_model_is_judged_with_the_hosts_pending_updates_until_the_last_decay():
+    gaia = create_algorithm("gaia", t0=0.2)
+    params = torch.tensor([[1.0, 0.1], [1.0, 0.1]])
+    state = gaia.init(params)
+    gaia.apply(state, params, torch.tensor([[-0.1, -0.1], [0.0, 0.0]]), ctx(), LocalComm(2))
+    gaia.apply(state, params, torch.tensor([[0.0, 0.0], [0.1, 0.0]]), ctx(), LocalComm(2))
+    # partition 0 holds +0.05 on element 0, partition 1 holds -0.05 on element 0
+    assert torch.allclose(state.accumulated, torch.tensor([[0.05, 0.0], [-0.05, 0.0]]))
+    visitor = params[0].clone()                              # partition 0's model, at 1
+    ahead = StepContext(iteration=5, lr=1.0, lr_factor=1.0, num_partitions=2,
+                        final_lr_factor=0.01)
+    assert ahead.decay_ahead
+    judged = gaia.traveled_view(state, 1, visitor, ahead)
+    # shared model + both partitions' pending updates: 1.0 + 0.05 - 0.05 on element 0
+    assert torch.allclose(judged, torch.tensor([1.0, 0.15]))
+    assert torch.allclose(judged - visitor, state.accumulated[1])
+    last = StepContext(iteration=9, lr=0.01, lr_factor=0.01, num_partitions=2,
+                       final_lr_factor=0.01)
+    assert not last.decay_ahead and gaia.traveled_view(state, 1, visitor, last) is visitor
+
+
 def test_threshold_falls_with_the_learning_rate():
     gaia = create_algorithm("gaia", t0=0.2)
     params = torch.tensor([[1.0, 0.1], [1.0, 0.1]])

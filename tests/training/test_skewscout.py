@@ -413,6 +413,49 @@ def test_dgc_travels_local_views_and_restores_the_shared_replicas():
     assert rep.bytes_total == 2 * size
 
 
+def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_last_decay():
+    from training.algorithms import create_algorithm
+    from training.skewscout import judged
+
+    torch.set_num_threads(1)
+    tr = real_trainer(create_algorithm("gaia", t0=10.0))   # holds everything: replicas drift
+    for _ in range(3):                                     # decays at 5 and 8 of 10 iterations
+        tr.step()
+    n = tr.num_parameters
+    pending = tr.state.accumulated[1].clone()
+    assert pending.abs().sum() > 0
+    arrived = tr.model_payload(0)
+    merged = judged(tr, 1, arrived)
+    assert torch.equal(merged[:n], arrived[:n] + pending) and torch.equal(merged[n:],
+                                                                          arrived[n:])
+    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    x, y = tr.train_sample(1, 64, seed=1)                  # round 0's sample of partition 1
+    assert rep.pairs[0] == (0, 1)
+    assert rep.traveled_acc[0] == tr.payload_accuracy(merged, x, y)
+    while tr.iteration < 8:                                # the last phase: judged as it is
+        tr.step()
+    assert torch.equal(judged(tr, 1, tr.model_payload(0)), tr.model_payload(0))
+    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    assert rep.traveled_acc[0] == tr.payload_accuracy(tr.model_payload(0), x, y)
+
+
+def test_a_round_that_lands_right_after_fedavgs_averaging_is_taken_an_iteration_later():
+    from dataclasses import replace
+
+    from training.algorithms import create_algorithm
+
+    torch.set_num_threads(1)
+    scout = SkewScout((2.0, 4.0), SkewScoutConfig(
+        ControllerConfig(target=0.5), travel_interval=4, sample_size=16, jitter=False,
+        initial_index=0))
+    tr = real_trainer(create_algorithm("fedavg", iter_local=2), [scout])
+    tr.config = replace(tr.config, lr_milestones=(1.0,))    # no decay before the end
+    tr.run()
+    # rounds are due at 4 and 8, where IterLocal 2 has just averaged: each goes one later
+    assert [r.iteration for r in scout.travels] == [5, 9]
+    assert all(r.estimate > 0 for r in scout.travels)
+
+
 def test_float16_travel_costs_half_and_evaluates_the_model_as_received(monkeypatch):
     from training.algorithms import create_algorithm
 

@@ -100,7 +100,7 @@ def test_the_seeds_config_is_the_default_study_with_more_seeds():
     from training.study_config import DEFAULT_CONFIG
     seeds = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
     default = load_study()
-    assert seeds.seeds == (0, 1) and seeds.experiments[0].noniid_fractions == (1.0, 0.8)
+    assert seeds.seeds == (0, 1, 2, 3) and seeds.experiments[0].noniid_fractions == (1.0, 0.8)
     assert replace(seeds, name=default.name, seeds=default.seeds,
                    experiments=default.experiments) == default
 

@@ -49,6 +49,12 @@ class StepContext:
     num_partitions: int   # global N
     momentum: float = 0.9        # SGD momentum; where the velocity lives is the algorithm's call
     weight_decay: float = 5e-4   # L2 coefficient, added to each partition's gradient
+    final_lr_factor: float = 1.0  # lr_factor at the run's last iteration
+
+    @property
+    def decay_ahead(self) -> bool:
+        """Whether the learning rate will still decay before the run ends."""
+        return self.final_lr_factor < self.lr_factor
 
 
 def decayed(grads: torch.Tensor, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:
@@ -108,6 +114,27 @@ class Algorithm(ABC):
     def validate(self) -> None:
         """Raise ValueError, saying how to fix it, when a hyperparameter is out of range."""
         return None
+
+    # SkewScout's model traveling (training.skewscout) asks every algorithm these two views.
+    def local_view(self, state: Any, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """Each partition's model as it would be had it sent everything it holds ([k, P]).
+
+        Partitions that apply their own updates at once (Gaia, FedAvg) already are: ``params``.
+        """
+        return params
+
+    def views_just_agreed(self, state: Any) -> bool:
+        """True right after a synchronisation made every local view the same model while the
+        knob lets them drift apart again (FedAvg just averaged): a traveling round there could
+        only measure 0 skew, so SkewScout takes it an iteration later."""
+        return False
+
+    def traveled_view(self, state: Any, local_index: int, visitor: torch.Tensor,
+                      ctx: StepContext) -> torch.Tensor:
+        """The model local partition ``local_index`` judges when ``visitor`` (another partition's
+        local view, [P]) travels to it: the visitor as it is, unless the algorithm knows better
+        what it will make of the two models by the end of the run (Gaia)."""
+        return visitor
 
 
 _REGISTRY: dict[str, type[Algorithm]] = {}

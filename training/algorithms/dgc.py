@@ -97,6 +97,12 @@ class DGC(Algorithm):
         nbytes = sparse_bytes(counts, num_values)
         return exchange_stats(nbytes, comm, synced=True)
 
+    def local_view(self, state: DGCState, params: torch.Tensor,
+                   ctx: StepContext) -> torch.Tensor:
+        """``w - lr/N * v_k``: the replicas are identical and each partition holds its unsent
+        residual apart, so traveling the replicas themselves would always measure no skew."""
+        return params - state.accumulated * (ctx.lr / ctx.num_partitions)
+
     def _select(self, values: torch.Tensor, kept: float) -> torch.Tensor:
         """``[k, m]`` indices of the values to send: the top ``kept`` share by magnitude (at
         least one), over the whole vector or in each layer."""

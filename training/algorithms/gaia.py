@@ -9,6 +9,11 @@ sent; the sender zeroes it. **decision** momentum is per partition on its own gr
 original applies the solver's momentum locally before the filter). Gaia has no global model:
 replicas differ, and BatchNorm running statistics stay each partition's own. With ``t0=0``
 everything is sent every iteration and Gaia equals BSP.
+
+For SkewScout (:meth:`Gaia.traveled_view`): while the learning rate has a decay ahead, a model
+that travels to partition k is judged together with k's own unsent updates. Gaia drops no update
+and its threshold falls tenfold at each decay, so until the last decay the replicas' drift is
+traffic still owed, not accuracy lost; what lasts is how the partitions' pending updates combine.
 """
 
 from __future__ import annotations
@@ -64,3 +69,13 @@ class Gaia(Algorithm):
         state.accumulated.masked_fill_(significant, 0.0)
         nbytes = sparse_bytes(significant.sum(dim=1), params.shape[1])
         return exchange_stats(nbytes, comm, synced=False)
+
+    def traveled_view(self, state: GaiaState, local_index: int, visitor: torch.Tensor,
+                      ctx: StepContext) -> torch.Tensor:
+        """While a learning-rate decay is ahead: ``visitor + acc_k``, the model the visitor's
+        partition and partition k both hold once their pending updates are delivered (each
+        replica is the shared model plus its own ``acc``). After the last decay no smaller
+        threshold comes to deliver them, so the drift stays: the visitor as it is."""
+        if not ctx.decay_ahead:
+            return visitor
+        return visitor + state.accumulated[local_index].to(visitor.dtype)
