@@ -31,7 +31,10 @@ a decay the models stop drifting apart for a while and every knob looks free of 
 Between rounds SkewScout measures the bytes per partition per iteration the current knob sent
 (traveling excluded) and hands them to the controller (``record_cost``; rule 2 weighs by them).
 Each travel time is offset by a seeded jitter of up to a quarter interval (``jitter=True``) so
-that traveling does not lock onto FedAvg's averaging period, right after which all models agree.
+that traveling does not lock onto FedAvg's averaging period, right after which all models agree;
+a round that lands there all the same is taken an iteration later
+(``Algorithm.views_just_agreed``): it could only measure 0, and on one seed of the default
+setting such a 0 undid a needed tighten and the run missed its accuracy target.
 A partition's model includes the updates it has computed but not sent (see :func:`local_views`:
 this matters for DGC, whose replicas are otherwise identical).
 
