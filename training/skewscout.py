@@ -150,6 +150,12 @@ class TravelReport:
         return self.bytes_per_model * len(self.pairs)
 
 
+def _algorithm_of(trainer: Any) -> Algorithm | None:
+    """The trainer's algorithm when it is a real one (stand-ins in tests have no views)."""
+    algorithm = getattr(trainer, "algorithm", None)
+    return algorithm if isinstance(algorithm, Algorithm) else None
+
+
 @contextmanager
 def local_views(trainer: Any) -> Iterator[None]:
     """Let each partition's model be its algorithm's local view (``Algorithm.local_view``): the
@@ -158,8 +164,8 @@ def local_views(trainer: Any) -> Iterator[None]:
     each partition's unsent residual apart (traveling the replicas would always measure 0). While
     this context is open the trainer's parameters hold the views; afterwards they are restored
     exactly."""
-    algorithm = getattr(trainer, "algorithm", None)
-    if not isinstance(algorithm, Algorithm):
+    algorithm = _algorithm_of(trainer)
+    if algorithm is None:
         yield
         return
     params = trainer.stack.params
@@ -178,15 +184,15 @@ def local_views(trainer: Any) -> Iterator[None]:
 
 
 def _views_just_agreed(trainer: Any) -> bool:
-    algorithm = getattr(trainer, "algorithm", None)
-    return isinstance(algorithm, Algorithm) and algorithm.views_just_agreed(trainer.state)
+    algorithm = _algorithm_of(trainer)
+    return algorithm is not None and algorithm.views_just_agreed(trainer.state)
 
 
 def judged(trainer: Any, local_index: int, payload: torch.Tensor) -> torch.Tensor:
     """The payload that local partition ``local_index`` evaluates for a model that traveled to
     it: its parameters as the algorithm's ``traveled_view`` sees them, then its buffers."""
-    algorithm = getattr(trainer, "algorithm", None)
-    if not isinstance(algorithm, Algorithm):
+    algorithm = _algorithm_of(trainer)
+    if algorithm is None:
         return payload
     n = trainer.num_parameters
     visitor = payload[:n].to(trainer.stack.params.dtype)

@@ -115,7 +115,7 @@ class Algorithm(ABC):
         """Raise ValueError, saying how to fix it, when a hyperparameter is out of range."""
         return None
 
-    # SkewScout's model traveling (training.skewscout) asks every algorithm these two views.
+    # SkewScout's model traveling (training.skewscout) asks every algorithm these three things.
     def local_view(self, state: Any, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Each partition's model as it would be had it sent everything it holds ([k, P]).
 
