@@ -69,6 +69,7 @@ class IterableBatchSource:
 
     def __init__(self, samples: Iterable[tuple[Any, Any]]) -> None:
         self.samples = samples
+        self._probe: Iterator[tuple[Any, Any]] | None = None   # take()'s own pass
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         while True:
@@ -86,9 +87,20 @@ class IterableBatchSource:
                 raise ValueError(f"the sample stream holds fewer than one batch ({batch_size})")
 
     def take(self, n: int) -> Batch:
-        """The first ``n`` samples of the stream (all of them when it holds fewer)."""
-        head = materialize(self.samples, limit=n)
-        return head.x, head.y
+        """``n`` samples from a pass over the stream kept apart from training's: each call goes
+        on where the last one stopped, so successive calls (SkewScout's rounds) see successive
+        samples, not the stream's head again. A call that reaches the end starts the pass over
+        and takes from its beginning; a stream shorter than ``n`` gives all it holds."""
+        fresh = self._probe is None
+        if fresh:
+            self._probe = iter(self.samples)
+        head = list(itertools.islice(self._probe, n))    # decodes no sample past the n
+        if len(head) < n:
+            self._probe = None
+            if not fresh:
+                return self.take(n)
+        got = materialize(head)
+        return got.x, got.y
 
 
 @dataclass(frozen=True)

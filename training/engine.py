@@ -196,8 +196,8 @@ class Trainer:
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
         """``n`` random training samples of local partition ``local_index`` (fixed by seed; all
-        of them when it has fewer). A streamed partition gives the first ``n`` of its stream,
-        whose order its loader decides."""
+        of them when it has fewer). A streamed partition gives the next ``n`` of a pass over its
+        stream (``IterableBatchSource.take``), in the order its loader decides."""
         source = self.train_data[local_index]
         if isinstance(source, PartitionData):
             return next(iter(source.batches(min(n, len(source)), np.random.default_rng(seed))))

@@ -89,11 +89,18 @@ def test_iterable_source_restarts_and_rejects_tiny_streams():
         next(IterableBatchSource(samples[:1]).batches(2, np.random.default_rng(0)))
 
 
-def test_iterable_source_takes_the_head_of_its_stream():
-    samples = [(torch.full((2,), float(i)), i) for i in range(3)]
-    x, y = IterableBatchSource(samples).take(2)
-    assert y.tolist() == [0, 1] and x.shape == (2, 2)
-    assert IterableBatchSource(samples).take(10)[1].tolist() == [0, 1, 2]   # all it has
+def test_iterable_source_takes_successive_samples_of_its_stream():
+    samples = [(torch.full((2,), float(i)), i) for i in range(5)]
+    source = IterableBatchSource(samples)
+    x, y = source.take(2)
+    assert y.tolist() == [0, 1] and x.shape == (2, 2) and x[1].tolist() == [1.0, 1.0]
+    assert source.take(2)[1].tolist() == [2, 3]             # goes on where it stopped
+    assert source.take(2)[1].tolist() == [0, 1]             # past the end: from the start
+    assert source.take(5)[1].tolist() == [0, 1, 2, 3, 4]    # (the pass before ended at 1)
+    assert source.take(1)[1].tolist() == [0]
+    assert IterableBatchSource(samples).take(10)[1].tolist() == [0, 1, 2, 3, 4]   # all it has
+    training = source.batches(2, np.random.default_rng(0))
+    assert next(training)[1].tolist() == [0, 1] and source.take(1)[1].tolist() == [1]
     with pytest.raises(ValueError, match="empty"):
         IterableBatchSource([]).take(1)
 
