@@ -193,6 +193,16 @@ class Trainer:
         return accuracy(self.stack, self.stack.layout.views(params), buffers, PartitionData(x, y),
                         self.config.eval_batch_size)
 
+    def judged_payload(self, local_index: int, payload: torch.Tensor) -> torch.Tensor:
+        """A model received as :meth:`model_payload`, as local model ``local_index`` judges it
+        (``Algorithm.traveled_view`` on its parameters; its buffers as they came)."""
+        n = self.stack.num_parameters
+        visitor = payload[:n].to(self.stack.params.dtype)
+        view = self.algorithm.traveled_view(self.state, local_index, visitor, self.context())
+        if view is visitor:
+            return payload
+        return torch.cat([view, payload[n:].to(view.dtype)])
+
     def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
         """``n`` random training samples of local partition ``local_index`` (fixed by seed; all

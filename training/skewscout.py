@@ -188,20 +188,6 @@ def _views_just_agreed(trainer: Any) -> bool:
     return algorithm is not None and algorithm.views_just_agreed(trainer.state)
 
 
-def judged(trainer: Any, local_index: int, payload: torch.Tensor) -> torch.Tensor:
-    """The payload that local partition ``local_index`` evaluates for a model that traveled to
-    it: its parameters as the algorithm's ``traveled_view`` sees them, then its buffers."""
-    algorithm = _algorithm_of(trainer)
-    if algorithm is None:
-        return payload
-    n = trainer.num_parameters
-    visitor = payload[:n].to(trainer.stack.params.dtype)
-    view = algorithm.traveled_view(trainer.state, local_index, visitor, trainer.context())
-    if view is visitor:
-        return payload
-    return torch.cat([view, payload[n:].to(view.dtype)])
-
-
 def travel(trainer: Any, round_index: int, *, sample_size: int, pairing: str,
            seed: int, dtype: str = "float32") -> TravelReport:
     """Run one traveling round and count its bytes on the trainer.
@@ -241,8 +227,8 @@ def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
             samples[dst] = (x, y, float(trainer.model_accuracy(d, x, y)))
         x, y, local_acc = samples[dst]
         table[d, k, 0] = local_acc
-        table[d, k, 1] = float(trainer.payload_accuracy(judged(trainer, d, arrived[src, dst]),
-                                                        x, y))
+        visitor = trainer.judged_payload(d, arrived[src, dst])
+        table[d, k, 1] = float(trainer.payload_accuracy(visitor, x, y))
         trainer.add_bytes(d, sent=0.0, received=size)
     table = _sum_over_partitions(trainer, table)
     return TravelReport(int(trainer.iteration), tuple(pairs), tuple(table[:, 0].tolist()),

@@ -203,6 +203,9 @@ class FakeTrainer:
     def payload_accuracy(self, payload, x, y):
         return self.acc[int(payload[0])][int(y[0])]
 
+    def judged_payload(self, i, payload):
+        return payload
+
     def add_bytes(self, i, sent, received):
         self.sent[i] += sent
         self.received[i] += received
@@ -415,7 +418,6 @@ def test_dgc_travels_local_views_and_restores_the_shared_replicas():
 
 def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_last_decay():
     from training.algorithms import create_algorithm
-    from training.skewscout import judged
 
     torch.set_num_threads(1)
     tr = real_trainer(create_algorithm("gaia", t0=10.0))   # holds everything: replicas drift
@@ -425,7 +427,7 @@ def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_l
     pending = tr.state.accumulated[1].clone()
     assert pending.abs().sum() > 0
     arrived = tr.model_payload(0)
-    merged = judged(tr, 1, arrived)
+    merged = tr.judged_payload(1, arrived)
     assert torch.equal(merged[:n], arrived[:n] + pending) and torch.equal(merged[n:],
                                                                           arrived[n:])
     rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
@@ -434,7 +436,7 @@ def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_l
     assert rep.traveled_acc[0] == tr.payload_accuracy(merged, x, y)
     while tr.iteration < 8:                                # the last phase: judged as it is
         tr.step()
-    assert torch.equal(judged(tr, 1, tr.model_payload(0)), tr.model_payload(0))
+    assert torch.equal(tr.judged_payload(1, tr.model_payload(0)), tr.model_payload(0))
     rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
     assert rep.traveled_acc[0] == tr.payload_accuracy(tr.model_payload(0), x, y)
 
