@@ -24,9 +24,9 @@ from dataclasses import replace
 import torch
 
 from training.engine import TrainConfig
-from training.oracle import meets_target
-from training.study import execute_run
-from training.study_config import load_study
+from training.study.config import load_study
+from training.study.oracle import meets_target
+from training.study.runner import execute_run
 
 
 def at(curve: list[list[float]], iteration: int) -> float:

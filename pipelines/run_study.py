@@ -13,10 +13,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.findings import markdown_table
-from training.results import ResultsStore
-from training.study import StudyCannotRun, run_study
-from training.study_config import DEFAULT_CONFIG, StudyConfig, load_study
+from training.study.config import DEFAULT_CONFIG, StudyConfig, load_study
+from training.study.findings import markdown_table
+from training.study.results import ResultsStore
+from training.study.runner import StudyCannotRun, run_study
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pipelines._cli import parse_param
-from training.study_config import RunSpec
+from training.study.config import RunSpec
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,22 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spec is None and args.dataset != "digits" and args.data_root is None:
         parser.error(f"--dataset {args.dataset} needs --data-root (the dataset's folder)")
-    import torch.distributed as dist
+    from training.study.distributed_run import run_and_write
 
-    from training.distributed import init_distributed, run_spec_distributed
-
-    info = init_distributed(args.backend)
-    logging.basicConfig(level=logging.INFO if info.rank == 0 else logging.WARNING,
-                        format=f"%(levelname)s rank {info.rank} %(name)s: %(message)s")
-    try:
-        spec = spec_from_args(args, info.world_size)
-        result, row = run_spec_distributed(spec)
-    finally:
-        dist.destroy_process_group()
+    info, spec, result = run_and_write(lambda world: spec_from_args(args, world), args.out,
+                                       args.backend)
     if info.rank == 0:
-        if args.out is not None:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(row, indent=1))
         print(f"{spec.algorithm} {spec.model} on {spec.dataset['name']}, "
               f"{info.world_size} partitions ({info.backend}): final accuracy "
               f"{result.final.mean:.4f}, {result.relative_communication:.4f}x BSP traffic, "

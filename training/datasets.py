@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -180,20 +180,6 @@ def split_partitions(data: PartitionData,
                      indices: Sequence[np.ndarray | Sequence[int]]) -> list[PartitionData]:
     """One :class:`PartitionData` per index array (``skewtools.partition(...).indices``)."""
     return [data.subset(index) for index in indices]
-
-
-def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
-                         transform: Any = None, **options: Any) -> dict[str, IterableBatchSource]:
-    """Flickr-Mammal's geographic partitions as batch sources, name -> source (name order).
-
-    ``options`` go to :func:`flickr_mammal.load_partitions` (``shuffle_buffer``, ``seed``,
-    ``min_size``, ...); ``by=None`` gives one partition, "all".
-    """
-    from flickr_mammal import load_partitions  # optional: only Flickr studies need the shards
-
-    parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform,
-                                                    **options)
-    return {name: IterableBatchSource(dataset) for name, dataset in parts.items()}
 
 
 def materialize(samples: Iterable[tuple[Any, Any]], limit: int | None = None) -> PartitionData:

@@ -23,8 +23,6 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -35,12 +33,8 @@ from training.algorithms.base import Algorithm
 from training.datasets import BatchSource, PartitionData
 from training.engine import RunResult, TrainConfig, Trainer
 
-if TYPE_CHECKING:
-    from training.study_config import RunSpec
-
 __all__ = ["DistributedComm", "ProcessInfo", "distributed_trainer", "free_port",
-           "init_distributed", "launch_local", "local_trainer", "run_distributed",
-           "run_spec_distributed"]
+           "init_distributed", "launch_local", "local_trainer", "run_distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -217,26 +211,3 @@ def _local_worker(rank: int, fn: Callable[..., None], world_size: int, port: int
     finally:
         if dist.is_initialized():   # fn may have torn the group down itself
             dist.destroy_process_group()
-
-
-def run_spec_distributed(spec: RunSpec,
-                         backend: str | None = None) -> tuple[RunResult, dict[str, Any]]:
-    """Run one study run (a :class:`~training.study_config.RunSpec`) as this process's partition;
-    returns the result and the study's result row (the same on every rank).
-
-    Dataset, partitioning, model, algorithm and SkewScout are built exactly as the simulation's
-    study runner builds them (same loaders, partitioner and seed), so the two engines agree.
-    """
-    from training.study import build_algorithm, build_model, result_row, run_data
-
-    info = init_distributed(backend)
-    if spec.num_partitions != info.world_size:
-        raise ValueError(f"the run has {spec.num_partitions} partitions but {info.world_size} "
-                         f"processes: use torchrun --nproc_per_node={spec.num_partitions}")
-    train, val, shape = run_data(spec, info.rank)       # only this rank's partition
-    config = replace(TrainConfig(**spec.train), seed=spec.seed)
-    algorithm, scout = build_algorithm(spec)
-    log.info("rank %d/%d: %s on %s", info.rank, info.world_size, spec.algorithm, info.device)
-    result = local_trainer(partial(build_model, spec.model, *shape), algorithm, train[0], val,
-                           config, callbacks=[scout] if scout is not None else []).run()
-    return result, result_row(spec, result, scout, algorithm.knob)

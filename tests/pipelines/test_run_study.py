@@ -166,7 +166,7 @@ def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
 
 
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
-    import training.study as study_mod
+    import training.study.runner as study_mod
 
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(CONFIG)

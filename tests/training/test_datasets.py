@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-import flickr_mammal
 from training.datasets import (
     IterableBatchSource,
     PartitionData,
-    flickr_batch_sources,
     load_cifar10,
     load_digits_dataset,
-    materialize,
     split_partitions,
 )
 
@@ -103,22 +100,6 @@ def test_iterable_source_takes_successive_samples_of_its_stream():
     assert next(training)[1].tolist() == [0, 1] and source.take(1)[1].tolist() == [1]
     with pytest.raises(ValueError, match="empty"):
         IterableBatchSource([]).take(1)
-
-
-def test_flickr_partitions_become_batch_sources(monkeypatch):
-    calls = {}
-
-    def fake_load_partitions(root, by, split, transform):
-        calls.update(root=root, by=by, split=split)
-        return {"Africa": [(torch.zeros(3, 4, 4), 7)] * 3, "Europe": [(torch.ones(3, 4, 4), 2)]}
-
-    monkeypatch.setattr(flickr_mammal, "load_partitions", fake_load_partitions, raising=False)
-    sources = flickr_batch_sources("shards", by="subcontinent")
-    assert calls == {"root": "shards", "by": "subcontinent", "split": "train"}
-    x, y = next(sources["Africa"].batches(2, np.random.default_rng(0)))
-    assert x.shape == (2, 3, 4, 4) and y.tolist() == [7, 7]
-    val = materialize(sources["Africa"].samples, limit=2)
-    assert len(val) == 2
 
 
 def test_skewtools_label_skew_gives_two_classes_per_partition():

@@ -14,9 +14,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from training.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
-from training.skewscout import KNOBS
-from training.study_config import Experiment, StudyConfig
+from training.skewscout.scout import KNOBS
+from training.study.config import Experiment, StudyConfig
+from training.study.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
 
 DECENTRALIZED = tuple(KNOBS)        # the algorithms with a communication knob
 

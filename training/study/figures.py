@@ -5,7 +5,7 @@ BN vs GN bars (finding 2), accuracy vs degree of skew (finding 3), and communica
 with the grid, the Oracle, SkewScout and BSP (finding 4; one panel per model x non-IID fraction,
 each against its own BSP). Every function returns the file it wrote; an experiment without
 finished runs draws nothing. The per-experiment frames come from
-:func:`training.findings.experiment_frames`, shared with the claims.
+:func:`training.study.findings.experiment_frames`, shared with the claims.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from training.findings import (  # noqa: E402
+from training.study.config import Experiment, StudyConfig  # noqa: E402
+from training.study.findings import (  # noqa: E402
     BspGroup,
     bsp_groups,
     experiment_frames,
@@ -27,7 +28,6 @@ from training.findings import (  # noqa: E402
     oracle_of,
     partitions_table,
 )
-from training.study_config import Experiment, StudyConfig  # noqa: E402
 
 MAX_PANEL_COLUMNS = 3    # wider studies wrap into rows of panels
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
@@ -57,7 +57,7 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
                    out: Path) -> Path | None:
     """Accuracy loss (IID minus most-skewed) per algorithm, one bar group per model.
 
-    ``df``: the experiment's :func:`~training.findings.runs_frame`.
+    ``df``: the experiment's :func:`~training.study.findings.runs_frame`.
     """
     if df.empty:
         return None
@@ -118,7 +118,7 @@ def comm_points(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFram
     One row per point: ``model``, ``noniid_fraction``, ``algorithm``, ``series`` ("bsp", "grid",
     "oracle" or "skewscout"), ``comm_vs_bsp`` (bytes/iteration over the BSP run's), ``final_acc``
     and ``bsp_acc`` (fractions). BSP is the run of the same model and non-IID fraction
-    (:func:`~training.findings.bsp_groups`, as in the SkewScout table).
+    (:func:`~training.study.findings.bsp_groups`, as in the SkewScout table).
     """
     recs = [(g.model, g.noniid_fraction, *point, g.bsp_acc)
             for g in bsp_groups(df) for point in _group_points(g, exp, target)]
@@ -189,7 +189,7 @@ def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path,
              frames: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Every figure of the study into ``out_dir`` (created).
 
-    ``frames``: :func:`~training.findings.experiment_frames` of ``rows`` when the caller has
+    ``frames``: :func:`~training.study.findings.experiment_frames` of ``rows`` when the caller has
     them already (the study runner computes them once for the claims and the figures).
     """
     frames = experiment_frames(study, rows) if frames is None else frames

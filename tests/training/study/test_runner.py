@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from training.findings import all_claims, markdown_table, summary_markdown
-from training.results import ResultsStore
-from training.study_config import load_study, study_from_dict
+from training.study.config import load_study, study_from_dict
+from training.study.findings import all_claims, markdown_table, summary_markdown
+from training.study.results import ResultsStore
 
 DOC = {
     "name": "tiny",
@@ -90,14 +90,14 @@ noniid_fractions = [1.0]
 def test_shipped_configs_load():
     for name in ("default", "cifar10_tables", "cifar10_skewscout", "cifar10_alexnet",
                  "flickr_mammal_continents", "digits_skewscout_seeds"):
-        from training.study_config import DEFAULT_CONFIG
+        from training.study.config import DEFAULT_CONFIG
         assert load_study(DEFAULT_CONFIG.parent / f"{name}.toml").all_runs()
 
 
 def test_the_seeds_config_is_the_default_study_with_more_seeds():
     from dataclasses import replace
 
-    from training.study_config import DEFAULT_CONFIG
+    from training.study.config import DEFAULT_CONFIG
     seeds = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
     default = load_study()
     assert seeds.seeds == (0, 1, 2, 3) and seeds.experiments[0].noniid_fractions == (1.0, 0.8)
@@ -215,7 +215,7 @@ def test_a_partitions_experiment_says_what_it_needs(change, message):
 
 
 def test_more_partitions_are_worse_is_computed_from_the_numbers(tmp_path):
-    from training.figures import draw_all
+    from training.study.figures import draw_all
 
     study = study_from_dict({**DOC, "experiments": [PARTS]})
     acc = {("bsp", 0.0): 0.95, ("bsp", 1.0): 0.94, ("fedavg", 0.0): 0.93}
@@ -257,7 +257,7 @@ def test_more_partitions_are_worse_is_computed_from_the_numbers(tmp_path):
 
 def test_a_partitions_experiment_without_skewed_runs_claims_nothing(tmp_path):
     # every skewed run failed: IID minus IID is no evidence that BSP or anything else holds up
-    from training.figures import draw_all
+    from training.study.figures import draw_all
 
     study = study_from_dict({**DOC, "experiments": [PARTS]})
     rows = {s.run_id: {**fake_row(s, 0.9, 1.0), "num_partitions": s.num_partitions}
@@ -306,7 +306,7 @@ def test_results_store_persists_and_resumes(tmp_path):
 def test_runs_use_the_configured_thread_count_and_restore_it(tmp_path, monkeypatch):
     import torch
 
-    from training import study as study_module
+    from training.study import runner as study_module
 
     seen = []
 
@@ -334,8 +334,8 @@ def test_markdown_table():
 
 def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
     """The claims and the figures share one runs_frame per experiment."""
-    from training import figures, findings
-    from training import study as study_module
+    from training.study import figures, findings
+    from training.study import runner as study_module
 
     study = study_from_dict(DOC)
     rows = scripted_rows(study, 0.91, 22.0)
@@ -361,7 +361,7 @@ def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
 def test_the_shipped_cifar10_configs_run(name, tmp_path):
     # every model x algorithm x mode of the GPU configs, 2 iterations on CPU over a fake
     # CIFAR-10 folder: what a user with a GPU runs breaks here first, not hours into a study
-    from tests.training.shipped_configs import run_every_kind
+    from tests.training.study.shipped_configs import run_every_kind
     from tests.training.test_datasets import write_fake_cifar
 
     write_fake_cifar(tmp_path, per_batch=20)
@@ -373,7 +373,7 @@ def test_missing_device_names_the_cuda_device_this_machine_lacks(monkeypatch):
 
     import torch
 
-    from training.study import missing_device
+    from training.study.runner import missing_device
 
     def specs(*devices):   # None: a [train] table without a device (the CPU default)
         return [SimpleNamespace(train={} if d is None else {"device": d}) for d in devices]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from training.study import execute_run
-from training.study_config import DEFAULT_CONFIG, load_study
+from training.study.config import DEFAULT_CONFIG, load_study
+from training.study.runner import execute_run
 
 
 def run_every_kind(name: str, dataset: dict[str, Any], train: dict[str, Any]) -> int:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from training import figures
-from training.figures import comm_points, draw_all, plot_comm_vs_accuracy
-from training.findings import experiment_frames, runs_frame, skewscout_table
-from training.study_config import study_from_dict
+from training.study import figures
+from training.study.config import study_from_dict
+from training.study.figures import comm_points, draw_all, plot_comm_vs_accuracy
+from training.study.findings import experiment_frames, runs_frame, skewscout_table
 
 DOC = {
     "name": "two_models",

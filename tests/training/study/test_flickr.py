@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import flickr_mammal
-from training.study_flickr import flickr_partitions
+from training.datasets import materialize
+from training.study.flickr import flickr_batch_sources, flickr_partitions
 
 GEO = {"Africa": [7, 7, 7], "Americas": [1, 1], "Europe": [2, 2, 2, 2]}
 
@@ -159,7 +160,7 @@ def test_the_shipped_flickr_mammal_config_runs(tmp_path):
     # BN/GN timm ResNet-18), 2 iterations on CPU at 32 px over shards of 5 continents
     from flickr_mammal.shards import write_shards
     from tests.flickr_mammal.geo_samples import geo_records, read_image
-    from tests.training.shipped_configs import run_every_kind
+    from tests.training.study.shipped_configs import run_every_kind
 
     continents = ("Africa", "Americas", "Asia", "Europe", "Oceania")
     records = [r.evolve(photo_id=str(2000 + i), continent=continents[i % 5], geo_status="ok",
@@ -169,3 +170,19 @@ def test_the_shipped_flickr_mammal_config_runs(tmp_path):
         write_shards(records, read_image, tmp_path, split=split, group_by="continent")
     assert run_every_kind("flickr_mammal_continents", {"root": str(tmp_path), "image_size": 32},
                           {"batch_size": 10, "eval_batch_size": 10}) == 15
+
+
+def test_flickr_partitions_become_batch_sources(monkeypatch):
+    calls = {}
+
+    def fake_load_partitions(root, by, split, transform):
+        calls.update(root=root, by=by, split=split)
+        return {"Africa": [(torch.zeros(3, 4, 4), 7)] * 3, "Europe": [(torch.ones(3, 4, 4), 2)]}
+
+    monkeypatch.setattr(flickr_mammal, "load_partitions", fake_load_partitions, raising=False)
+    sources = flickr_batch_sources("shards", by="subcontinent")
+    assert calls == {"root": "shards", "by": "subcontinent", "split": "train"}
+    x, y = next(sources["Africa"].batches(2, np.random.default_rng(0)))
+    assert x.shape == (2, 3, 4, 4) and y.tolist() == [7, 7]
+    val = materialize(sources["Africa"].samples, limit=2)
+    assert len(val) == 2

@@ -7,19 +7,30 @@ only its own samples), the paper's IID rule. Other fractions have no meaning for
 partitions and are refused. The validation set is a
 uniform sample of ``val_samples`` images of the "val" split (fixed: the same for every run),
 held in memory. Images: resize, centre crop to ``image_size`` (224 by default), ImageNet
-normalisation. Every stream comes from :func:`training.datasets.flickr_batch_sources`.
+normalisation. Every stream comes from :func:`flickr_batch_sources`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-from training.datasets import (
-    IterableBatchSource,
-    PartitionData,
-    flickr_batch_sources,
-    materialize,
-)
+from training.datasets import IterableBatchSource, PartitionData, materialize
+
+
+def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
+                         transform: Any = None, **options: Any) -> dict[str, IterableBatchSource]:
+    """Flickr-Mammal's geographic partitions as batch sources, name -> source (name order).
+
+    ``options`` go to :func:`flickr_mammal.load_partitions` (``shuffle_buffer``, ``seed``,
+    ``min_size``, ...); ``by=None`` gives one partition, "all".
+    """
+    from flickr_mammal import load_partitions  # optional: only Flickr studies need the shards
+
+    parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform,
+                                                    **options)
+    return {name: IterableBatchSource(dataset) for name, dataset in parts.items()}
 
 
 def _transform(image_size: int) -> Any:

@@ -1,6 +1,6 @@
 """The study runner (REFERENCE.md §3, §5): expand a study, run what is missing, report.
 
-:func:`run_study` runs every run of a :class:`~training.study_config.StudyConfig` that the results
+:func:`run_study` runs every run of a :class:`~training.study.config.StudyConfig` that the results
 store in ``out_dir`` does not hold yet (so an interrupted study resumes), then writes the figures
 and ``summary.md`` (tables + a verdict per finding, computed from the numbers). One run =
 dataset -> skewtools partitions -> model + algorithm (+ SkewScout) -> Trainer -> one result row.
@@ -35,13 +35,13 @@ from training.datasets import (
     split_partitions,
 )
 from training.engine import TrainConfig, Trainer
-from training.figures import draw_all
-from training.findings import Claim, all_claims, experiment_frames, summary_markdown
 from training.models import create_model
-from training.results import ResultsStore
-from training.skewscout import SkewScout, ordered_grid, scout_config
-from training.study_config import KNOB_OF, RunSpec, StudyConfig
-from training.study_flickr import flickr_partitions
+from training.skewscout.scout import SkewScout, ordered_grid, scout_config
+from training.study.config import KNOB_OF, RunSpec, StudyConfig
+from training.study.figures import draw_all
+from training.study.findings import Claim, all_claims, experiment_frames, summary_markdown
+from training.study.flickr import flickr_partitions
+from training.study.results import ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -260,12 +260,12 @@ def load_dataset(key: tuple) -> StudyDataset:
 
 
 def execute_distributed(spec: RunSpec) -> dict[str, Any]:
-    """One run as ``torchrun --nproc_per_node=N -m pipelines.train_distributed --spec ...``."""
+    """One run as ``torchrun --nproc_per_node=N -m training.study.distributed_run --spec ...``."""
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "row.json"
         spec_path.write_text(json.dumps(asdict(spec)))
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={spec.num_partitions}", "-m", "pipelines.train_distributed",
+               f"--nproc_per_node={spec.num_partitions}", "-m", "training.study.distributed_run",
                "--spec", str(spec_path), "--out", str(out_path)]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not out_path.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.oracle import KnobOutcome, grid_search, select_oracle
+from training.study.oracle import KnobOutcome, grid_search, select_oracle
 
 # A tiny FedAvg grid: bigger IterLocal sends less and (here) loses accuracy.
 TABLE = {5: (0.90, 80.0), 10: (0.89, 40.0), 50: (0.86, 8.0), 200: (0.70, 2.0)}

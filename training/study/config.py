@@ -27,13 +27,13 @@ from skewtools import get_partitioner
 from training.algorithms import create_algorithm
 from training.engine import TrainConfig
 from training.models import check_model_name
-from training.skewscout import DEFAULT_GRIDS, KNOBS, ordered_grid, scout_config
+from training.skewscout.scout import DEFAULT_GRIDS, KNOBS, ordered_grid, scout_config
 
 EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout")
 DATASETS = ("digits", "cifar10", "flickr_mammal")
 ENGINES = ("simulation", "distributed")
 KNOB_OF = {algorithm: knob.name for algorithm, knob in KNOBS.items()}
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "pipelines" / "configs" / "default.toml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "default.toml"
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ that estimate reads 0.09-0.26 before the first decay (mean over all 20 pairs, se
 of 1.0, and it tells the controller what it can act on: how the partitions' pending updates
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
-**The controller** (:mod:`training.skewscout_controller`; the rule is documented there) turns
+**The controller** (:mod:`training.skewscout.controller`; the rule is documented there) turns
 each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
 ``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
 """
@@ -67,7 +67,7 @@ import torch
 
 from training.algorithms.base import BYTES_PER_VALUE, Algorithm
 from training.comm import gather_partitions
-from training.skewscout_controller import (  # noqa: F401  (re-exported)
+from training.skewscout.controller import (  # noqa: F401  (re-exported)
     DEFAULT_GRIDS,
     KNOBS,
     LARGER_IS_LESS_COMMUNICATION,

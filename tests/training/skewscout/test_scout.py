@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.skewscout import (
+from training.skewscout.scout import (
     ControllerConfig,
     KnobController,
     SkewScout,
@@ -36,9 +36,9 @@ def test_ordered_grid_runs_from_most_to_least_communication():
 
 def test_the_knob_table_matches_the_algorithms_and_feeds_the_study():
     from training.algorithms import create_algorithm
-    from training.findings import DECENTRALIZED
-    from training.skewscout import KNOBS
-    from training.study_config import KNOB_OF
+    from training.skewscout.scout import KNOBS
+    from training.study.config import KNOB_OF
+    from training.study.findings import DECENTRALIZED
 
     for algorithm, knob in KNOBS.items():
         assert create_algorithm(algorithm).knob_name == knob.name
