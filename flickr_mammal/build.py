@@ -1,6 +1,7 @@
 """Build Flickr-Mammal: search -> download -> clean -> geocode -> shard, resumable.
 
-REFERENCE.md §1-2. The stages talk only through the catalog (catalog.py): each reads the records
+docs/reference.md §1-2. The stages talk only through the catalog (catalog.py): each reads the
+records
 still in its input status, and commits its results in batches as they come out, so a build
 killed at any point (``kill -9``, Ctrl-C, a crash) continues where it stopped when the same
 command runs again: nothing done is fetched again, nothing is lost or doubled.
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 STAGES: tuple[str, ...] = ("search", "download", "clean", "geocode", "shard")
 # CC 2.0 licenses, "no known copyright restrictions", US government work, CC0, public domain
-# mark (REFERENCE.md §2). The CC 4.0 ids (11+) are not listed in our sources: add them with
+# mark (docs/reference.md §2). The CC 4.0 ids (11+) are not listed in our sources: add them with
 # --licenses once verified with flickr.photos.licenses.getInfo.
 DEFAULT_LICENSES: tuple[int, ...] = tuple(range(1, 11))
 FLICKR_START = 1072915200  # 2004-01-01 UTC: nothing on Flickr is older

@@ -1,6 +1,6 @@
 """The build's catalog: every photo record and every stage's state in one SQLite file.
 
-REFERENCE.md §1-2. A build must survive a crash (``kill -9``) or Ctrl-C at any point and resume
+docs/reference.md §1-2. A build must survive a crash (``kill -9``) or Ctrl-C at any point and resume
 without losing or duplicating a record, so every stage commits its results here in batches and
 only ever reads the records still in its input status.
 

@@ -1,4 +1,5 @@
-"""The 42 Flickr-Mammal classes and the ImageNet-1k indices that count as each (REFERENCE.md §1).
+"""The 42 Flickr-Mammal classes and the ImageNet-1k indices that count as each (docs/reference.md
+§1).
 
 Label ids are the alphabetical order of the class names, 0..41, and never change once published:
 the table below is kept sorted and a test guards the order.

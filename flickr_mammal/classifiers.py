@@ -1,6 +1,6 @@
 """Named ImageNet classifiers for cleaning, each returning a model with real weights.
 
-REFERENCE.md §1: the paper cleaned with PNASNet-5-Large (timm ``pnasnet5large``). Weights come
+docs/reference.md §1: the paper cleaned with PNASNet-5-Large (timm ``pnasnet5large``). Weights come
 from ``--classifier-weights PATH`` or timm's normal pretrained loading (Hugging Face hub / cache).
 When neither works we stop with :class:`ClassifierUnavailable` naming the options: cleaning with
 random weights would silently reject almost every photo, so it is never done.

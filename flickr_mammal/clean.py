@@ -1,6 +1,6 @@
 """Cleaning: keep a downloaded photo when an ImageNet classifier agrees it shows its mammal.
 
-REFERENCE.md §1: the paper cleaned its Flickr candidates with a pretrained ImageNet classifier
+docs/reference.md §1: the paper cleaned its Flickr candidates with a pretrained ImageNet classifier
 (PNASNet-5-Large); the exact rule is **unknown**. Our rule (**decision**): a photo of class c is
 KEPT when any of c's ImageNet-1k indices (classes.py) is among the classifier's top-k
 predictions (k = 5 by default), else REJECTED. Each record stores ``clean_score`` (probability

@@ -1,6 +1,6 @@
 """Download stage: fetch every searched photo, shrink it, write it, record the outcome.
 
-REFERENCE.md section 1 (images stored at 300 px). Modelled on img2dataset's downloader: each
+docs/reference.md section 1 (images stored at 300 px). Modelled on img2dataset's downloader: each
 photo's failure is data (``status=DOWNLOAD_FAILED``, ``error`` a short reason such as
 ``http_404``, ``timeout``, ``too_large``, ``not_an_image``, ``truncated``, ``unavailable`` for
 Flickr's redirect to its "photo unavailable" placeholder), never an exception. The HTTP side

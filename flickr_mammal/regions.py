@@ -1,4 +1,4 @@
-"""Country -> UN M49 sub-region -> region table (REFERENCE.md §1, geo hierarchy decision).
+"""Country -> UN M49 sub-region -> region table (docs/reference.md §1, geo hierarchy decision).
 
 Continent = the UN M49 region (Africa, Americas, Asia, Europe, Oceania); subcontinent = one of the
 22 sub-regions of the UN geoscheme. M49 nests "Latin America and the Caribbean" between Americas

@@ -1,4 +1,4 @@
-"""The label-skew report of a build: count tables and heatmaps (REFERENCE.md §1).
+"""The label-skew report of a build: count tables and heatmaps (docs/reference.md §1).
 
 The paper's Flickr-Mammal finding: each top-3 mammal of a continent holds 44-92% of that
 mammal's global images, and subcontinents are more skewed still. From ``manifest.parquet`` this

@@ -1,4 +1,4 @@
-"""Search one mammal class on Flickr past the 4,000-result cap (REFERENCE.md §2).
+"""Search one mammal class on Flickr past the 4,000-result cap (docs/reference.md §2).
 
 Any one query returns at most its first 4,000 results, so the upload-date window is halved
 recursively until each slice reports ``total <= 4000``; each slice is then paged through in full

@@ -1,4 +1,4 @@
-"""Byte-reproducible WebDataset shards and their index (REFERENCE.md §1: released image set).
+"""Byte-reproducible WebDataset shards and their index (docs/reference.md §1: released image set).
 
 Each sample is three tar members: ``KEY.cls`` (label id, ASCII), ``KEY.jpg`` (the JPEG with every
 metadata segment removed: EXIF incl. GPS never leaves the build) and ``KEY.json`` (the record's

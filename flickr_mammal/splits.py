@@ -1,4 +1,4 @@
-"""Train/val split, stratified per class and fixed by the photo id (REFERENCE.md §1).
+"""Train/val split, stratified per class and fixed by the photo id (docs/reference.md §1).
 
 Within each class, photos are ranked by a keyed hash of (seed, photo_id); the lowest
 ``round(val_fraction * n)`` go to "val". So a photo's split depends only on the seed, its id and

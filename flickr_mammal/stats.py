@@ -1,4 +1,4 @@
-"""``stats.json``: what every stage did, counted from the catalog (REFERENCE.md §1).
+"""``stats.json``: what every stage did, counted from the catalog (docs/reference.md §1).
 
 Counts are read from the catalog's final state, not tallied while stages run, so a build that
 was interrupted and resumed writes the same stats as an uninterrupted one. Failure reasons are

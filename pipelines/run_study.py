@@ -1,4 +1,4 @@
-"""Run a study: ``python -m pipelines.run_study [CONFIG] [--out DIR]`` (REFERENCE.md §3, §5).
+"""Run a study: ``python -m pipelines.run_study [CONFIG] [--out DIR]`` (docs/reference.md §3, §5).
 
 With no CONFIG it runs the embedded default study (pipelines/configs/default.toml: digits,
 offline, CPU). Finished runs in ``--out`` are skipped, so an interrupted study resumes. A run that

@@ -1,4 +1,4 @@
-"""Partition a labelled dataset and report how skewed it is (issue #4; REFERENCE.md §3, §5).
+"""Partition a labelled dataset and report how skewed it is (issue #4; docs/reference.md §3, §5).
 
     python -m pipelines.skew_report manifest.parquet --scheme by_attribute \
         --param attribute=subcontinent --class-names flickr_mammal --out report/

@@ -1,4 +1,4 @@
-"""Train one run with one process per partition over torch.distributed (REFERENCE.md §3-4).
+"""Train one run with one process per partition over torch.distributed (docs/reference.md §3-4).
 
     torchrun --nproc_per_node=5 -m pipelines.train_distributed --dataset digits \
         --model gn-lenet --algorithm gaia --param t0=0.2 --noniid-fraction 1.0 \

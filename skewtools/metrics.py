@@ -1,4 +1,4 @@
-"""Skew metrics: pure functions of the partitions x classes count matrix (REFERENCE.md §5.3).
+"""Skew metrics: pure functions of the partitions x classes count matrix (docs/reference.md §5.3).
 
 Distances compare each partition's label distribution ``p`` with the global one ``q`` (the
 column sums of the count matrix, i.e. over the partitioned samples). All distribution

@@ -1,4 +1,4 @@
-"""Decentralized training on non-IID partitions (REFERENCE.md §3-5)."""
+"""Decentralized training on non-IID partitions (docs/reference.md §3-5)."""
 
 from training.norm import convert_bn_to_gn
 

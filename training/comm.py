@@ -1,7 +1,7 @@
 """The simulation Comm: all partitions live in one process as rows of the leading axis.
 
 Implements the :class:`training.algorithms.base.Comm` protocol for the one-device engine
-(REFERENCE.md §4); ``training.distributed.DistributedComm`` is its torch.distributed twin.
+(docs/reference.md §4); ``training.distributed.DistributedComm`` is its torch.distributed twin.
 :func:`gather_partitions` collects per-partition numbers over any Comm.
 """
 

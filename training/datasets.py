@@ -1,4 +1,4 @@
-"""Datasets for the studies and the data interface of the engine (REFERENCE.md §3).
+"""Datasets for the studies and the data interface of the engine (docs/reference.md §3).
 
 - :class:`PartitionData`: one partition's in-memory ``(x, y)``; sampled by shuffled epochs.
 - :class:`BatchSource`: anything yielding an endless stream of batches (e.g. Flickr-Mammal shards
@@ -149,7 +149,7 @@ def load_cifar10(root: str | Path) -> StudyDataset:
     """CIFAR-10 from ``root/cifar-10-batches-py`` (torchvision's pickle format), normalised.
 
     Read directly (no download, no checksum, so tests can build a tiny folder); the test set is
-    the validation set, as in the paper. No augmentation (REFERENCE.md §3).
+    the validation set, as in the paper. No augmentation (docs/reference.md §3).
     """
     folder = Path(root) / "cifar-10-batches-py"
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]

@@ -1,4 +1,4 @@
-"""The torch.distributed engine: one process per partition (REFERENCE.md §3-4).
+"""The torch.distributed engine: one process per partition (docs/reference.md §3-4).
 
 Each process (launched by ``torchrun``; gloo on CPU, NCCL on GPU) holds one partition and runs the
 same :class:`training.engine.Trainer` as the one-device simulation, with ``k = 1`` local partition,

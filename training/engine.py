@@ -1,11 +1,11 @@
-"""The training engine: one algorithm over ``k`` local partitions (REFERENCE.md §3-4).
+"""The training engine: one algorithm over ``k`` local partitions (docs/reference.md §3-4).
 
 In the one-device simulation ``k = N`` and ``comm`` is :class:`training.comm.LocalComm`; under
 torch.distributed each process holds ``k = 1`` partition and a ``DistributedComm``: the same code.
 Per iteration every local partition draws ``batch_size // N`` samples of its own data, the
 gradients of all ``k`` replicas come from one ``vmap`` pass (``vectorize=True``) or a loop over
 partitions, and the algorithm turns them into updates and traffic. When the algorithm
-reports a sync the BatchNorm running statistics are averaged over partitions (REFERENCE.md §3).
+reports a sync the BatchNorm running statistics are averaged over partitions (docs/reference.md §3).
 """
 
 from __future__ import annotations

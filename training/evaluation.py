@@ -1,4 +1,4 @@
-"""The paper's validation protocol (REFERENCE.md §3).
+"""The paper's validation protocol (docs/reference.md §3).
 
 Partition ``i`` (of ``N``) evaluates its own model on the round-robin shard ``val[i::N]`` of the
 label-balanced validation set; the reported accuracy is the mean over partitions. Where the

@@ -1,6 +1,7 @@
 """One factory over a registry of the paper's models, plus any timm / torchvision model by name.
 
-REFERENCE.md §3 "Models": LeNet, BN-LeNet, GN-LeNet, AlexNet, GoogLeNet, ResNet-20 (CIFAR versions,
+docs/reference.md §3 "Models": LeNet, BN-LeNet, GN-LeNet, AlexNet, GoogLeNet, ResNet-20 (CIFAR
+versions,
 defined in ``training.models_cifar``); Flickr-Mammal uses ImageNet-style GoogLeNet / ResNet, which
 come from timm (``"timm:resnet18"``) or torchvision (``"torchvision:googlenet"``).
 
@@ -35,7 +36,7 @@ class ModelSpec:
     name: str
     builder: Callable[..., nn.Module]
     default_norm: str
-    lr: float            # global-step learning rate in the paper (REFERENCE.md §3)
+    lr: float            # global-step learning rate in the paper (docs/reference.md §3)
     description: str
 
 

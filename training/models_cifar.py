@@ -1,4 +1,4 @@
-"""The paper's CIFAR-10 models, after the authors' Caffe prototxts (REFERENCE.md §3 "Models").
+"""The paper's CIFAR-10 models, after the authors' Caffe prototxts (docs/reference.md §3 "Models").
 
 - ``LeNet``: Caffe's cifar10_full (conv 32-32-64 5x5, max/avg pools 3/2, LRN). With ``norm="bn"``
   it is BN-LeNet (BatchNorm without affine, no conv bias, no LRN); with ``norm="gn"`` GN-LeNet

@@ -1,4 +1,4 @@
-"""Replace every BatchNorm in a model with GroupNorm (REFERENCE.md §3 "BN statistics", §5 #2).
+"""Replace every BatchNorm in a model with GroupNorm (docs/reference.md §3 "BN statistics", §5 #2).
 
 BatchNorm normalises with minibatch statistics, which under label skew differ between partitions
 and from the aggregated test-time statistics; GroupNorm has no cross-sample statistics. The paper's

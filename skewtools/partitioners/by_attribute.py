@@ -1,4 +1,4 @@
-"""Natural partitions from a manifest column (REFERENCE.md §1, §5): continent, subcontinent,
+"""Natural partitions from a manifest column (docs/reference.md §1, §5): continent, subcontinent,
 country_code, owner, ...
 
 One partition per distinct value, ordered by size (largest first, ties by name). Groups outside

@@ -1,4 +1,4 @@
-"""IID partitions (REFERENCE.md §3): every partition sees the global label distribution.
+"""IID partitions (docs/reference.md §3): every partition sees the global label distribution.
 
 - ``method="random"`` (default): a seeded random permutation dealt round-robin, so partition
   sizes differ by at most one;

@@ -1,4 +1,4 @@
-"""Label skew, the paper's "x% non-IID" (REFERENCE.md §3).
+"""Label skew, the paper's "x% non-IID" (docs/reference.md §3).
 
 With ``noniid_fraction = x``:
 

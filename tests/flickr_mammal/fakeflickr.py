@@ -1,4 +1,4 @@
-"""A local Flickr look-alike for tests: photos.search and an image server (REFERENCE.md §2).
+"""A local Flickr look-alike for tests: photos.search and an image server (docs/reference.md §2).
 
 Usage::
 

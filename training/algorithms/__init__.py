@@ -1,4 +1,4 @@
-"""Decentralized learning algorithms behind one interface (REFERENCE.md §4).
+"""Decentralized learning algorithms behind one interface (docs/reference.md §4).
 
 Importing the package registers BSP, Gaia, FedAvg and DGC: ``create_algorithm("gaia", t0=0.2)``.
 """

@@ -1,4 +1,4 @@
-"""The interface every decentralized algorithm implements (REFERENCE.md §4), and its registry.
+"""The interface every decentralized algorithm implements (docs/reference.md §4), and its registry.
 
 An algorithm sees each partition's parameters and gradients as rows of a ``[k, P]`` tensor
 (``k`` = partitions held by this process: all ``N`` in the one-device simulation, 1 under
@@ -70,7 +70,7 @@ class StepStats:
     bytes_sent: torch.Tensor       # [k] float64
     bytes_received: torch.Tensor   # [k] float64
     # True when the models were made identical this iteration; the engine then averages the
-    # BatchNorm running statistics over partitions (REFERENCE.md §3).
+    # BatchNorm running statistics over partitions (docs/reference.md §3).
     synced: bool = False
 
 

@@ -1,4 +1,4 @@
-"""Bulk Synchronous Parallel: synchronous data-parallel momentum SGD (REFERENCE.md §3-4).
+"""Bulk Synchronous Parallel: synchronous data-parallel momentum SGD (docs/reference.md §3-4).
 
 Every iteration all partitions' (weight-decayed) gradients are averaged and every replica takes
 the same momentum step, so BSP equals single-model SGD on the combined global batch. Replicas stay

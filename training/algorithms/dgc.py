@@ -1,4 +1,4 @@
-"""Deep Gradient Compression (REFERENCE.md §4; Lin et al., ICLR 2018).
+"""Deep Gradient Compression (docs/reference.md §4; Lin et al., ICLR 2018).
 
 Per partition: ``u = m*u + g`` (momentum correction), ``v += u``; send the top-k of ``|v|`` and
 zero the sent elements in both ``v`` and ``u`` (momentum factor masking). Every replica applies

@@ -1,4 +1,4 @@
-"""Federated Averaging (REFERENCE.md §4).
+"""Federated Averaging (docs/reference.md §4).
 
 Each partition takes local momentum SGD steps with the global ``lr``; after every ``iter_local``
 local steps all models (and, through the engine, BatchNorm running statistics) are replaced by

@@ -1,4 +1,4 @@
-"""Gaia's significance filter (REFERENCE.md §4; Hsieh et al., NSDI 2017).
+"""Gaia's significance filter (docs/reference.md §4; Hsieh et al., NSDI 2017).
 
 Per partition: momentum SGD on its own (weight-decayed) gradient, the update scaled by ``1/N``
 (the learning-rate convention in base.py) and applied locally at once, and also added to an

@@ -1,4 +1,4 @@
-"""Byte counting and sparse-selection helpers shared by the algorithms (REFERENCE.md §4).
+"""Byte counting and sparse-selection helpers shared by the algorithms (docs/reference.md §4).
 
 Dense messages cost 4 B per value; sparse ones 4 B value + 4 B index per element. A sender picks
 the cheaper encoding, so a sparse message never costs more than the dense one (with Gaia T0=0 or

@@ -1,4 +1,4 @@
-"""SkewScout (REFERENCE.md §5): models travel between partitions to estimate the accuracy loss
+"""SkewScout (docs/reference.md §5): models travel between partitions to estimate the accuracy loss
 that skew causes, and a controller moves the algorithm's communication knob to keep it small.
 
 ``scout`` holds the traveling and the training callback; ``controller`` the knob controller.

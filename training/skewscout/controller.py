@@ -1,4 +1,4 @@
-"""SkewScout's communication controller (REFERENCE.md §5, finding 4).
+"""SkewScout's communication controller (docs/reference.md §5, finding 4).
 
 The controller (the paper leaves it unknown; this is ours) is algorithm-agnostic: it never sees
 a knob value, only an index into an ordered grid running from *most* communication (index 0) to
@@ -76,7 +76,8 @@ KNOBS: dict[str, Knob] = {"gaia": Knob("t0"), "fedavg": Knob("iter_local"),
 LARGER_IS_LESS_COMMUNICATION: dict[str, bool] = {
     k.name: k.larger_is_less_communication for k in KNOBS.values()}
 
-# The paper's grids (REFERENCE.md §4); DGC's is ours: the paper only uses 99.9%. Each is ordered
+# The paper's grids (docs/reference.md §4); DGC's is ours: the paper only uses 99.9%. Each is
+# ordered
 # from most to least communication.
 DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
     "gaia": (0.02, 0.05, 0.10, 0.20, 0.30),

@@ -1,4 +1,4 @@
-"""SkewScout (REFERENCE.md §5, finding 4): model traveling + a communication controller.
+"""SkewScout (docs/reference.md §5, finding 4): model traveling + a communication controller.
 
 **Model traveling.** Every ``travel_interval`` iterations each partition's model is sent to another
 partition (``round_robin``: partition i to i + r mod N, the offset r cycling through 1..N-1 from

@@ -1,4 +1,5 @@
-"""Studies (REFERENCE.md §3-5): a config of experiments expanded into runs, run on either engine,
+"""Studies (docs/reference.md §3-5): a config of experiments expanded into runs, run on either
+engine,
 stored, judged against the paper's findings and drawn.
 
 ``config`` (StudyConfig, RunSpec, load_study), ``runner`` (run_study), ``results`` (the store),

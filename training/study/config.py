@@ -1,4 +1,4 @@
-"""Study configs (TOML or YAML) and their expansion into runs (REFERENCE.md §3, §5).
+"""Study configs (TOML or YAML) and their expansion into runs (docs/reference.md §3, §5).
 
 A study names a dataset, a partitioner, training settings, the algorithms' default knobs and
 grids, SkewScout's settings, and a list of experiments. Each experiment has a ``kind`` that says

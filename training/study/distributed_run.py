@@ -1,4 +1,4 @@
-"""One study run under torch.distributed, one process per partition (REFERENCE.md §3-4).
+"""One study run under torch.distributed, one process per partition (docs/reference.md §3-4).
 
 The study runner launches ``torchrun --nproc_per_node=N -m training.study.distributed_run
 --spec SPEC.json --out ROW.json`` for a run with ``engine = "distributed"``;

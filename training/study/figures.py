@@ -1,4 +1,4 @@
-"""The study's figures (REFERENCE.md §5), drawn from the results rows with matplotlib (Agg).
+"""The study's figures (docs/reference.md §5), drawn from the results rows with matplotlib (Agg).
 
 One figure per experiment kind: accuracy vs iteration and the IID/non-IID loss bars (finding 1),
 BN vs GN bars (finding 2), accuracy vs degree of skew (finding 3), and communication vs accuracy

@@ -1,4 +1,4 @@
-"""The study's findings, computed from the numbers (REFERENCE.md §5); never hard-coded.
+"""The study's findings, computed from the numbers (docs/reference.md §5); never hard-coded.
 
 Each finding of the paper becomes a few checkable claims; each claim says "holds" or
 "does not hold on this data" with the numbers behind it. The threshold for a "significant"

@@ -1,4 +1,4 @@
-"""Flickr-Mammal for studies (REFERENCE.md §1, §3): geographic partitions streamed from shards.
+"""Flickr-Mammal for studies (docs/reference.md §1, §3): geographic partitions streamed from shards.
 
 ``noniid_fraction = 1.0`` gives the natural partitions (``dataset.partition_by``: continent by
 default; the first ``num_partitions`` in name order); ``0.0`` gives the IID control: the same

@@ -1,4 +1,4 @@
-"""The Oracle SkewScout is measured against (REFERENCE.md §5, finding 4).
+"""The Oracle SkewScout is measured against (docs/reference.md §5, finding 4).
 
 The Oracle knows in advance the *fixed* knob value with the least communication whose final
 accuracy meets the target: ``final_acc >= baseline_acc - target`` where the baseline is BSP's

@@ -1,4 +1,4 @@
-"""The study runner (REFERENCE.md §3, §5): expand a study, run what is missing, report.
+"""The study runner (docs/reference.md §3, §5): expand a study, run what is missing, report.
 
 :func:`run_study` runs every run of a :class:`~training.study.config.StudyConfig` that the results
 store in ``out_dir`` does not hold yet (so an interrupted study resumes), then writes the figures
