@@ -1,8 +1,8 @@
 """Build Flickr-Mammal: search -> download -> clean -> geocode -> shard, resumable.
 
 docs/reference.md §1-2. The stages talk only through the catalog (catalog.py): each reads
-the records still in its input status, and commits its results in batches as they come out, so a build
-killed at any point (``kill -9``, Ctrl-C, a crash) continues where it stopped when the same
+the records still in its input status, and commits its results in batches as they come out, so
+a build killed at any point (``kill -9``, Ctrl-C, a crash) continues where it stopped when the same
 command runs again: nothing done is fetched again, nothing is lost or doubled.
 
     stage     reads                           writes

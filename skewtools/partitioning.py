@@ -1,8 +1,7 @@
 """The result of every partitioner: one index array per partition, with names and provenance.
 
 A ``Partitioning`` is what a study records so it can be re-run exactly (docs/reference.md §3): save
-it
-to JSON (small studies, human-readable) or Parquet (millions of samples) and load it back.
+it to JSON (small studies, human-readable) or Parquet (millions of samples) and load it back.
 """
 
 from __future__ import annotations

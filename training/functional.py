@@ -1,8 +1,7 @@
 """``k`` replicas of one model held as a flat ``[k, P]`` tensor, run together with torch.func.
 
 The engine (docs/reference.md §3-4) keeps every local partition's parameters as a row of one tensor
-so
-that algorithms see ``[k, P]`` and the forward/backward of all partitions can run in one
+so that algorithms see ``[k, P]`` and the forward/backward of all partitions can run in one
 vectorised pass (``torch.func.vmap`` over ``functional_call``). BatchNorm running statistics are
 stacked buffers passed as batched inputs, so each partition normalises with its own minibatch
 statistics and updates its own running statistics in place, exactly as ``k`` separate models.

@@ -77,8 +77,7 @@ LARGER_IS_LESS_COMMUNICATION: dict[str, bool] = {
     k.name: k.larger_is_less_communication for k in KNOBS.values()}
 
 # The paper's grids (docs/reference.md §4); DGC's is ours: the paper only uses 99.9%. Each is
-# ordered
-# from most to least communication.
+# ordered from most to least communication.
 DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
     "gaia": (0.02, 0.05, 0.10, 0.20, 0.30),
     "fedavg": (5, 10, 50, 200, 1000),

@@ -1,6 +1,5 @@
 """Studies (docs/reference.md §3-5): a config of experiments expanded into runs, run on either
-engine,
-stored, judged against the paper's findings and drawn.
+engine, stored, judged against the paper's findings and drawn.
 
 ``config`` (StudyConfig, RunSpec, load_study), ``runner`` (run_study), ``results`` (the store),
 ``findings`` and ``figures`` (the report), ``oracle`` (the best fixed knob), ``flickr`` (the
