@@ -41,7 +41,7 @@ from tqdm import tqdm
 from flickr_mammal.fetch import Fetcher, FetchError
 from flickr_mammal.imaging import DEFAULT_MAX_PIXELS, ImageError, process_image
 from flickr_mammal.layout import Layout
-from flickr_mammal.records import PhotoRecord, Status
+from flickr_mammal.records import BAD_ID, PhotoRecord, Status
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,13 @@ def download_one(
 
     ``decode_slot`` (e.g. a semaphore) is held while the image is decoded and re-encoded.
     """
-    path = layout.image_path(record.photo_id)
+    try:
+        path = layout.image_path(record.photo_id)
+    except ValueError:  # an id that is not plain digits never becomes a path (search checks too)
+        logger.warning("photo id %r is not a Flickr id: recorded as %s", record.photo_id[:40],
+                       BAD_ID)
+        return record.evolve(status=Status.DOWNLOAD_FAILED, error=BAD_ID, sha256="", width=0,
+                             height=0)
     try:
         if not record.url:
             raise FetchError("no_url")

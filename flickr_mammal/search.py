@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from flickr_mammal._util import int_or
 from flickr_mammal.classes import MammalClass
-from flickr_mammal.records import PhotoRecord, Status
+from flickr_mammal.records import BAD_ID, PhotoRecord, Status, is_valid_photo_id
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +155,23 @@ def _collect(
 
 
 def photo_to_record(photo: Mapping[str, Any], mammal_class: MammalClass) -> PhotoRecord:
-    """A search-result photo (with EXTRAS) as a record. A photo with no usable URL or geo fields
-    becomes a DOWNLOAD_FAILED record (error ``no_url`` / ``bad_geo``) so it counts in stats."""
+    """A search-result photo (with EXTRAS) as a record. A photo whose id is not plain digits, or
+    with no usable URL or geo fields, becomes a DOWNLOAD_FAILED record (error ``bad_id`` /
+    ``no_url`` / ``bad_geo``) so it counts in stats; a bad id never reaches a path."""
+    photo_id = str(photo["id"])
     lat, lon = _float(photo.get("latitude")), _float(photo.get("longitude"))
     url, width, height = best_url(photo)
     error = ""
-    if not url:
+    if not is_valid_photo_id(photo_id):
+        log.warning("%s: photo id %r from the API is not a Flickr id: recorded as %s",
+                    mammal_class.name, photo_id[:40], BAD_ID)
+        error = BAD_ID
+    elif not url:
         error = "no_url"
     elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # False for NaN too
         error = "bad_geo"
     return PhotoRecord(
-        photo_id=str(photo["id"]),
+        photo_id=photo_id,
         owner=str(photo.get("owner", "")),
         class_name=mammal_class.name,
         label=mammal_class.label,
