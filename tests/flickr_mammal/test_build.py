@@ -352,3 +352,30 @@ def test_a_bad_record_left_searched_does_not_block_the_class_on_resume(tmp_path)
             assert summary.kept == 4
             assert summary.stats["download"]["failures"] == {"bad_id": 2}
             assert summary.stats["search"]["pending_download"] == 0
+
+
+# ---- junk and lies from the search API --------------------------------------------------------
+def test_malformed_and_lying_answers_are_recorded_in_stats_not_raised(tmp_path):
+    from flickr_mammal.search import SearchConfig
+    photos = {"cat": _cat_photos(4), "dog": _cat_photos(4)}
+    for i, p in enumerate(photos["dog"]):
+        p["id"] = str(20_000_000_000 + i)
+    with FakeFlickr(photos, api_key=fx.API_KEY) as fake:
+        # cat: every answer malformed; dog: every answer claims a billion photos
+        fake.tamper_search = lambda p: {**p, "total": "abc"} if fake.search_log[-1][
+            "text"] == "cat" else {**p, "total": 10**9}
+        cfg = config(tmp_path, fake.endpoint, classes=("cat", "dog"),
+                     search=SearchConfig(max_calls_per_class=25))
+        summary = build(cfg)
+        incomplete = summary.stats["search"]["incomplete"]
+        assert incomplete["cat"] == {"bad_answer": 1}
+        assert incomplete["dog"]["call_budget"] >= 1
+        assert json.loads((tmp_path / "stats.json").read_text())["search"]["incomplete"] == \
+            incomplete
+        # a resume retries what failed: with honest answers every photo is found
+        fake.tamper_search = None
+        summary = build(cfg)
+    # over_cap slices stay (done: they gave all Flickr would give); the failed ones are gone
+    assert set(summary.stats["search"]["incomplete"]) == {"dog"}
+    assert set(summary.stats["search"]["incomplete"]["dog"]) == {"over_cap"}
+    assert summary.kept == 8
