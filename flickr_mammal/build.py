@@ -331,6 +331,10 @@ def build(config: BuildConfig,
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
     with _exclusive(config.out), Catalog.open(config.layout.catalog) as catalog:
         catalog.set_meta("config", config.to_meta())
+        bad = catalog.mark_bad_ids()  # ids an older build let in: never a path (records.py)
+        if bad:
+            log.warning("%d records have photo ids that are not Flickr ids: recorded as "
+                        "bad_id", bad)
         shard_index = None
         stages: dict[str, Callable[[], object]] = {
             "search": lambda: run_search(config, catalog, client),

@@ -337,7 +337,8 @@ def _tar_names(path: Path) -> list[str]:
 
 
 def test_a_bad_record_left_searched_does_not_block_the_class_on_resume(tmp_path):
-    # A catalog from before ids were checked: two SEARCHED records whose ids cannot be paths.
+    # A catalog from before ids were checked: records whose ids cannot be paths, left in the
+    # input status of each stage (an id like "/x" downloaded fine, outside --out).
     out = tmp_path / "out"
     photos = _cat_photos(4)
     with FakeFlickr({"cat": photos}, api_key=fx.API_KEY) as fake:
@@ -346,11 +347,13 @@ def test_a_bad_record_left_searched_does_not_block_the_class_on_resume(tmp_path)
             good = fake.image_url(photos[0]["id"])
             catalog.update([
                 PhotoRecord(photo_id=pid, owner="o", class_name="cat", label=7, latitude=1.0,
-                            longitude=2.0, url=good) for pid in ("5\x006", "8" * 300)])
+                            longitude=2.0, url=good, status=status)
+                for pid, status in (("5\x006", Status.SEARCHED), ("8" * 300, Status.SEARCHED),
+                                    ("/x", Status.DOWNLOADED), ("../y", Status.KEPT))])
         for _ in range(2):  # the build, then a resume: both complete the class
             summary = build(cfg)
             assert summary.kept == 4
-            assert summary.stats["download"]["failures"] == {"bad_id": 2}
+            assert summary.stats["download"]["failures"] == {"bad_id": 4}
             assert summary.stats["search"]["pending_download"] == 0
 
 

@@ -201,3 +201,18 @@ def test_a_catalog_from_before_slice_errors_opens(tmp_path):
         assert cat.slices_of("cat")[0].error == "" and cat.done_slices() == {("cat", 0, 100)}
         cat.add_slice(SliceResult("cat", 101, 200, 0, (), False, "bad_answer"))
         assert cat.slice_errors() == {"cat": {"bad_answer": 1}}
+
+
+def test_mark_bad_ids_catches_what_an_older_build_let_in(catalog):
+    bad = ["/tmp/x", "../../evil", "1/../../x", "12\x0034", "9" * 21, "", "\u0661\u0662"]
+    catalog.update([rec(pid, status=Status.DOWNLOADED, sha256="ab") for pid in bad]
+                   + [rec("9" * 20, status=Status.KEPT), rec("5"),
+                      rec("x", status=Status.AMBIGUOUS, error="ambiguous: found for cat, dog")])
+    assert catalog.mark_bad_ids() == len(bad)
+    for pid in bad:
+        got = catalog.get(pid)
+        assert (got.photo_id, got.status, got.error, got.sha256) == (
+            pid, Status.DOWNLOAD_FAILED, "bad_id", "")
+    assert catalog.get("9" * 20).status is Status.KEPT and catalog.get("5").error == ""
+    assert catalog.get("x").status is Status.AMBIGUOUS
+    assert catalog.mark_bad_ids() == 0
