@@ -3,9 +3,10 @@
 REFERENCE.md section 1 (images stored at 300 px). Modelled on img2dataset's downloader: each
 photo's failure is data (``status=DOWNLOAD_FAILED``, ``error`` a short reason such as
 ``http_404``, ``timeout``, ``too_large``, ``not_an_image``, ``truncated``, ``unavailable`` for
-Flickr's redirect to its "photo unavailable" placeholder), never an exception. The HTTP side
-(retries, per-host limits, size cap) lives in :mod:`flickr_mammal.fetch`.
-Only problems of the machine itself (a failed disk write) propagate.
+Flickr's redirect to its "photo unavailable" placeholder, ``redirect_refused``, ``bad_id`` for a
+photo id that is not plain digits, which never becomes a path), never an exception. The HTTP
+side (retries, per-host limits, size cap, deadline, redirect policy) lives in
+:mod:`flickr_mammal.fetch`. Only problems of the machine itself (a failed disk write) propagate.
 
 Threads wait on the network; few decode. Each of ``workers`` threads keeps its own
 ``requests.Session`` (connection pooling, keep-alive); a per-host semaphore caps how many
