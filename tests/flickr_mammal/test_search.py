@@ -89,7 +89,11 @@ def test_best_url_prefers_z_then_c_then_m():
 @pytest.mark.parametrize(
     ("changes", "error"),
     [({"url_z": None}, "no_url"), ({"latitude": "abc"}, "bad_geo"),
-     ({"longitude": "200"}, "bad_geo"), ({"latitude": None}, "bad_geo")],
+     ({"longitude": "200"}, "bad_geo"), ({"latitude": None}, "bad_geo"),
+     ({"id": "/tmp/x"}, "bad_id"), ({"id": "../../evil"}, "bad_id"),
+     ({"id": "1/../../x"}, "bad_id"), ({"id": "12\x0034"}, "bad_id"), ({"id": "7" * 300}, "bad_id"),
+     ({"id": "\u0661\u0662"}, "bad_id"), ({"id": "1.5"}, "bad_id"),
+     ({"id": "/x", "url_z": None}, "bad_id")],  # the id is checked first
 )
 def test_unusable_photos_become_failed_records(changes, error):
     photo = {"id": "1", "latitude": "1.5", "longitude": "2.5", "url_z": "http://127.0.0.1/z",
