@@ -42,7 +42,7 @@ from flickr_mammal.geocode import geocode_records
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 from flickr_mammal.report import write_report
-from flickr_mammal.search import search_class
+from flickr_mammal.search import SearchConfig, search_class
 from flickr_mammal.shards import read_index, write_shards
 from flickr_mammal.splits import TRAIN, VAL, assign_splits
 from flickr_mammal.stats import compute_stats, write_stats
@@ -87,6 +87,7 @@ class BuildConfig:
     min_upload_date: int = FLICKR_START
     max_upload_date: int | None = None   # None: the first run's day, remembered in the catalog
     rate_limit: float = 3600.0            # Flickr API calls per hour
+    search: SearchConfig = field(default_factory=SearchConfig)  # slicing bounds per class
     stages: tuple[str, ...] = STAGES
     download: DownloadConfig = field(default_factory=lambda: DownloadConfig(processes=2))
     clean: CleanConfig = field(default_factory=CleanConfig)
@@ -204,6 +205,7 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient) -> N
         if sum(s.num_records for s in slices) >= config.per_class:
             log.info("search %s: done", name)
             continue
+        catalog.drop_failed_slices(name)  # retried below (bad_answer, call_budget)
         # A slice cut short at per_class is not done, so a larger per_class resumes it.
         complete = [s for s in slices if s.complete]
         bar = _bar(config, f"search {name}", None, unit="photo")
@@ -211,7 +213,7 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient) -> N
             client, get_class(name), licenses=config.licenses, min_upload_date=lo,
             max_upload_date=hi, per_class=config.per_class,
             done_slices={(name, s.min_date, s.max_date) for s in complete},
-            found_before=sum(s.num_records for s in complete),
+            found_before=sum(s.num_records for s in complete), config=config.search,
         ):
             catalog.add_slice(result)
             bar.update(len(result.records))
@@ -329,6 +331,10 @@ def build(config: BuildConfig,
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
     with _exclusive(config.out), Catalog.open(config.layout.catalog) as catalog:
         catalog.set_meta("config", config.to_meta())
+        bad = catalog.mark_bad_ids()  # ids an older build let in: never a path (records.py)
+        if bad:
+            log.warning("%d records have photo ids that are not Flickr ids: recorded as "
+                        "bad_id", bad)
         shard_index = None
         stages: dict[str, Callable[[], object]] = {
             "search": lambda: run_search(config, catalog, client),

@@ -13,7 +13,8 @@ keeps thousands of small batch commits fast.
 
 Tables: ``records`` (one row per photo id, columns = :data:`RECORD_FIELDS` plus ``extra`` as
 JSON), ``hits`` (which classes' searches returned a photo: two or more = ambiguous), ``slices``
-(finished search slices) and ``meta`` (schema version and the build config, never the API key).
+(search slices: done, cut short, or failed with an ``error``) and ``meta`` (schema version
+and the build config, never the API key).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from typing import Any, NamedTuple, Protocol
 import pandas as pd
 
 from flickr_mammal._util import batched, replace_via_temp
-from flickr_mammal.records import PUBLIC_FIELDS, RECORD_FIELDS, WITH_IMAGE, PhotoRecord, Status
+from flickr_mammal.records import (
+    BAD_ID,
+    PUBLIC_FIELDS,
+    RECORD_FIELDS,
+    WITH_IMAGE,
+    PhotoRecord,
+    Status,
+)
 
 SCHEMA_VERSION = 1
 
@@ -58,13 +66,15 @@ class SliceLike(Protocol):
 
 
 class SliceRow(NamedTuple):
-    """A stored search slice; ``complete`` is False when it was cut short at per_class."""
+    """A stored search slice; ``complete`` is False when it was cut short at per_class or
+    failed; ``error`` says why a slice is not fully enumerated (search.OVER_CAP, ...)."""
 
     min_date: int
     max_date: int
     total: int
     num_records: int
     complete: bool
+    error: str = ""
 
 
 def failure_reason(error: str) -> str:
@@ -93,10 +103,19 @@ CREATE TABLE IF NOT EXISTS hits (
 CREATE TABLE IF NOT EXISTS slices (
   class_name TEXT NOT NULL, min_date INTEGER NOT NULL, max_date INTEGER NOT NULL,
   total INTEGER NOT NULL, num_records INTEGER NOT NULL, complete INTEGER NOT NULL,
+  error TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (class_name, min_date, max_date)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Catalogs written before slices had an ``error`` column gain it (same schema version:
+    old code never reads it, and '' is right for every slice it wrote)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(slices)")}
+    if "error" not in columns:
+        conn.execute("ALTER TABLE slices ADD COLUMN error TEXT NOT NULL DEFAULT ''")
 
 
 def _to_row(record: PhotoRecord) -> tuple[Any, ...]:
@@ -132,6 +151,7 @@ class Catalog:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_schema())
+        _add_missing_columns(conn)
         catalog = cls(conn, path)
         version = catalog.get_meta("schema_version")
         if version is None:
@@ -199,9 +219,10 @@ class Catalog:
             )
             self._mark_ambiguous(conn, (r.photo_id for r in result.records))
             conn.execute(
-                "INSERT OR REPLACE INTO slices VALUES(?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO slices(class_name, min_date, max_date, total, "
+                "num_records, complete, error) VALUES(?, ?, ?, ?, ?, ?, ?)",
                 (result.class_name, result.min_date, result.max_date, result.total,
-                 len(result.records), int(result.complete)),
+                 len(result.records), int(result.complete), getattr(result, "error", "")),
             )
         return added
 
@@ -239,10 +260,28 @@ class Catalog:
 
     def slices_of(self, class_name: str) -> list[SliceRow]:
         """A class's stored slices, oldest first."""
-        return [SliceRow(int(a), int(b), int(t), int(n), bool(c)) for a, b, t, n, c in
+        return [SliceRow(int(a), int(b), int(t), int(n), bool(c), e) for a, b, t, n, c, e in
                 self._conn.execute(
-                    "SELECT min_date, max_date, total, num_records, complete FROM slices "
+                    "SELECT min_date, max_date, total, num_records, complete, error FROM slices "
                     "WHERE class_name = ? ORDER BY min_date", (class_name,))]
+
+    def drop_failed_slices(self, class_name: str) -> int:
+        """Forget a class's failed slices (not done, with an error) before its search runs
+        again: it retries them, maybe split differently, and stores what it finds."""
+        with self._transaction() as conn:
+            return conn.execute(
+                "DELETE FROM slices WHERE class_name = ? AND complete = 0 AND error != ''",
+                (class_name,)).rowcount
+
+    def slice_errors(self) -> dict[str, dict[str, int]]:
+        """``{class_name: {error: number of slices}}`` of slices not fully enumerated."""
+        out: dict[str, dict[str, int]] = {}
+        for name, error, n in self._conn.execute(
+            "SELECT class_name, error, count(*) FROM slices WHERE error != '' "
+            "GROUP BY class_name, error ORDER BY class_name, error"
+        ):
+            out.setdefault(name, {})[error] = int(n)
+        return out
 
     # ---- reading ---------------------------------------------------------------------------
     def records(
@@ -332,6 +371,24 @@ class Catalog:
                 rows,
             )
         return len(rows)
+
+    def mark_bad_ids(self) -> int:
+        """Records whose photo id is not 1-20 ASCII digits (records.is_valid_photo_id) and that
+        a stage could still pick up become DOWNLOAD_FAILED ``bad_id``; returns how many.
+
+        Search refuses such ids now; this catches those a build from before that stored, so
+        that no stage ever turns them into a path. SQL, so a 700K-record catalog costs one
+        scan: length() and GLOB stop at a NUL in TEXT, hence the BLOB casts.
+        """
+        with self._transaction() as conn:
+            return conn.execute(
+                "UPDATE records SET status = ?, error = ?, sha256 = '', width = 0, height = 0 "
+                "WHERE status NOT IN (?, ?) AND (photo_id = '' OR photo_id GLOB '*[^0-9]*' "
+                "OR length(CAST(photo_id AS BLOB)) > 20 "
+                "OR instr(CAST(photo_id AS BLOB), X'00') > 0)",
+                (str(Status.DOWNLOAD_FAILED), BAD_ID, str(Status.DOWNLOAD_FAILED),
+                 str(Status.AMBIGUOUS)),
+            ).rowcount
 
     def mark_duplicates(self) -> int:
         """Records whose image bytes (sha256) equal an earlier photo id's become DUPLICATE.

@@ -3,9 +3,10 @@
 docs/reference.md section 1 (images stored at 300 px). Modelled on img2dataset's downloader: each
 photo's failure is data (``status=DOWNLOAD_FAILED``, ``error`` a short reason such as
 ``http_404``, ``timeout``, ``too_large``, ``not_an_image``, ``truncated``, ``unavailable`` for
-Flickr's redirect to its "photo unavailable" placeholder), never an exception. The HTTP side
-(retries, per-host limits, size cap) lives in :mod:`flickr_mammal.fetch`.
-Only problems of the machine itself (a failed disk write) propagate.
+Flickr's redirect to its "photo unavailable" placeholder, ``redirect_refused``, ``bad_id`` for a
+photo id that is not plain digits, which never becomes a path), never an exception. The HTTP
+side (retries, per-host limits, size cap, deadline, redirect policy) lives in
+:mod:`flickr_mammal.fetch`. Only problems of the machine itself (a failed disk write) propagate.
 
 Threads wait on the network; few decode. Each of ``workers`` threads keeps its own
 ``requests.Session`` (connection pooling, keep-alive); a per-host semaphore caps how many
@@ -38,61 +39,43 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flickr_mammal.fetch import Fetcher, FetchError
+from flickr_mammal.fetch import FetchConfig, Fetcher, FetchError
 from flickr_mammal.imaging import DEFAULT_MAX_PIXELS, ImageError, process_image
 from flickr_mammal.layout import Layout
-from flickr_mammal.records import PhotoRecord, Status
+from flickr_mammal.records import BAD_ID, PhotoRecord, Status
 
 logger = logging.getLogger(__name__)
 
 _LIVENESS_CHECK_S = 1.0  # how often a waiting parent checks that its worker processes live
-
-DEFAULT_USER_AGENT = "noniid-quagmire-flickr-mammal/0.1 (research dataset build; python-requests)"
-
 
 class DownloadWorkerLost(RuntimeError):
     """A download worker process died before reporting its photos (resuming fetches them)."""
 
 
 @dataclass(frozen=True)
-class DownloadConfig:
-    """How to fetch and shrink photos. Times are seconds."""
+class DownloadConfig(FetchConfig):
+    """How to fetch (the :class:`~flickr_mammal.fetch.FetchConfig` fields: timeouts, retries,
+    size cap, redirect allow-list) and how to shrink photos. Times are seconds."""
 
     workers: int = 32                 # threads (per process): fetch + decode + write
     processes: int = 1                # >1: that many worker processes ("spawn"), for more cores
     decode_slots: int = 1             # images decoded at once per process (module docstring)
-    per_host: int = 16                # concurrent requests to one host (Flickr's CDN is one)
-    timeout: float = 10.0             # connect timeout and per-read timeout
-    total_timeout: float = 60.0       # a whole attempt, checked between body chunks
-    max_retries: int = 3              # extra attempts for 5xx / 408 / 429 / timeouts / resets
-    backoff_base: float = 0.5         # full-jitter exponential backoff: U(0, base * 2**attempt)
-    backoff_max: float = 30.0
-    max_retry_after: float = 120.0    # a 429 asking to wait longer than this fails instead
-    max_bytes: int = 20 * 1024 * 1024  # stop reading a body past this: "too_large"
     max_side: int = 300
     quality: int = 90
     max_pixels: int = DEFAULT_MAX_PIXELS
-    user_agent: str = DEFAULT_USER_AGENT
     max_in_flight: int = 0            # records queued in the pool; 0 = 4 x workers
-    seed: int = 0                     # backoff jitter
     progress: bool = False            # tqdm bar over finished records
 
     def __post_init__(self) -> None:
-        for name in ("workers", "processes", "decode_slots", "per_host", "max_bytes", "max_side",
-                     "max_pixels"):
+        super().__post_init__()
+        for name in ("workers", "processes", "decode_slots", "max_side", "max_pixels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DownloadConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("timeout", "total_timeout"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DownloadConfig.{name} must be > 0 seconds")
-        for name in ("max_retries", "backoff_base", "backoff_max", "max_retry_after",
-                     "max_in_flight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"DownloadConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_in_flight < 0:
+            raise ValueError(f"DownloadConfig.max_in_flight must be >= 0, got "
+                             f"{self.max_in_flight}")
         if not 1 <= self.quality <= 95:
             raise ValueError(f"DownloadConfig.quality must be in 1..95, got {self.quality}")
-        if not self.user_agent.strip():
-            raise ValueError("DownloadConfig.user_agent must be non-empty: say who is downloading")
 
     @property
     def in_flight(self) -> int:
@@ -139,7 +122,13 @@ def download_one(
 
     ``decode_slot`` (e.g. a semaphore) is held while the image is decoded and re-encoded.
     """
-    path = layout.image_path(record.photo_id)
+    try:
+        path = layout.image_path(record.photo_id)
+    except ValueError:  # an id that is not plain digits never becomes a path (search checks too)
+        logger.warning("photo id %r is not a Flickr id: recorded as %s", record.photo_id[:40],
+                       BAD_ID)
+        return record.evolve(status=Status.DOWNLOAD_FAILED, error=BAD_ID, sha256="", width=0,
+                             height=0)
     try:
         if not record.url:
             raise FetchError("no_url")

@@ -1,8 +1,19 @@
-"""HTTP fetcher for the download stage: retries, per-host limits, a body size cap.
+"""HTTP fetcher for the download stage: retries, per-host limits, a size cap, a deadline.
 
 docs/reference.md section 1. A failed URL raises :class:`FetchError` with a short, machine-readable
 ``reason`` (``http_404``, ``timeout``, ``too_large``, ``unavailable`` for Flickr's redirect to
-its "photo unavailable" placeholder, ...); :mod:`flickr_mammal.download` records it on the photo.
+its "photo unavailable" placeholder, ``redirect_refused``, ...); :mod:`flickr_mammal.download`
+records it on the photo. :class:`FetchConfig` (the HTTP half of the download options) lives here,
+so this module imports nothing from the download stage.
+
+Safety (the URLs come from the network):
+
+* Deadline: one attempt ends ``total_timeout`` seconds after it started, however slowly the
+  server sends. The body is read one socket read at a time (``read1``) with the socket's
+  timeout cut to the time left, so a body trickled a byte at a time fails as ``timeout``.
+* Redirects are followed by hand (at most :data:`MAX_REDIRECTS`), and only to the original
+  host, to Flickr's hosts (:data:`FLICKR_HOSTS`) or to ``FetchConfig.redirect_hosts``; any other
+  target is the failure ``redirect_refused`` and is never requested.
 """
 
 from __future__ import annotations
@@ -10,27 +21,99 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from flickr_mammal._util import retry_after_seconds
-
-if TYPE_CHECKING:  # download imports this module; the config is only read, never built, here
-    from flickr_mammal.download import DownloadConfig
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _RETRY_STATUS = frozenset({408, 500, 502, 503, 504})
 _UNAVAILABLE = "photo_unavailable"  # Flickr's placeholder: .../images/en-us/photo_unavailable.png
+MAX_REDIRECTS = 5
+# Where Flickr's image URLs may redirect to (static CDN hosts, www.flickr.com): always followed.
+FLICKR_HOSTS: tuple[str, ...] = ("flickr.com", "*.flickr.com", "*.staticflickr.com")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+DEFAULT_USER_AGENT = "noniid-quagmire-flickr-mammal/0.1 (research dataset build; python-requests)"
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """How to fetch one URL. Times are seconds."""
+
+    per_host: int = 16                # concurrent requests to one host (Flickr's CDN is one)
+    timeout: float = 10.0             # connect timeout and per-read timeout
+    total_timeout: float = 60.0       # wall-clock limit of one attempt, body included
+    max_retries: int = 3              # extra attempts for 5xx / 408 / 429 / timeouts / resets
+    backoff_base: float = 0.5         # full-jitter exponential backoff: U(0, base * 2**attempt)
+    backoff_max: float = 30.0
+    max_retry_after: float = 120.0    # a 429 asking to wait longer than this fails instead
+    max_bytes: int = 20 * 1024 * 1024  # stop reading a body past this: "too_large"
+    user_agent: str = DEFAULT_USER_AGENT
+    seed: int = 0                     # backoff jitter
+    # Extra hosts an image URL may redirect to, besides its own host and FLICKR_HOSTS:
+    # "host" (default ports), "host:port", or "*.domain" (any subdomain, default ports).
+    redirect_hosts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for field in ("per_host", "max_bytes"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{name}.{field} must be >= 1, got {getattr(self, field)}")
+        for field in ("timeout", "total_timeout"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"{name}.{field} must be > 0 seconds")
+        for field in ("max_retries", "backoff_base", "backoff_max", "max_retry_after"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{name}.{field} must be >= 0, got {getattr(self, field)}")
+        if not self.user_agent.strip():
+            raise ValueError(f"{name}.user_agent must be non-empty: say who is downloading")
+        object.__setattr__(self, "redirect_hosts", tuple(self.redirect_hosts))
+        for host in self.redirect_hosts:
+            if not isinstance(host, str) or not host or any(c in host for c in "/@ ?#"):
+                raise ValueError(f"{name}.redirect_hosts: {host!r} is not a host name; write "
+                                 "'cdn.example.org', 'cdn.example.org:8443' or '*.example.org'")
+
+
+def _host_port(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        port = None
+    return scheme, (parts.hostname or "").lower().rstrip("."), port
+
+
+def redirect_allowed(origin: str, target: str, extra_hosts: tuple[str, ...] = ()) -> bool:
+    """May a fetch of ``origin`` follow a redirect to ``target``? (module docstring)"""
+    scheme, host, port = _host_port(target)
+    if scheme not in _DEFAULT_PORTS or not host or port is None:
+        return False
+    _, origin_host, origin_port = _host_port(origin)
+    if host == origin_host and (port == origin_port or port == _DEFAULT_PORTS[scheme]):
+        return True  # same server, or its https / http default port
+    for pattern in (*FLICKR_HOSTS, *extra_hosts):
+        name, _, want_port = pattern.lower().partition(":")
+        if want_port and str(port) != want_port:
+            continue
+        if not want_port and port != _DEFAULT_PORTS[scheme]:
+            continue
+        if host == name or (name.startswith("*.") and host.endswith(name[1:])):
+            return True
+    return False
 
 
 class FetchError(Exception):
@@ -52,7 +135,7 @@ class Fetcher:
     Keeps one ``requests.Session`` per calling thread; :meth:`close` them when done.
     """
 
-    def __init__(self, config: DownloadConfig, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, config: FetchConfig, sleep: Callable[[float], None] = time.sleep):
         self.config = config
         self._sleep = sleep
         self._local = threading.local()
@@ -128,27 +211,53 @@ class Fetcher:
 
     def _fetch_once(self, url: str) -> bytes:
         cfg = self.config
+        deadline = time.monotonic() + cfg.total_timeout
         try:
-            # A bare PreparedRequest + send() skips Session.request's per-call merging of
-            # cookies, auth, hooks and settings that an image GET does not use (GIL time).
-            request = requests.PreparedRequest()
-            request.prepare(method="GET", url=url, headers=self._headers)
-            with self._session().send(request, stream=True, timeout=(cfg.timeout, cfg.timeout),
-                                      proxies=self._proxies(url)) as r:
+            with self._send(url, deadline) as r:
                 _check_status(r)
                 length = r.headers.get("Content-Length", "")
                 if length.isdigit() and int(length) > cfg.max_bytes:
                     raise FetchError("too_large")
-                return _read_body(r, cfg.max_bytes, time.monotonic() + cfg.total_timeout)
+                return _read_body(r, cfg.max_bytes, cfg.timeout, deadline)
         except requests.RequestException as exc:
             raise _classify(exc) from exc
+        except urllib3.exceptions.HTTPError as exc:  # raised by raw reads of the body
+            raise _classify_urllib3(exc) from exc
+
+    def _send(self, url: str, deadline: float) -> requests.Response:
+        """GET ``url``, following only the redirects :func:`redirect_allowed` accepts."""
+        cfg = self.config
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            wait = min(cfg.timeout, _time_left(deadline))
+            # A bare PreparedRequest + send() skips Session.request's per-call merging of
+            # cookies, auth, hooks and settings that an image GET does not use (GIL time).
+            request = requests.PreparedRequest()
+            request.prepare(method="GET", url=target, headers=self._headers)
+            r = self._session().send(request, stream=True, timeout=(wait, wait),
+                                     allow_redirects=False, proxies=self._proxies(target))
+            if not r.is_redirect:
+                return r
+            r.close()
+            target = urljoin(r.url, r.headers["Location"])
+            if _UNAVAILABLE in target:
+                # Flickr answers a deleted photo with a redirect to a stock placeholder image.
+                raise FetchError("unavailable")
+            if not redirect_allowed(url, target, cfg.redirect_hosts):
+                logger.info("refused a redirect from %s to %s (not an allowed host)", url, target)
+                raise FetchError("redirect_refused")
+        raise FetchError("too_many_redirects")
+
+
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _Retryable("timeout")
+    return left
 
 
 def _check_status(r: requests.Response) -> None:
     code = r.status_code
-    if r.history and _UNAVAILABLE in r.url:
-        # Flickr answers a deleted photo with a redirect to a stock placeholder image.
-        raise FetchError("unavailable")
     if code == 429:
         raise _Retryable("http_429", retry_after_seconds(r.headers.get("Retry-After")))
     if code in _RETRY_STATUS or code >= 500:
@@ -157,15 +266,40 @@ def _check_status(r: requests.Response) -> None:
         raise FetchError(f"http_{code}")
 
 
-def _read_body(r: requests.Response, max_bytes: int, deadline: float) -> bytes:
+def _read_body(r: requests.Response, max_bytes: int, read_timeout: float,
+               deadline: float) -> bytes:
+    """The body, one socket read at a time, until ``deadline`` (a slow trickle fails too)."""
+    sock = _socket_of(r)
     body = bytearray()
-    for chunk in r.iter_content(_CHUNK):
+    while True:
+        left = _time_left(deadline)
+        if sock is not None:  # no single read may outlast the deadline
+            sock.settimeout(min(read_timeout, left))
+        # read1: what one read of the socket gives (up to _CHUNK), not a full _CHUNK, so the
+        # deadline is checked after every arrival however small.
+        chunk = r.raw.read1(_CHUNK, decode_content=True)
+        if not chunk:
+            return bytes(body)
         body += chunk
         if len(body) > max_bytes:
             raise FetchError("too_large")
-        if time.monotonic() > deadline:
-            raise _Retryable("timeout")
-    return bytes(body)
+
+
+def _socket_of(r: requests.Response) -> socket.socket | None:
+    connection = getattr(r.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _classify_urllib3(exc: urllib3.exceptions.HTTPError) -> FetchError:
+    """Map a urllib3 exception from a raw body read to a reason, retryable or not."""
+    if isinstance(exc, (ReadTimeoutError, urllib3.exceptions.TimeoutError)):
+        return _Retryable("timeout")
+    if isinstance(exc, (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError)):
+        return _Retryable("connection_error")  # reset, or a body shorter than declared
+    if isinstance(exc, urllib3.exceptions.DecodeError):
+        return FetchError("bad_encoding")
+    return FetchError(f"request_error_{type(exc).__name__}")
 
 
 def _classify(exc: requests.RequestException) -> FetchError:

@@ -9,7 +9,14 @@ retried like a 5xx; every other fail code raises :class:`FlickrError`.
 Calls are POSTed (Flickr's REST format takes GET or POST): the key travels in the body, so it
 is not in URLs that urllib3 logs at DEBUG or that proxies record. As a second guard every message
 that leaves this module goes through :func:`redact`, and exceptions are raised without their
-``requests`` cause, so no traceback carries the original text.
+``requests`` cause, so no traceback carries the original text. Redirects are never followed:
+a 307/308 would re-POST the key to wherever it points, so any 3xx is a :class:`FlickrError`
+naming the target (point ``endpoint`` at it if it is really Flickr).
+
+Answers are checked before use (:func:`check_search_answer`): a ``photos`` object whose
+``total``/``pages`` are not whole numbers or whose ``photo`` is not a list of objects is retried
+``bad_answer_retries`` times, then raises :class:`FlickrBadAnswer`, which the search records as
+a failed slice.
 """
 
 from __future__ import annotations
@@ -55,6 +62,45 @@ class FlickrAuthError(FlickrError):
 
 class FlickrUnavailableError(FlickrError):
     """Transient failures (5xx, 429, timeouts, connection errors) outlasted every retry."""
+
+
+class FlickrBadAnswer(FlickrError):
+    """An ``ok`` answer whose content is malformed, on every one of the allowed attempts."""
+
+
+# The most a count in an answer may be: Flickr holds ~10^10 photos; beyond this it is junk.
+_MAX_COUNT = 10**12
+
+
+def _count(value: Any) -> int | None:
+    """A whole, non-negative count from JSON (an int or a string of ASCII digits), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        count = value
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        count = int(value)
+    else:  # floats (1e300), "abc", "many", null, objects
+        return None
+    return count if 0 <= count <= _MAX_COUNT else None
+
+
+def check_search_answer(photos: Any) -> dict[str, Any] | str:
+    """The ``photos`` object with ``page``, ``pages`` and ``total`` as ints, or why it is bad."""
+    if not isinstance(photos, dict):
+        return "answer has no 'photos' object"
+    out = dict(photos)
+    for name, default in (("total", 0), ("pages", 1), ("page", 1)):
+        raw = photos.get(name, default)
+        value = _count(raw)
+        if value is None:
+            return f"'{name}' is {str(raw)[:40]!r}, not a whole number"
+        out[name] = value
+    entries = photos.get("photo", [])
+    if not isinstance(entries, list) or not all(isinstance(p, dict) for p in entries):
+        return "'photo' is not a list of objects"
+    out["photo"] = entries
+    return out
 
 
 def redact(text: str, api_key: str) -> str:
@@ -119,6 +165,7 @@ class FlickrClient:
         backoff_base: float = 1.0,
         backoff_max: float = 120.0,
         max_retry_after: float = 3600.0,
+        bad_answer_retries: int = 2,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         seed: int | None = None,
@@ -127,8 +174,9 @@ class FlickrClient:
             raise FlickrAuthError(
                 100, "no API key", "No Flickr API key given. Pass --api-key or set FLICKR_API_KEY."
             )
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        if max_retries < 0 or bad_answer_retries < 0:
+            raise ValueError(f"max_retries and bad_answer_retries must be >= 0, got "
+                             f"{max_retries}, {bad_answer_retries}")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         if not endpoint.startswith(("https://", "http://")):
@@ -140,6 +188,7 @@ class FlickrClient:
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after  # a longer Retry-After fails instead of sleeping
+        self.bad_answer_retries = bad_answer_retries
         self._shared_session = session
         self._local = threading.local()  # one Session (connection pool) per thread
         self._sleep = sleep
@@ -174,13 +223,18 @@ class FlickrClient:
         )
 
     def search(self, **params: Any) -> dict[str, Any]:
-        """``flickr.photos.search``; returns its ``photos`` object (page, pages, total, photo)."""
-        photos = self.call("flickr.photos.search", **params).get("photos")
-        if not isinstance(photos, dict):
-            raise FlickrError(0, "flickr.photos.search answer has no 'photos' object")
-        photos["total"] = int(photos.get("total") or 0)
-        photos.setdefault("photo", [])
-        return photos
+        """``flickr.photos.search``; returns its checked ``photos`` object (``page``, ``pages``
+        and ``total`` as ints, ``photo`` a list of dicts). A malformed answer is asked for again
+        ``bad_answer_retries`` times, then raises :class:`FlickrBadAnswer`."""
+        for attempt in range(self.bad_answer_retries + 1):
+            checked = check_search_answer(self.call("flickr.photos.search", **params).get("photos"))
+            if isinstance(checked, dict):
+                return checked
+            log.warning("flickr.photos.search: malformed answer (%s), attempt %d/%d", checked,
+                        attempt + 1, self.bad_answer_retries + 1)
+            if attempt < self.bad_answer_retries:
+                self._sleep(self._backoff(attempt))
+        raise FlickrBadAnswer(0, f"bad_answer: {checked}")
 
     def check_key(self) -> None:
         """One cheap call (``flickr.test.echo``): raises FlickrAuthError for a rejected key."""
@@ -192,7 +246,9 @@ class FlickrClient:
         with self._calls_lock:
             self.calls += 1
         try:
-            resp = self._session().post(self.endpoint, data=query, timeout=self.timeout)
+            # Never follow a redirect: a 307/308 would POST the key to wherever it points.
+            resp = self._session().post(self.endpoint, data=query, timeout=self.timeout,
+                                        allow_redirects=False)
         except requests.Timeout as exc:
             return f"timeout: {self._redact(str(exc))}", None
         except requests.RequestException as exc:
@@ -202,6 +258,12 @@ class FlickrClient:
             return "HTTP 429 Too Many Requests", wait_s
         if resp.status_code >= 500:
             return f"HTTP {resp.status_code}", None
+        if 300 <= resp.status_code < 400:
+            target = self._redact(resp.headers.get("Location", "nowhere"))[:200]
+            raise FlickrError(resp.status_code, (
+                f"HTTP {resp.status_code} from {self.endpoint}: a redirect to {target}, not "
+                "followed (the API key is never sent after a redirect); if that is Flickr's "
+                "API, use it as the endpoint"))
         if resp.status_code != 200:
             raise FlickrError(resp.status_code, f"HTTP {resp.status_code} from {self.endpoint}")
         try:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+
+from flickr_mammal.records import is_valid_photo_id
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,18 @@ class Layout:
     def report(self) -> Path:
         return self.root / "report"
 
+    @cached_property
+    def _images_resolved(self) -> Path:
+        return self.images.resolve()
+
     def image_path(self, photo_id: str) -> Path:
+        """``images/NN/<photo_id>.jpg``; raises ValueError unless ``photo_id`` is a plain Flickr
+        id (digits) whose path stays inside ``images/`` (the ids come from the network)."""
+        if not is_valid_photo_id(photo_id):
+            raise ValueError(f"photo id {str(photo_id)[:40]!r} is not a Flickr id (digits only)")
         # Two-level fan-out keeps folders small at 700K+ files.
-        return self.images / photo_id[-2:].rjust(2, "0") / f"{photo_id}.jpg"
+        path = self.images / photo_id[-2:].rjust(2, "0") / f"{photo_id}.jpg"
+        # Defence in depth: a fan-out folder that is a symlink could still lead outside.
+        if not path.resolve().is_relative_to(self._images_resolved):
+            raise ValueError(f"image path {path} leads outside {self.images}")
+        return path

@@ -7,9 +7,24 @@ instead of raising, so one bad photo never stops a batch (img2dataset's habit).
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+# Flickr photo ids are decimal digits (about 11 today); 20 leaves room and keeps file and tar
+# member names short. Only ASCII digits: str.isdigit() and \d also accept other scripts' digits.
+_PHOTO_ID = re.compile(r"[0-9]{1,20}")
+BAD_ID = "bad_id"  # the failure reason of a record whose photo id is not a plain Flickr id
+
+
+def is_valid_photo_id(photo_id: object) -> bool:
+    """True for a plain Flickr photo id (1-20 ASCII digits): safe as a file and tar member name.
+
+    Ids come from the API's answer and end up in paths (images/NN/ID.jpg) and shard member
+    names, so ``/tmp/x``, ``../../evil``, a NUL or a 300-character id must never pass.
+    """
+    return isinstance(photo_id, str) and _PHOTO_ID.fullmatch(photo_id) is not None
 
 
 class Status(StrEnum):

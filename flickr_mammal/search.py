@@ -7,8 +7,14 @@ visited newest half first and the order is deterministic, so a resumed run meets
 and skips those in ``done_slices``.
 
 Upload dates are inclusive at both ends on Flickr, so the halves of ``[lo, hi]`` are
-``[mid + 1, hi]`` and ``[lo, mid]``; a 1-second window that still exceeds the cap cannot be split:
-its first 4,000 results are taken and the loss is logged.
+``[mid + 1, hi]`` and ``[lo, mid]``. Slicing is bounded (:class:`SearchConfig`), since a lying
+``total`` (10^9 for one photo) would otherwise halve down to 1-second slices, thousands of calls:
+a slice is never split below ``min_slice_seconds``; one that still exceeds the cap gives its
+first 4,000 results and is stored with error ``over_cap``. A class stops after
+``max_calls_per_class`` searches; the slices it did not reach are stored as not done, with
+error ``call_budget``, and a re-run continues them. A malformed answer (retried by the client)
+makes its slice a failed one (error ``bad_answer``, not done: a re-run retries it). Each of
+these logs a warning that the class is not fully enumerated; stats.json counts them.
 
 Sort: ``date-posted-asc``. Inside a fixed window it is as stable as any sort Flickr offers, and if
 photos enter the window while we page (a window ending "now"), they land on the last page instead
@@ -26,7 +32,8 @@ from typing import Any, Protocol
 
 from flickr_mammal._util import int_or
 from flickr_mammal.classes import MammalClass
-from flickr_mammal.records import PhotoRecord, Status
+from flickr_mammal.flickr_api import FlickrBadAnswer
+from flickr_mammal.records import BAD_ID, PhotoRecord, Status, is_valid_photo_id
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,10 @@ EXTRAS = "geo,license,owner_name,date_upload,date_taken,url_z,url_c,url_m"
 # Best URL first: z is 640 px on the long side (room for the 300 px output), c is 800 px (more
 # bytes, same result), m is only 240 px (upscaling never happens, so a smaller image), kept last.
 URL_SIZES: tuple[str, ...] = ("z", "c", "m")
+# Why a slice is not fully enumerated (SliceResult.error; counted in stats.json).
+OVER_CAP = "over_cap"          # over 4,000 results in a slice too narrow to split
+BAD_ANSWER = "bad_answer"      # Flickr's answer stayed malformed after the client's retries
+CALL_BUDGET = "call_budget"    # the class reached max_calls_per_class first
 
 
 class SearchClient(Protocol):
@@ -44,10 +55,45 @@ class SearchClient(Protocol):
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """Bounds on how hard one class is searched (module docstring)."""
+
+    min_slice_seconds: int = 3600     # never split an upload-date slice narrower than this
+    max_calls_per_class: int = 5000   # searches per class and run (Flickr allows 3,600 an hour)
+
+    def __post_init__(self) -> None:
+        if self.min_slice_seconds < 1:
+            raise ValueError(f"SearchConfig.min_slice_seconds must be >= 1 second (default "
+                             f"3600), got {self.min_slice_seconds}")
+        if self.max_calls_per_class < 1:
+            raise ValueError(f"SearchConfig.max_calls_per_class must be >= 1 (default 5000), "
+                             f"got {self.max_calls_per_class}")
+
+
+class _BudgetSpent(Exception):
+    """The class used up ``max_calls_per_class``."""
+
+
+class _Searcher:
+    """One class's searches: the fixed parameters, and a count of calls against the budget."""
+
+    def __init__(self, client: SearchClient, base: Mapping[str, Any], limit: int) -> None:
+        self.client, self.base, self.limit, self.made = client, base, limit, 0
+
+    def page(self, lo: int, hi: int, page: int) -> dict[str, Any]:
+        if self.made >= self.limit:
+            raise _BudgetSpent
+        self.made += 1
+        return self.client.search(**self.base, min_upload_date=lo, max_upload_date=hi, page=page)
+
+
+@dataclass(frozen=True)
 class SliceResult:
     """One finished upload-date slice of one class: commit its records and the slice together.
 
-    ``complete`` is False only for the last slice of a class stopped early at ``per_class``.
+    ``complete`` is False for the last slice of a class stopped early at ``per_class``, and for
+    a slice that failed (``error`` ``bad_answer`` or ``call_budget``). ``error`` is "" or why the
+    slice is not fully enumerated (``over_cap`` slices are complete: nothing more can be had).
     """
 
     class_name: str
@@ -56,6 +102,7 @@ class SliceResult:
     total: int
     records: tuple[PhotoRecord, ...]
     complete: bool = True
+    error: str = ""
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -72,6 +119,7 @@ def search_class(
     per_class: int,
     done_slices: Iterable[tuple[str, int, int]] = frozenset(),
     found_before: int = 0,
+    config: SearchConfig | None = None,
 ) -> Iterator[SliceResult]:
     """Yield the finished slices of ``mammal_class`` until the window is exhausted or
     ``per_class`` candidates were found (``found_before`` counts those already in the catalog
@@ -90,7 +138,9 @@ def search_class(
         "license": ",".join(map(str, license_ids)), "sort": SORT, "per_page": PER_PAGE,
         "extras": EXTRAS,
     }
+    config = config or SearchConfig()
     done = {(lo, hi) for name, lo, hi in done_slices if name == mammal_class.name}
+    searcher = _Searcher(client, base, config.max_calls_per_class)
     seen: set[str] = set()
     wanted = per_class - found_before
     stack = [(int(min_upload_date), int(max_upload_date))]
@@ -101,13 +151,32 @@ def search_class(
         if lo < hi and any(lo <= a and b <= hi for a, b in done):
             stack += _halves(lo, hi)  # split on an earlier run: no need to probe it again
             continue
-        first = client.search(**base, min_upload_date=lo, max_upload_date=hi, page=1)
-        if first["total"] > RESULT_CAP and lo < hi:
+        try:
+            first = searcher.page(lo, hi, 1)
+        except _BudgetSpent:
+            stack.append((lo, hi))
+            break
+        except FlickrBadAnswer as exc:
+            log.warning("%s [%d, %d]: %s; the slice is recorded as failed and the class is "
+                        "not fully enumerated (a re-run retries it)", mammal_class.name, lo, hi,
+                        exc)
+            yield SliceResult(mammal_class.name, lo, hi, 0, (), False, BAD_ANSWER)
+            continue
+        if first["total"] > RESULT_CAP and hi - lo + 1 >= 2 * config.min_slice_seconds:
             stack += _halves(lo, hi)
             continue
-        result = _collect(client, base, mammal_class, lo, hi, first, seen, wanted)
+        result = _collect(searcher, mammal_class, lo, hi, first, seen, wanted)
         wanted -= len(result.records)
         yield result
+        if result.error == CALL_BUDGET:
+            break
+    left = [(lo, hi) for lo, hi in stack if (lo, hi) not in done]
+    if wanted > 0 and left and searcher.made >= searcher.limit:
+        log.warning("%s: stopped after %d searches (max_calls_per_class); %d slices not "
+                    "searched, so the class is not fully enumerated (a re-run continues)",
+                    mammal_class.name, searcher.made, len(left))
+        for lo, hi in reversed(left):
+            yield SliceResult(mammal_class.name, lo, hi, 0, (), False, CALL_BUDGET)
     new = max(per_class - found_before, 0) - max(wanted, 0)
     log.info("%s: %d new candidates (%d found before)", mammal_class.name, new, found_before)
 
@@ -119,8 +188,7 @@ def _halves(lo: int, hi: int) -> list[tuple[int, int]]:
 
 
 def _collect(
-    client: SearchClient,
-    base: Mapping[str, Any],
+    searcher: _Searcher,
     mammal_class: MammalClass,
     lo: int,
     hi: int,
@@ -128,14 +196,20 @@ def _collect(
     seen: set[str],
     wanted: int,
 ) -> SliceResult:
-    """Page through one slice (page 1 is ``first``), keeping photos new to this class."""
+    """Page through one slice (page 1 is ``first``), keeping photos new to this class.
+
+    A malformed page or a spent budget ends the slice early: what was found is kept and the
+    slice is returned as not complete, with the error saying why."""
     total = first["total"]
+    error = ""
     if total > RESULT_CAP:
+        error = OVER_CAP
         log.warning(
-            "%s: %d photos uploaded in the one second %d; only the first %d can be fetched",
-            mammal_class.name, total, lo, RESULT_CAP,
+            "%s: %d photos in [%d, %d], a slice not split further (min_slice_seconds); only "
+            "the first %d can be fetched, so the class is not fully enumerated",
+            mammal_class.name, total, lo, hi, RESULT_CAP,
         )
-    pages = min(int(first.get("pages") or 1), math.ceil(RESULT_CAP / PER_PAGE))
+    pages = min(first.get("pages", 1), math.ceil(RESULT_CAP / PER_PAGE))
     records: list[PhotoRecord] = []
     answer, page = first, 1
     while True:
@@ -148,24 +222,39 @@ def _collect(
         if len(records) >= wanted or not more:
             break
         page += 1
-        answer = client.search(**base, min_upload_date=lo, max_upload_date=hi, page=page)
+        try:
+            answer = searcher.page(lo, hi, page)
+        except (FlickrBadAnswer, _BudgetSpent) as exc:
+            error = BAD_ANSWER if isinstance(exc, FlickrBadAnswer) else CALL_BUDGET
+            log.warning("%s [%d, %d]: page %d failed (%s); the slice is kept as not done and "
+                        "the class is not fully enumerated (a re-run continues)",
+                        mammal_class.name, lo, hi, page, error)
+            return SliceResult(mammal_class.name, lo, hi, total, tuple(records[:wanted]), False,
+                               error)
     complete = len(records) <= wanted and not more  # else cut short at per_class
     log.debug("%s [%d, %d]: total %d, %d new", mammal_class.name, lo, hi, total, len(records))
-    return SliceResult(mammal_class.name, lo, hi, total, tuple(records[:wanted]), complete)
+    return SliceResult(mammal_class.name, lo, hi, total, tuple(records[:wanted]), complete,
+                       error)
 
 
 def photo_to_record(photo: Mapping[str, Any], mammal_class: MammalClass) -> PhotoRecord:
-    """A search-result photo (with EXTRAS) as a record. A photo with no usable URL or geo fields
-    becomes a DOWNLOAD_FAILED record (error ``no_url`` / ``bad_geo``) so it counts in stats."""
+    """A search-result photo (with EXTRAS) as a record. A photo whose id is not plain digits, or
+    with no usable URL or geo fields, becomes a DOWNLOAD_FAILED record (error ``bad_id`` /
+    ``no_url`` / ``bad_geo``) so it counts in stats; a bad id never reaches a path."""
+    photo_id = str(photo["id"])
     lat, lon = _float(photo.get("latitude")), _float(photo.get("longitude"))
     url, width, height = best_url(photo)
     error = ""
-    if not url:
+    if not is_valid_photo_id(photo_id):
+        log.warning("%s: photo id %r from the API is not a Flickr id: recorded as %s",
+                    mammal_class.name, photo_id[:40], BAD_ID)
+        error = BAD_ID
+    elif not url:
         error = "no_url"
     elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):  # False for NaN too
         error = "bad_geo"
     return PhotoRecord(
-        photo_id=str(photo["id"]),
+        photo_id=photo_id,
         owner=str(photo.get("owner", "")),
         class_name=mammal_class.name,
         label=mammal_class.label,

@@ -41,6 +41,8 @@ def compute_stats(catalog: Catalog, shard_index: pd.DataFrame | None = None) -> 
             "candidates": records,
             "ambiguous": _total(by_status, (Status.AMBIGUOUS,)),
             "pending_download": _total(by_status, (Status.SEARCHED,)),
+            # Classes not fully enumerated: {class: {over_cap / bad_answer / call_budget: n}}
+            "incomplete": catalog.slice_errors(),
         },
         "download": {
             "downloaded": _total(by_status, WITH_IMAGE),

@@ -20,6 +20,8 @@ photo found by both searches. ``text`` matches a whole tag (spaces removed, as F
 or a run of words in the title, so "lion" does not find a photo tagged "sea lion".
 Extra keys steer the fake: ``image`` (``"ok"``, one of :data:`IMAGE_FAULTS`, ``"same_as:<id>"``,
 or raw bytes), ``width``/``height`` of the served image, and ``sizes`` (which ``url_*`` exist).
+``tamper_search`` (a function of the ``photos`` object, or None) rewrites every search answer,
+to play a Flickr that answers junk (``total: "abc"``) or lies (``total: 10**9``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -103,6 +105,7 @@ class FakeFlickr:
         self.now = now
         self.calls: Counter[str] = Counter()
         self.search_log: list[dict[str, str]] = []
+        self.tamper_search: Callable[[dict[str, Any]], Any] | None = None
         self._faults = _Faults()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -221,7 +224,10 @@ class FakeFlickr:
             echo = {k: {"_content": v} for k, v in params.items() if k != "api_key"}
             return _json(params, {**echo, "stat": "ok"})
         if method == "flickr.photos.search":
-            return _json(params, self._search(params))
+            answer = self._search(params)
+            if self.tamper_search is not None and answer.get("stat") == "ok":
+                answer = {**answer, "photos": self.tamper_search(answer["photos"])}
+            return _json(params, answer)
         return _json(params, _fail(112, f'Method "{method}" not found'))
 
     def _search(self, p: Mapping[str, str]) -> dict[str, Any]:

@@ -16,18 +16,29 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
     content_length: bool = True  # False: body ends when the connection closes
+    trickle: float = 0.0  # > 0: send the body one byte at a time, this many seconds apart
 
 
 class ScriptedServer:
-    """Serves ``routes[path]``: one Reply, or a list played in order (the last one repeats)."""
+    """Serves ``routes[path]``: one Reply, or a list played in order (the last one repeats).
+
+    Answers GET and POST alike; ``bodies[path]`` keeps every POST body received.
+    """
 
     def __init__(self, routes: dict[str, Reply | list[Reply]]) -> None:
         self.routes = routes
         self.hits: Counter[str] = Counter()
+        self.bodies: dict[str, list[bytes]] = {}
         self._lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with server._lock:
+                    server.bodies.setdefault(self.path, []).append(body)
+                self.do_GET()
+
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 with server._lock:
                     n = server.hits[self.path]
@@ -42,7 +53,13 @@ class ScriptedServer:
                     self.send_header("Content-Length", str(len(reply.body)))
                 self.end_headers()
                 try:
-                    self.wfile.write(reply.body)
+                    if reply.trickle:
+                        for i in range(len(reply.body)):
+                            self.wfile.write(reply.body[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(reply.trickle)
+                    else:
+                        self.wfile.write(reply.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client stopped reading (too_large): expected
 

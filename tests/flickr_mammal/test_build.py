@@ -20,7 +20,7 @@ from flickr_mammal.catalog import Catalog
 from flickr_mammal.clean import CleanConfig
 from flickr_mammal.download import DownloadConfig
 from flickr_mammal.layout import Layout
-from flickr_mammal.records import PUBLIC_FIELDS, Status
+from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord, Status
 from flickr_mammal.report import datasheet_section
 from flickr_mammal.shards import read_index
 from tests.flickr_mammal import build_fixtures as fx
@@ -299,3 +299,86 @@ def test_config_needs_a_key_only_to_search(tmp_path):
     with pytest.raises(ValueError, match="stages"):
         BuildConfig(out=tmp_path, stages=("fetch",))
     assert "api_key" not in BuildConfig(out=tmp_path, api_key="x").to_meta()
+
+
+# ---- bad photo ids from the API ---------------------------------------------------------------
+def _cat_photos(n: int = 6) -> list[dict]:
+    from tests.flickr_mammal.fakeflickr import generate_photos
+    return generate_photos(["cat"], n, seed=5, min_upload_date=fx.LO, max_upload_date=fx.HI)["cat"]
+
+
+def test_bad_ids_from_the_api_are_recorded_and_nothing_leaves_out(tmp_path):
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.jpg"  # an id naming it would overwrite (ok) or unlink (404) it
+    victim.write_bytes(b"not yours")
+    photos = _cat_photos(8)
+    bad_ids = [str(tmp_path / "victim"), "../../../evil", "1/../../x", "12\x0034", "7" * 300]
+    for photo, bad in zip(photos, bad_ids, strict=False):
+        photo["id"] = bad
+    with FakeFlickr({"cat": photos}, api_key=fx.API_KEY) as fake:
+        summary = build(config(out, fake.endpoint, classes=("cat",)))
+    assert victim.read_bytes() == b"not yours"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "victim.jpg"]
+    with Catalog.open(out / "catalog.sqlite") as catalog:
+        for bad in bad_ids:
+            record = catalog.get(bad)
+            assert (record.status, record.error) == (Status.DOWNLOAD_FAILED, "bad_id")
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["download"]["failures"] == {"bad_id": 5}
+    assert summary.kept == 3
+    members = [n for t in (out / "shards").rglob("*.tar") for n in _tar_names(t)]
+    assert members and all(n.startswith("fm") and ".." not in n and "/" not in n for n in members)
+
+
+def _tar_names(path: Path) -> list[str]:
+    import tarfile
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+def test_a_bad_record_left_searched_does_not_block_the_class_on_resume(tmp_path):
+    # A catalog from before ids were checked: records whose ids cannot be paths, left in the
+    # input status of each stage (an id like "/x" downloaded fine, outside --out).
+    out = tmp_path / "out"
+    photos = _cat_photos(4)
+    with FakeFlickr({"cat": photos}, api_key=fx.API_KEY) as fake:
+        cfg = config(out, fake.endpoint, classes=("cat",))
+        with Catalog.open(cfg.layout.catalog) as catalog:
+            good = fake.image_url(photos[0]["id"])
+            catalog.update([
+                PhotoRecord(photo_id=pid, owner="o", class_name="cat", label=7, latitude=1.0,
+                            longitude=2.0, url=good, status=status)
+                for pid, status in (("5\x006", Status.SEARCHED), ("8" * 300, Status.SEARCHED),
+                                    ("/x", Status.DOWNLOADED), ("../y", Status.KEPT))])
+        for _ in range(2):  # the build, then a resume: both complete the class
+            summary = build(cfg)
+            assert summary.kept == 4
+            assert summary.stats["download"]["failures"] == {"bad_id": 4}
+            assert summary.stats["search"]["pending_download"] == 0
+
+
+# ---- junk and lies from the search API --------------------------------------------------------
+def test_malformed_and_lying_answers_are_recorded_in_stats_not_raised(tmp_path):
+    from flickr_mammal.search import SearchConfig
+    photos = {"cat": _cat_photos(4), "dog": _cat_photos(4)}
+    for i, p in enumerate(photos["dog"]):
+        p["id"] = str(20_000_000_000 + i)
+    with FakeFlickr(photos, api_key=fx.API_KEY) as fake:
+        # cat: every answer malformed; dog: every answer claims a billion photos
+        fake.tamper_search = lambda p: {**p, "total": "abc"} if fake.search_log[-1][
+            "text"] == "cat" else {**p, "total": 10**9}
+        cfg = config(tmp_path, fake.endpoint, classes=("cat", "dog"),
+                     search=SearchConfig(max_calls_per_class=25))
+        summary = build(cfg)
+        incomplete = summary.stats["search"]["incomplete"]
+        assert incomplete["cat"] == {"bad_answer": 1}
+        assert incomplete["dog"]["call_budget"] >= 1
+        assert json.loads((tmp_path / "stats.json").read_text())["search"]["incomplete"] == \
+            incomplete
+        # a resume retries what failed: with honest answers every photo is found
+        fake.tamper_search = None
+        summary = build(cfg)
+    # over_cap slices stay (done: they gave all Flickr would give); the failed ones are gone
+    assert set(summary.stats["search"]["incomplete"]) == {"dog"}
+    assert set(summary.stats["search"]["incomplete"]["dog"]) == {"over_cap"}
+    assert summary.kept == 8

@@ -175,3 +175,44 @@ def test_export_manifest_has_kept_rows_public_fields_rounded_coords(catalog, tmp
     assert frame["longitude"].tolist() == [12.0, 12.0]
     assert frame["clean_score"].dtype == "float64" and math.isnan(frame["clean_score"][1])
     assert not {"error", "geo_status", "extra", "status"} & set(frame.columns)
+
+
+def test_slice_errors_are_stored_counted_and_failed_ones_dropped(catalog):
+    catalog.add_slice(SliceResult("cat", 0, 9, 5000, (rec("1"),), True, "over_cap"))
+    catalog.add_slice(SliceResult("cat", 10, 19, 0, (), False, "bad_answer"))
+    catalog.add_slice(SliceResult("cat", 20, 29, 0, (), False, "call_budget"))
+    catalog.add_slice(slice_of("dog", ["2"], lo=0, hi=9))
+    assert catalog.slice_errors() == {"cat": {"bad_answer": 1, "call_budget": 1,
+                                              "over_cap": 1}}
+    assert [r.error for r in catalog.slices_of("cat")] == ["over_cap", "bad_answer",
+                                                           "call_budget"]
+    assert catalog.drop_failed_slices("cat") == 2  # the done over_cap slice stays
+    assert catalog.slice_errors() == {"cat": {"over_cap": 1}}
+    catalog.add_slice(slice_of("cat", ["1"], lo=0, hi=9))  # a later success clears the error
+    assert catalog.slice_errors() == {}
+
+
+def test_a_catalog_from_before_slice_errors_opens(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with Catalog.open(path) as cat:
+        cat.add_slice(slice_of("cat", ["1"]))
+        cat._conn.execute("ALTER TABLE slices DROP COLUMN error")
+    with Catalog.open(path) as cat:
+        assert cat.slices_of("cat")[0].error == "" and cat.done_slices() == {("cat", 0, 100)}
+        cat.add_slice(SliceResult("cat", 101, 200, 0, (), False, "bad_answer"))
+        assert cat.slice_errors() == {"cat": {"bad_answer": 1}}
+
+
+def test_mark_bad_ids_catches_what_an_older_build_let_in(catalog):
+    bad = ["/tmp/x", "../../evil", "1/../../x", "12\x0034", "9" * 21, "", "\u0661\u0662"]
+    catalog.update([rec(pid, status=Status.DOWNLOADED, sha256="ab") for pid in bad]
+                   + [rec("9" * 20, status=Status.KEPT), rec("5"),
+                      rec("x", status=Status.AMBIGUOUS, error="ambiguous: found for cat, dog")])
+    assert catalog.mark_bad_ids() == len(bad)
+    for pid in bad:
+        got = catalog.get(pid)
+        assert (got.photo_id, got.status, got.error, got.sha256) == (
+            pid, Status.DOWNLOAD_FAILED, "bad_id", "")
+    assert catalog.get("9" * 20).status is Status.KEPT and catalog.get("5").error == ""
+    assert catalog.get("x").status is Status.AMBIGUOUS
+    assert catalog.mark_bad_ids() == 0

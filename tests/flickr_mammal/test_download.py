@@ -81,6 +81,10 @@ EXPECTED: dict[str, tuple[Status, str, tuple[int, int] | None]] = {
     "nourl": (Status.DOWNLOAD_FAILED, "no_url", None),
 }
 
+# Photo ids are digits (anything else is refused as bad_id): the cases get ids by name.
+ID = {name: str(1000 + i) for i, name in enumerate(EXPECTED)}
+NAME = {i: name for name, i in ID.items()}
+
 CONFIG = DownloadConfig(workers=6, per_host=4, timeout=0.4, max_retries=2, max_bytes=1_000_000)
 
 
@@ -94,15 +98,15 @@ def server() -> Iterator[ScriptedServer]:
 def outcome(server, tmp_path_factory):
     """One run over every case; the tests below check different sides of it."""
     layout = Layout.at(tmp_path_factory.mktemp("build"))
-    stale = layout.image_path("gone")  # left by an interrupted earlier run
+    stale = layout.image_path(ID["gone"])  # left by an interrupted earlier run
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old")
-    records = [_record(name, f"{server.base}/{name}.{ext}") for name, ext in (
+    records = [_record(ID[name], f"{server.base}/{name}.{ext}") for name, ext in (
         (p.strip("/").rsplit(".", 1)) for p in ROUTES if p.count("/") == 1)]
-    records.append(_record("nourl", ""))
+    records.append(_record(ID["nourl"], ""))
     sleep = FakeSleep()
     out = list(download_records(iter(records), layout, CONFIG, fetcher=Fetcher(CONFIG, sleep)))
-    return layout, {r.photo_id: r for r in out}, sleep
+    return layout, {NAME[r.photo_id]: r for r in out}, sleep
 
 
 def test_every_record_comes_back_once(outcome):
@@ -116,7 +120,7 @@ def test_status_error_and_size(outcome, photo_id):
     status, error, size = EXPECTED[photo_id]
     rec = by_id[photo_id]
     assert (rec.status, rec.error) == (status, error)
-    path = layout.image_path(photo_id)
+    path = layout.image_path(ID[photo_id])
     if size is None:
         assert (rec.sha256, rec.width, rec.height) == ("", 0, 0)
         assert not path.exists()
@@ -132,7 +136,7 @@ def test_status_error_and_size(outcome, photo_id):
 def test_files_exist_exactly_for_successes(outcome):
     layout, by_id, _ = outcome
     on_disk = {p for p in layout.images.rglob("*") if p.is_file()}
-    ok = {layout.image_path(i) for i, r in by_id.items() if r.status is Status.DOWNLOADED}
+    ok = {layout.image_path(ID[i]) for i, r in by_id.items() if r.status is Status.DOWNLOADED}
     assert on_disk == ok  # and no temp files are left behind
 
 
@@ -213,7 +217,7 @@ def test_a_disk_failure_is_not_a_photo_failure(server, tmp_path):
 def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
     layout = Layout.at(tmp_path)
     names = ["ok", "rotated", "gone", "truncated", "html", "moved"]
-    records = [_record(f"{name}{i}", f"{server.base}/{name}.jpg")
+    records = [_record(f"{i}{ID[name]}", f"{server.base}/{name}.jpg")
                for i in range(4) for name in names]
     config = DownloadConfig(workers=2, processes=2, max_in_flight=3, max_retries=0)
     with caplog.at_level(logging.INFO, logger="flickr_mammal.download"):
@@ -224,7 +228,7 @@ def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
     assert summary in caplog.messages
     assert sorted(out) == sorted(r.photo_id for r in records)
     for photo_id, rec in out.items():
-        status, error, size = EXPECTED[photo_id[:-1]]
+        status, error, size = EXPECTED[NAME[photo_id[1:]]]
         assert (rec.status, rec.error) == (status, error)
         assert layout.image_path(photo_id).exists() == (size is not None)
     with pytest.raises(ValueError, match="fetcher"):
@@ -247,7 +251,7 @@ def test_at_most_decode_slots_photos_decode_at_once(server, tmp_path, monkeypatc
 
     monkeypatch.setattr(download, "process_image", tracked)
     config = DownloadConfig(workers=6, decode_slots=slots, max_retries=0)
-    records = [_record(f"ok{i}", f"{server.base}/ok.jpg") for i in range(12)]
+    records = [_record(f"{i}", f"{server.base}/ok.jpg") for i in range(12)]
     out = list(download_records(records, Layout.at(tmp_path), config))
     assert [r.status for r in out] == [Status.DOWNLOADED] * 12
     assert peak[0] == slots  # with 6 threads and 12 photos every slot fills
@@ -270,7 +274,7 @@ def test_a_consumer_that_stops_early_lets_the_worker_processes_exit(tmp_path, mo
                             max_retries=0, total_timeout=1.0)
     # A slow 404: every child has pulled its 300 records before the first result arrives.
     with ScriptedServer({"/gone.jpg": Reply(404, b"gone", delay=0.05)}) as srv:
-        records = (_record(f"gone{i}", f"{srv.base}/gone.jpg") for i in range(2000))
+        records = (_record(f"{i}", f"{srv.base}/gone.jpg") for i in range(2000))
         results = download_records(records, Layout.at(tmp_path), config)
         assert next(results).error == "http_404"
         results.close()
@@ -285,7 +289,7 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang(tmp_path):
                             total_timeout=600.0)
     before = set(multiprocessing.active_children())
     with ScriptedServer({"/slow.jpg": Reply(404, b"gone", delay=0.2)}) as srv:
-        records = (_record(f"r{i}", f"{srv.base}/slow.jpg") for i in range(200))
+        records = (_record(f"{i}", f"{srv.base}/slow.jpg") for i in range(200))
         results = download_records(records, Layout.at(tmp_path), config)
         assert next(results).error == "http_404"  # both workers are running
         workers = sorted(set(multiprocessing.active_children()) - before, key=lambda p: p.name)
@@ -306,3 +310,49 @@ def test_remove_partial_writes_deletes_only_temp_files(tmp_path):
     assert download.remove_partial_writes(layout.images) == 1
     assert not left.exists() and photo.read_bytes() == b"jpeg bytes"
     assert download.remove_partial_writes(layout.images) == 0
+
+
+# ---- ids from the network never become paths -------------------------------------------------
+def _files_under(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_bad_photo_ids_are_recorded_never_used_as_paths(server, tmp_path):
+    out = tmp_path / "out"
+    victim = tmp_path / "victim.jpg"  # an id "/…/victim" that 404s would unlink this file
+    victim.write_bytes(b"not yours")
+    bad = {
+        str(tmp_path / "victim"): "/gone.jpg",   # absolute path, and the image 404s
+        str(tmp_path / "written"): "/ok.jpg",    # absolute path, and the image is fine
+        "../../../evil": "/ok.jpg",              # climbs out of images/NN/
+        "1/../../x": "/ok.jpg",
+        "12\x0034": "/ok.jpg",                   # NUL: open() raises ValueError
+        "9" * 300: "/ok.jpg",                    # digits, but a file name too long to write
+        "１２３": "/ok.jpg",                      # non-ASCII digits
+        "": "/ok.jpg",
+    }
+    records = [_record(pid, server.base + path) for pid, path in bad.items()]
+    records.append(_record("4242", server.base + "/ok.jpg"))
+    before = _files_under(tmp_path)
+    got = {r.photo_id: r for r in download_records(records, Layout.at(out), CONFIG)}
+    assert {pid: (got[pid].status, got[pid].error) for pid in bad} == {
+        pid: (Status.DOWNLOAD_FAILED, "bad_id") for pid in bad}
+    assert got["4242"].status is Status.DOWNLOADED  # the batch goes on
+    assert victim.read_bytes() == b"not yours"
+    new = _files_under(tmp_path) - before
+    assert new and all(p == "out" or p.startswith("out/") for p in new)
+    assert _files_under(out / "images") == {"42", "42/4242.jpg"}
+
+
+def test_image_path_refuses_anything_but_a_plain_id(tmp_path):
+    layout = Layout.at(tmp_path / "out")
+    assert layout.image_path("7") == tmp_path / "out" / "images" / "07" / "7.jpg"
+    for pid in ("/tmp/x", "../../evil", "1/../../x", "1\x00", "9" * 21, "-1", "1.5", " 1"):
+        with pytest.raises(ValueError, match="not a Flickr id"):
+            layout.image_path(pid)
+    # A fan-out folder that is a symlink leading elsewhere is refused too.
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "out" / "images").mkdir(parents=True)
+    (tmp_path / "out" / "images" / "13").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="outside"):
+        layout.image_path("13")

@@ -13,13 +13,16 @@ import requests
 
 from flickr_mammal.flickr_api import (
     FlickrAuthError,
+    FlickrBadAnswer,
     FlickrClient,
     FlickrError,
     FlickrUnavailableError,
     TokenBucket,
+    check_search_answer,
     redact,
 )
 from tests.flickr_mammal.fakeflickr import FakeFlickr, generate_photos
+from tests.flickr_mammal.scripted_server import Reply, ScriptedServer
 
 KEY = "SECRETKEY123"
 FAST = 3_600_000  # calls/hour high enough that the rate limiter never waits in these tests
@@ -141,7 +144,7 @@ def test_exception_text_with_the_key_is_redacted(caplog):
     class LeakySession:
         """A transport whose errors quote the key, as requests' do for GET URLs."""
 
-        def post(self, url: str, data: dict, timeout: float) -> None:
+        def post(self, url: str, data: dict, timeout: float, allow_redirects: bool) -> None:
             raise requests.ConnectionError(f"failed: {url}?api_key={data['api_key']}&x=1")
 
     client = FlickrClient(KEY, session=LeakySession(), max_retries=2, sleep=lambda s: None)
@@ -216,3 +219,56 @@ def test_token_bucket_rejects_bad_settings():
         TokenBucket(0)
     with pytest.raises(ValueError, match="capacity"):
         TokenBucket(10, capacity=0)
+
+
+# ---- redirects: the key never follows one ------------------------------------------------------
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_an_api_redirect_is_an_error_and_the_key_goes_nowhere(fake, status):
+    # `fake` (another port) would answer fine: the client must not send it anything.
+    where = (("Location", fake.endpoint),)
+    with ScriptedServer({"/services/rest/": Reply(status, b"", where)}) as srv:
+        client = FlickrClient(KEY, endpoint=srv.base + "/services/rest/", calls_per_hour=FAST,
+                              sleep=lambda s: None)
+        with pytest.raises(FlickrError, match=f"HTTP {status}.*not followed") as info:
+            client.check_key()
+    assert fake.calls["api"] == 0
+    assert srv.hits["/services/rest/"] == 1  # an error at once, not retried
+    assert KEY not in str(info.value) and info.value.code == status
+
+
+# ---- malformed answers --------------------------------------------------------------------------
+@pytest.mark.parametrize(("photos", "why"), [
+    ({"total": "abc", "pages": 1, "photo": []}, "'total'"),
+    ({"total": 1e300, "pages": 1, "photo": []}, "'total'"),
+    ({"total": 5, "pages": "many", "photo": []}, "'pages'"),
+    ({"total": 5, "pages": 1, "photo": {"id": "1"}}, "'photo'"),
+    ({"total": 5, "pages": 1, "photo": ["1"]}, "'photo'"),
+    ({"total": -1, "pages": 1, "photo": []}, "'total'"),
+    ({"total": True, "pages": 1, "photo": []}, "'total'"),
+    ("photos", "no 'photos'"),
+])
+def test_check_search_answer_names_what_is_wrong(photos, why):
+    assert why in check_search_answer(photos)
+
+
+def test_check_search_answer_reads_flickr_strings():
+    checked = check_search_answer({"total": "4001", "pages": "17", "page": 2, "photo": []})
+    assert (checked["total"], checked["pages"], checked["page"]) == (4001, 17, 2)
+
+
+def test_a_malformed_answer_is_retried_a_bounded_number_of_times(fake, caplog):
+    fake.tamper_search = lambda photos: {**photos, "total": "abc"}
+    sleeps: list[float] = []
+    client = client_for(fake, sleeps, bad_answer_retries=2)
+    with pytest.raises(FlickrBadAnswer, match="bad_answer: 'total' is 'abc'"):
+        client.search(text="cat", has_geo=1, min_upload_date=0)
+    assert fake.calls["flickr.photos.search"] == 3 and len(sleeps) == 2
+    assert sum("malformed answer" in m for m in caplog.messages) == 3
+
+
+def test_a_malformed_answer_once_is_retried_and_used(fake):
+    answers = iter([lambda p: {**p, "photo": {"id": "1"}}])
+    fake.tamper_search = lambda photos: next(answers, lambda p: p)(photos)
+    photos = client_for(fake).search(text="cat", has_geo=1, min_upload_date=0)
+    assert photos["total"] == 5 and len(photos["photo"]) == 5
+    assert fake.calls["flickr.photos.search"] == 2

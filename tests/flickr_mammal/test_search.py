@@ -12,7 +12,14 @@ import pytest
 from flickr_mammal.classes import get_class
 from flickr_mammal.flickr_api import FlickrAuthError, FlickrClient
 from flickr_mammal.records import Status
-from flickr_mammal.search import EXTRAS, SliceResult, best_url, photo_to_record, search_class
+from flickr_mammal.search import (
+    EXTRAS,
+    SearchConfig,
+    SliceResult,
+    best_url,
+    photo_to_record,
+    search_class,
+)
 from tests.flickr_mammal.fakeflickr import CONTINENT_POINTS, FakeFlickr, generate_photos
 
 LO, HI = 1_400_000_000, 1_500_000_000
@@ -82,7 +89,11 @@ def test_best_url_prefers_z_then_c_then_m():
 @pytest.mark.parametrize(
     ("changes", "error"),
     [({"url_z": None}, "no_url"), ({"latitude": "abc"}, "bad_geo"),
-     ({"longitude": "200"}, "bad_geo"), ({"latitude": None}, "bad_geo")],
+     ({"longitude": "200"}, "bad_geo"), ({"latitude": None}, "bad_geo"),
+     ({"id": "/tmp/x"}, "bad_id"), ({"id": "../../evil"}, "bad_id"),
+     ({"id": "1/../../x"}, "bad_id"), ({"id": "12\x0034"}, "bad_id"), ({"id": "7" * 300}, "bad_id"),
+     ({"id": "\u0661\u0662"}, "bad_id"), ({"id": "1.5"}, "bad_id"),
+     ({"id": "/x", "url_z": None}, "bad_id")],  # the id is checked first
 )
 def test_unusable_photos_become_failed_records(changes, error):
     photo = {"id": "1", "latitude": "1.5", "longitude": "2.5", "url_z": "http://127.0.0.1/z",
@@ -139,16 +150,19 @@ def test_slicing_finds_every_photo_past_the_cap_exactly_once(big):
     assert all(b + 1 == c for (_, b), (c, _) in zip(spans, spans[1:], strict=False))
 
 
-def test_one_second_over_the_cap_takes_4000_and_warns(caplog):
+@pytest.mark.parametrize("min_slice", [1, 3600])
+def test_a_narrowest_slice_over_the_cap_takes_4000_and_warns(caplog, min_slice):
     photos = one_class(4100)
     for p in photos["cat"]:
         p["dateupload"] = str(LO + 5)
     with FakeFlickr(photos) as fake:
-        slices = run(client(fake))
+        slices = run(client(fake), config=SearchConfig(min_slice_seconds=min_slice))
     full = [s for s in slices if s.total]
     assert len(full) == 1 and full[0].total == 4100 and len(full[0].records) == 4000
-    assert full[0].min_date == full[0].max_date == LO + 5
-    assert "only the first 4000" in caplog.text
+    assert full[0].min_date <= LO + 5 <= full[0].max_date
+    assert min_slice <= full[0].max_date - full[0].min_date + 1 < 2 * min_slice
+    assert (full[0].complete, full[0].error) == (True, "over_cap")
+    assert "only the first 4000 can be fetched" in caplog.text
 
 
 def test_upload_dates_are_inclusive_and_filter():
@@ -239,3 +253,63 @@ def test_generated_photos_lean_to_one_continent():
     assert continents("alpaca")["Africa"] > 0.5 * 200
     assert continents("antelope")["Americas"] > 0.5 * 200
     assert Counter(p["id"] for ps in photos.values() for p in ps).most_common(1)[0][1] == 1
+
+
+# ---- malformed and lying answers ---------------------------------------------------------------
+def client_retrying(fake: FakeFlickr) -> FlickrClient:
+    return FlickrClient("testkey", endpoint=fake.endpoint, calls_per_hour=3_600_000,
+                        sleep=lambda s: None, bad_answer_retries=1)
+
+
+@pytest.mark.parametrize("junk", [{"total": "abc"}, {"pages": "many"}, {"photo": {"id": "1"}},
+                                  {"total": 1e300}, {"photo": ["1", "2"]}])
+def test_a_malformed_answer_becomes_a_failed_slice_not_a_traceback(caplog, junk):
+    with FakeFlickr(one_class(30)) as fake:
+        fake.tamper_search = lambda photos: {**photos, **junk}
+        slices = run(client_retrying(fake))
+        assert fake.calls["flickr.photos.search"] == 2  # asked once more, then given up
+    assert [(s.min_date, s.max_date, s.records, s.complete, s.error) for s in slices] == [
+        (LO, HI, (), False, "bad_answer")]
+    assert "not fully enumerated" in caplog.text
+
+
+def test_a_malformed_later_page_keeps_the_pages_before_it():
+    with FakeFlickr(one_class(600)) as fake:
+        fake.tamper_search = lambda p: {**p, "total": "abc"} if p["page"] == 2 else p
+        (s,) = run(client_retrying(fake))
+    assert (len(s.records), s.complete, s.error) == (250, False, "bad_answer")
+
+
+@pytest.mark.timeout(60)  # before slicing was bounded this split down to 1-second slices
+def test_a_lying_total_stops_at_the_minimum_slice_width():
+    photos = one_class(1)
+    day_lo, day_hi = LO, LO + 86_399
+    photos["cat"][0]["dateupload"] = str(LO + 50_000)
+    with FakeFlickr(photos) as fake:
+        fake.tamper_search = lambda p: {**p, "total": 10**9}
+        slices = run(client(fake), min_upload_date=day_lo, max_upload_date=day_hi)
+        calls = fake.calls["flickr.photos.search"]
+    assert ids(slices) == [photos["cat"][0]["id"]]
+    assert all(s.max_date - s.min_date + 1 >= 3600 for s in slices)
+    assert {s.error for s in slices} == {"over_cap"} and len(slices) == 16  # 86,400 s / 2**4
+    assert calls == 15 + 16  # page 1 of the 15 slices split and of the 16 leaves
+
+
+def test_a_class_stops_at_max_calls_and_says_so(caplog):
+    with FakeFlickr(one_class(5)) as fake:
+        fake.tamper_search = lambda p: {**p, "total": 10**9}
+        slices = run(client(fake), config=SearchConfig(max_calls_per_class=40))
+        assert fake.calls["flickr.photos.search"] == 40
+    failed = [s for s in slices if s.error == "call_budget"]
+    assert failed and all(not s.complete and not s.records for s in failed)
+    spans = sorted((s.min_date, s.max_date) for s in slices)  # still a partition of [LO, HI]
+    assert spans[0][0] == LO and spans[-1][1] == HI
+    assert all(b + 1 == c for (_, b), (c, _) in zip(spans, spans[1:], strict=False))
+    assert "stopped after 40 searches" in caplog.text and "not fully enumerated" in caplog.text
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"min_slice_seconds": 0}, "min_slice_seconds"),
+                                           ({"max_calls_per_class": 0}, "max_calls_per_class")])
+def test_search_config_says_what_to_fix(kw, match):
+    with pytest.raises(ValueError, match=match):
+        SearchConfig(**kw)
