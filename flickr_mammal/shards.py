@@ -21,7 +21,6 @@ import math
 import os
 import re
 import tarfile
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any, Final
 import pandas as pd
 from tqdm import tqdm
 
-from flickr_mammal._util import replace_via_temp
+from flickr_mammal._util import open_temp_beside, replace_via_temp
 from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord
 from flickr_mammal.regions import UNKNOWN
 
@@ -122,8 +121,7 @@ class _ShardFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self._tmp = Path(tmp)
+        fd, self._tmp = open_temp_beside(path)
         self._file = os.fdopen(fd, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self.samples = 0
