@@ -1,7 +1,9 @@
 """A Partitioning as a Flower Datasets ``Partitioner`` (optional extra ``flwr-datasets``).
 
 >>> from datasets import Dataset
->>> fl = as_flower_partitioner(p, keys=manifest["key"])
+>>> index = pd.read_parquet("data/fm/shards/shards.parquet")    # has a "key" column
+>>> p = partition("by_attribute", index, attribute="continent")
+>>> fl = as_flower_partitioner(p, keys=index["key"])
 >>> fl.dataset = hf_dataset          # the same samples, in any row order, with a "key" column
 >>> fl.load_partition(0)             # a datasets.Dataset with partition 0's rows
 
@@ -67,9 +69,10 @@ def as_flower_partitioner(partitioning: Partitioning, keys: Sequence[str] | None
                           key_column: str | None = None) -> Any:
     """Wrap ``partitioning`` in a ``flwr_datasets.partitioner.Partitioner`` subclass.
 
-    ``keys``: the sample key of each row the partitioning was made from (e.g. a manifest's
-    ``key`` column); ``key_column``: the dataset column holding keys (default ``key`` or
-    ``__key__``, whichever exists). See the module docstring for how rows are matched.
+    ``keys``: the sample key of each row the partitioning was made from (e.g. the ``key``
+    column of the shard index it was made from); ``key_column``: the dataset column holding
+    keys (default ``key`` or ``__key__``, whichever exists). See the module docstring for how
+    rows are matched.
     """
     try:
         from flwr_datasets.partitioner import Partitioner
