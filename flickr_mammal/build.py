@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import fcntl
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,11 +36,10 @@ from flickr_mammal._util import batched
 from flickr_mammal.build_guard import (
     SHARD_META,
     BuildFolderError,
-    catalog_error,
+    catalog_errors,
     check_output_folder,
     check_same_data,
     folder_error,
-    open_catalog,
     shard_options,
 )
 from flickr_mammal.catalog import Catalog
@@ -354,37 +352,27 @@ def build(config: BuildConfig,
     cleaner = None
     if "clean" in config.stages and config.clean.enabled:
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
-    with _exclusive(config.out), open_catalog(config.layout.catalog) as catalog:
-        try:
-            return _build_in(config, catalog, client, cleaner, start)
-        except sqlite3.DatabaseError as exc:
-            if type(exc) is not sqlite3.DatabaseError:  # locked, constraint, ...: not corruption
-                raise
-            raise catalog_error(config.layout.catalog, exc) from exc
-
-
-def _build_in(config: BuildConfig, catalog: Catalog, client: FlickrClient | None,
-              cleaner: Cleaner | None, start: float) -> BuildSummary:
-    """The stages, with the catalog open and the folder locked."""
-    check_same_data(catalog, config.to_meta(), config.stages,
-                    has_shards=(config.layout.shards / INDEX_NAME).exists())
-    catalog.set_meta("config", config.to_meta())
-    shard_index = None
-    stages: dict[str, Callable[[], object]] = {
-        "search": lambda: run_search(config, catalog, client),
-        "download": lambda: run_download(config, catalog),
-        "clean": lambda: run_clean(config, catalog, cleaner),
-        "geocode": lambda: run_geocode(config, catalog),
-        "shard": lambda: run_shard(config, catalog),
-    }
-    for stage in STAGES:  # always in pipeline order, whatever order --stages gave
-        if stage in config.stages:
-            log.info("stage %s", stage)
-            result = stages[stage]()
-            if stage == "shard":
-                shard_index = result
-    shard_index = shard_index if shard_index is not None else _read_shard_index(config.layout)
-    stats = finish(config, catalog, shard_index)
+    with _exclusive(config.out), catalog_errors(config.layout.catalog), \
+            Catalog.open(config.layout.catalog) as catalog:
+        check_same_data(catalog, config.to_meta(), config.stages,
+                        has_shards=(config.layout.shards / INDEX_NAME).exists())
+        catalog.set_meta("config", config.to_meta())
+        shard_index = None
+        stages: dict[str, Callable[[], object]] = {
+            "search": lambda: run_search(config, catalog, client),
+            "download": lambda: run_download(config, catalog),
+            "clean": lambda: run_clean(config, catalog, cleaner),
+            "geocode": lambda: run_geocode(config, catalog),
+            "shard": lambda: run_shard(config, catalog),
+        }
+        for stage in STAGES:  # always in pipeline order, whatever order --stages gave
+            if stage in config.stages:
+                log.info("stage %s", stage)
+                result = stages[stage]()
+                if stage == "shard":
+                    shard_index = result
+        shard_index = shard_index if shard_index is not None else _read_shard_index(config.layout)
+        stats = finish(config, catalog, shard_index)
     # stats["status"] is catalog.counts(): {status: {failure reason: n}}
     counts = {s: sum(r.values()) for s, r in stats["status"].items()}
     return BuildSummary(

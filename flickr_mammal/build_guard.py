@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -62,11 +63,15 @@ def folder_error(out: Path, exc: OSError) -> BuildFolderError:
                             "writable folder")
 
 
-def open_catalog(path: Path) -> Catalog:
-    """The catalog, or a one-line error naming the file when it is not a readable catalog."""
+@contextmanager
+def catalog_errors(path: Path) -> Iterator[None]:
+    """Turn SQLite's corruption errors (from any query of a build) into one line naming the
+    file; other database errors (locked, constraint) are not corruption and pass through."""
     try:
-        return Catalog.open(path)
+        yield
     except sqlite3.DatabaseError as exc:
+        if type(exc) is not sqlite3.DatabaseError:
+            raise
         raise catalog_error(path, exc) from exc
 
 
