@@ -52,7 +52,7 @@ from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 from flickr_mammal.report import write_report
 from flickr_mammal.search import search_class
-from flickr_mammal.shards import INDEX_NAME, read_index, write_shards
+from flickr_mammal.shards import read_index, write_shards
 from flickr_mammal.splits import TRAIN, VAL, assign_splits
 from flickr_mammal.stats import compute_stats, write_stats
 
@@ -354,8 +354,7 @@ def build(config: BuildConfig,
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
     with _exclusive(config.out), catalog_errors(config.layout.catalog), \
             Catalog.open(config.layout.catalog) as catalog:
-        check_same_data(catalog, config.to_meta(), config.stages,
-                        has_shards=(config.layout.shards / INDEX_NAME).exists())
+        check_same_data(catalog, config.to_meta(), config.stages, config.layout.shards)
         catalog.set_meta("config", config.to_meta())
         shard_index = None
         stages: dict[str, Callable[[], object]] = {

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.records import WITH_IMAGE, Status
+from flickr_mammal.shards import INDEX_NAME
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def _normal(value: Any) -> Any:
 
 
 def check_same_data(catalog: Catalog, new: dict[str, Any], stages: Sequence[str],
-                    has_shards: bool) -> None:
+                    shard_dir: Path) -> None:
     """Raise :class:`BuildFolderError` when ``new`` (BuildConfig.to_meta()) would mix data with
     what the folder already holds; shard options may differ when the shard stage runs."""
     old = catalog.get_meta("config")
@@ -135,7 +136,7 @@ def check_same_data(catalog: Catalog, new: dict[str, Any], stages: Sequence[str]
         raise BuildFolderError(
             f"{catalog.path.parent} holds data built with other options: {', '.join(differ)}; "
             "rerun with the recorded options, or build into a new --out folder")
-    if has_shards:
+    if (shard_dir / INDEX_NAME).exists():
         shard_differ = _differences(catalog.get_meta(SHARD_META) or old, new, SHARD_OPTIONS)
         if shard_differ and "shard" not in stages:
             raise BuildFolderError(
