@@ -33,6 +33,15 @@ import pandas as pd
 from tqdm import tqdm
 
 from flickr_mammal._util import batched
+from flickr_mammal.build_guard import (
+    SHARD_META,
+    BuildFolderError,
+    catalog_errors,
+    check_output_folder,
+    check_same_data,
+    folder_error,
+    shard_options,
+)
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
 from flickr_mammal.clean import CleanConfig, Cleaner, clean_records, keep_all
@@ -103,6 +112,12 @@ class BuildConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "classes", tuple(get_class(c).name for c in self.classes))
+        if not self.classes:
+            raise ValueError("no classes chosen: give class names such as cat,dog (or all)")
+        if self.max_upload_date is None and self.min_upload_date > time.time():
+            raise ValueError(
+                f"--min-upload-date {datetime.fromtimestamp(self.min_upload_date, UTC):%Y-%m-%d}"
+                " is after today, the default --max-upload-date: give an earlier date")
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages {list(self.stages)}: choose from {', '.join(STAGES)}")
@@ -194,6 +209,10 @@ def _search_window(config: BuildConfig, catalog: Catalog) -> tuple[int, int]:
     hi = config.max_upload_date
     if hi is None:  # remember "today" so a resumed build meets the same slices
         hi = stored[1] if stored else parse_date(datetime.now(UTC).strftime("%Y-%m-%d"))
+    if config.min_upload_date > hi:
+        raise BuildFolderError(f"--min-upload-date is after the remembered --max-upload-date "
+                               f"{datetime.fromtimestamp(hi, UTC):%Y-%m-%d}; give an earlier "
+                               "date or a later --max-upload-date")
     catalog.set_meta("search_window", [config.min_upload_date, hi])
     return config.min_upload_date, hi
 
@@ -282,6 +301,7 @@ def run_shard(config: BuildConfig, catalog: Catalog) -> pd.DataFrame:
                for r in kept]
     for part in batched(updated, 10_000):
         catalog.update(part)
+    catalog.set_meta(SHARD_META, shard_options(config.to_meta()))
     missing = len(kept) - len(shard_of)
     if missing:
         log.warning("shard: %d kept images could not be read; they will be downloaded again "
@@ -293,8 +313,12 @@ def run_shard(config: BuildConfig, catalog: Catalog) -> pd.DataFrame:
 @contextmanager
 def _exclusive(out: Path) -> Iterator[None]:
     """One build per folder at a time (the lock dies with the process, even on kill -9)."""
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".build.lock", "w") as handle:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".build.lock", "w")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise folder_error(out, exc) from exc
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -325,11 +349,14 @@ def build(config: BuildConfig,
           cleaner_factory: Callable[[CleanConfig], Cleaner] = Cleaner.load) -> BuildSummary:
     """Run the configured stages in order, resuming whatever an earlier run left undone."""
     start = time.monotonic()
+    check_output_folder(config.out)
     client = check_key(config) if "search" in config.stages else None
     cleaner = None
     if "clean" in config.stages and config.clean.enabled:
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
-    with _exclusive(config.out), Catalog.open(config.layout.catalog) as catalog:
+    with _exclusive(config.out), catalog_errors(config.layout.catalog), \
+            Catalog.open(config.layout.catalog) as catalog:
+        check_same_data(catalog, config.to_meta(), config.stages, config.layout.shards)
         catalog.set_meta("config", config.to_meta())
         bad = catalog.mark_bad_ids()  # ids an older build let in: never a path (records.py)
         if bad:

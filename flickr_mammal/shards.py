@@ -8,7 +8,8 @@ stdlib ``tarfile`` and explicit headers (mtime 0, uid/gid 0, no user names, mode
 written under a temporary name and renamed into place, so a crash never leaves half a shard.
 
 The index (``shards.parquet`` in the shard folder, one row per sample) tells a reader which
-shards hold a geographic group without opening any tar.
+shards hold a geographic group without opening any tar, and what each sample's JPEG must be
+(``jpg_bytes``, ``jpg_sha256``), so readers and verify_dataset can detect damaged shards.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import math
 import os
 import re
 import tarfile
-import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any, Final
 import pandas as pd
 from tqdm import tqdm
 
-from flickr_mammal._util import replace_via_temp
+from flickr_mammal._util import open_temp_beside, replace_via_temp
 from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord
 from flickr_mammal.regions import UNKNOWN
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 INDEX_NAME: Final = "shards.parquet"
 INDEX_COLUMNS: Final = (
     "key", "photo_id", "shard", "split", "label", "class_name", "country_code", "country",
-    "subcontinent", "continent", "geo_status", "jpg_bytes",
+    "subcontinent", "continent", "geo_status", "jpg_bytes", "jpg_sha256",
 )
 _BLOCK: Final = tarfile.BLOCKSIZE
 # JPEG markers whose segments are metadata: APP1 (EXIF, XMP), APP3-APP13 (vendor data, IPTC),
@@ -122,8 +122,7 @@ class _ShardFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self._tmp = Path(tmp)
+        fd, self._tmp = open_temp_beside(path)
         self._file = os.fdopen(fd, "wb")
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
         self.samples = 0
@@ -167,9 +166,12 @@ def _shard_name(split: str, group: str, number: int, group_by: str | None) -> st
     return f"{split}{middle}-{number:06d}.tar"
 
 
-def _index_row(record: PhotoRecord, shard: str, split: str, jpg_bytes: int) -> dict[str, Any]:
+def _index_row(record: PhotoRecord, shard: str, split: str, jpeg: bytes) -> dict[str, Any]:
     row = {name: getattr(record, name) for name in INDEX_COLUMNS if hasattr(record, name)}
-    row.update(key=record.key, shard=shard, split=split, jpg_bytes=jpg_bytes)
+    # The digest of the bytes in the shard lets readers detect a damaged image before decoding
+    # it (a decoder renders most corrupt JPEG data as garbage pixels, without an error).
+    row.update(key=record.key, shard=shard, split=split, jpg_bytes=len(jpeg),
+               jpg_sha256=hashlib.sha256(jpeg).hexdigest())
     return row
 
 
@@ -238,7 +240,7 @@ class _SplitWriter:
             shard = self._open(group)
             members = self._members(record, shard.path.name, jpeg)
         shard.add(members)
-        self.rows.append(_index_row(record, shard.path.name, self.split, len(jpeg)))
+        self.rows.append(_index_row(record, shard.path.name, self.split, jpeg))
 
     def close(self) -> None:
         if self._shard is not None:

@@ -19,6 +19,7 @@ from flickr_mammal.build import (
     GROUP_BY,
     STAGES,
     BuildConfig,
+    BuildFolderError,
     BuildLocked,
     build,
     parse_date,
@@ -86,6 +87,9 @@ def api_key_from(args: argparse.Namespace) -> str:
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """The BuildConfig for parsed arguments (raises ValueError / KeyError on bad values)."""
+    if not _names(args.classes):  # parse_classes would read "" as all 42 and ",,," as none
+        raise ValueError(f"--classes {args.classes!r} names no class: give comma-separated "
+                         "names such as cat,dog, or all")
     return BuildConfig(
         out=args.out, api_key=api_key_from(args), flickr_endpoint=args.flickr_endpoint,
         classes=tuple(c.name for c in parse_classes(args.classes)), per_class=args.per_class,
@@ -145,7 +149,7 @@ def _run(args: argparse.Namespace, secret: str) -> int:
         return _fail(exc.args[0] if isinstance(exc, KeyError) else str(exc), secret, EXIT_USAGE)
     try:
         summary = build(config)
-    except (FlickrAuthError, ClassifierUnavailable) as exc:  # before any work was done
+    except (FlickrAuthError, ClassifierUnavailable, BuildFolderError) as exc:  # before any work
         return _fail(str(exc), secret, EXIT_USAGE)
     except (FlickrError, BuildLocked, DownloadWorkerLost) as exc:
         return _fail(str(exc), secret, 1)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from pipelines._cli import parse_param
-from skewtools import list_partitioners
+from skewtools import get_partitioner, list_partitioners
 from skewtools.report import ReportConfig, format_report, run_report
 
 
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        # Before any data is read: a parquet read starts Arrow's CPU thread pool, and a process
+        # exiting right after it can abort in the pool's teardown ("terminate called without
+        # an active exception", exit 134; apache/arrow#34314). A bad name needs no data.
+        get_partitioner(args.scheme)
         config = ReportConfig(
             data=args.data,
             scheme=args.scheme,
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         report, paths = run_report(config)
     except (ValueError, TypeError, OSError) as err:
-        logging.getLogger("skew_report").error("%s", err)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_report(report))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")

@@ -1,5 +1,6 @@
 """Apply a Partitioning to data: PyTorch map-style datasets, WebDataset shards, Flower Datasets."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from skewtools.loaders.torch_subsets import partition_subset, partition_subsets
@@ -22,9 +23,10 @@ __all__ = [
 ]
 
 
-def as_flower_partitioner(partitioning: Partitioning) -> Any:
+def as_flower_partitioner(partitioning: Partitioning, keys: Sequence[str] | None = None,
+                          key_column: str | None = None) -> Any:
     """See :func:`skewtools.loaders.flower.as_flower_partitioner`; imported lazily because
     ``flwr-datasets`` (and ``datasets``) is an optional extra."""
     from skewtools.loaders.flower import as_flower_partitioner as adapter
 
-    return adapter(partitioning)
+    return adapter(partitioning, keys=keys, key_column=key_column)

@@ -196,3 +196,20 @@ def test_progress_false_turns_the_bar_off(tmp_path, monkeypatch, progress, disab
     monkeypatch.setattr(shards, "tqdm", fake_tqdm)
     write_shards(geo_records(), read_image, tmp_path, split="train", progress=progress)
     assert seen == [disable]  # None: tqdm shows a bar only on a terminal
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_shards_and_index_get_the_umask_permissions(tmp_path, umask, mode):
+    """A dataset shared on disk must be readable by others: mkstemp's 0600 is not kept."""
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        write_shards(geo_records(), read_image, tmp_path, split="train", max_samples=4)
+    finally:
+        os.umask(old)
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files if p.suffix == ".tar"]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {
+        p.name: mode for p in files}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flickr_mammal.build import DEFAULT_LICENSES, STAGES
@@ -72,3 +74,82 @@ def test_defaults_follow_the_contract(tmp_path):
     more = ["--out", str(tmp_path), "--api-key", "k", "--download-processes", "3", "--workers", "8"]
     download = config_from_args(parser().parse_args(more)).download
     assert (download.workers, download.processes) == (8, 3)
+
+
+def _one_line_error(capsys, code: int, *needles: str) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for needle in needles:
+        assert needle in err, err
+    return err
+
+
+def test_out_that_is_a_file_or_under_a_file_is_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for out, says in ((afile, "is a file"), (afile / "sub" / "out", "under the file")):
+        code = main(["--out", str(out), "--stages", "shard", "--classifier", "none"])
+        _one_line_error(capsys, code, says, str(afile))
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:  # root writes anywhere but on a read-only file system
+        target = Path("/sys/noniid-quagmire-out")
+        if not target.parent.is_dir() or os.access(target.parent, os.W_OK) and _can_mkdir(target):
+            pytest.skip("no unwritable folder to try as root")
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o500)
+        target = locked / "out"
+    code = main(["--out", str(target), "--stages", "shard", "--classifier", "none"])
+    _one_line_error(capsys, code, str(target), "writable")
+
+
+def _can_mkdir(path: Path) -> bool:
+    try:
+        path.mkdir()
+    except OSError:
+        return False
+    path.rmdir()
+    return True
+
+
+def test_min_upload_date_after_the_default_max_is_one_line(tmp_path, capsys):
+    code = main(["--out", str(tmp_path / "o"), "--api-key", "k", "--min-upload-date",
+                 "2999-01-01"])
+    _one_line_error(capsys, code, "--min-upload-date 2999-01-01", "after today")
+
+
+@pytest.mark.parametrize("classes", ["", ",,,", " , "])
+def test_empty_class_list_is_one_line(tmp_path, capsys, classes):
+    code = main(["--out", str(tmp_path / "o"), "--api-key", "k", "--classes", classes])
+    _one_line_error(capsys, code, "--classes", "names no class")
+    assert not (tmp_path / "o").exists()
+
+
+def test_corrupt_catalog_is_one_line_naming_the_file(tmp_path, capsys):
+    (tmp_path / "catalog.sqlite").write_bytes(b"this is not SQLite " * 100)
+    code = main(["--out", str(tmp_path), "--stages", "shard", "--classifier", "none"])
+    _one_line_error(capsys, code, str(tmp_path / "catalog.sqlite"), "move it away")
+
+
+@pytest.mark.parametrize("classifier", ["efficientnet_lite0_pypi", "resnet18", "pnasnet5large"])
+@pytest.mark.parametrize("weights", ["missing", "garbage", "other_checkpoint"])
+def test_bad_classifier_weights_are_one_line_for_every_classifier(tmp_path, capsys, classifier,
+                                                                 weights):
+    import torch
+
+    path = tmp_path / f"{weights}.pt"
+    if weights == "garbage":
+        path.write_bytes(b"\x00 not a checkpoint " * 50)
+    elif weights == "other_checkpoint":
+        torch.save({"layer.weight": torch.zeros(3, 3)}, path)
+    if classifier == "pnasnet5large" and weights != "missing":
+        pytest.skip("pnasnet5large is large: its missing file is enough, the others share code")
+    code = main(["--out", str(tmp_path / "o"), "--stages", "clean", "--classifier", classifier,
+                 "--classifier-weights", str(path), "--device", "cpu"])
+    _one_line_error(capsys, code, str(path), "--classifier-weights")
+    assert not (tmp_path / "o").exists()

@@ -52,8 +52,35 @@ def test_manifest_by_attribute_with_flickr_class_names(tmp_path):
     assert counts.to_numpy().sum() == 300
 
 
-def test_bad_input_returns_an_error_code(tmp_path, caplog):
+def test_bad_input_returns_an_error_code(tmp_path, capsys):
     np.save(tmp_path / "y.npy", np.arange(4))
     argv = [str(tmp_path / "y.npy"), "--scheme", "nope", "--out", str(tmp_path / "r")]
     assert main(argv) == 2
-    assert "known:" in caplog.text
+    assert "known:" in capsys.readouterr().err
+    # The name is checked before any data is read (no Arrow thread pool to tear down).
+    argv[0] = str(tmp_path / "never-read.parquet")
+    assert main(argv) == 2
+    assert "unknown partitioner 'nope'" in capsys.readouterr().err
+
+
+def test_unknown_scheme_is_one_line_and_exit_2_every_time(tmp_path):
+    """Once in ~20 runs this aborted (exit 134) in Arrow's thread-pool teardown after the
+    manifest had been read: the name is now checked before any data is read."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    manifest = tmp_path / "manifest.parquet"
+    pd.DataFrame({"key": [f"k{i}" for i in range(40)], "label": np.arange(40) % 4}).to_parquet(
+        manifest)
+    for _ in range(10):
+        run = subprocess.run(
+            [sys.executable, "-m", "pipelines.skew_report", str(manifest), "--scheme", "nope",
+             "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120, cwd=repo,
+            env=env)
+        assert run.returncode == 2, run.stderr
+        assert run.stderr.count("\n") == 1 and "unknown partitioner 'nope'" in run.stderr
+    assert not (tmp_path / "r").exists()

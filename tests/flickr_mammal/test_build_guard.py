@@ -1,0 +1,87 @@
+"""A build folder holds one kind of data: reruns with other data options are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import pandas as pd
+import pytest
+
+from pipelines.build_dataset import main
+from tests.flickr_mammal import build_fixtures as fx
+from tests.flickr_mammal.fakeflickr import FakeFlickr
+
+
+def _config(out) -> dict:
+    with sqlite3.connect(out / "catalog.sqlite") as conn:
+        return json.loads(conn.execute("SELECT value FROM meta WHERE key='config'").fetchone()[0])
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, fake):
+    out = tmp_path_factory.mktemp("guarded")
+    assert main(fx.build_args(out, fake.endpoint)) == 0
+    return out
+
+
+def _rerun(out, fake, capsys, *extra: str) -> tuple[int, str]:
+    capsys.readouterr()
+    code = main(fx.build_args(out, fake.endpoint, *extra))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["--image-size", "64"], ["--image-size 300 (now 64)"]),
+    (["--classes", "cat", "--licenses", "4"],
+     ["--classes cat,dog,zebra (now cat)", "--licenses 1,2,3,4,5,6,7,8,9,10 (now 4)"]),
+    (["--min-upload-date", "2005-01-01"], ["--min-upload-date"]),
+    (["--classifier", "efficientnet_lite0_pypi", "--stages", "shard"],
+     ["--classifier none (now efficientnet_lite0_pypi)"]),
+])
+def test_other_data_options_are_refused_and_nothing_changes(built, fake, capsys, extra, named):
+    before = {p.name: p.read_bytes() for p in (built / "shards").iterdir()}
+    manifest, config = (built / "manifest.parquet").read_bytes(), _config(built)
+    code, err = _rerun(built, fake, capsys, *extra)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    for text in named:
+        assert text in err, err
+    assert "new --out folder" in err
+    assert _config(built) == config  # the recorded config is not rewritten
+    assert (built / "manifest.parquet").read_bytes() == manifest
+    assert {p.name: p.read_bytes() for p in (built / "shards").iterdir()} == before
+
+
+@pytest.mark.parametrize("extra", [
+    ["--workers", "2", "--download-processes", "1"], ["--rate-limit", "99"],
+    ["--stages", "geocode,shard", "--device", "cpu", "--batch-size", "4", "--clean-workers", "0"],
+    ["--per-class", "100"], ["--commit-every", "7"],
+])
+def test_options_that_change_no_data_are_accepted(built, fake, capsys, extra):
+    code, err = _rerun(built, fake, capsys, *extra)
+    assert code == 0, err
+
+
+def test_shard_options_reshard_when_the_shard_stage_runs(built, fake, capsys, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(built, out)
+    code, err = _rerun(out, fake, capsys, "--shard-samples", "8", "--stages", "geocode")
+    assert code == 2 and "--shard-samples 4 (now 8)" in err and "add shard to --stages" in err
+    code, err = _rerun(out, fake, capsys, "--shard-samples", "8", "--coord-decimals", "1")
+    assert code == 0, err
+    index = pd.read_parquet(out / "shards" / "shards.parquet")
+    assert index.groupby("shard").size().max() == 8   # all re-sharded, nothing of the old layout
+    assert len(index) == len(pd.read_parquet(built / "shards" / "shards.parquet"))
+    assert index["key"].is_unique
+    assert {p.name for p in (out / "shards").glob("*.tar")} == set(index["shard"])
+    # ... and now these are the recorded shard options: a shard-less rerun with them is fine.
+    code, err = _rerun(out, fake, capsys, "--shard-samples", "8", "--coord-decimals", "1",
+                       "--stages", "geocode")
+    assert code == 0, err
