@@ -1,0 +1,145 @@
+"""One chunk of a metadata dump -> staged class matches (the dump's stand-in for search.py).
+
+The filters are the API search's: the row's licence id in ``licenses``, its upload date in the
+inclusive window, coordinates present (``has_geo``), a photo (YFCC100M marker 0, not a video).
+Each row that names a class (dump_match) and passes them becomes one record per class it
+names, built by :func:`search.photo_to_record` exactly like an API result (out-of-range
+coordinates and rows without an image URL become DOWNLOAD_FAILED ``bad_geo`` / ``no_url``).
+Rows that name a class but fail a filter are counted by the first filter they fail.
+
+Per-class caps keep the photos with the smallest keyed hash of their id (BLAKE2b keyed with the
+seed): a deterministic choice, independent of row order, so a resumed scan or a larger cap
+agrees with an uninterrupted scan (a larger cap's selection contains the smaller one's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flickr_mammal.classes import get_class
+from flickr_mammal.dump_match import ClassMatcher, license_id
+from flickr_mammal.dump_read import TEXT_FIELDS
+from flickr_mammal.search import photo_to_record
+
+_PHOTO_ID = re.compile(r"\d{1,20}")  # Flickr ids are digit strings; they name image files
+# Drop reasons, in the order rows are tested (a row counts under the first that applies).
+DROP_REASONS = ("bad_id", "video", "license", "date", "no_coordinates")
+
+
+@dataclass(frozen=True)
+class RowFilters:
+    licenses: frozenset[int]
+    min_upload_date: int
+    max_upload_date: int
+
+
+def rank_key(photo_id: str, seed: int) -> int:
+    """The per-class cap's order: a keyed 63-bit hash of the photo id (fits SQLite INTEGER)."""
+    digest = hashlib.blake2b(photo_id.encode(), digest_size=8,
+                             key=f"flickr-mammal-dump-{seed}".encode()).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _seconds(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _taken(value: Any) -> str:
+    """YFCC writes ``2012-02-16 09:56:37.0``; the API's ``datetaken`` has no fraction."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    return str(value or "").split(".", 1)[0]
+
+
+def _photo_id(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value if value is not None else "").strip()
+    return text if _PHOTO_ID.fullmatch(text) else ""
+
+
+def drop_reason(row: Mapping[str, Any], filters: RowFilters) -> str:
+    """The first filter ``row`` fails ("" when it passes them all)."""
+    if not _photo_id(row.get("photo_id")):
+        return "bad_id"
+    if str(row.get("video", "0")).strip().lower() in ("1", "true"):
+        return "video"
+    if license_id(row.get("license")) not in filters.licenses:
+        return "license"
+    uploaded = _seconds(row.get("date_upload"))
+    if uploaded is None or not filters.min_upload_date <= uploaded <= filters.max_upload_date:
+        return "date"
+    if not all(math.isfinite(_float(row.get(k))) for k in ("latitude", "longitude")):
+        return "no_coordinates"
+    return ""
+
+
+def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
+    """A dump row as a flickr.photos.search result (with our EXTRAS) for photo_to_record."""
+    pid = _photo_id(row.get("photo_id"))
+    url = str(row.get("url") or "")
+    if not url.startswith(("http://", "https://")):
+        server, secret = str(row.get("server") or ""), str(row.get("secret") or "")
+        # The API path's size: z (640 px on the long side).
+        url = (f"https://live.staticflickr.com/{server}/{pid}_{secret}_z.jpg"
+               if server and secret else "")
+    owner_name = matcher.decode(str(row.get("owner_name") or ""))
+    return {
+        "id": pid, "owner": str(row.get("owner") or ""), "ownername": owner_name,
+        "title": matcher.decode(str(row.get("title") or "")),
+        "latitude": row.get("latitude"), "longitude": row.get("longitude"),
+        "accuracy": row.get("accuracy"), "license": license_id(row.get("license")),
+        "dateupload": _seconds(row.get("date_upload")),
+        "datetaken": _taken(row.get("date_taken")),
+        # best_url takes the first url_* present: the letter only orders the API's sizes.
+        "url_z": url,
+    }
+
+
+def stage_rows(table: Any, fields: Mapping[str, str], matcher: ClassMatcher,
+               filters: RowFilters, seed: int) -> tuple[list[tuple[str, str, int, str]], Counter]:
+    """``(photo_id, class_name, rank, record JSON)`` per class of each kept row, and counts."""
+    counts: Counter[str] = Counter(rows=table.num_rows)
+    texts = [table[fields[f]] for f in TEXT_FIELDS if f in fields]
+    subset = table.filter(matcher.prefilter(texts))
+    columns = {f: subset[c].to_pylist() for f, c in fields.items()}
+    staged: list[tuple[str, str, int, str]] = []
+    for i in range(subset.num_rows):
+        row = {f: values[i] for f, values in columns.items()}
+        names = matcher.match(*(row.get(f) for f in TEXT_FIELDS))
+        if not names:
+            continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
+        counts["matched"] += 1
+        reason = drop_reason(row, filters)
+        if reason:
+            counts[f"dropped_{reason}"] += 1
+            continue
+        counts["candidates"] += 1
+        photo = to_photo(row, matcher)
+        rank = rank_key(photo["id"], seed)
+        for name in names:
+            record = photo_to_record(photo, get_class(name))
+            staged.append((record.photo_id, name, rank,
+                           json.dumps(record.to_dict(), sort_keys=True)))
+    return staged, counts
