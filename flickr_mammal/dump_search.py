@@ -78,11 +78,12 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
     files = config.files()
     root = Path(config.path)
     sources = [(p.relative_to(root).as_posix() if root.is_dir() else p.name, p) for p in files]
+    layouts = {source: _columns(config, path) for source, path in sources}  # fail before work
     _check_identity(catalog, config, sources, names, filters)
     bar = tqdm(desc="scan metadata", unit="row", unit_scale=True, disable=not progress or None)
     try:
         for source, path in sources:
-            _scan_source(config, catalog, source, path, matcher, filters, bar)
+            _scan_source(config, catalog, source, path, layouts[source], matcher, filters, bar)
     finally:
         bar.close()
     return _select(catalog, names, per_class, window)
@@ -97,7 +98,8 @@ def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tupl
         "chunk_bytes": config.chunk_bytes, "seed": config.seed,
     }))
     stored = catalog.get_meta("metadata_scan")
-    if stored is not None and stored != identity:
+    started = catalog.connection.execute("SELECT 1 FROM dump_chunks LIMIT 1").fetchone()
+    if started and stored is not None and stored != identity:
         differ = sorted(k for k in identity if stored.get(k) != identity[k])
         raise DumpScanMismatch(
             f"{catalog.path.parent} holds a metadata scan made with other {', '.join(differ)}; "
@@ -105,19 +107,26 @@ def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tupl
     catalog.set_meta("metadata_scan", identity)
 
 
+def _columns(config: MetadataConfig, path: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(TSV layout or (), field -> column) of one file; raises DumpColumnError."""
+    if config.format == "yfcc100m":
+        layout = tsv_layout(path)
+        return layout, resolve_columns(config.mapping, layout, str(path))
+    return (), resolve_columns(config.mapping, parquet_columns(path), str(path))
+
+
 def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Path,
-                 matcher: ClassMatcher, filters: RowFilters, bar: tqdm) -> None:
+                 columns: tuple[tuple[str, ...], dict[str, str]], matcher: ClassMatcher,
+                 filters: RowFilters, bar: tqdm) -> None:
     conn = catalog.connection
     if conn.execute("SELECT 1 FROM dump_sources WHERE source = ?", (source,)).fetchone():
         return
     done = conn.execute("SELECT chunk, stop FROM dump_chunks WHERE source = ? ORDER BY chunk",
                         (source,)).fetchall()
+    layout, fields = columns
     if config.format == "yfcc100m":
-        layout = tsv_layout(path)
-        fields = resolve_columns(config.mapping, layout, str(path))
         chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
     else:
-        fields = resolve_columns(config.mapping, parquet_columns(path), str(path))
         chunks = _parquet_tables(path, fields, {c for c, _ in done})
     if config.prefetch:
         chunks = _prefetched(chunks)
