@@ -65,6 +65,9 @@ def license_id(value: object) -> int:
     return -1
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
 def _phrase(text: str, sep: str) -> str:
     words = [re.escape(w) for w in text.lower().split()]
     joined = sep.join(words)
@@ -79,16 +82,18 @@ class ClassMatcher:
             raise ValueError("ClassMatcher needs at least one class")
         self.classes = tuple(classes)
         self.url_encoded = url_encoded
-        # Longest text first: at one position the longer phrase wins (sea lion before lion).
+        # Exact rule on words (maximal runs of letters and digits, lower-cased): a class is a
+        # run of consecutive words, or one word spelling its words together. Longest first,
+        # so at one position the longer phrase wins (sea lion before lion).
+        # first word -> (phrase words, class name), longest phrase first
+        self._starts: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for c in self.classes:
+            words = tuple(c.search_text.lower().split())
+            for phrase in {words, ("".join(words),)}:
+                self._starts.setdefault(phrase[0], []).append((phrase, c.name))
+        for options in self._starts.values():
+            options.sort(key=lambda o: -len(o[0]))
         ordered = sorted(self.classes, key=lambda c: (-len(c.search_text), c.name))
-        self._name_of: dict[str, str] = {}
-        groups = []
-        word_sep = r"[\W_]+"
-        for i, c in enumerate(ordered):
-            self._name_of[f"c{i}"] = c.name
-            groups.append(f"(?P<c{i}>{_phrase(c.search_text, word_sep)})")
-        self._exact = re.compile(r"(?<![^\W_])(?:" + "|".join(groups) + r")(?![^\W_])",
-                                 re.IGNORECASE)
         # RE2 superset of the exact rule: an escape (%XX) or any non-ASCII-alphanumeric
         # character counts as a boundary or separator, so encoded and plain text both pass.
         loose = r"(?:[^a-z0-9]|%[0-9a-f]{2})"
@@ -117,6 +122,14 @@ class ClassMatcher:
         """Class names (label order) named in any of ``texts`` (raw, as in the dump)."""
         found: set[str] = set()
         for text in texts:
-            for m in self._exact.finditer(self.decode(text)):
-                found.add(self._name_of[m.lastgroup or ""])
+            words = _WORD.findall(self.decode(text).lower())
+            i = 0
+            while i < len(words):  # leftmost, longest, no overlap
+                step = 1
+                for phrase, name in self._starts.get(words[i], ()):
+                    if tuple(words[i:i + len(phrase)]) == phrase:
+                        found.add(name)
+                        step = len(phrase)
+                        break
+                i += step
         return tuple(c.name for c in self.classes if c.name in found)

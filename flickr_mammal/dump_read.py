@@ -203,6 +203,34 @@ def parse_tsv(data: bytes, layout: Sequence[str], columns: Sequence[str]) -> tup
             block = len(data) + 1  # a row longer than a block: parse the chunk as one block
 
 
+def tsv_rows(data: bytes, layout: Sequence[str], fields: Mapping[str, str],
+             table: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """Full rows (field -> value) of some rows of a chunk parsed with only a few columns:
+    each row's line is found again in the chunk's bytes by its photo id (rows are in file
+    order, so one forward pass). A row whose id is not a digit string keeps its parsed
+    columns only (the scan drops it as ``bad_id`` anyway)."""
+    parsed = [{f: table[c][i].as_py() for f, c in fields.items() if c in table.column_names}
+              for i in indices]
+    id_column = layout.index(fields["photo_id"])
+    where = {f: layout.index(c) for f, c in fields.items()}
+    out, pos = [], 0
+    for row in parsed:
+        pid = str(row.get("photo_id") or "")
+        hit = data.find(pid.encode(), pos) if pid.isdigit() else -1
+        while hit >= 0:
+            start = data.rfind(b"\n", 0, hit) + 1
+            end = data.find(b"\n", hit)
+            end = len(data) if end < 0 else end
+            parts = data[start:end].decode("utf-8", "replace").split("\t")
+            if len(parts) == len(layout) and parts[id_column] == pid:
+                row = {f: parts[i] for f, i in where.items()}
+                pos = end
+                break
+            hit = data.find(pid.encode(), hit + 1)
+        out.append(row)
+    return out
+
+
 # ---- parquet --------------------------------------------------------------------------------
 def parquet_columns(path: Path) -> list[str]:
     import pyarrow.parquet as pq

@@ -19,14 +19,17 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from flickr_mammal.classes import get_class
 from flickr_mammal.dump_match import ClassMatcher, license_id
 from flickr_mammal.dump_read import TEXT_FIELDS
+from flickr_mammal.records import PhotoRecord
 from flickr_mammal.search import photo_to_record
 
 _PHOTO_ID = re.compile(r"\d{1,20}")  # Flickr ids are digit strings; they name image files
@@ -117,16 +120,17 @@ def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
     }
 
 
-def stage_rows(table: Any, fields: Mapping[str, str], matcher: ClassMatcher,
-               filters: RowFilters, seed: int) -> tuple[list[tuple[str, str, int, str]], Counter]:
-    """``(photo_id, class_name, rank, record JSON)`` per class of each kept row, and counts."""
-    counts: Counter[str] = Counter(rows=table.num_rows)
-    texts = [table[fields[f]] for f in TEXT_FIELDS if f in fields]
-    subset = table.filter(matcher.prefilter(texts))
-    columns = {f: subset[c].to_pylist() for f, c in fields.items()}
+def stage_rows(texts: Sequence[Any], rows_at: Callable[[list[int]], list[dict[str, Any]]],
+               num_rows: int, matcher: ClassMatcher, filters: RowFilters,
+               seed: int) -> tuple[list[tuple[str, str, int, str]], Counter]:
+    """Stage one chunk: ``texts`` are its text columns (pyarrow arrays, for the vectorised
+    prefilter), ``rows_at(indices)`` gives the full rows (field -> value) of the prefilter's
+    hits. Returns ``(photo_id, class_name, rank, photo JSON)`` per class of each kept row
+    (the photo is a flickr.photos.search result, see :func:`to_photo`) and the counts."""
+    counts: Counter[str] = Counter(rows=num_rows)
+    mask = matcher.prefilter(texts).to_numpy(zero_copy_only=False)
     staged: list[tuple[str, str, int, str]] = []
-    for i in range(subset.num_rows):
-        row = {f: values[i] for f, values in columns.items()}
+    for row in rows_at(np.flatnonzero(mask).tolist()):
         names = matcher.match(*(row.get(f) for f in TEXT_FIELDS))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
@@ -137,9 +141,12 @@ def stage_rows(table: Any, fields: Mapping[str, str], matcher: ClassMatcher,
             continue
         counts["candidates"] += 1
         photo = to_photo(row, matcher)
+        text = json.dumps(photo, sort_keys=True)
         rank = rank_key(photo["id"], seed)
-        for name in names:
-            record = photo_to_record(photo, get_class(name))
-            staged.append((record.photo_id, name, rank,
-                           json.dumps(record.to_dict(), sort_keys=True)))
+        staged += [(photo["id"], name, rank, text) for name in names]
     return staged, counts
+
+
+def staged_record(photo_json: str, class_name: str) -> PhotoRecord:
+    """The catalog record of a staged match (as search.py makes it from an API result)."""
+    return photo_to_record(json.loads(photo_json), get_class(class_name))

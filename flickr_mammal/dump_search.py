@@ -23,7 +23,9 @@ import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,9 +44,9 @@ from flickr_mammal.dump_read import (
     resolve_columns,
     tsv_chunks,
     tsv_layout,
+    tsv_rows,
 )
-from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows
-from flickr_mammal.records import PhotoRecord
+from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows, staged_record
 from flickr_mammal.search import SliceResult
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ _TABLES = (
     "PRIMARY KEY (source, chunk))",
     "CREATE TABLE IF NOT EXISTS dump_sources (source TEXT PRIMARY KEY, chunks INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS dump_matches (photo_id TEXT NOT NULL, class_name TEXT NOT NULL, "
-    "rank INTEGER NOT NULL, record TEXT NOT NULL, PRIMARY KEY (photo_id, class_name)) "
+    "rank INTEGER NOT NULL, photo TEXT NOT NULL, PRIMARY KEY (photo_id, class_name)) "
     "WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS dump_matches_rank ON dump_matches(class_name, rank, photo_id)",
 )
@@ -131,9 +133,10 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     if config.prefetch:
         chunks = _prefetched(chunks)
     count = len(done)
-    for index, start, stop, table, malformed in chunks:
-        staged, counts = stage_rows(table, fields, matcher, filters, config.seed)
-        counts["malformed"] += malformed
+    for index, start, stop, chunk in chunks:
+        staged, counts = stage_rows(chunk.texts, chunk.rows_at, chunk.num_rows, matcher,
+                                    filters, config.seed)
+        counts["malformed"] += chunk.malformed
         with catalog.transaction() as tx:  # the chunk's matches and its "done" mark together
             tx.executemany("INSERT OR IGNORE INTO dump_matches VALUES (?, ?, ?, ?)", staged)
             tx.execute("INSERT INTO dump_chunks VALUES (?, ?, ?, ?, ?)",
@@ -145,18 +148,30 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     log.info("metadata %s: scanned (%d chunks)", source, count)
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    texts: list[Any]                                   # text columns, for the prefilter
+    rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
+    num_rows: int
+    malformed: int = 0
+
+
 def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk_bytes: int,
-                done: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, Any, int]]:
+                done: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, _Chunk]]:
     index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
-    wanted = sorted(set(fields.values()))
+    # Parse only the text and id columns (about twice as fast as all of them); the few rows
+    # the prefilter keeps are split in full from the chunk's bytes.
+    texts = [fields[f] for f in TEXT_FIELDS if f in fields]
     for offset, data in tsv_chunks(path, chunk_bytes, start):
-        table, malformed = parse_tsv(data, layout, wanted)
-        yield index, offset, offset + len(data), table, malformed
+        table, malformed = parse_tsv(data, layout, sorted({*texts, fields["photo_id"]}))
+        chunk = _Chunk([table[c] for c in texts],
+                       partial(tsv_rows, data, layout, fields, table), table.num_rows, malformed)
+        yield index, offset, offset + len(data), chunk
         index += 1
 
 
 def _parquet_tables(path: Path, fields: dict[str, str],
-                    skip: set[int]) -> Iterator[tuple[int, int, int, Any, int]]:
+                    skip: set[int]) -> Iterator[tuple[int, int, int, _Chunk]]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -169,7 +184,13 @@ def _parquet_tables(path: Path, fields: dict[str, str],
             elif not pa.types.is_string(column.type):
                 column = pc.cast(column, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, column)
-        yield group, group, group + 1, table, 0
+
+        def rows_at(indices: list[int], table: Any = table) -> list[dict[str, Any]]:
+            picked = table.take(indices).to_pylist()
+            return [{f: r[c] for f, c in fields.items()} for r in picked]
+
+        texts = [table[fields[f]] for f in TEXT_FIELDS if f in fields]
+        yield group, group, group + 1, _Chunk(texts, rows_at, table.num_rows)
 
 
 def _prefetched(items: Iterator[T]) -> Iterator[T]:
@@ -219,12 +240,12 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
         candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
                                   (name,)).fetchone()[0]
         chosen = [r for (r,) in conn.execute(
-            f"SELECT record FROM dump_matches WHERE class_name = ? AND photo_id NOT IN "
+            f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id NOT IN "
             f"({_AMBIGUOUS}) ORDER BY rank, photo_id LIMIT ?", (name, per_class))]
         doubled = [r for (r,) in conn.execute(
-            f"SELECT record FROM dump_matches WHERE class_name = ? AND photo_id IN "
+            f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
             f"({_AMBIGUOUS}) ORDER BY photo_id", (name,))]
-        records = tuple(PhotoRecord.from_dict(json.loads(r)) for r in chosen + doubled)
+        records = tuple(staged_record(r, name) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}
