@@ -209,8 +209,9 @@ def tsv_rows(data: bytes, layout: Sequence[str], fields: Mapping[str, str],
     each row's line is found again in the chunk's bytes by its photo id (rows are in file
     order, so one forward pass). A row whose id is not a digit string keeps its parsed
     columns only (the scan drops it as ``bad_id`` anyway)."""
-    parsed = [{f: table[c][i].as_py() for f, c in fields.items() if c in table.column_names}
-              for i in indices]
+    picked = table.take(list(indices))
+    columns = {f: picked[c].to_pylist() for f, c in fields.items() if c in picked.column_names}
+    parsed = [{f: values[i] for f, values in columns.items()} for i in range(len(indices))]
     id_column = layout.index(fields["photo_id"])
     where = {f: layout.index(c) for f, c in fields.items()}
     out, pos = [], 0
