@@ -42,7 +42,6 @@ from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
-from flickr_mammal.report import write_report
 from flickr_mammal.search import search_class
 from flickr_mammal.shards import read_index, write_shards
 from flickr_mammal.splits import TRAIN, VAL, assign_splits
@@ -324,6 +323,8 @@ def _read_shard_index(layout: Layout) -> pd.DataFrame | None:
 def finish(config: BuildConfig, catalog: Catalog,
            shard_index: pd.DataFrame | None) -> dict[str, Any]:
     """Write manifest.parquet, stats.json and report/ from the catalog's current state."""
+    from flickr_mammal.report import write_report  # matplotlib: not needed to start a build
+
     layout = config.layout
     manifest = catalog.export_manifest(layout.manifest, coord_decimals=config.coord_decimals)
     stats = compute_stats(catalog, shard_index)
