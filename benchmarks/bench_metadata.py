@@ -6,7 +6,7 @@ a mammal class in their title or tags, the rest is ordinary photo text including
 contain class names, such as "location" or "catalog"). Then, for each format, in one run:
 
 - read: the same chunked reader with no filtering (TSV: our chunker + pyarrow.csv parse of
-  the columns the scan uses; parquet: each row group's columns) - the limit for the scan;
+  the columns the scan parses, id and texts; parquet: each row group's columns) - the limit;
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
   match, filters, staging commits and the final selection).
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import random
 import shutil
 import tempfile
 import time
@@ -30,6 +31,7 @@ from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES
 from flickr_mammal.dump_read import (
+    TEXT_FIELDS,
     YFCC_COLUMNS,
     MetadataConfig,
     parquet_groups,
@@ -51,38 +53,48 @@ LICENSES = ("Attribution-NonCommercial-ShareAlike License", "Attribution-NonComm
             "Attribution-NoDerivs License", "Attribution-NonCommercial-NoDerivs License")
 
 
-def _phrase(rng: np.random.Generator, lo: int, hi: int, sep: str = "+") -> str:
-    return sep.join(WORDS[i] for i in rng.integers(0, len(WORDS), rng.integers(lo, hi + 1)))
+def _pool(rng: random.Random, size: int, lo: int, hi: int, sep: str) -> list[str]:
+    """``size`` random texts of lo..hi vocabulary words (rows draw from these pools: fast)."""
+    return [sep.join(rng.choices(WORDS, k=rng.randint(lo, hi))) for _ in range(size)]
 
 
 def write_dump(path: Path, rows: int, seed: int = 0, match: float = 0.01) -> None:
     """``rows`` synthetic YFCC100M lines to ``path`` (written in blocks, never whole)."""
-    rng = np.random.default_rng(seed)
+    rng, text_rng = np.random.default_rng(seed), random.Random(seed)
+    titles = _pool(text_rng, 20_000, 1, 5, "+")
+    descs = _pool(text_rng, 20_000, 0, 40, "+")
+    tags = _pool(text_rng, 20_000, 0, 12, ",")  # tags: one or two words each
+    tags = [",".join(t if text_rng.random() < 0.7 else f"{t}+{text_rng.choice(WORDS)}"
+                     for t in group.split(",") if t) for group in tags]
     names = [c.replace(" ", "+") for c in CLASS_NAMES]
+    block = 100_000
     with open(path, "w", encoding="utf-8") as out:
-        for start in range(0, rows, 50_000):
+        for start in range(0, rows, block):
+            n = min(rows, start + block) - start
+            r = {k: rng.integers(0, 2**31, n) for k in ("t", "d", "g", "o", "s", "l", "u")}
+            geo, hit, desc = rng.random(n) < 0.48, rng.random(n) < match, rng.random(n) < 0.6
+            video = rng.random(n) < 0.008
+            lon, lat = rng.uniform(-180, 180, n), rng.uniform(-80, 80, n)
             lines = []
-            for i in range(start, min(rows, start + 50_000)):
-                pid = 2_000_000_000 + i * 7
-                title, tags = _phrase(rng, 1, 5), ",".join(
-                    _phrase(rng, 1, 2) for _ in range(rng.integers(0, 12)))
-                if rng.random() < match:
-                    title += "+" + names[rng.integers(len(names))]
-                desc = _phrase(rng, 0, 40) if rng.random() < 0.6 else ""
-                geo = rng.random() < 0.48
-                lon = f"{rng.uniform(-180, 180):.6f}" if geo else ""
-                lat = f"{rng.uniform(-80, 80):.6f}" if geo else ""
-                server, secret = str(rng.integers(1000, 9999)), f"{rng.integers(16**10):010x}"
-                owner = f"{rng.integers(10**7, 10**8)}@N0{rng.integers(10)}"
+            for j in range(n):
+                i, pid = start + j, 2_000_000_000 + (start + j) * 7
+                title = titles[r["t"][j] % len(titles)]
+                if hit[j]:
+                    title += "+" + names[r["t"][j] % len(names)]
+                server, secret = str(1000 + r["s"][j] % 9000), f"{r['s'][j]:010x}"
+                owner = f"{10**7 + r['o'][j] % 9 * 10**7}@N0{r['o'][j] % 10}"
                 lines.append("\t".join((
-                    str(i), str(pid), f"{rng.integers(2**62):032x}", owner, "user+name",
-                    "2012-02-16 09:56:37.0", str(int(rng.integers(1_100_000_000, 1_400_000_000))),
-                    "Canon+PowerShot+ELPH+310+HS", title, desc, tags, "", lon, lat,
-                    "16" if geo else "", f"http://www.flickr.com/photos/{owner}/{pid}/",
+                    str(i), str(pid), f"{r['u'][j]:032x}", owner, "user+name",
+                    "2012-02-16 09:56:37.0", str(1_100_000_000 + r["u"][j] % 300_000_000),
+                    "Canon+PowerShot+ELPH+310+HS", title,
+                    descs[r["d"][j] % len(descs)] if desc[j] else "",
+                    tags[r["g"][j] % len(tags)], "", f"{lon[j]:.6f}" if geo[j] else "",
+                    f"{lat[j]:.6f}" if geo[j] else "", "16" if geo[j] else "",
+                    f"http://www.flickr.com/photos/{owner}/{pid}/",
                     f"http://farm8.staticflickr.com/{server}/{pid}_{secret}.jpg",
-                    LICENSES[rng.integers(len(LICENSES))],
+                    LICENSES[r["l"][j] % len(LICENSES)],
                     "http://creativecommons.org/licenses/by-nc/2.0/", server, "8", secret,
-                    f"{rng.integers(16**10):010x}", "jpg", "1" if rng.random() < 0.008 else "0",
+                    f"{r['l'][j]:010x}", "jpg", "1" if video[j] else "0",
                 )))
             out.write("\n".join(lines) + "\n")
 
@@ -104,7 +116,8 @@ def read_only(config: MetadataConfig) -> int:
         columns = sorted(set(resolve_columns(config.mapping, pq.ParquetFile(path).schema_arrow
                                              .names, "").values()))
         return sum(t.num_rows for _, t in parquet_groups(path, columns, set()))
-    columns = sorted(set(resolve_columns(config.mapping, YFCC_COLUMNS, "").values()))
+    fields = resolve_columns(config.mapping, YFCC_COLUMNS, "")
+    columns = sorted({fields[f] for f in ("photo_id", *TEXT_FIELDS)})  # what the scan parses
     return sum(parse_tsv(data, YFCC_COLUMNS, columns)[0].num_rows
                for _, data in tsv_chunks(path, config.chunk_bytes))
 
