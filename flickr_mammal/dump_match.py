@@ -25,6 +25,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import unquote_plus
 
+import numpy as np
+
 from flickr_mammal.classes import MammalClass
 
 # Flickr licence ids (flickr.photos.licenses.getInfo) by licence name; YFCC100M holds ids 1-6.
@@ -100,18 +102,12 @@ class ClassMatcher:
         alts = "|".join(_phrase(c.search_text, loose + "+") for c in ordered)
         self.prefilter_pattern = f"(?i)(?:^|{loose})(?:{alts})(?:$|[^a-z0-9])"
 
-    def prefilter(self, columns: Sequence[object]):  # -> pyarrow BooleanArray
-        """Rows of the given string arrays (title, description, tags) that may match."""
-        import pyarrow as pa
+    def prefilter(self, columns: Sequence[object]) -> list[np.ndarray]:
+        """Per text column (pyarrow string arrays), a boolean mask of the rows that may match."""
         import pyarrow.compute as pc
 
-        mask = None
-        for column in columns:
-            hit = pc.fill_null(pc.match_substring_regex(column, self.prefilter_pattern), False)
-            mask = hit if mask is None else pc.or_(mask, hit)
-        if mask is None:
-            raise ValueError("no text column to match classes in")
-        return mask.combine_chunks() if isinstance(mask, pa.ChunkedArray) else mask
+        return [pc.fill_null(pc.match_substring_regex(column, self.prefilter_pattern), False)
+                .to_numpy(zero_copy_only=False) for column in columns]
 
     def decode(self, text: str | None) -> str:
         if not text:

@@ -147,21 +147,27 @@ def tsv_layout(path: Path) -> tuple[str, ...]:
 
 
 def tsv_chunks(path: Path, chunk_bytes: int, start: int = 0) -> Iterator[tuple[int, bytes]]:
-    """``(start offset, bytes)`` of each chunk from ``start`` on (whole lines only)."""
+    """``(start offset, bytes)`` of each chunk from ``start`` on (whole lines only).
+
+    A plain file is read at each chunk's offset (no copying of 64 MB blocks to join or cut
+    them: the partial last line is simply read again with the next chunk); a .bz2 stream,
+    which cannot seek, carries that line over."""
+    compressed = path.suffix == ".bz2"
     with _open(path) as handle:
-        if start:
-            if path.suffix == ".bz2":
-                skip = start
-                while skip > 0:
-                    got = len(handle.read(min(skip, 1 << 24)))
-                    if not got:
-                        return
-                    skip -= got
-            else:
-                handle.seek(start)
+        if compressed:
+            skip = start
+            while skip > 0:
+                got = len(handle.read(min(skip, 1 << 24)))
+                if not got:
+                    return
+                skip -= got
         carry, offset = b"", start
         while True:
-            data = carry + handle.read(chunk_bytes - len(carry))
+            if not compressed:
+                handle.seek(offset)
+            data = handle.read(chunk_bytes - len(carry))
+            if carry:
+                data = carry + data
             if not data:
                 return
             cut = data.rfind(b"\n") + 1
@@ -169,8 +175,13 @@ def tsv_chunks(path: Path, chunk_bytes: int, start: int = 0) -> Iterator[tuple[i
                 more = handle.readline()
                 data += more
                 cut = len(data) if not more or data.endswith(b"\n") else 0
-            yield offset, data[:cut]
-            carry, offset = data[cut:], offset + cut
+            if cut < len(data):
+                carry = data[cut:] if compressed else b""
+                data = data[:cut]
+            else:
+                carry = b""
+            yield offset, data
+            offset += cut
 
 
 def parse_tsv(data: bytes, layout: Sequence[str], columns: Sequence[str]) -> tuple[Any, int]:

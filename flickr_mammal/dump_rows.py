@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +28,6 @@ import numpy as np
 
 from flickr_mammal.classes import get_class
 from flickr_mammal.dump_match import ClassMatcher, license_id
-from flickr_mammal.dump_read import TEXT_FIELDS
 from flickr_mammal.records import PhotoRecord
 from flickr_mammal.search import photo_to_record
 
@@ -120,18 +119,22 @@ def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
     }
 
 
-def stage_rows(texts: Sequence[Any], rows_at: Callable[[list[int]], list[dict[str, Any]]],
+def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dict[str, Any]]],
                num_rows: int, matcher: ClassMatcher, filters: RowFilters,
                seed: int) -> tuple[list[tuple[str, str, int, str]], Counter]:
-    """Stage one chunk: ``texts`` are its text columns (pyarrow arrays, for the vectorised
-    prefilter), ``rows_at(indices)`` gives the full rows (field -> value) of the prefilter's
-    hits. Returns ``(photo_id, class_name, rank, photo JSON)`` per class of each kept row
-    (the photo is a flickr.photos.search result, see :func:`to_photo`) and the counts."""
+    """Stage one chunk: ``texts`` are its text columns by field (pyarrow arrays, for the
+    vectorised prefilter), ``rows_at(indices)`` gives the full rows (field -> value) of the
+    prefilter's hits. Returns ``(photo_id, class_name, rank, photo JSON)`` per class of each
+    kept row (the photo is a flickr.photos.search result, see :func:`to_photo`) and counts."""
     counts: Counter[str] = Counter(rows=num_rows)
-    mask = matcher.prefilter(texts).to_numpy(zero_copy_only=False)
+    if not texts:
+        raise ValueError("no text column to match classes in")
+    masks = dict(zip(texts, matcher.prefilter(list(texts.values())), strict=True))
+    hits = np.flatnonzero(np.logical_or.reduce(list(masks.values()))).tolist()
     staged: list[tuple[str, str, int, str]] = []
-    for row in rows_at(np.flatnonzero(mask).tolist()):
-        names = matcher.match(*(row.get(f) for f in TEXT_FIELDS))
+    for index, row in zip(hits, rows_at(hits), strict=True):
+        # The exact rule on the fields the prefilter flagged only (descriptions are long).
+        names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[index]))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
         counts["matched"] += 1

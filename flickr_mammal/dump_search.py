@@ -150,7 +150,7 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
 
 @dataclass(frozen=True)
 class _Chunk:
-    texts: list[Any]                                   # text columns, for the prefilter
+    texts: dict[str, Any]                              # text columns, for the prefilter
     rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
     num_rows: int
     malformed: int = 0
@@ -161,10 +161,10 @@ def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk
     index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
     # Parse only the text and id columns (about twice as fast as all of them); the few rows
     # the prefilter keeps are split in full from the chunk's bytes.
-    texts = [fields[f] for f in TEXT_FIELDS if f in fields]
+    texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
     for offset, data in tsv_chunks(path, chunk_bytes, start):
-        table, malformed = parse_tsv(data, layout, sorted({*texts, fields["photo_id"]}))
-        chunk = _Chunk([table[c] for c in texts],
+        table, malformed = parse_tsv(data, layout, sorted({*texts.values(), fields["photo_id"]}))
+        chunk = _Chunk({f: table[c] for f, c in texts.items()},
                        partial(tsv_rows, data, layout, fields, table), table.num_rows, malformed)
         yield index, offset, offset + len(data), chunk
         index += 1
@@ -189,7 +189,7 @@ def _parquet_tables(path: Path, fields: dict[str, str],
             picked = table.take(indices).to_pylist()
             return [{f: r[c] for f, c in fields.items()} for r in picked]
 
-        texts = [table[fields[f]] for f in TEXT_FIELDS if f in fields]
+        texts = {f: table[fields[f]] for f in TEXT_FIELDS if f in fields}
         yield group, group, group + 1, _Chunk(texts, rows_at, table.num_rows)
 
 

@@ -6,6 +6,7 @@ instead of raising, so one bad photo never stops a batch (img2dataset's habit).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -74,7 +75,10 @@ class PhotoRecord:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Not dataclasses.asdict: it deep-copies every field (about 10x slower, and the
+        # catalog converts every record it writes); only ``extra`` is mutable.
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["extra"] = copy.deepcopy(self.extra)
         d["status"] = str(self.status)
         return d
 

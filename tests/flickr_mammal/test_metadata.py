@@ -231,3 +231,21 @@ def test_build_from_a_dump_end_to_end_with_a_local_image_server(tmp_path):
     stats = json.loads((out / "stats.json").read_text())
     assert stats["search"]["metadata"]["dropped"]["no_coordinates"] == 1
     assert stats["status"][str(Status.KEPT)] == {"": 18}
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".bz2"])
+def test_tsv_chunks_are_whole_lines_and_resume_at_their_offsets(tmp_path, suffix):
+    from flickr_mammal.dump_read import tsv_chunks
+
+    lines = [b"x" * n + b"\n" for n in (10, 70_000, 5, 40_000, 30_000, 3)] + [b"no-newline"]
+    text = b"".join(lines)
+    path = tmp_path / f"f{suffix}"
+    path.write_bytes(d.bz2.compress(text) if suffix == ".bz2" else text)
+    chunks = list(tsv_chunks(path, 1 << 16))
+    assert b"".join(c for _, c in chunks) == text
+    assert all(c.endswith(b"\n") for _, c in chunks[:-1])
+    # 64 KiB of whole lines each; the 70,001-byte line alone; the unterminated tail last
+    assert [(o, len(c)) for o, c in chunks] == [(0, 11), (11, 70_001), (70_012, 40_007),
+                                                (110_019, 30_005), (140_024, 10)]
+    for i, (offset, _) in enumerate(chunks):  # a resumed read meets the same chunks
+        assert list(tsv_chunks(path, 1 << 16, offset)) == chunks[i:]
