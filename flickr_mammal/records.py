@@ -77,7 +77,7 @@ class PhotoRecord:
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies every field (about 10x slower, and the
         # catalog converts every record it writes); only ``extra`` is mutable.
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {name: getattr(self, name) for name in _ALL_FIELDS}
         d["extra"] = copy.deepcopy(self.extra)
         d["status"] = str(self.status)
         return d
@@ -91,6 +91,7 @@ class PhotoRecord:
         return cls(**kwargs)
 
 
+_ALL_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PhotoRecord))
 RECORD_FIELDS: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(PhotoRecord) if f.name != "extra"
 )
