@@ -78,7 +78,8 @@ class MetadataConfig:
             raise ValueError(f"--metadata-columns: unknown field(s) {', '.join(unknown)}; "
                              f"fields are {', '.join(FIELDS)}")
         if self.chunk_bytes < 1 << 16:
-            raise ValueError(f"chunk_bytes={self.chunk_bytes}: use at least 65536")
+            raise ValueError(f"chunk_bytes={self.chunk_bytes}: use at least 65536 bytes "
+                             "(--metadata-chunk-mb 0.0625)")
 
     @property
     def mapping(self) -> dict[str, str]:

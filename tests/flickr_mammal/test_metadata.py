@@ -249,3 +249,14 @@ def test_tsv_chunks_are_whole_lines_and_resume_at_their_offsets(tmp_path, suffix
                                                 (110_019, 30_005), (140_024, 10)]
     for i, (offset, _) in enumerate(chunks):  # a resumed read meets the same chunks
         assert list(tsv_chunks(path, 1 << 16, offset)) == chunks[i:]
+
+
+def test_the_command_line_starts_without_torch():
+    """A build that does not clean with a classifier never imports torch or timm (seconds)."""
+    code = ("import sys, pipelines.build_dataset as b; "
+            "b.config_from_args(b.parser().parse_args(['--out', 'x', '--api-key', 'k'])); "
+            "print(sorted(m for m in ('torch', 'timm', 'matplotlib') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
