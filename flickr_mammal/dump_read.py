@@ -59,7 +59,9 @@ class MetadataConfig:
     columns: tuple[tuple[str, str], ...] = ()       # (field, column) overrides of FIELDS
     chunk_bytes: int = 64 << 20                     # TSV bytes per committed chunk
     seed: int = 0                                   # key of the per-class hash order
-    prefetch: bool = field(default=True, compare=False)
+    # Read the next chunk in a thread while matching this one: None = when there are more
+    # than 2 CPUs (on 2 shared cores pyarrow's parse already fills both; measured no gain).
+    prefetch: bool | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", str(self.path))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 from collections import Counter
@@ -130,7 +131,7 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
         chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
     else:
         chunks = _parquet_tables(path, fields, {c for c, _ in done})
-    if config.prefetch:
+    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 2):
         chunks = _prefetched(chunks)
     count = len(done)
     for index, start, stop, chunk in chunks:
