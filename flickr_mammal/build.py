@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm import tqdm
@@ -44,17 +44,20 @@ from flickr_mammal.build_guard import (
 )
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
-from flickr_mammal.clean import CleanConfig, Cleaner, clean_records, keep_all
+from flickr_mammal.clean_config import CleanConfig, keep_all
 from flickr_mammal.download import DownloadConfig, download_records, remove_partial_writes
+from flickr_mammal.dump_read import MetadataConfig
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
-from flickr_mammal.report import write_report
 from flickr_mammal.search import SearchConfig, search_class
 from flickr_mammal.shards import read_index, write_shards
 from flickr_mammal.splits import TRAIN, VAL, assign_splits
 from flickr_mammal.stats import compute_stats, write_stats
+
+if TYPE_CHECKING:  # torch and timm load only when a build cleans with a classifier
+    from flickr_mammal.clean import Cleaner
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +111,7 @@ class BuildConfig:
     coord_decimals: int = 2
     commit_every: int = 256               # records per catalog transaction
     progress: bool = True
+    metadata: MetadataConfig | None = None  # search a local metadata dump, not the API
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -121,7 +125,7 @@ class BuildConfig:
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown or not self.stages:
             raise ValueError(f"stages {list(self.stages)}: choose from {', '.join(STAGES)}")
-        if "search" in self.stages and not self.api_key.strip():
+        if "search" in self.stages and not self.api_key.strip() and self.metadata is None:
             raise ValueError("no Flickr API key: pass --api-key or set FLICKR_API_KEY")
         checks = {
             "per_class": self.per_class >= 1, "rate_limit": self.rate_limit > 0,
@@ -217,8 +221,14 @@ def _search_window(config: BuildConfig, catalog: Catalog) -> tuple[int, int]:
     return config.min_upload_date, hi
 
 
-def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient) -> None:
+def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | None) -> None:
     lo, hi = _search_window(config, catalog)
+    if config.metadata is not None:  # offline: the same candidates from a local dump
+        from flickr_mammal.dump_search import search_dump
+
+        search_dump(config.metadata, catalog, classes=config.classes, licenses=config.licenses,
+                    window=(lo, hi), per_class=config.per_class, progress=config.progress)
+        return
     for name in config.classes:
         slices = catalog.slices_of(name)
         if sum(s.num_records for s in slices) >= config.per_class:
@@ -263,6 +273,8 @@ def run_clean(config: BuildConfig, catalog: Catalog, cleaner: Cleaner | None) ->
     if cleaner is None:
         results = keep_all(todo)
     else:
+        from flickr_mammal.clean import clean_records  # torch: imported only to clean
+
         results = clean_records(todo, config.layout.image_path, cleaner)
     bar = _bar(config, "clean", catalog.count(Status.DOWNLOADED))
     _commit_stream(catalog, results, config.commit_every, bar)
@@ -337,6 +349,8 @@ def _read_shard_index(layout: Layout) -> pd.DataFrame | None:
 def finish(config: BuildConfig, catalog: Catalog,
            shard_index: pd.DataFrame | None) -> dict[str, Any]:
     """Write manifest.parquet, stats.json and report/ from the catalog's current state."""
+    from flickr_mammal.report import write_report  # matplotlib: not needed to start a build
+
     layout = config.layout
     manifest = catalog.export_manifest(layout.manifest, coord_decimals=config.coord_decimals)
     stats = compute_stats(catalog, shard_index)
@@ -346,13 +360,20 @@ def finish(config: BuildConfig, catalog: Catalog,
 
 
 def build(config: BuildConfig,
-          cleaner_factory: Callable[[CleanConfig], Cleaner] = Cleaner.load) -> BuildSummary:
-    """Run the configured stages in order, resuming whatever an earlier run left undone."""
+          cleaner_factory: Callable[[CleanConfig], Cleaner] | None = None) -> BuildSummary:
+    """Run the configured stages in order, resuming whatever an earlier run left undone.
+
+    ``cleaner_factory`` defaults to ``clean.Cleaner.load`` (torch is imported only then)."""
     start = time.monotonic()
     check_output_folder(config.out)
-    client = check_key(config) if "search" in config.stages else None
+    searching = "search" in config.stages and config.metadata is None
+    client = check_key(config) if searching else None
     cleaner = None
     if "clean" in config.stages and config.clean.enabled:
+        if cleaner_factory is None:
+            from flickr_mammal.clean import Cleaner
+
+            cleaner_factory = Cleaner.load
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing
     with _exclusive(config.out), catalog_errors(config.layout.catalog), \
             Catalog.open(config.layout.catalog) as catalog:

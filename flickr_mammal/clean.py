@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
@@ -28,41 +27,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from flickr_mammal._util import batched
 from flickr_mammal.classes import get_class
-from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, get_spec, load_classifier
+from flickr_mammal.classifiers import load_classifier
+from flickr_mammal.clean_config import (  # noqa: F401 - re-exported: clean's public API
+    DEVICES,
+    NO_CLASSIFIER,
+    CleanConfig,
+    keep_all,
+)
 from flickr_mammal.records import PhotoRecord, Status
 
 log = logging.getLogger(__name__)
-
-NO_CLASSIFIER = "none"
-DEVICES = ("auto", "cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class CleanConfig:
-    """How to clean: which classifier, the top-k rule, and how to run inference."""
-
-    classifier: str = DEFAULT_CLASSIFIER
-    weights: str | None = None       # checkpoint file; None = the classifier's own weights
-    top_k: int = 5
-    device: str = "auto"
-    batch_size: int = 32
-    num_workers: int = 2             # DataLoader workers decoding images
-
-    def __post_init__(self) -> None:
-        if self.classifier != NO_CLASSIFIER:
-            get_spec(self.classifier)  # raises listing the known names
-        if not 1 <= self.top_k <= 1000:
-            raise ValueError(f"top_k={self.top_k}: use a value between 1 and 1000 (paper: 5)")
-        if self.device not in DEVICES:
-            raise ValueError(f"device={self.device!r}: use one of {', '.join(DEVICES)}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size}: use a positive batch size")
-        if self.num_workers < 0:
-            raise ValueError(f"num_workers={self.num_workers}: use 0 (main process) or more")
-
-    @property
-    def enabled(self) -> bool:
-        return self.classifier != NO_CLASSIFIER
 
 
 def resolve_device(device: str) -> torch.device:
@@ -167,10 +141,3 @@ def clean_records(records: Iterable[PhotoRecord], image_path, cleaner: Cleaner,
         probs, errors = cleaner.predict([Path(image_path(r.photo_id)) for r in chunk])
         for record, p, err in zip(chunk, probs, errors, strict=True):
             yield cleaner.judge(record, p, err)
-
-
-def keep_all(records: Iterable[PhotoRecord]) -> Iterator[PhotoRecord]:
-    """``--classifier none``: every downloaded image is KEPT, with no score."""
-    for record in records:
-        yield record.evolve(status=Status.KEPT, error="", clean_score=float("nan"),
-                            clean_rank=-1)

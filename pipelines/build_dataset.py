@@ -26,8 +26,15 @@ from flickr_mammal.build import (
 )
 from flickr_mammal.classes import parse_classes
 from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, ClassifierUnavailable
-from flickr_mammal.clean import DEVICES, CleanConfig
+from flickr_mammal.clean_config import DEVICES, CleanConfig
 from flickr_mammal.download import DownloadConfig, DownloadWorkerLost
+from flickr_mammal.dump_read import (
+    FORMATS,
+    DumpColumnError,
+    DumpScanMismatch,
+    MetadataConfig,
+    parse_columns,
+)
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrAuthError, FlickrError, redact
 
 EXIT_USAGE = 2
@@ -75,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     add("--group-by", choices=GROUP_BY, default="continent", help="shard grouping")
     add("--coord-decimals", type=int, default=2, help="decimals kept of exported coordinates")
     add("--commit-every", type=int, default=256, help="records per catalog transaction")
+    add("--metadata", default=None, help="search a local metadata dump instead of the API: "
+        "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key needed)")
+    add("--metadata-format", choices=("auto", *FORMATS), default="auto",
+        help="format of --metadata (default: parquet for .parquet and folders, else yfcc100m)")
+    add("--metadata-columns", default="",
+        help="field=column,... to map the dump's column names (flickr_mammal.dump_read.FIELDS)")
+    add("--metadata-chunk-mb", type=float, default=64.0, help="TSV megabytes per scan chunk")
     add("--no-progress", action="store_true", help="no progress bars")
     add("--log-level", default="INFO", help="logging level")
     return p
@@ -104,6 +118,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         val_fraction=args.val_fraction, shard_samples=args.shard_samples,
         group_by=args.group_by, coord_decimals=args.coord_decimals,
         commit_every=args.commit_every, progress=not args.no_progress,
+        metadata=None if args.metadata is None else MetadataConfig(
+            args.metadata, format=args.metadata_format,
+            columns=parse_columns(args.metadata_columns),
+            chunk_bytes=int(args.metadata_chunk_mb * (1 << 20))),
     )
 
 
@@ -149,7 +167,8 @@ def _run(args: argparse.Namespace, secret: str) -> int:
         return _fail(exc.args[0] if isinstance(exc, KeyError) else str(exc), secret, EXIT_USAGE)
     try:
         summary = build(config)
-    except (FlickrAuthError, ClassifierUnavailable, BuildFolderError) as exc:  # before any work
+    except (FlickrAuthError, ClassifierUnavailable, BuildFolderError, DumpColumnError,
+            DumpScanMismatch) as exc:  # before any work
         return _fail(str(exc), secret, EXIT_USAGE)
     except (FlickrError, BuildLocked, DownloadWorkerLost) as exc:
         return _fail(str(exc), secret, 1)

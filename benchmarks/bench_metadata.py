@@ -1,0 +1,170 @@
+"""Metadata-dump search speed (rows/s) for TSV, TSV.bz2 and parquet, against just reading them.
+
+Writes a synthetic dump in the real YFCC100M layout (25 tab-separated columns, URL-encoded
+text, about 500 bytes a row like the real file; half the rows geotagged; about 1% of rows name
+a mammal class in their title or tags, the rest is ordinary photo text including words that
+contain class names, such as "location" or "catalog"). Then, for each format, in one run:
+
+- read: the same chunked reader with no filtering (TSV: our chunker + pyarrow.csv parse of
+  the columns the scan parses, id and texts; parquet: each row group's columns) - the limit;
+- scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
+  match, filters, staging commits and the final selection).
+
+    python benchmarks/bench_metadata.py [--rows 2000000] [--dir .bench/metadata]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
+from flickr_mammal.catalog import Catalog
+from flickr_mammal.classes import CLASS_NAMES
+from flickr_mammal.dump_read import (
+    TEXT_FIELDS,
+    YFCC_COLUMNS,
+    MetadataConfig,
+    parquet_groups,
+    parse_tsv,
+    resolve_columns,
+    tsv_chunks,
+)
+from flickr_mammal.dump_search import search_dump
+
+WORDS = (
+    "the of and in on at my our day trip summer winter spring beach park city street view "
+    "sunset sky lake river mountain tree flower garden family friends party wedding birthday "
+    "house church bridge tower museum night light old new red blue green canon nikon img dsc "
+    "photo travel holiday vacation location education catalog scattered concert festival "
+    "market food train station airport snow rain clouds sea harbour boat castle square"
+).split()
+LICENSES = ("Attribution-NonCommercial-ShareAlike License", "Attribution-NonCommercial License",
+            "Attribution License", "Attribution-ShareAlike License",
+            "Attribution-NoDerivs License", "Attribution-NonCommercial-NoDerivs License")
+
+
+def _pool(rng: random.Random, size: int, lo: int, hi: int, sep: str) -> list[str]:
+    """``size`` random texts of lo..hi vocabulary words (rows draw from these pools: fast)."""
+    return [sep.join(rng.choices(WORDS, k=rng.randint(lo, hi))) for _ in range(size)]
+
+
+def write_dump(path: Path, rows: int, seed: int = 0, match: float = 0.01) -> None:
+    """``rows`` synthetic YFCC100M lines to ``path`` (written in blocks, never whole)."""
+    rng, text_rng = np.random.default_rng(seed), random.Random(seed)
+    titles = _pool(text_rng, 20_000, 1, 5, "+")
+    descs = _pool(text_rng, 20_000, 0, 40, "+")
+    tags = _pool(text_rng, 20_000, 0, 12, ",")  # tags: one or two words each
+    tags = [",".join(t if text_rng.random() < 0.7 else f"{t}+{text_rng.choice(WORDS)}"
+                     for t in group.split(",") if t) for group in tags]
+    names = [c.replace(" ", "+") for c in CLASS_NAMES]
+    block = 100_000
+    with open(path, "w", encoding="utf-8") as out:
+        for start in range(0, rows, block):
+            n = min(rows, start + block) - start
+            r = {k: rng.integers(0, 2**31, n) for k in ("t", "d", "g", "o", "s", "l", "u")}
+            geo, hit, desc = rng.random(n) < 0.48, rng.random(n) < match, rng.random(n) < 0.6
+            video = rng.random(n) < 0.008
+            lon, lat = rng.uniform(-180, 180, n), rng.uniform(-80, 80, n)
+            lines = []
+            for j in range(n):
+                i, pid = start + j, 2_000_000_000 + (start + j) * 7
+                title = titles[r["t"][j] % len(titles)]
+                if hit[j]:
+                    title += "+" + names[r["t"][j] % len(names)]
+                server, secret = str(1000 + r["s"][j] % 9000), f"{r['s'][j]:010x}"
+                owner = f"{10**7 + r['o'][j] % 9 * 10**7}@N0{r['o'][j] % 10}"
+                lines.append("\t".join((
+                    str(i), str(pid), f"{r['u'][j]:032x}", owner, "user+name",
+                    "2012-02-16 09:56:37.0", str(1_100_000_000 + r["u"][j] % 300_000_000),
+                    "Canon+PowerShot+ELPH+310+HS", title,
+                    descs[r["d"][j] % len(descs)] if desc[j] else "",
+                    tags[r["g"][j] % len(tags)], "", f"{lon[j]:.6f}" if geo[j] else "",
+                    f"{lat[j]:.6f}" if geo[j] else "", "16" if geo[j] else "",
+                    f"http://www.flickr.com/photos/{owner}/{pid}/",
+                    f"http://farm8.staticflickr.com/{server}/{pid}_{secret}.jpg",
+                    LICENSES[r["l"][j] % len(LICENSES)],
+                    "http://creativecommons.org/licenses/by-nc/2.0/", server, "8", secret,
+                    f"{r['l'][j]:010x}", "jpg", "1" if video[j] else "0",
+                )))
+            out.write("\n".join(lines) + "\n")
+
+
+def to_parquet(tsv: Path, path: Path) -> None:
+    fields = resolve_columns(MetadataConfig(str(tsv)).mapping, YFCC_COLUMNS, str(tsv))
+    writer = None
+    for _, data in tsv_chunks(tsv, 64 << 20):
+        table, _ = parse_tsv(data, YFCC_COLUMNS, sorted(set(fields.values())))
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table, row_group_size=500_000)
+    writer.close()
+
+
+def read_only(config: MetadataConfig) -> int:
+    """Rows read with the scan's own reader and columns, no filtering."""
+    path = Path(config.path)
+    if config.format == "parquet":
+        columns = sorted(set(resolve_columns(config.mapping, pq.ParquetFile(path).schema_arrow
+                                             .names, "").values()))
+        return sum(t.num_rows for _, t in parquet_groups(path, columns, set()))
+    fields = resolve_columns(config.mapping, YFCC_COLUMNS, "")
+    columns = sorted({fields[f] for f in ("photo_id", *TEXT_FIELDS)})  # what the scan parses
+    return sum(parse_tsv(data, YFCC_COLUMNS, columns)[0].num_rows
+               for _, data in tsv_chunks(path, config.chunk_bytes))
+
+
+def scan(config: MetadataConfig, rows: int) -> tuple[float, dict]:
+    with tempfile.TemporaryDirectory() as tmp, Catalog.open(Path(tmp) / "c.sqlite") as cat:
+        start = time.perf_counter()
+        summary = search_dump(config, cat, classes=CLASS_NAMES, licenses=DEFAULT_LICENSES,
+                              window=(FLICKR_START, 1_800_000_000), per_class=40_000)
+        seconds = time.perf_counter() - start
+    assert summary["rows"] == rows, summary["rows"]
+    return seconds, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--dir", default=".bench/metadata")
+    args = parser.parse_args()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tsv = folder / f"yfcc_{args.rows}.tsv"
+    if not tsv.exists():
+        start = time.perf_counter()
+        write_dump(tsv.with_suffix(".tmp"), args.rows)
+        tsv.with_suffix(".tmp").rename(tsv)
+        print(f"wrote {tsv} ({tsv.stat().st_size / 1e6:.0f} MB) in "
+              f"{time.perf_counter() - start:.0f}s")
+    files = {"tsv": tsv, "tsv.bz2": tsv.with_name(tsv.name + ".bz2"),
+             "parquet": tsv.with_suffix(".parquet")}
+    if not files["tsv.bz2"].exists():
+        with open(tsv, "rb") as src, bz2.open(files["tsv.bz2"], "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 24)
+    if not files["parquet"].exists():
+        to_parquet(tsv, files["parquet"])
+    print(f"{args.rows:,} rows; pyarrow {pa.__version__}, {pa.cpu_count()} CPU threads")
+    print(f"{'format':8} {'MB':>6} {'read rows/s':>12} {'scan rows/s':>12} {'scan/read':>9}  "
+          "candidates")
+    for name, path in files.items():
+        config = MetadataConfig(str(path))
+        start = time.perf_counter()
+        assert read_only(config) == args.rows
+        read_s = time.perf_counter() - start
+        scan_s, summary = scan(config, args.rows)
+        print(f"{name:8} {path.stat().st_size / 1e6:6.0f} {args.rows / read_s:12,.0f} "
+              f"{args.rows / scan_s:12,.0f} {read_s / scan_s:9.2f}  {summary['candidates']:,}")
+
+
+if __name__ == "__main__":
+    main()

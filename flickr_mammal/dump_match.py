@@ -1,0 +1,131 @@
+"""Which mammal classes a metadata-dump row names, and which Flickr licence id it carries.
+
+Match rule (the offline stand-in for ``flickr.photos.search(text=...)``, REFERENCE.md §2): a row
+matches class c when c's search text occurs, case-insensitively, as a whole word or phrase in
+its title, description or user tags. Words of a phrase may be separated by any run of
+non-alphanumeric characters (``sea lion``, ``sea-lion``, ``Sea+Lion``), or be written together
+(``sealion``, Flickr's normalised tag form). "Whole" means no letter or digit right before or
+after: ``lion`` does not match ``lions`` or ``lioness``; ``cat`` does not match ``location``.
+The comma between tags is a separator like a space. YFCC100M text is URL-encoded (``+`` for a
+space, ``%XX`` escapes); it is decoded before matching.
+
+One refinement over independent per-class searches: an occurrence of a class text inside an
+occurrence of a longer class text counts for the longer one only (``sea lion`` names sea lion,
+not lion), since matches are taken leftmost-longest without overlap. Among the 42 classes this
+only concerns lion / sea lion; a row that also names ``lion`` on its own still names both.
+
+Speed: a vectorised RE2 prefilter (pyarrow.compute) keeps the rows where any class text occurs
+with loose word boundaries (a superset of the exact rule on encoded or plain text); the exact
+rule then runs in Python on those few rows only.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from urllib.parse import unquote_plus
+
+import numpy as np
+
+from flickr_mammal.classes import MammalClass
+
+# Flickr licence ids (flickr.photos.licenses.getInfo) by licence name; YFCC100M holds ids 1-6.
+LICENSE_IDS: dict[str, int] = {
+    "All Rights Reserved": 0,
+    "Attribution-NonCommercial-ShareAlike License": 1,
+    "Attribution-NonCommercial License": 2,
+    "Attribution-NonCommercial-NoDerivs License": 3,
+    "Attribution License": 4,
+    "Attribution-ShareAlike License": 5,
+    "Attribution-NoDerivs License": 6,
+    "No known copyright restrictions": 7,
+    "United States Government Work": 8,
+    "Public Domain Dedication (CC0)": 9,
+    "Public Domain Mark": 10,
+}
+_BY_NAME = {name.lower(): i for name, i in LICENSE_IDS.items()}
+# The same ids by the Creative Commons code in a licence URL (.../licenses/by-nc-sa/2.0/).
+_CC_CODES = {"by-nc-sa": 1, "by-nc": 2, "by-nc-nd": 3, "by": 4, "by-sa": 5, "by-nd": 6}
+_CC_URL = re.compile(r"creativecommons\.org/(?:licenses/([a-z-]+)|publicdomain/(zero|mark))/")
+
+
+def license_id(value: object) -> int:
+    """A licence name, URL, or id (int or digits) as a Flickr licence id; -1 when unknown."""
+    if isinstance(value, bool) or value is None:
+        return -1
+    if isinstance(value, int):
+        return value
+    text = unquote_plus(str(value)).strip()
+    if text.isdigit():
+        return int(text)
+    if text.lower() in _BY_NAME:
+        return _BY_NAME[text.lower()]
+    found = _CC_URL.search(text.lower())
+    if found:
+        code, public = found.groups()
+        return {"zero": 9, "mark": 10}[public] if public else _CC_CODES.get(code, -1)
+    return -1
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _phrase(text: str, sep: str) -> str:
+    words = [re.escape(w) for w in text.lower().split()]
+    joined = sep.join(words)
+    return joined if len(words) == 1 else f"{joined}|{''.join(words)}"
+
+
+class ClassMatcher:
+    """Finds the classes a row's texts name (see the module docstring for the rule)."""
+
+    def __init__(self, classes: Sequence[MammalClass], *, url_encoded: bool) -> None:
+        if not classes:
+            raise ValueError("ClassMatcher needs at least one class")
+        self.classes = tuple(classes)
+        self.url_encoded = url_encoded
+        # Exact rule on words (maximal runs of letters and digits, lower-cased): a class is a
+        # run of consecutive words, or one word spelling its words together. Longest first,
+        # so at one position the longer phrase wins (sea lion before lion).
+        # first word -> (phrase words, class name), longest phrase first
+        self._starts: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        for c in self.classes:
+            words = tuple(c.search_text.lower().split())
+            for phrase in {words, ("".join(words),)}:
+                self._starts.setdefault(phrase[0], []).append((phrase, c.name))
+        for options in self._starts.values():
+            options.sort(key=lambda o: -len(o[0]))
+        ordered = sorted(self.classes, key=lambda c: (-len(c.search_text), c.name))
+        # RE2 superset of the exact rule: an escape (%XX) or any non-ASCII-alphanumeric
+        # character counts as a boundary or separator, so encoded and plain text both pass.
+        loose = r"(?:[^a-z0-9]|%[0-9a-f]{2})"
+        alts = "|".join(_phrase(c.search_text, loose + "+") for c in ordered)
+        self.prefilter_pattern = f"(?i)(?:^|{loose})(?:{alts})(?:$|[^a-z0-9])"
+
+    def prefilter(self, columns: Sequence[object]) -> list[np.ndarray]:
+        """Per text column (pyarrow string arrays), a boolean mask of the rows that may match."""
+        import pyarrow.compute as pc
+
+        return [pc.fill_null(pc.match_substring_regex(column, self.prefilter_pattern), False)
+                .to_numpy(zero_copy_only=False) for column in columns]
+
+    def decode(self, text: str | None) -> str:
+        if not text:
+            return ""
+        return unquote_plus(text) if self.url_encoded else text
+
+    def match(self, *texts: str | None) -> tuple[str, ...]:
+        """Class names (label order) named in any of ``texts`` (raw, as in the dump)."""
+        found: set[str] = set()
+        for text in texts:
+            words = _WORD.findall(self.decode(text).lower())
+            i = 0
+            while i < len(words):  # leftmost, longest, no overlap
+                step = 1
+                for phrase, name in self._starts.get(words[i], ()):
+                    if tuple(words[i:i + len(phrase)]) == phrase:
+                        found.add(name)
+                        step = len(phrase)
+                        break
+                i += step
+        return tuple(c.name for c in self.classes if c.name in found)

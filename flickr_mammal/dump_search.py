@@ -1,0 +1,263 @@
+"""The search stage from a local metadata dump (YFCC100M TSV / parquet), resumable.
+
+Offline alternative to the Flickr API search (REFERENCE.md §2), with the same class matching
+(dump_match), filters and records (dump_rows). Two phases, both in the build's catalog:
+
+1. Scan: every chunk's class matches are staged (table ``dump_matches``) in the same
+   transaction that marks the chunk done (``dump_chunks``); a killed scan continues at the
+   first chunk not done, and a finished source file is never read again (``dump_sources``).
+2. Select (each run, once the scan is complete): per class, the ``per_class`` unambiguous
+   matches with the smallest keyed hash, plus every photo named by two or more classes, go
+   into the catalog as one search slice per class (``Catalog.add_slice``, whose ``hits``
+   rule makes the latter AMBIGUOUS). Adding a record again changes nothing, so re-running
+   the selection (after a crash, or with a larger ``--per-class``) only adds what is new.
+
+The scan's options (files, format, columns, classes, licences, dates, chunking, seed) are
+stored; a later run with other options stops with an error instead of mixing two scans.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+from flickr_mammal.catalog import Catalog
+from flickr_mammal.classes import get_class
+from flickr_mammal.dump_match import ClassMatcher
+from flickr_mammal.dump_read import (
+    TEXT_FIELDS,
+    DumpScanMismatch,
+    MetadataConfig,
+    parquet_columns,
+    parquet_groups,
+    parse_tsv,
+    resolve_columns,
+    tsv_chunks,
+    tsv_layout,
+    tsv_rows,
+)
+from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows, staged_record
+from flickr_mammal.search import SliceResult
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS dump_chunks (source TEXT NOT NULL, chunk INTEGER NOT NULL, "
+    "start INTEGER NOT NULL, stop INTEGER NOT NULL, counts TEXT NOT NULL, "
+    "PRIMARY KEY (source, chunk))",
+    "CREATE TABLE IF NOT EXISTS dump_sources (source TEXT PRIMARY KEY, chunks INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS dump_matches (photo_id TEXT NOT NULL, class_name TEXT NOT NULL, "
+    "rank INTEGER NOT NULL, photo TEXT NOT NULL, PRIMARY KEY (photo_id, class_name)) "
+    "WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS dump_matches_rank ON dump_matches(class_name, rank, photo_id)",
+)
+_AMBIGUOUS = "SELECT photo_id FROM dump_matches GROUP BY photo_id HAVING count(*) > 1"
+
+
+def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
+                licenses: Iterable[int], window: tuple[int, int], per_class: int,
+                progress: bool = False) -> dict[str, Any]:
+    """Scan the dump (resuming), then select the candidates into the catalog; returns the
+    scan summary also stored as catalog meta ``metadata`` (it goes into stats.json)."""
+    with catalog.transaction() as conn:
+        for statement in _TABLES:
+            conn.execute(statement)
+    names = tuple(get_class(c).name for c in classes)
+    matcher = ClassMatcher([get_class(c) for c in names],
+                           url_encoded=config.format == "yfcc100m")
+    filters = RowFilters(frozenset(int(x) for x in licenses), int(window[0]), int(window[1]))
+    files = config.files()
+    root = Path(config.path)
+    sources = [(p.relative_to(root).as_posix() if root.is_dir() else p.name, p) for p in files]
+    layouts = {source: _columns(config, path) for source, path in sources}  # fail before work
+    _check_identity(catalog, config, sources, names, filters)
+    bar = tqdm(desc="scan metadata", unit="row", unit_scale=True, disable=not progress or None)
+    try:
+        for source, path in sources:
+            _scan_source(config, catalog, source, path, layouts[source], matcher, filters, bar)
+    finally:
+        bar.close()
+    return _select(catalog, names, per_class, window)
+
+
+def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tuple[str, Path]],
+                    names: tuple[str, ...], filters: RowFilters) -> None:
+    identity = json.loads(json.dumps({
+        "format": config.format, "files": [[s, p.stat().st_size] for s, p in sources],
+        "columns": config.mapping, "classes": names, "licenses": sorted(filters.licenses),
+        "window": [filters.min_upload_date, filters.max_upload_date],
+        "chunk_bytes": config.chunk_bytes, "seed": config.seed,
+    }))
+    stored = catalog.get_meta("metadata_scan")
+    started = catalog.connection.execute("SELECT 1 FROM dump_chunks LIMIT 1").fetchone()
+    if started and stored is not None and stored != identity:
+        differ = sorted(k for k in identity if stored.get(k) != identity[k])
+        raise DumpScanMismatch(
+            f"{catalog.path.parent} holds a metadata scan made with other {', '.join(differ)}; "
+            "re-run with the same options, or build into a new --out folder")
+    catalog.set_meta("metadata_scan", identity)
+
+
+def _columns(config: MetadataConfig, path: Path) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(TSV layout or (), field -> column) of one file; raises DumpColumnError."""
+    if config.format == "yfcc100m":
+        layout = tsv_layout(path)
+        return layout, resolve_columns(config.mapping, layout, str(path))
+    return (), resolve_columns(config.mapping, parquet_columns(path), str(path))
+
+
+def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Path,
+                 columns: tuple[tuple[str, ...], dict[str, str]], matcher: ClassMatcher,
+                 filters: RowFilters, bar: tqdm) -> None:
+    conn = catalog.connection
+    if conn.execute("SELECT 1 FROM dump_sources WHERE source = ?", (source,)).fetchone():
+        return
+    done = conn.execute("SELECT chunk, stop FROM dump_chunks WHERE source = ? ORDER BY chunk",
+                        (source,)).fetchall()
+    layout, fields = columns
+    if config.format == "yfcc100m":
+        chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
+    else:
+        chunks = _parquet_tables(path, fields, {c for c, _ in done})
+    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 2):
+        chunks = _prefetched(chunks)
+    count = len(done)
+    for index, start, stop, chunk in chunks:
+        staged, counts = stage_rows(chunk.texts, chunk.rows_at, chunk.num_rows, matcher,
+                                    filters, config.seed)
+        counts["malformed"] += chunk.malformed
+        with catalog.transaction() as tx:  # the chunk's matches and its "done" mark together
+            tx.executemany("INSERT OR IGNORE INTO dump_matches VALUES (?, ?, ?, ?)", staged)
+            tx.execute("INSERT INTO dump_chunks VALUES (?, ?, ?, ?, ?)",
+                       (source, index, start, stop, json.dumps(dict(sorted(counts.items())))))
+        count += 1
+        bar.update(counts["rows"])
+    with catalog.transaction() as tx:
+        tx.execute("INSERT OR REPLACE INTO dump_sources VALUES (?, ?)", (source, count))
+    log.info("metadata %s: scanned (%d chunks)", source, count)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    texts: dict[str, Any]                              # text columns, for the prefilter
+    rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
+    num_rows: int
+    malformed: int = 0
+
+
+def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk_bytes: int,
+                done: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, _Chunk]]:
+    index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
+    # Parse only the text and id columns (about twice as fast as all of them); the few rows
+    # the prefilter keeps are split in full from the chunk's bytes.
+    texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
+    for offset, data in tsv_chunks(path, chunk_bytes, start):
+        table, malformed = parse_tsv(data, layout, sorted({*texts.values(), fields["photo_id"]}))
+        chunk = _Chunk({f: table[c] for f, c in texts.items()},
+                       partial(tsv_rows, data, layout, fields, table), table.num_rows, malformed)
+        yield index, offset, offset + len(data), chunk
+        index += 1
+
+
+def _parquet_tables(path: Path, fields: dict[str, str],
+                    skip: set[int]) -> Iterator[tuple[int, int, int, _Chunk]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text_columns = {fields[f] for f in TEXT_FIELDS if f in fields}
+    for group, table in parquet_groups(path, sorted(set(fields.values())), skip):
+        for name in text_columns:  # tags may be a list column; any text column may be binary
+            column = table[name]
+            if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+                column = pc.binary_join(column, ",")
+            elif not pa.types.is_string(column.type):
+                column = pc.cast(column, pa.string())
+            table = table.set_column(table.schema.get_field_index(name), name, column)
+
+        def rows_at(indices: list[int], table: Any = table) -> list[dict[str, Any]]:
+            picked = table.take(indices).to_pylist()
+            return [{f: r[c] for f, c in fields.items()} for r in picked]
+
+        texts = {f: table[fields[f]] for f in TEXT_FIELDS if f in fields}
+        yield group, group, group + 1, _Chunk(texts, rows_at, table.num_rows)
+
+
+def _prefetched(items: Iterator[T]) -> Iterator[T]:
+    """``items``, produced one ahead in a thread: reading and parsing the next chunk (pyarrow
+    and bz2 release the GIL) overlaps matching and committing this one."""
+    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        slot.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            slot.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            slot.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="dump-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = slot.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+
+
+def _select(catalog: Catalog, names: Sequence[str], per_class: int,
+            window: tuple[int, int]) -> dict[str, Any]:
+    conn = catalog.connection
+    totals: Counter[str] = Counter()
+    for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
+        totals.update(json.loads(counts))
+    ambiguous = {pid for (pid,) in conn.execute(_AMBIGUOUS)}
+    per_class_counts: dict[str, dict[str, int]] = {}
+    for name in names:
+        candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
+                                  (name,)).fetchone()[0]
+        chosen = [r for (r,) in conn.execute(
+            f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id NOT IN "
+            f"({_AMBIGUOUS}) ORDER BY rank, photo_id LIMIT ?", (name, per_class))]
+        doubled = [r for (r,) in conn.execute(
+            f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
+            f"({_AMBIGUOUS}) ORDER BY photo_id", (name,))]
+        records = tuple(staged_record(r, name) for r in chosen + doubled)
+        catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
+        per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
+                                  "ambiguous": len(doubled)}
+    summary = {
+        "rows": totals["rows"], "matched": totals["matched"],
+        "candidates": totals["candidates"], "ambiguous_photos": len(ambiguous),
+        "malformed_rows": totals["malformed"],
+        "dropped": {r: totals[f"dropped_{r}"] for r in DROP_REASONS},
+        "per_class": per_class_counts,
+    }
+    catalog.set_meta("metadata", summary)
+    log.info("metadata: %d rows, %d name a class, %d candidates, %d ambiguous", summary["rows"],
+             summary["matched"], summary["candidates"], len(ambiguous))
+    return summary
