@@ -36,7 +36,13 @@ from flickr_mammal._util import batched
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
 from flickr_mammal.clean import CleanConfig, Cleaner, clean_records, keep_all
-from flickr_mammal.download import DownloadConfig, download_records, remove_partial_writes
+from flickr_mammal.download import (
+    TRANSIENT_PATTERNS,
+    TRANSIENT_REASONS,
+    DownloadConfig,
+    download_records,
+    remove_partial_writes,
+)
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records
 from flickr_mammal.layout import Layout
@@ -225,6 +231,10 @@ def run_download(config: BuildConfig, catalog: Catalog) -> None:
         removed = remove_partial_writes(config.layout.images)  # still SEARCHED, so refetched
         if removed:
             log.info("download: removed %d partial files left by an interrupted run", removed)
+    retried = catalog.retry_failed_downloads(TRANSIENT_REASONS, TRANSIENT_PATTERNS,
+                                             config.download.max_attempts)
+    if retried:
+        log.info("download: retrying %d photos that failed for transient reasons", retried)
     bar = _bar(config, "download", catalog.count(Status.SEARCHED))
     results = download_records(catalog.records(Status.SEARCHED), config.layout, config.download)
     _commit_stream(catalog, results, config.commit_every, bar)

@@ -35,11 +35,13 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ReadTimeoutError
 
 from flickr_mammal._util import retry_after_seconds
+from flickr_mammal.ratelimit import HostRate, RatePolicy
 
 logger = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _RETRY_STATUS = frozenset({408, 500, 502, 503, 504})
+_SLOW_DOWN = frozenset({"http_429", "http_503"})  # answers that cut the host's rate
 _UNAVAILABLE = "photo_unavailable"  # Flickr's placeholder: .../images/en-us/photo_unavailable.png
 MAX_REDIRECTS = 5
 # Where Flickr's image URLs may redirect to (static CDN hosts, www.flickr.com): always followed.
@@ -66,6 +68,9 @@ class FetchConfig:
     # Extra hosts an image URL may redirect to, besides its own host and FLICKR_HOSTS:
     # "host" (default ports), "host:port", or "*.domain" (any subdomain, default ports).
     redirect_hosts: tuple[str, ...] = ()
+    # Adaptive per-host request rate (ratelimit.py): back off on 429/503, recover slowly.
+    adaptive_rate: bool = True
+    min_rate: float = 0.5             # requests/s per host and process, the slowest it goes
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -78,6 +83,8 @@ class FetchConfig:
         for field in ("max_retries", "backoff_base", "backoff_max", "max_retry_after"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{name}.{field} must be >= 0, got {getattr(self, field)}")
+        if not self.min_rate > 0:
+            raise ValueError(f"{name}.min_rate must be > 0 requests/s, got {self.min_rate}")
         if not self.user_agent.strip():
             raise ValueError(f"{name}.user_agent must be non-empty: say who is downloading")
         object.__setattr__(self, "redirect_hosts", tuple(self.redirect_hosts))
@@ -142,6 +149,8 @@ class Fetcher:
         self._lock = threading.Lock()
         self._sessions: list[requests.Session] = []
         self._hosts: dict[str, threading.Semaphore] = {}
+        self._rates: dict[str, HostRate] = {}
+        self._policy = RatePolicy(min_rate=config.min_rate, max_pause=config.max_retry_after)
         self._proxy_cache: dict[tuple[str, str], dict[str, str]] = {}
         self._rng = random.Random(config.seed)
         self._headers = {"User-Agent": config.user_agent, "Accept": "image/*,*/*;q=0.8",
@@ -150,18 +159,32 @@ class Fetcher:
     def fetch(self, url: str) -> bytes:
         """The body of ``url``; raises :class:`FetchError` once retries are spent."""
         attempt = 0
+        host = urlsplit(url).netloc.lower()
+        rate = self._rate(host)
+        waited_pause = False
         while True:
             try:
-                with self._host_slot(url):
-                    return self._fetch_once(url)
+                with self._host_slot(host, rate, honour_pause=not waited_pause):
+                    body = self._fetch_once(url)
+                if rate is not None:
+                    rate.success()
+                return body
             except _Retryable as exc:
+                if rate is not None and exc.reason in _SLOW_DOWN:
+                    rate.throttled(exc.retry_after)  # every thread of the process slows down
                 wait_s = exc.retry_after if exc.retry_after is not None else self._backoff(attempt)
                 if attempt >= self.config.max_retries or wait_s > self.config.max_retry_after:
                     raise FetchError(exc.reason) from exc
                 logger.debug("retry %d of %s after %s, waiting %.2fs", attempt + 1, url,
                              exc.reason, wait_s)
                 self._sleep(wait_s)  # outside the host slot: others may use the server
+                waited_pause = exc.retry_after is not None
                 attempt += 1
+
+    def rates(self) -> dict[str, float]:
+        """Each host's current request rate (requests/s; inf while unpaced)."""
+        with self._lock:
+            return {host: r.rate for host, r in self._rates.items()}
 
     def close(self) -> None:
         with self._lock:
@@ -201,9 +224,22 @@ class Fetcher:
                 self._proxy_cache[key] = proxies
         return proxies
 
+    def _rate(self, host: str) -> HostRate | None:
+        if not self.config.adaptive_rate:
+            return None
+        rate = self._rates.get(host)
+        if rate is None:
+            with self._lock:
+                rate = self._rates.setdefault(host, HostRate(self._policy))
+        return rate
+
     @contextmanager
-    def _host_slot(self, url: str) -> Iterator[None]:
-        host = urlsplit(url).netloc.lower()
+    def _host_slot(self, host: str, rate: HostRate | None,
+                   honour_pause: bool = True) -> Iterator[None]:
+        if rate is not None:
+            wait = rate.reserve(honour_pause)
+            if wait > 0:
+                time.sleep(wait)  # real time, not self._sleep: pacing is not a retry backoff
         with self._lock:
             slot = self._hosts.setdefault(host, threading.BoundedSemaphore(self.config.per_host))
         with slot:
