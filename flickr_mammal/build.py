@@ -36,6 +36,7 @@ from flickr_mammal._util import batched
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
 from flickr_mammal.clean import CleanConfig, Cleaner, clean_records, keep_all
+from flickr_mammal.clean_parallel import clean_on_devices, visible_gpus
 from flickr_mammal.download import (
     TRANSIENT_PATTERNS,
     TRANSIENT_REASONS,
@@ -253,10 +254,20 @@ def run_clean(config: BuildConfig, catalog: Catalog, cleaner: Cleaner | None) ->
     todo = catalog.records(Status.DOWNLOADED)
     if cleaner is None:
         results = keep_all(todo)
+    elif len(gpus := _clean_gpus(config.clean, cleaner)) > 1:
+        log.info("clean: one process per GPU (%s)", ", ".join(gpus))
+        results = clean_on_devices(todo, config.layout.image_path, config.clean, gpus)
     else:
         results = clean_records(todo, config.layout.image_path, cleaner)
     bar = _bar(config, "clean", catalog.count(Status.DOWNLOADED))
     _commit_stream(catalog, results, config.commit_every, bar)
+
+
+def _clean_gpus(config: CleanConfig, cleaner: Cleaner) -> list[str]:
+    """The GPUs to clean on in parallel: every visible one, when cleaning runs on CUDA."""
+    if not config.multi_gpu or cleaner.device.type != "cuda" or ":" in config.device:
+        return []
+    return visible_gpus()
 
 
 def run_geocode(config: BuildConfig, catalog: Catalog, chunk: int = 20_000) -> None:
