@@ -32,7 +32,6 @@ import os
 import queue
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -111,7 +110,9 @@ _TMP_GLOB = ".*.tmp"  # write_atomic's temp files: .{name}.{uuid}.tmp
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + os.replace: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # Unique per writer (process, thread), so two writers never share a temp; no uuid4 (an
+    # os.urandom call per photo).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         try:
             f = open(tmp, "wb")

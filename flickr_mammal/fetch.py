@@ -323,18 +323,22 @@ def _read_body(r: urllib3.BaseHTTPResponse, max_bytes: int, read_timeout: float,
                deadline: float) -> bytes:
     """The body, one socket read at a time, until ``deadline`` (a slow trickle fails too)."""
     sock = _socket_of(r)
-    body = bytearray()
+    chunks: list[bytes] = []
+    size = 0
     while True:
         left = _time_left(deadline)
-        if sock is not None:  # no single read may outlast the deadline
-            sock.settimeout(min(read_timeout, left))
+        # No single read may outlast the deadline. The socket's timeout is already at most
+        # read_timeout (set at the request), so it is cut only once the deadline is nearer.
+        if sock is not None and left < read_timeout:
+            sock.settimeout(left)
         # read1: what one read of the socket gives (up to _CHUNK), not a full _CHUNK, so the
         # deadline is checked after every arrival however small.
         chunk = r.read1(_CHUNK, decode_content=True)
         if not chunk:
-            return bytes(body)
-        body += chunk
-        if len(body) > max_bytes:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy at most
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
             raise FetchError("too_large")
 
 
