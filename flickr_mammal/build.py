@@ -19,6 +19,7 @@ The API key is checked before any work and is never stored, logged or written an
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import time
@@ -236,9 +237,12 @@ def run_download(config: BuildConfig, catalog: Catalog) -> None:
                                              config.download.max_attempts)
     if retried:
         log.info("download: retrying %d photos that failed for transient reasons", retried)
-    bar = _bar(config, "download", catalog.count(Status.SEARCHED))
-    results = download_records(catalog.records(Status.SEARCHED), config.layout, config.download)
-    _commit_stream(catalog, results, config.commit_every, bar)
+    # The download stage draws its own bar: it also shows each host's request rate.
+    results = download_records(
+        catalog.records(Status.SEARCHED), config.layout,
+        dataclasses.replace(config.download, progress=config.progress),
+        total=catalog.count(Status.SEARCHED))
+    _commit_stream(catalog, results, config.commit_every, tqdm(disable=True))
     marked = catalog.mark_duplicates()
     log.info("download: %d duplicate images marked", marked)
 

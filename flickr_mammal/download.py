@@ -216,8 +216,12 @@ def download_records(
     config: DownloadConfig | None = None,
     *,
     fetcher: Fetcher | None = None,
+    total: int | None = None,
 ) -> Iterator[PhotoRecord]:
     """Download every record's ``url``; yield each record, evolved, as it finishes.
+
+    ``total`` (the number of records, when known) only sizes the progress bar, which also
+    shows each host's current request rate.
 
     Yields records in completion order (not input order). Per-photo problems come back as
     ``Status.DOWNLOAD_FAILED`` records; an ``OSError`` writing an image propagates.
@@ -226,7 +230,7 @@ def download_records(
     if config.processes > 1:
         if fetcher is not None:
             raise ValueError("a custom fetcher works only with DownloadConfig(processes=1)")
-        yield from _download_in_processes(records, layout, config)
+        yield from _download_in_processes(records, layout, config, total)
         return
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(config)
@@ -246,7 +250,7 @@ def download_records(
     for thread in threads:
         thread.start()
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="download", unit="img", disable=not config.progress)
+    bar = tqdm(desc="download", unit="img", total=total, disable=not config.progress or None)
     show = _RateDisplay(bar, fetcher.rates)
     in_flight = 0
     try:
@@ -363,7 +367,8 @@ def _log_summary(counts: Counter[str]) -> None:
 
 
 def _download_in_processes(
-    records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig
+    records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig,
+    total: int | None = None,
 ) -> Iterator[PhotoRecord]:
     """Fan records out to ``config.processes`` processes that each run the threaded loop.
 
@@ -381,7 +386,7 @@ def _download_in_processes(
         proc.start()
     limit, in_flight, ended = config.in_flight * config.processes, 0, False
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="download", unit="img", disable=not config.progress)
+    bar = tqdm(desc="download", unit="img", total=total, disable=not config.progress or None)
     rates: dict[int, dict[str, float]] = {}
     try:
         for record in records:  # read in this process only (the input may be a DB cursor)
