@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--per-host", type=int, default=16, help="our per-host limit per process")
     p.add_argument("--i2d-processes", type=int, default=2)
     p.add_argument("--i2d-threads", type=int, default=16, help="per process")
+    p.add_argument("--server-processes", type=int, default=3,
+                   help="local server processes (so the server is not the bottleneck)")
     p.add_argument("--skip-img2dataset", action="store_true")
     p.add_argument("--child-ours", nargs=2, metavar=("URLS", "OUT"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -78,18 +80,29 @@ def child_ours(urls_file: Path, out: Path, args: argparse.Namespace) -> int:
     config = DownloadConfig(processes=args.processes, workers=args.workers,
                             per_host=args.per_host, max_retries=0)
     t0 = time.perf_counter()
-    counts = Counter(r.error or "ok" for r in download_records(records, Layout.at(out), config))
-    print(json.dumps({"inner_s": time.perf_counter() - t0, "counts": counts}))
+    counts: Counter[str] = Counter()
+    first = None
+    for r in download_records(records, Layout.at(out), config):
+        first = first or time.perf_counter()
+        counts[r.error or "ok"] += 1
+    end = time.perf_counter()
+    n = sum(counts.values())
+    # Steady state: first photo done to last done (worker start-up excluded, as img2dataset's
+    # shard times exclude its process start-up), scaled to n photos.
+    steady = (end - first) * n / max(1, n - 1) if first else float("nan")
+    print(json.dumps({"inner_s": end - t0, "steady_s": steady, "counts": counts}))
     return 0
 
 
 def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a running process, from /proc (Linux)."""
+    """CPU seconds (user + system) of a running process and its children, from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except (OSError, IndexError, ValueError):
         return float("nan")
+    return own + sum(_proc_cpu(int(c)) for c in children)
 
 
 def _timed(cmd: list[str], server_pid: int, env: dict[str, str] | None = None) -> dict:
@@ -134,7 +147,6 @@ def run_ours(args: argparse.Namespace, urls: Path, server_pid: int) -> dict:
            "--per-host", str(args.per_host)]
     result = _timed(cmd, server_pid)
     result["ok"] = result["counts"].get("ok", 0)
-    result["steady_s"] = result["inner_s"]  # includes spawning our worker processes
     files = sorted((out / "images").rglob("*.jpg"))
     result["files"] = len(files)
     result["sizes"] = _long_sides(p.read_bytes() for p in files[:20])
@@ -168,6 +180,21 @@ def run_img2dataset(args: argparse.Namespace, urls: Path, server_pid: int) -> di
     return result
 
 
+def _process_ms(paths: list[Path]) -> float:
+    """The decode + resize + encode work per photo (the limit for a core), best of 3."""
+    sys.path.insert(0, str(ROOT))
+    from flickr_mammal.imaging import process_image
+
+    blobs = [p.read_bytes() for p in paths]
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()
+        for b in blobs:
+            process_image(b, max_side=300, quality=90)
+        best = min(best, (time.process_time() - t0) / len(blobs))
+    return best * 1000
+
+
 def _long_sides(blobs) -> list[int]:
     """Distinct long sides of some outputs: a check that both sides did the same resize."""
     import io
@@ -177,10 +204,13 @@ def _long_sides(blobs) -> list[int]:
     return sorted({max(Image.open(io.BytesIO(b)).size) for b in blobs})
 
 
-def _report(name: str, r: dict, n: int) -> str:
+def _report(name: str, r: dict, n: int, cores: int, limit: float) -> str:
+    per_core = n / r["steady_s"] / cores
     return (f"  {name:12s} {n / r['wall_s']:7.1f} img/s end-to-end  wall {r['wall_s']:6.2f} s  "
-            f"steady state {n / r['steady_s']:6.1f} img/s ({r['steady_s']:5.2f} s)  "
-            f"client CPU {r['client_cpu_s']:5.1f} s  server CPU {r['server_cpu_s']:5.1f} s  "
+            f"steady state {n / r['steady_s']:6.1f} img/s ({r['steady_s']:5.2f} s, "
+            f"{per_core:5.1f} img/s per core = {per_core / limit:.2f} of the decode limit)  "
+            f"client CPU {r['client_cpu_s']:5.1f} s ({1000 * r['client_cpu_s'] / n:.2f} ms per "
+            f"photo, start-up included)  server CPU {r['server_cpu_s']:5.1f} s  "
             f"ok {r['ok']}/{n}  long sides {r['sizes']}")
 
 
@@ -200,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = make_images(args.workdir / f"images-{args.seed}", args.images, args.seed)
     print(f"{len(paths)} distinct JPEGs ready ({time.perf_counter() - t0:.1f} s), "
           f"{sum(p.stat().st_size for p in paths) / len(paths) / 1024:.0f} kB on average")
-    server = subprocess.Popen([sys.executable, str(HELPERS), str(paths[0].parent)],
-                              stdout=subprocess.PIPE, text=True)
+    limit_ms = _process_ms(paths[:200])
+    print(f"decode+resize+encode alone (flickr_mammal.imaging, one thread): {limit_ms:.2f} ms "
+          f"per photo = {1000 / limit_ms:.0f} img/s per core")
+    args.limit_per_core = 1000 / limit_ms
+    server = subprocess.Popen([sys.executable, str(HELPERS), str(paths[0].parent),
+                               str(args.server_processes)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(server.stdout.readline())
         urls = args.workdir / "urls.txt"
@@ -222,11 +256,13 @@ def _compare(args: argparse.Namespace, urls: Path, server_pid: int, n: int) -> i
     for rep in range(args.repeats):
         print(f"run {rep + 1}/{args.repeats}")
         ours = run_ours(args, urls, server_pid)
-        print(_report("ours", ours, n), flush=True)
+        cores = min(os.cpu_count() or 1, args.processes)
+        print(_report("ours", ours, n, cores, args.limit_per_core), flush=True)
         if args.skip_img2dataset:
             continue
         theirs = run_img2dataset(args, urls, server_pid)
-        print(_report("img2dataset", theirs, n), flush=True)
+        cores = min(os.cpu_count() or 1, args.i2d_processes)
+        print(_report("img2dataset", theirs, n, cores, args.limit_per_core), flush=True)
         ratios.append((theirs["wall_s"] / ours["wall_s"], theirs["steady_s"] / ours["steady_s"]))
         print(f"  speed-up: end-to-end {ratios[-1][0]:.2f}x, steady state {ratios[-1][1]:.2f}x",
               flush=True)

@@ -19,6 +19,7 @@ The API key is checked before any work and is never stored, logged or written an
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import logging
 import time
@@ -45,7 +46,13 @@ from flickr_mammal.build_guard import (
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
 from flickr_mammal.clean_config import CleanConfig, keep_all
-from flickr_mammal.download import DownloadConfig, download_records, remove_partial_writes
+from flickr_mammal.download import (
+    TRANSIENT_PATTERNS,
+    TRANSIENT_REASONS,
+    DownloadConfig,
+    download_records,
+    remove_partial_writes,
+)
 from flickr_mammal.dump_read import MetadataConfig
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records
@@ -254,9 +261,16 @@ def run_download(config: BuildConfig, catalog: Catalog) -> None:
         removed = remove_partial_writes(config.layout.images)  # still SEARCHED, so refetched
         if removed:
             log.info("download: removed %d partial files left by an interrupted run", removed)
-    bar = _bar(config, "download", catalog.count(Status.SEARCHED))
-    results = download_records(catalog.records(Status.SEARCHED), config.layout, config.download)
-    _commit_stream(catalog, results, config.commit_every, bar)
+    retried = catalog.retry_failed_downloads(TRANSIENT_REASONS, TRANSIENT_PATTERNS,
+                                             config.download.max_attempts)
+    if retried:
+        log.info("download: retrying %d photos that failed for transient reasons", retried)
+    # The download stage draws its own bar: it also shows each host's request rate.
+    results = download_records(
+        catalog.records(Status.SEARCHED), config.layout,
+        dataclasses.replace(config.download, progress=config.progress),
+        total=catalog.count(Status.SEARCHED))
+    _commit_stream(catalog, results, config.commit_every, tqdm(disable=True))
     marked = catalog.mark_duplicates()
     log.info("download: %d duplicate images marked", marked)
 
@@ -272,12 +286,26 @@ def run_clean(config: BuildConfig, catalog: Catalog, cleaner: Cleaner | None) ->
     todo = catalog.records(Status.DOWNLOADED)
     if cleaner is None:
         results = keep_all(todo)
+    elif len(gpus := _clean_gpus(config.clean, cleaner)) > 1:
+        from flickr_mammal.clean_parallel import clean_on_devices  # torch: only to clean
+
+        log.info("clean: one process per GPU (%s)", ", ".join(gpus))
+        results = clean_on_devices(todo, config.layout.image_path, config.clean, gpus)
     else:
         from flickr_mammal.clean import clean_records  # torch: imported only to clean
 
         results = clean_records(todo, config.layout.image_path, cleaner)
     bar = _bar(config, "clean", catalog.count(Status.DOWNLOADED))
     _commit_stream(catalog, results, config.commit_every, bar)
+
+
+def _clean_gpus(config: CleanConfig, cleaner: Cleaner) -> list[str]:
+    """The GPUs to clean on in parallel: every visible one, when cleaning runs on CUDA."""
+    if not config.multi_gpu or cleaner.device.type != "cuda" or ":" in config.device:
+        return []
+    from flickr_mammal.clean_parallel import visible_gpus
+
+    return visible_gpus()
 
 
 def run_geocode(config: BuildConfig, catalog: Catalog, chunk: int = 20_000) -> None:

@@ -111,11 +111,15 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Catalogs written before slices had an ``error`` column gain it (same schema version:
-    old code never reads it, and '' is right for every slice it wrote)."""
+    """Catalogs written before slices had an ``error`` column, or records an ``attempts``
+    column, gain them (same schema version: old code never reads them; '' and 0 are right for
+    every row it wrote: a failed photo of an old catalog has its retries ahead of it)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(slices)")}
     if "error" not in columns:
         conn.execute("ALTER TABLE slices ADD COLUMN error TEXT NOT NULL DEFAULT ''")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(records)")}
+    if "attempts" not in columns:
+        conn.execute("ALTER TABLE records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
 
 
 def _to_row(record: PhotoRecord) -> tuple[Any, ...]:
@@ -379,6 +383,22 @@ class Catalog:
                 rows,
             )
         return len(rows)
+
+    def retry_failed_downloads(self, reasons: Iterable[str], patterns: Iterable[str],
+                               max_attempts: int) -> int:
+        """DOWNLOAD_FAILED records whose error is one of ``reasons`` (or matches a GLOB of
+        ``patterns``) and that have had fewer than ``max_attempts`` download attempts go back
+        to SEARCHED, so this build's download stage fetches them again. Returns how many."""
+        reasons, patterns = list(reasons), list(patterns)
+        match = " OR ".join([f"error IN ({', '.join('?' * len(reasons))})"] * bool(reasons)
+                            + ["error GLOB ?"] * len(patterns)) or "0"
+        with self._transaction() as conn:
+            return conn.execute(
+                f"UPDATE records SET status = ?, error = '' WHERE status = ? "
+                f"AND attempts < ? AND ({match})",
+                (str(Status.SEARCHED), str(Status.DOWNLOAD_FAILED), max_attempts, *reasons,
+                 *patterns),
+            ).rowcount
 
     def mark_bad_ids(self) -> int:
         """Records whose photo id is not 1-20 ASCII digits (records.is_valid_photo_id) and that

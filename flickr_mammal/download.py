@@ -23,25 +23,29 @@ records.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import logging
 import multiprocessing
 import multiprocessing.connection
 import os
 import queue
 import threading
-import uuid
+import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from tqdm import tqdm
 
 from flickr_mammal.fetch import FetchConfig, Fetcher, FetchError
 from flickr_mammal.imaging import DEFAULT_MAX_PIXELS, ImageError, process_image
 from flickr_mammal.layout import Layout
+from flickr_mammal.ratelimit import rate_text
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
 
 logger = logging.getLogger(__name__)
@@ -65,10 +69,16 @@ class DownloadConfig(FetchConfig):
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_in_flight: int = 0            # records queued in the pool; 0 = 4 x workers
     progress: bool = False            # tqdm bar over finished records
+    # Builds that may try one photo: a transient failure (TRANSIENT_REASONS) is fetched again
+    # by the next build until the photo has had this many attempts; permanent ones never are.
+    max_attempts: int = 3
+    adopt: bool = True                # a SEARCHED photo's image already on disk is checked and
+    #                                   kept instead of fetched (written by a killed run)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("workers", "processes", "decode_slots", "max_side", "max_pixels"):
+        for name in ("workers", "processes", "decode_slots", "max_side", "max_pixels",
+                     "max_attempts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DownloadConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.max_in_flight < 0:
@@ -82,12 +92,27 @@ class DownloadConfig(FetchConfig):
         return self.max_in_flight or 4 * self.workers
 
 
+# Failures worth fetching again in a later build: the server was overloaded or the network
+# failed. Anything else (http_404/410/403, not_an_image, too_many_pixels, bad_id,
+# redirect_refused, unavailable, truncated, ...) is a property of the photo: never retried.
+TRANSIENT_REASONS: tuple[str, ...] = ("http_408", "http_429", "timeout", "connection_error")
+TRANSIENT_PATTERNS: tuple[str, ...] = ("http_5[0-9][0-9]",)  # SQLite GLOB: every 5xx
+
+
+def is_transient(reason: str) -> bool:
+    """Is a download failure reason worth another build's attempt? (TRANSIENT_REASONS)"""
+    return reason in TRANSIENT_REASONS or (
+        len(reason) == 8 and reason.startswith("http_5") and reason[5:].isdigit())
+
+
 _TMP_GLOB = ".*.tmp"  # write_atomic's temp files: .{name}.{uuid}.tmp
 
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + os.replace: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    # Unique per writer (process, thread), so two writers never share a temp; no uuid4 (an
+    # os.urandom call per photo).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     try:
         try:
             f = open(tmp, "wb")
@@ -129,9 +154,14 @@ def download_one(
                        BAD_ID)
         return record.evolve(status=Status.DOWNLOAD_FAILED, error=BAD_ID, sha256="", width=0,
                              height=0)
+    if config.adopt:
+        adopted = adopt_written(record, path, config, decode_slot)
+        if adopted is not None:
+            return adopted
     try:
         if not record.url:
             raise FetchError("no_url")
+        record = record.evolve(attempts=record.attempts + 1)
         data = fetcher.fetch(record.url)
         with decode_slot or nullcontext():
             image = process_image(data, max_side=config.max_side, quality=config.quality,
@@ -144,6 +174,33 @@ def download_one(
     write_atomic(path, image.jpeg)
     return record.evolve(status=Status.DOWNLOADED, error="", sha256=image.sha256,
                          width=image.width, height=image.height)
+
+
+def adopt_written(record: PhotoRecord, path: Path, config: DownloadConfig,
+                  decode_slot: AbstractContextManager[Any] | None = None) -> PhotoRecord | None:
+    """The DOWNLOADED record of an image a killed run wrote but never recorded, or None.
+
+    Images reach their final name only by ``os.replace`` of a complete temp file (temps are
+    never looked at: :func:`remove_partial_writes`), so a final file is whole unless the
+    machine itself crashed; it is adopted only if it decodes fully as what this stage writes
+    (an RGB JPEG no larger than ``max_side``), else it is fetched again.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        with decode_slot or nullcontext(), Image.open(io.BytesIO(data), formats=("JPEG",)) as im:
+            im.load()  # the whole file: a cut-off one raises here
+            ok = im.mode == "RGB" and max(im.size) <= config.max_side and not im.info.get("exif")
+            size = im.size
+    except Exception:  # any decode failure: not ours to keep
+        ok = False
+    if not ok:
+        logger.info("image %s left by an earlier run does not check out: fetching again", path)
+        return None
+    return record.evolve(status=Status.DOWNLOADED, error="", width=size[0], height=size[1],
+                         sha256=hashlib.sha256(data).hexdigest())
 
 
 def _failed(record: PhotoRecord, path: Path, reason: str) -> PhotoRecord:
@@ -159,8 +216,12 @@ def download_records(
     config: DownloadConfig | None = None,
     *,
     fetcher: Fetcher | None = None,
+    total: int | None = None,
 ) -> Iterator[PhotoRecord]:
     """Download every record's ``url``; yield each record, evolved, as it finishes.
+
+    ``total`` (the number of records, when known) only sizes the progress bar, which also
+    shows each host's current request rate.
 
     Yields records in completion order (not input order). Per-photo problems come back as
     ``Status.DOWNLOAD_FAILED`` records; an ``OSError`` writing an image propagates.
@@ -169,7 +230,7 @@ def download_records(
     if config.processes > 1:
         if fetcher is not None:
             raise ValueError("a custom fetcher works only with DownloadConfig(processes=1)")
-        yield from _download_in_processes(records, layout, config)
+        yield from _download_in_processes(records, layout, config, total)
         return
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(config)
@@ -189,7 +250,8 @@ def download_records(
     for thread in threads:
         thread.start()
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="download", unit="img", disable=not config.progress)
+    bar = tqdm(desc="download", unit="img", total=total, disable=not config.progress or None)
+    show = _RateDisplay(bar, fetcher.rates)
     in_flight = 0
     try:
         for record in records:  # read here, never in a worker: the input may be a DB cursor
@@ -198,9 +260,11 @@ def download_records(
             while in_flight >= config.in_flight:
                 in_flight -= 1
                 yield _take(done, counts, bar)
+                show.tick()
         while in_flight:
             in_flight -= 1
             yield _take(done, counts, bar)
+            show.tick()
     finally:
         stop.set()  # a consumer that stops early: skip what is still queued
         for _ in threads:
@@ -225,18 +289,52 @@ def _work(todo: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Even
             done.put(exc)
 
 
+class _RateDisplay:
+    """Shows each host's current request rate (ratelimit.py) on the bar, once a second."""
+
+    def __init__(self, bar: tqdm, rates: Callable[[], dict[str, float]],
+                 every_s: float = 1.0) -> None:
+        self.bar, self.rates, self.every_s = bar, rates, every_s
+        self._last = time.monotonic()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every_s:
+            self._last = now
+            rates = self.rates()
+            if rates and not self.bar.disable:
+                self.bar.set_postfix_str(rate_text(rates), refresh=False)
+
+
+@dataclass(frozen=True)
+class _RateReport:
+    """A worker process's per-host rates, sent to the parent's progress bar."""
+
+    process: int
+    rates: dict[str, float]
+
+
 def _take(done: queue.SimpleQueue, counts: Counter[str], bar: tqdm) -> PhotoRecord:
     return _account(done.get(), counts, bar)
 
 
 def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm,
-                         procs: list[Any]) -> PhotoRecord:
+                         procs: list[Any], rates: dict[int, dict[str, float]]) -> PhotoRecord:
     """:func:`_take` for worker processes: fail instead of waiting forever on a dead worker."""
     while True:
         if any(p.exitcode not in (None, 0) for p in procs):
             _worker_lost(procs)
         try:
-            return _account(done.get(timeout=_LIVENESS_CHECK_S), counts, bar)
+            item = done.get(timeout=_LIVENESS_CHECK_S)
+            if isinstance(item, _RateReport):  # the sum over processes: what a host sees
+                rates[item.process] = item.rates
+                total: Counter[str] = Counter()
+                for per_host in rates.values():
+                    total.update(per_host)
+                if not bar.disable:
+                    bar.set_postfix_str(rate_text(dict(total)), refresh=False)
+                continue
+            return _account(item, counts, bar)
         except queue.Empty:
             if not any(p.is_alive() for p in procs):
                 try:  # a result written just before its worker ended is still in the pipe
@@ -269,7 +367,8 @@ def _log_summary(counts: Counter[str]) -> None:
 
 
 def _download_in_processes(
-    records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig
+    records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig,
+    total: int | None = None,
 ) -> Iterator[PhotoRecord]:
     """Fan records out to ``config.processes`` processes that each run the threaded loop.
 
@@ -279,27 +378,29 @@ def _download_in_processes(
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
     child = dataclasses.replace(config, processes=1, progress=False)
     todo, done, stop = ctx.Queue(), ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_process_main, args=(todo, done, stop, layout, child),
+    procs = [ctx.Process(target=_process_main, args=(todo, done, stop, layout, child, i,
+                                                     config.progress),
                          name=f"download-proc-{i}", daemon=True)
              for i in range(config.processes)]
     for proc in procs:
         proc.start()
     limit, in_flight, ended = config.in_flight * config.processes, 0, False
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="download", unit="img", disable=not config.progress)
+    bar = tqdm(desc="download", unit="img", total=total, disable=not config.progress or None)
+    rates: dict[int, dict[str, float]] = {}
     try:
         for record in records:  # read in this process only (the input may be a DB cursor)
             todo.put(record)
             in_flight += 1
             while in_flight >= limit:
                 in_flight -= 1
-                yield _take_from_processes(done, counts, bar, procs)
+                yield _take_from_processes(done, counts, bar, procs, rates)
         for _ in procs:  # children flush what they hold once their input ends
             todo.put(None)
         ended = True
         while in_flight:
             in_flight -= 1
-            yield _take_from_processes(done, counts, bar, procs)
+            yield _take_from_processes(done, counts, bar, procs, rates)
     finally:
         stop.set()
         if not ended:
@@ -319,8 +420,10 @@ def _download_in_processes(
 
 
 def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
-                  config: DownloadConfig) -> None:
+                  config: DownloadConfig, index: int = 0, report_rates: bool = False) -> None:
     _exit_with_parent()
+    fetcher = Fetcher(config)
+    last_report = time.monotonic()
 
     def incoming() -> Iterator[PhotoRecord]:
         while (record := todo.get()) is not None:
@@ -328,10 +431,15 @@ def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
                 yield record
 
     try:
-        for record in download_records(incoming(), layout, config):
+        for record in download_records(incoming(), layout, config, fetcher=fetcher):
             done.put(record)
+            if report_rates and time.monotonic() - last_report >= 1.0:
+                last_report = time.monotonic()
+                done.put(_RateReport(index, fetcher.rates()))
     except BaseException as exc:  # a failed disk write: hand it to the parent
         done.put(exc)
+    finally:
+        fetcher.close()
     if stop.is_set():
         # The parent stopped reading (its consumer quit early): exit now instead of blocking
         # until the parent's join times out, flushing records nobody will read into a full pipe.

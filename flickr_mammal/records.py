@@ -78,6 +78,8 @@ class PhotoRecord:
     geo_status: str = ""             # "ok", or why the point was not placed (kept, never guessed)
     split: str = ""                  # "train" / "val"
     shard: str = ""
+    attempts: int = 0                # download attempts by builds (bounds retries of transient
+    #                                  failures across builds: download.TRANSIENT_REASONS)
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property

@@ -26,7 +26,7 @@ from flickr_mammal.build import (
 )
 from flickr_mammal.classes import parse_classes
 from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, ClassifierUnavailable
-from flickr_mammal.clean_config import DEVICES, CleanConfig
+from flickr_mammal.clean_config import DEVICES, PRECISIONS, CleanConfig
 from flickr_mammal.download import DownloadConfig, DownloadWorkerLost
 from flickr_mammal.dump_read import (
     FORMATS,
@@ -70,6 +70,10 @@ def parser() -> argparse.ArgumentParser:
     add("--device", choices=DEVICES, default="auto", help="cleaning device")
     add("--batch-size", type=int, default=32, help="cleaning batch size")
     add("--clean-workers", type=int, default=2, help="DataLoader workers decoding images")
+    add("--precision", choices=PRECISIONS, default="auto",
+        help="cleaning precision (auto: bf16 on CUDA with an fp32 recheck near the top-k line)")
+    add("--download-attempts", type=int, default=3,
+        help="builds that may try a photo that failed for a transient reason (429, 5xx, ...)")
     add("--workers", type=int, default=32, help="download threads (per process)")
     add("--download-processes", type=int, default=2,
         help="download processes, each decoding one photo at a time: about one per core")
@@ -111,10 +115,10 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
         max_upload_date=args.max_upload_date, rate_limit=args.rate_limit,
         stages=args.stages,
         download=DownloadConfig(workers=args.workers, processes=args.download_processes,
-                                max_side=args.image_size),
+                                max_side=args.image_size, max_attempts=args.download_attempts),
         clean=CleanConfig(classifier=args.classifier, weights=args.classifier_weights,
                           top_k=args.top_k, device=args.device, batch_size=args.batch_size,
-                          num_workers=args.clean_workers),
+                          num_workers=args.clean_workers, precision=args.precision),
         val_fraction=args.val_fraction, shard_samples=args.shard_samples,
         group_by=args.group_by, coord_decimals=args.coord_decimals,
         commit_every=args.commit_every, progress=not args.no_progress,

