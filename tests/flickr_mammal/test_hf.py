@@ -65,6 +65,17 @@ def test_streaming_yields_the_same_rows(shard_root, train):
     assert got == list(zip(train["key"], train["label"], train["continent"], strict=True))
 
 
+def test_package_level_name_and_missing_extra(shard_root, monkeypatch):
+    import sys
+
+    import flickr_mammal
+
+    assert flickr_mammal.to_hf_dataset is to_hf_dataset
+    monkeypatch.setitem(sys.modules, "datasets", None)     # as if not installed
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[hf\]'"):
+        to_hf_dataset(shard_root, "train")
+
+
 def test_unknown_split_is_an_error(shard_root):
     with pytest.raises(ValueError, match="splits there"):
         to_hf_dataset(shard_root, "test")
