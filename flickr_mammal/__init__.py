@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_partitions"]
+__all__ = ["load_partitions", "read_manifest", "to_hf_dataset"]
 
 
 def __getattr__(name: str) -> Any:
@@ -13,4 +13,12 @@ def __getattr__(name: str) -> Any:
         from flickr_mammal.reader import load_partitions
 
         return load_partitions
+    if name == "to_hf_dataset":     # needs the optional extra "hf" only when called
+        from flickr_mammal.hf import to_hf_dataset
+
+        return to_hf_dataset
+    if name == "read_manifest":
+        from flickr_mammal.manifest import read_manifest
+
+        return read_manifest
     raise AttributeError(f"module 'flickr_mammal' has no attribute {name!r}")

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, Protocol
 import pandas as pd
 
 from flickr_mammal._util import batched, replace_via_temp
+from flickr_mammal.manifest import normalize_manifest
 from flickr_mammal.records import (
     BAD_ID,
     PUBLIC_FIELDS,
@@ -460,8 +461,12 @@ class Catalog:
         return frame
 
     def export_manifest(self, path: str | Path, coord_decimals: int = 2) -> pd.DataFrame:
-        """Write ``manifest.parquet``: one row per kept image (public fields, rounded coords)."""
+        """Write ``manifest.parquet``: one row per kept image (public fields, rounded coords,
+        ``key`` and ``geo_status``) in the typed schema of :mod:`flickr_mammal.manifest`."""
         frame = self.kept_frame(coord_decimals)
+        status = dict(self._conn.execute("SELECT photo_id, geo_status FROM records WHERE "
+                                         "status = ?", (str(Status.KEPT),)).fetchall())
+        frame = normalize_manifest(frame.assign(geo_status=frame["photo_id"].map(status)))
         # atomic: a crash never leaves a half-written manifest
         replace_via_temp(Path(path), lambda tmp: frame.to_parquet(tmp, index=False))
         return frame

@@ -35,9 +35,10 @@ def count_table(manifest: pd.DataFrame, level: str) -> pd.DataFrame:
     """Images per class (rows, label order) x region of ``level`` (columns), with totals."""
     regions = list(CONTINENTS if level == "continent" else SUBCONTINENTS)
     is_placed = manifest["continent"].isin(CONTINENTS)  # not "unknown", not yet geocoded
-    classes = manifest.drop_duplicates("class_name").sort_values("label")["class_name"]
+    classes = manifest.drop_duplicates("class_name").sort_values("label")["class_name"].astype(str)
     table = pd.DataFrame(0, index=pd.Index(classes, name="class_name"), columns=regions)
-    for (name, region), n in manifest[is_placed].groupby(["class_name", level]).size().items():
+    placed = manifest[is_placed].groupby(["class_name", level], observed=True).size()
+    for (name, region), n in placed.items():
         table.loc[name, region] = n
     unplaced = manifest[~is_placed]["class_name"].value_counts()
     table[UNPLACED] = unplaced.reindex(table.index, fill_value=0)

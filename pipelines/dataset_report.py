@@ -14,9 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from flickr_mammal.layout import Layout
+from flickr_mammal.manifest import read_manifest
 from flickr_mammal.report import (
     ReportTables,
     datasheet_section,
@@ -37,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: no manifest.parquet / stats.json in {args.build}; run "
               "python -m pipelines.build_dataset first", file=sys.stderr)
         return 2
-    manifest = pd.read_parquet(layout.manifest)
+    manifest = read_manifest(layout.manifest)   # old and new manifests alike
     stats = json.loads(layout.stats.read_text(encoding="utf-8"))
     tables = ReportTables.from_manifest(manifest)   # once, for report/ and the datasheet
     write_report(manifest, layout.report, tables)

@@ -134,7 +134,13 @@ def load_labels(path: str | Path) -> pd.DataFrame | np.ndarray:
     """A manifest DataFrame (``.parquet``) or a 1-D label array (``.npy``)."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        frame = pd.read_parquet(path)
+        if {"photo_id", "continent", "label"} <= set(frame.columns):
+            # A Flickr-Mammal manifest, old or new: one typed form ("unknown" -> null).
+            from flickr_mammal.manifest import normalize_manifest
+
+            return normalize_manifest(frame)
+        return frame
     labels = np.load(path, allow_pickle=False)
     return labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
 

@@ -20,7 +20,8 @@ from flickr_mammal.catalog import Catalog
 from flickr_mammal.clean import CleanConfig
 from flickr_mammal.download import DownloadConfig
 from flickr_mammal.layout import Layout
-from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord, Status
+from flickr_mammal.manifest import MANIFEST_COLUMNS
+from flickr_mammal.records import PhotoRecord, Status
 from flickr_mammal.report import datasheet_section
 from flickr_mammal.shards import read_index
 from tests.flickr_mammal import build_fixtures as fx
@@ -67,9 +68,11 @@ def test_build_counts_every_outcome(built):
 def test_manifest_and_shards_hold_the_kept_images(built):
     out, _ = built
     manifest = pd.read_parquet(out / "manifest.parquet")
-    assert list(manifest.columns) == list(PUBLIC_FIELDS)
+    assert list(manifest.columns) == list(MANIFEST_COLUMNS)
     assert len(manifest) == manifest["photo_id"].nunique() == fx.EXPECTED["kept"]
-    assert manifest.groupby("class_name").size().to_dict() == fx.EXPECTED_KEPT_PER_CLASS
+    assert (manifest["key"] == "fm" + manifest["photo_id"]).all()
+    assert manifest.groupby("class_name", observed=True).size().to_dict() == \
+        fx.EXPECTED_KEPT_PER_CLASS
     assert (manifest["latitude"] == manifest["latitude"].round(2)).all()
     assert set(manifest["split"]) == {"train", "val"}
     # val = round(0.2 * n) per class: 10 -> 2, 11 -> 2 (half to even), 10 -> 2
@@ -79,8 +82,11 @@ def test_manifest_and_shards_hold_the_kept_images(built):
     assert dict(zip(manifest["photo_id"], manifest["shard"], strict=True)) == \
         dict(zip(index["photo_id"], index["shard"], strict=True))
     assert all((out / "shards" / name).is_file() for name in index["shard"].unique())
-    unplaced = manifest[manifest["continent"] == "unknown"]
+    unplaced = manifest[manifest["continent"].isna()]        # null, and geo_status says why
     assert unplaced["class_name"].tolist() == ["dog", "dog"]
+    assert sorted(unplaced["geo_status"]) == ["antarctica", "null_island"]
+    assert dict(zip(index["key"], index["geo_status"], strict=True)) == \
+        dict(zip(manifest["key"], manifest["geo_status"], strict=True))
 
 
 def test_report_tables(built):

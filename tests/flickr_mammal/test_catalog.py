@@ -8,7 +8,8 @@ import pytest
 
 from flickr_mammal import catalog as catalog_module
 from flickr_mammal.catalog import Catalog, failure_reason
-from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord, Status
+from flickr_mammal.manifest import MANIFEST_COLUMNS
+from flickr_mammal.records import PhotoRecord, Status
 from flickr_mammal.search import SliceResult
 
 LABELS = {"cat": 6, "dog": 10, "fox": 12}
@@ -169,12 +170,14 @@ def test_export_manifest_has_kept_rows_public_fields_rounded_coords(catalog, tmp
     path = tmp_path / "manifest.parquet"
     catalog.export_manifest(path, coord_decimals=1)
     frame = pd.read_parquet(path)
-    assert list(frame.columns) == list(PUBLIC_FIELDS)
+    assert list(frame.columns) == list(MANIFEST_COLUMNS)
     assert frame["photo_id"].tolist() == ["1", "2"]
+    assert frame["key"].tolist() == ["fm1", "fm2"]
     assert frame["latitude"].tolist() == [48.1, 48.1]
     assert frame["longitude"].tolist() == [12.0, 12.0]
     assert frame["clean_score"].dtype == "float64" and math.isnan(frame["clean_score"][1])
-    assert not {"error", "geo_status", "extra", "status"} & set(frame.columns)
+    assert not {"error", "extra", "status"} & set(frame.columns)
+    assert frame["geo_status"].isna().tolist() == [True, False]   # not geocoded yet: null
 
 
 def test_slice_errors_are_stored_counted_and_failed_ones_dropped(catalog):

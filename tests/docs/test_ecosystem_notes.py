@@ -1,0 +1,35 @@
+"""Every python block of docs/notes/ecosystem.md runs against a small real build."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.flickr_mammal import build_fixtures as fx
+
+pytest.importorskip("datasets")
+pytest.importorskip("flwr_datasets")
+
+NOTES = Path(__file__).resolve().parents[2] / "docs" / "notes" / "ecosystem.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", NOTES.read_text(encoding="utf-8"), re.S)
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    out = tmp_path_factory.mktemp("notes") / "build"
+    assert fx.main([str(out)]) == 0
+    return out
+
+
+def test_the_notes_have_snippets():
+    assert len(BLOCKS) == 4
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_snippet_runs(build, index, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
+    code = BLOCKS[index].replace('"DIR"', repr(str(build)))
+    exec(compile(code, f"ecosystem.md block {index}", "exec"), {})
+    assert capsys.readouterr().out.strip()

@@ -1,0 +1,70 @@
+"""pipelines.export_dataset --format hf-parquet: the Hub's layout, loadable offline."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from flickr_mammal.shards import write_shards
+from tests.flickr_mammal import build_fixtures as fx
+from tests.flickr_mammal.geo_samples import geo_records, read_image
+
+datasets = pytest.importorskip("datasets")
+
+from flickr_mammal.export import ExportConfig, export_hf_parquet  # noqa: E402
+from pipelines.export_dataset import main  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    """A real build (fake Flickr): shards, manifest.parquet and stats.json."""
+    out = tmp_path_factory.mktemp("export") / "build"
+    assert fx.main([str(out)]) == 0
+    return out
+
+
+def test_cli_writes_hub_layout_and_card(build, tmp_path, capsys):
+    out = tmp_path / "hub"
+    assert main([str(build), str(out), "--format", "hf-parquet"]) == 0
+    assert sorted(p.name for p in (out / "data").iterdir()) == [
+        "train-00000-of-00001.parquet", "val-00000-of-00001.parquet"]
+    assert "train: 24 rows in 1 files" in capsys.readouterr().out   # 1 unplaced a split
+    card = (out / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
+                                                  {"split": "val", "path": "data/val-*"}]
+    assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == \
+        {"train": 24, "val": 5}
+    assert "## 5. Geocoding scheme" in card                          # DATASET.md's sections
+    assert "### Statistics of this export's build" in card          # from this build
+    assert "| geocode: unplaced (antarctica 1, null_island 1) | 2 |" in card
+
+    local = datasets.load_dataset(str(out))                          # the folder, as on the Hub
+    assert local["train"].num_rows == 24 and local["val"].num_rows == 5
+    assert local["train"].features["label"].names[6] == "cat"
+    image = local["train"][0]["image"]
+    assert image.size[0] > 0                                          # bytes embedded
+    files = {"train": str(out / "data" / "train-*.parquet")}
+    plain = datasets.load_dataset("parquet", data_files=files, split="train")
+    assert sorted(plain["key"]) == sorted(local["train"]["key"])
+    assert set(plain["continent"]) <= {"Africa", "Americas", "Asia", "Europe", "Oceania"}
+
+
+def test_shards_split_by_size_and_keep_every_row(tmp_path):
+    shards = tmp_path / "shards"
+    write_shards([r.evolve(split="train") for r in geo_records()], read_image, shards,
+                 split="train", progress=False)
+    result = export_hf_parquet(ExportConfig(root=shards, out=tmp_path / "hub",
+                                            max_shard_bytes=3000, datasheet=None))
+    names = result["files"]["train"]
+    assert len(names) > 1 and names[0].endswith(f"-of-{len(names):05d}.parquet")
+    rows = sum(pq.read_metadata(tmp_path / "hub" / "data" / n).num_rows for n in names)
+    assert rows == result["rows"]["train"] == 10                    # 11 minus the unplaced one
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "x").write_text("")
+    assert main([str(tmp_path), str(tmp_path / "hub")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
