@@ -34,18 +34,6 @@ def test_ordered_grid_runs_from_most_to_least_communication():
         ordered_grid("t0", [0.1, 0.1])
 
 
-def test_the_knob_table_matches_the_algorithms_and_feeds_the_study():
-    from training.algorithms import create_algorithm
-    from training.skewscout.scout import KNOBS
-    from training.study.config import KNOB_OF
-    from training.study.findings import DECENTRALIZED
-
-    for algorithm, knob in KNOBS.items():
-        assert create_algorithm(algorithm).knob_name == knob.name
-    assert KNOB_OF == {"gaia": "t0", "fedavg": "iter_local", "dgc": "sparsity"}
-    assert DECENTRALIZED == ("gaia", "fedavg", "dgc")
-
-
 def test_tighten_at_once_two_steps_when_far_over_target():
     actions, ctl = run_script([0.15])
     assert actions == ["tighten"] and ctl.index == 1
