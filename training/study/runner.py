@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from skewtools._io import atomic_write_text
 from training.algorithms import create_algorithm
 from training.datasets import PartitionData
 from training.engine import TrainConfig, Trainer
@@ -90,7 +91,7 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     if failures:
         summary += (f"\n{len(failures)} run(s) failed and are left out above; see "
                     "failures.json (a re-run retries them).\n")
-    (out / "summary.md").write_text(summary)
+    atomic_write_text(out / "summary.md", summary)
     return StudyReport(out, store.rows, claims, tables, figures, len(todo),
                        len(specs) - len(todo), failures)
 
@@ -124,7 +125,7 @@ def write_failures(out: Path, failures: list[dict[str, Any]]) -> None:
     """``failures.json`` lists this invocation's failed runs; no failures, no file."""
     path = out / "failures.json"
     if failures:
-        path.write_text(json.dumps(failures, indent=1, default=str))
+        atomic_write_text(path, json.dumps(failures, indent=1, default=str))
     else:
         path.unlink(missing_ok=True)
 
