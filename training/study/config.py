@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from training.algorithms import create_algorithm
+from training.algorithms import create_algorithm, list_algorithms
 from training.algorithms.base import KnobTable
 from training.engine import TrainConfig
 from training.models import check_model_name
@@ -71,9 +71,11 @@ class Experiment:
             # its tables and figures group by model, algorithm and fraction only
             raise ValueError(f"experiment {self.name!r}: only a partitions experiment compares "
                              f"several num_partitions; give {self.kind!r} at most one")
-        if self.kind == "skewscout" and "bsp" in self.algorithms:
-            raise ValueError(f"experiment {self.name!r}: SkewScout needs an algorithm with a knob "
-                             "(gaia, fedavg, dgc); BSP is added as the baseline automatically")
+        knobless = [a for a in self.algorithms if a in list_algorithms() and a not in KNOB_OF]
+        if self.kind == "skewscout" and knobless:
+            raise ValueError(f"experiment {self.name!r}: SkewScout needs algorithms with a knob "
+                             f"({', '.join(sorted(KNOB_OF))}); {', '.join(knobless)} has none "
+                             "(BSP is added as the baseline automatically)")
 
 
 @dataclass(frozen=True)
