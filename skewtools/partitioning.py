@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from skewtools._io import atomic_write_text, atomic_write_with
+
 
 @dataclass(frozen=True, eq=False)
 class Partitioning:
@@ -102,7 +104,7 @@ class Partitioning:
             _save_parquet(self, path)
             return
         doc = {**self._meta(), "indices": [ix.tolist() for ix in self.indices]}
-        path.write_text(json.dumps(doc, default=_json_default))
+        atomic_write_text(path, json.dumps(doc, default=_json_default))
 
     @classmethod
     def load(cls, path: str | Path) -> Partitioning:
@@ -181,7 +183,7 @@ def _save_parquet(p: Partitioning, path: Path) -> None:
     table = pa.table({"index": index, "partition": part})
     meta = json.dumps(p._meta(), default=_json_default)
     table = table.replace_schema_metadata({b"skewtools": meta.encode()})
-    pq.write_table(table, path)
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _load_parquet(path: Path) -> Partitioning:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from skewtools import metrics
+from skewtools._io import atomic_write_text, atomic_write_with
 from skewtools.partitioners import partition
 from skewtools.samples import as_samples
 
@@ -103,10 +104,10 @@ def write_report(
         "heatmap": out / "heatmap.png",
         "stacked_bars": out / "stacked_bars.png",
     }
-    report.table.to_csv(paths["table"])
-    report.counts.to_csv(paths["counts"])
-    report.pairwise_js.to_csv(paths["pairwise_js"])
-    paths["summary"].write_text(json.dumps(report.summary, indent=2) + "\n")
+    atomic_write_with(paths["table"], report.table.to_csv)
+    atomic_write_with(paths["counts"], report.counts.to_csv)
+    atomic_write_with(paths["pairwise_js"], report.pairwise_js.to_csv)
+    atomic_write_text(paths["summary"], json.dumps(report.summary, indent=2) + "\n")
     plot_heatmap(report.counts, paths["heatmap"], class_names)
     plot_stacked_bars(report.counts, paths["stacked_bars"], class_names)
     return paths

@@ -24,7 +24,7 @@ from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
 from training.algorithms.sparse import dense_bytes
 from training.comm import LocalComm, gather_partitions
 from training.datasets import Batch, BatchSource, PartitionData
-from training.evaluation import EvalResult, accuracy, evaluate
+from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
 
 __all__ = ["BatchSource", "EvalResult", "PartitionData", "RunResult", "TrainConfig", "Trainer"]
@@ -163,64 +163,6 @@ class Trainer:
         """Each partition's model on its round-robin 1/N shard of val, and the global model."""
         return evaluate(self.stack, self.val, self.partition_ids, self.comm,
                         self.config.eval_batch_size, self.algorithm.has_global_model)
-
-    def model_accuracy(self, model_index: int, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy of local model ``model_index`` on the given data."""
-        return accuracy(self.stack, *self.stack.replica(model_index), PartitionData(x, y),
-                        self.config.eval_batch_size)
-
-    def model_payload(self, model_index: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Local model ``model_index`` as one flat tensor in ``dtype``, ready to send: its
-        parameters, then its floating buffers (integer counters stay home)."""
-        _, buffers = self.stack.replica(model_index)
-        flat = [self.stack.params[model_index]]
-        flat += [b.reshape(-1) for b in buffers.values() if b.is_floating_point()]
-        return torch.cat([t.detach().to(dtype) for t in flat])
-
-    def payload_accuracy(self, payload: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Accuracy on the given data of a model received as :meth:`model_payload` (from any
-        partition: every replica has the same layout)."""
-        flat = payload.to(self.stack.params.device, self.stack.params.dtype)
-        _, own = self.stack.replica(0)
-        floats = {name: b for name, b in own.items() if b.is_floating_point()}
-        sizes = [self.stack.num_parameters, *(b.numel() for b in floats.values())]
-        if flat.numel() != sum(sizes):
-            raise ValueError(f"a payload of {flat.numel()} values for a model of {sum(sizes)}")
-        params, *values = flat.split(sizes)
-        # integer counters stay the receiver's own (unused in eval)
-        buffers = {**own, **{name: v.view_as(b).to(b.dtype)
-                             for (name, b), v in zip(floats.items(), values, strict=True)}}
-        return accuracy(self.stack, self.stack.layout.views(params), buffers, PartitionData(x, y),
-                        self.config.eval_batch_size)
-
-    def judged_payload(self, local_index: int, payload: torch.Tensor) -> torch.Tensor:
-        """A model received as :meth:`model_payload`, as local model ``local_index`` judges it
-        (``Algorithm.traveled_view`` on its parameters; its buffers as they came)."""
-        n = self.stack.num_parameters
-        visitor = payload[:n].to(self.stack.params.dtype)
-        view = self.algorithm.traveled_view(self.state, local_index, visitor, self.context())
-        if view is visitor:
-            return payload
-        return torch.cat([view, payload[n:].to(view.dtype)])
-
-    def train_sample(self, local_index: int, n: int, seed: int) -> tuple[torch.Tensor,
-                                                                          torch.Tensor]:
-        """``n`` random training samples of local partition ``local_index`` (fixed by seed; all
-        of them when it has fewer). A streamed partition gives the next ``n`` of a pass over its
-        stream (``IterableBatchSource.take``), in the order its loader decides."""
-        source = self.train_data[local_index]
-        if isinstance(source, PartitionData):
-            return next(iter(source.batches(min(n, len(source)), np.random.default_rng(seed))))
-        return source.take(n)
-
-    def add_bytes(self, local_index: int, sent: float, received: float) -> None:
-        """Count extra traffic of a local partition (e.g. SkewScout's traveling models)."""
-        self.bytes_sent[local_index] += sent
-        self.bytes_received[local_index] += received
-
-    def partition_state_dict(self, local_index: int) -> dict[str, torch.Tensor]:
-        """A copy of local partition ``local_index``'s parameters and buffers."""
-        return self.stack.state_dict(local_index)
 
     def run(self) -> RunResult:
         """Train to ``config.iterations``, evaluating every ``eval_every`` and at the end."""

@@ -165,6 +165,27 @@ def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
     assert not (tmp_path / "o").exists()           # nothing ran
 
 
+@pytest.mark.parametrize("suffix, text, message", [
+    (".toml", CONFIG.replace("num_partitions = 2", 'num_partitions = "two"'),
+     "error: num_partitions = 'two': must be a whole number"),
+    (".toml", CONFIG.replace("num_partitions = 2", 'num_partitions = 2\nseeds = "12"'),
+     "error: seeds = '12': must be a list"),
+    (".toml", CONFIG.replace('name = "noniid"\n', ""), "error: experiments[0] has no name"),
+    (".toml", CONFIG.replace("image_size = 8", "image_size = 0"),
+     "error: [dataset] image_size = 0 (digits)"),
+    (".yaml", "- 1\n- 2\n", "bad.yaml: a study config is a table of keys"),
+    (".yaml", "", "bad.yaml: a study config is a table of keys"),
+    (".yaml", "name: [x\n", "is not valid YAML"),
+])
+def test_a_malformed_config_is_a_one_line_error(tmp_path, capsys, suffix, text, message):
+    cfg = tmp_path / f"bad{suffix}"
+    cfg.write_text(text)
+    assert main([str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
     import training.study.runner as study_mod
 

@@ -1,10 +1,11 @@
-"""The shared pieces of training/algorithms/base.py: the weight-decayed gradient."""
+"""The shared pieces of training/algorithms/base.py: the weight-decayed gradient, the registry and
+the knob each algorithm declares."""
 
 import pytest
 import torch
 
-from training.algorithms import create_algorithm
-from training.algorithms.base import StepContext, decayed
+from training.algorithms import base, create_algorithm, register_algorithm
+from training.algorithms.base import Algorithm, KnobSpec, StepContext, decayed
 from training.comm import LocalComm
 
 
@@ -29,3 +30,70 @@ def test_every_algorithm_applies_the_weight_decay(name):
     algorithm.apply(algorithm.init(params), params, torch.zeros(2, 2), _ctx(0.1), LocalComm(2))
     assert (params.abs() < torch.tensor([[2.0, 4.0], [2.0, 4.0]])).any()
     assert (params.abs() <= torch.tensor([[2.0, 4.0], [2.0, 4.0]])).all()
+
+
+class Gossip(Algorithm):
+    """A made-up algorithm with a knob where larger means MORE communication."""
+
+    name = "gossip"
+    KNOB = KnobSpec("fanout", larger_is_less_communication=False, default_grid=(1, 2, 4))
+
+    def __init__(self, fanout: int = 2) -> None:
+        self.fanout = fanout
+
+    def init(self, params):
+        return None
+
+    def apply(self, state, params, grads, ctx, comm):
+        raise NotImplementedError
+
+
+@pytest.fixture
+def gossip(monkeypatch):
+    """Gossip registered for one test (the registry is restored after it)."""
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    return register_algorithm(Gossip)
+
+
+def test_a_registered_algorithm_with_a_knob_appears_in_every_table(gossip):
+    from training.skewscout.controller import (
+        DEFAULT_GRIDS,
+        KNOBS,
+        LARGER_IS_LESS_COMMUNICATION,
+        ordered_grid,
+    )
+    from training.study.config import KNOB_OF, study_from_dict
+    from training.study.findings import DECENTRALIZED
+
+    assert KNOBS["gossip"] is Gossip.KNOB and "gossip" in DECENTRALIZED
+    assert KNOB_OF["gossip"] == "fanout" and DEFAULT_GRIDS["gossip"] == (1, 2, 4)
+    assert LARGER_IS_LESS_COMMUNICATION["fanout"] is False
+    assert ordered_grid("fanout", [1, 4, 2]) == (4, 2, 1)     # most communication first
+    assert create_algorithm("gossip").knob_name == "fanout"
+    study = study_from_dict({
+        "num_partitions": 2, "dataset": {"name": "digits", "image_size": 8},
+        "train": {"iterations": 2}, "experiments": [
+            {"name": "s", "kind": "skewscout", "models": ["gn-lenet"], "algorithms": ["gossip"],
+             "noniid_fractions": [1.0]}]})
+    assert study.grids["gossip"] == (1, 2, 4)
+    runs = study.all_runs()
+    assert [r.knob for r in runs if r.algorithm == "gossip"] == [1, 2, 4, None]
+    assert runs[-1].skewscout["grid"] == [1, 2, 4]
+
+
+def test_the_shipped_algorithms_declare_their_knobs():
+    from training.skewscout.controller import KNOBS
+
+    assert {a: k.name for a, k in KNOBS.items()} == {"gaia": "t0", "fedavg": "iter_local",
+                                                     "dgc": "sparsity"}
+    assert create_algorithm("bsp").KNOB is None and create_algorithm("bsp").knob is None
+
+
+def test_the_registry_refuses_duplicates_and_lists_the_known_names(gossip):
+    with pytest.raises(ValueError, match="an algorithm named 'gossip' is already registered"):
+        register_algorithm(Gossip)
+    with pytest.raises(ValueError, match="unknown algorithm 'fedsgd'; known: bsp, dgc, fedavg, "
+                                         "gaia, gossip"):
+        create_algorithm("fedsgd")
+    with pytest.raises(ValueError, match="default_grid"):
+        KnobSpec("x", True, ())

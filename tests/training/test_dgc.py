@@ -126,5 +126,5 @@ def test_validation():
         create_algorithm("dgc", sparsity=1.0)
     with pytest.raises(ValueError, match="per_layer must be true or false, got 'false'"):
         create_algorithm("dgc", per_layer="false")      # a config string, not a bool
-    with pytest.raises(KeyError, match="known: bsp, dgc, fedavg, gaia"):
+    with pytest.raises(ValueError, match="known: bsp, dgc, fedavg, gaia"):
         create_algorithm("ssgd")

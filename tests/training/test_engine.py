@@ -134,22 +134,6 @@ def test_global_model_is_the_replica_mean():
     assert result.global_acc == pytest.approx(2 / 6)
 
 
-def test_model_accuracy_sample_state_dict_and_extra_bytes():
-    trainer = constant_trainer("bsp")
-    x, y = torch.zeros(4, 1), torch.tensor([1, 1, 1, 0])
-    assert trainer.model_accuracy(1, x, y) == pytest.approx(0.75)
-    assert trainer.model_accuracy(0, x, y) == pytest.approx(0.25)
-    xa, _ = trainer.train_sample(0, 3, seed=5)
-    xb, _ = trainer.train_sample(0, 3, seed=5)
-    assert xa.shape == (3, 1) and torch.equal(xa, xb)
-    model = ConstantClass()
-    model.load_state_dict(trainer.partition_state_dict(1))
-    assert model.head.bias.tolist() == [0.0, 3.0, 0.0]
-    trainer.add_bytes(1, sent=10.0, received=4.0)
-    assert trainer.bytes_sent.tolist() == [0.0, 10.0]
-    assert trainer.bytes_received.tolist() == [0.0, 4.0]
-
-
 def test_run_bookkeeping_and_callbacks():
     train = toy_partitions()
     seen = []

@@ -15,7 +15,7 @@ FedAvg trains each partition locally with ``lr`` and averages models, so IterLoc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -74,6 +74,24 @@ class StepStats:
     synced: bool = False
 
 
+@dataclass(frozen=True)
+class KnobSpec:
+    """An algorithm's communication knob, declared once on its class (``Algorithm.KNOB``):
+    the constructor parameter / attribute SkewScout turns, whether a larger value means less
+    communication, and the Oracle's default grid (any order; SkewScout sorts it)."""
+
+    name: str
+    larger_is_less_communication: bool
+    default_grid: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"knob name {self.name!r} must be the algorithm's parameter name")
+        if not self.default_grid or len(set(self.default_grid)) != len(self.default_grid):
+            raise ValueError(f"knob {self.name!r}: default_grid {list(self.default_grid)} must "
+                             "list at least one value, each once")
+
+
 class Algorithm(ABC):
     """A decentralized algorithm: ``init`` builds explicit state, ``apply`` runs one iteration.
 
@@ -83,7 +101,7 @@ class Algorithm(ABC):
     """
 
     name: ClassVar[str]
-    knob_name: ClassVar[str | None] = None   # the communication knob SkewScout turns
+    KNOB: ClassVar[KnobSpec | None] = None   # the communication knob SkewScout turns (None: none)
     # Whether the mean of the replicas is a meaningful global model to evaluate (BSP/DGC: replicas
     # are identical; FedAvg: the model its next averaging would produce; Gaia: none).
     has_global_model: ClassVar[bool] = False
@@ -101,6 +119,10 @@ class Algorithm(ABC):
               ctx: StepContext, comm: Comm) -> StepStats: ...
 
     # SkewScout changes the knob while a run goes on.
+    @property
+    def knob_name(self) -> str | None:
+        return None if self.KNOB is None else self.KNOB.name
+
     @property
     def knob(self) -> float | None:
         return None if self.knob_name is None else float(getattr(self, self.knob_name))
@@ -141,17 +163,65 @@ _REGISTRY: dict[str, type[Algorithm]] = {}
 
 
 def register_algorithm(cls: type[Algorithm]) -> type[Algorithm]:
-    _REGISTRY[cls.name] = cls
+    """Class decorator: make ``cls`` buildable by ``create_algorithm(cls.name)``. Its ``KNOB``
+    (if any) then appears in every knob table (SkewScout's, the study's)."""
+    key = cls.name.lower()
+    if key in _REGISTRY:
+        raise ValueError(f"an algorithm named {key!r} is already registered "
+                         f"({_REGISTRY[key].__qualname__}); pick another name")
+    if cls.KNOB is not None and not isinstance(cls.KNOB, KnobSpec):
+        raise ValueError(f"{cls.__qualname__}.KNOB must be a KnobSpec or None")
+    for other in _REGISTRY.values():    # SkewScout orders grids by the knob's name
+        if (cls.KNOB is not None and other.KNOB is not None and other.KNOB.name == cls.KNOB.name
+                and other.KNOB.larger_is_less_communication
+                != cls.KNOB.larger_is_less_communication):
+            raise ValueError(f"{cls.__qualname__}.KNOB {cls.KNOB.name!r} disagrees with "
+                             f"{other.name}'s knob of that name on its direction; rename it")
+    _REGISTRY[key] = cls
     return cls
+
+
+def algorithm_class(name: str) -> type[Algorithm]:
+    """The registered class; unknown names raise ValueError listing the known ones."""
+    key = name.lower()
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown algorithm {name!r}; known: {', '.join(list_algorithms())}")
+    return _REGISTRY[key]
 
 
 def create_algorithm(name: str, **params: Any) -> Algorithm:
     """Build an algorithm by registry name; unknown names list the known ones."""
-    key = name.lower()
-    if key not in _REGISTRY:
-        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(list_algorithms())}")
-    return _REGISTRY[key](**params)
+    return algorithm_class(name)(**params)
 
 
 def list_algorithms() -> list[str]:
     return sorted(_REGISTRY)
+
+
+class KnobTable(Mapping[str, Any]):
+    """A read-only live view of the registered algorithms' knobs: ``key`` and ``value`` map an
+    algorithm (with a knob) to the table's entry, always read from the registry, so an
+    algorithm registered later appears in every table (no hand-kept copies)."""
+
+    def __init__(self, key: Any, value: Any) -> None:
+        self._key, self._value = key, value
+
+    def _table(self) -> dict[str, Any]:
+        return {self._key(name, cls.KNOB): self._value(name, cls.KNOB)
+                for name, cls in _REGISTRY.items() if cls.KNOB is not None}
+
+    def __getitem__(self, key: str) -> Any:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"KnobTable({self._table()!r})"
+
+
+# algorithm -> KnobSpec, for the registered algorithms that have a knob
+KNOBS: Mapping[str, KnobSpec] = KnobTable(lambda name, _: name, lambda _, knob: knob)

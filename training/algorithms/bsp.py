@@ -30,7 +30,7 @@ class BSPState:
 @register_algorithm
 class BSP(Algorithm):
     name = "bsp"
-    knob_name = None
+    KNOB = None   # no knob: SkewScout has nothing to turn
     has_global_model = True
 
     def init(self, params: torch.Tensor) -> BSPState:

@@ -22,6 +22,7 @@ import torch
 from training.algorithms.base import (
     Algorithm,
     Comm,
+    KnobSpec,
     StepContext,
     StepStats,
     decayed,
@@ -41,7 +42,8 @@ class DGCState:
 @register_algorithm
 class DGC(Algorithm):
     name = "dgc"
-    knob_name = "sparsity"
+    KNOB = KnobSpec("sparsity", larger_is_less_communication=True,
+                    default_grid=(0.9, 0.99, 0.999, 0.9999))
     has_global_model = True
 
     def __init__(self, sparsity: float = 0.999, warmup_epoch_iterations: int = 1000,

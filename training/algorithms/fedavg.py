@@ -16,6 +16,7 @@ import torch
 from training.algorithms.base import (
     Algorithm,
     Comm,
+    KnobSpec,
     StepContext,
     StepStats,
     decayed,
@@ -33,7 +34,8 @@ class FedAvgState:
 @register_algorithm
 class FedAvg(Algorithm):
     name = "fedavg"
-    knob_name = "iter_local"
+    KNOB = KnobSpec("iter_local", larger_is_less_communication=True,
+                    default_grid=(5, 10, 50, 200, 1000))
     has_global_model = True
 
     def __init__(self, iter_local: int = 50) -> None:

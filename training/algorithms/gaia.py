@@ -25,6 +25,7 @@ import torch
 from training.algorithms.base import (
     Algorithm,
     Comm,
+    KnobSpec,
     StepContext,
     StepStats,
     decayed,
@@ -42,7 +43,8 @@ class GaiaState:
 @register_algorithm
 class Gaia(Algorithm):
     name = "gaia"
-    knob_name = "t0"
+    KNOB = KnobSpec("t0", larger_is_less_communication=True,
+                    default_grid=(0.02, 0.05, 0.10, 0.20, 0.30))
     has_global_model = False
 
     def __init__(self, t0: float = 0.20) -> None:

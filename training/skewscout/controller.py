@@ -5,7 +5,7 @@ a knob value, only an index into an ordered grid running from *most* communicati
 *least* (index ``len(grid) - 1``), and the bytes per iteration SkewScout measured at the indices
 it visited (:meth:`KnobController.record_cost`). :func:`ordered_grid` builds that order for Gaia's
 ``t0``, FedAvg's ``iter_local`` and DGC's ``sparsity`` (for all three a bigger value communicates
-less).
+less), as each algorithm declares it (``Algorithm.KNOB``).
 
 The rule, applied once per model-traveling round to the estimated skew-induced accuracy loss
 ``L`` (a fraction, e.g. 0.04 = 4 points) against the target ``T``:
@@ -54,47 +54,34 @@ ended at 87.8%.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+import training.algorithms  # noqa: F401  (registers the algorithms the tables read)
+from training.algorithms.base import KNOBS, KnobSpec, KnobTable  # noqa: F401  (KNOBS re-exported)
 
-@dataclass(frozen=True)
-class Knob:
-    """An algorithm's communication knob: its parameter name (the algorithm's ``knob_name``) and
-    whether a larger value means less communication."""
-
-    name: str
-    larger_is_less_communication: bool = True
-
-
-# The one list of the knobs SkewScout turns, by algorithm; KNOB_OF (study_config), DECENTRALIZED
-# (findings) and LARGER_IS_LESS_COMMUNICATION are derived from it.
-KNOBS: dict[str, Knob] = {"gaia": Knob("t0"), "fedavg": Knob("iter_local"),
-                          "dgc": Knob("sparsity")}
-LARGER_IS_LESS_COMMUNICATION: dict[str, bool] = {
-    k.name: k.larger_is_less_communication for k in KNOBS.values()}
-
-# The paper's grids (docs/reference.md §4); DGC's is ours: the paper only uses 99.9%. Each is
-# ordered from most to least communication.
-DEFAULT_GRIDS: dict[str, tuple[float, ...]] = {
-    "gaia": (0.02, 0.05, 0.10, 0.20, 0.30),
-    "fedavg": (5, 10, 50, 200, 1000),
-    "dgc": (0.9, 0.99, 0.999, 0.9999),
-}
+# The knob tables, read live from the algorithm registry (each algorithm declares its knob once,
+# ``Algorithm.KNOB``): algorithm -> KnobSpec, knob name -> direction, algorithm -> default grid
+# (the paper's, docs/reference.md §4; DGC's is ours: the paper only uses 99.9%).
+Knob = KnobSpec
+LARGER_IS_LESS_COMMUNICATION: Mapping[str, bool] = KnobTable(
+    lambda _, knob: knob.name, lambda _, knob: knob.larger_is_less_communication)
+DEFAULT_GRIDS: Mapping[str, tuple[float, ...]] = KnobTable(
+    lambda name, _: name, lambda _, knob: knob.default_grid)
 
 
 def ordered_grid(knob_name: str, values: Sequence[float]) -> tuple[float, ...]:
     """Sort ``values`` from most to least communication for the knob ``knob_name``."""
-    if knob_name not in LARGER_IS_LESS_COMMUNICATION:
-        known = ", ".join(sorted(LARGER_IS_LESS_COMMUNICATION))
-        raise KeyError(f"unknown knob {knob_name!r}; known: {known}")
+    directions = dict(LARGER_IS_LESS_COMMUNICATION)
+    if knob_name not in directions:
+        raise KeyError(f"unknown knob {knob_name!r}; known: {', '.join(sorted(directions))}")
     if not values:
         raise ValueError("the knob grid is empty; give at least one value")
     if len(set(values)) != len(values):
         raise ValueError(f"the knob grid {list(values)} repeats a value; list each once")
-    return tuple(sorted(values, reverse=not LARGER_IS_LESS_COMMUNICATION[knob_name]))
+    return tuple(sorted(values, reverse=not directions[knob_name]))
 
 
 @dataclass(frozen=True)

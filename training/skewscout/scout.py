@@ -12,7 +12,7 @@ the mean over pairs. The destination judges the model as its algorithm says
 still ahead (below). A model travels in ``travel_dtype`` (float16 by default): the destination
 evaluates it as received, rounded to that precision, and it costs that dtype's bytes per value of
 its floating parameters and buffers (2 B in float16, 4 B in float32), counted with
-``trainer.add_bytes`` (sent by the source, received by the destination), so traveling is part of
+``ScoutHost.add_bytes`` (sent by the source, received by the destination), so traveling is part of
 SkewScout's communication totals. A traveled model is only evaluated, never trained on: in the
 default study's runs, float16 changed a traveled model's accuracy on a 100-sample check by one
 sample in 29 of 3,000 checks and never by more, at half the traveling bytes. Under
@@ -35,7 +35,7 @@ that traveling does not lock onto FedAvg's averaging period, right after which a
 a round that lands there all the same is taken an iteration later
 (``Algorithm.views_just_agreed``): it could only measure 0, and on one seed of the default
 setting such a 0 undid a needed tighten and the run missed its accuracy target.
-A partition's model includes the updates it has computed but not sent (see :func:`local_views`:
+A partition's model includes the updates it has computed but not sent (``ScoutHost.local_views``;
 this matters for DGC, whose replicas are otherwise identical).
 
 **How Gaia's visitors are judged.** Before the default study's first decay, Gaia's replicas at
@@ -57,16 +57,16 @@ each round's estimate into a grid index, and SkewScout sets the knob to that gri
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from training.algorithms.base import BYTES_PER_VALUE, Algorithm
+from training.algorithms.base import BYTES_PER_VALUE
 from training.comm import gather_partitions
+from training.engine import Trainer
 from training.skewscout.controller import (  # noqa: F401  (re-exported)
     DEFAULT_GRIDS,
     KNOBS,
@@ -77,6 +77,7 @@ from training.skewscout.controller import (  # noqa: F401  (re-exported)
     KnobController,
     ordered_grid,
 )
+from training.skewscout.host import ScoutHost, as_host
 
 logger = logging.getLogger(__name__)
 
@@ -150,47 +151,10 @@ class TravelReport:
         return self.bytes_per_model * len(self.pairs)
 
 
-def _algorithm_of(trainer: Any) -> Algorithm | None:
-    """The trainer's algorithm when it is a real one (stand-ins in tests have no views)."""
-    algorithm = getattr(trainer, "algorithm", None)
-    return algorithm if isinstance(algorithm, Algorithm) else None
-
-
-@contextmanager
-def local_views(trainer: Any) -> Iterator[None]:
-    """Let each partition's model be its algorithm's local view (``Algorithm.local_view``): the
-    model it would have if it had sent everything it holds. Gaia's and FedAvg's partitions apply
-    their own updates at once, so their models already are; DGC keeps all replicas identical and
-    each partition's unsent residual apart (traveling the replicas would always measure 0). While
-    this context is open the trainer's parameters hold the views; afterwards they are restored
-    exactly."""
-    algorithm = _algorithm_of(trainer)
-    if algorithm is None:
-        yield
-        return
-    params = trainer.stack.params
-    view = algorithm.local_view(trainer.state, params, trainer.context())
-    if view is params:
-        yield
-        return
-    saved = params.detach().clone()
-    with torch.no_grad():
-        params.copy_(view)
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            params.copy_(saved)
-
-
-def _views_just_agreed(trainer: Any) -> bool:
-    algorithm = _algorithm_of(trainer)
-    return algorithm is not None and algorithm.views_just_agreed(trainer.state)
-
-
-def travel(trainer: Any, round_index: int, *, sample_size: int, pairing: str,
+def travel(engine: Trainer | ScoutHost, round_index: int, *, sample_size: int, pairing: str,
            seed: int, dtype: str = "float32") -> TravelReport:
-    """Run one traveling round and count its bytes on the trainer.
+    """Run one traveling round and count its bytes on the engine (a Trainer or a
+    :class:`~training.skewscout.host.ScoutHost`).
 
     Either engine: in the simulation every model is at hand; under torch.distributed each
     traveling model goes point to point to its destination's process, which scores it, and every
@@ -201,11 +165,12 @@ def travel(trainer: Any, round_index: int, *, sample_size: int, pairing: str,
     if dtype not in TRAVEL_DTYPES:
         raise ValueError(f"unknown travel dtype {dtype!r}; choose one of "
                          f"{', '.join(TRAVEL_DTYPES)}")
-    with local_views(trainer):
-        return _travel(trainer, round_index, sample_size, pairing, seed, TRAVEL_DTYPES[dtype])
+    host = as_host(engine)
+    with host.local_views():
+        return _travel(host, round_index, sample_size, pairing, seed, TRAVEL_DTYPES[dtype])
 
 
-def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
+def _travel(trainer: ScoutHost, round_index: int, sample_size: int, pairing: str,
             seed: int, dtype: torch.dtype) -> TravelReport:
     pairs = travel_pairs(trainer.num_partitions, round_index, pairing)
     here = {pid: i for i, pid in enumerate(_partition_ids(trainer))}   # id -> local index
@@ -235,17 +200,17 @@ def _travel(trainer: Any, round_index: int, sample_size: int, pairing: str,
                         tuple(table[:, 1].tolist()), size)
 
 
-def _partition_ids(trainer: Any) -> list[int]:
-    return list(getattr(trainer, "partition_ids", range(trainer.num_partitions)))
+def _partition_ids(trainer: ScoutHost) -> list[int]:
+    return list(trainer.partition_ids)
 
 
-def _sum_over_partitions(trainer: Any, table: torch.Tensor) -> torch.Tensor:
+def _sum_over_partitions(trainer: ScoutHost, table: torch.Tensor) -> torch.Tensor:
     """The sum over all partitions (every process's rows) of a per-local-partition table."""
-    comm = getattr(trainer, "comm", None)
+    comm = trainer.comm
     return table.sum(dim=0) if comm is None else comm.all_sum(table)[0]
 
 
-def _agreed_dtype(trainer: Any, sources: set[int], dtype: torch.dtype) -> torch.dtype:
+def _agreed_dtype(trainer: ScoutHost, sources: set[int], dtype: torch.dtype) -> torch.dtype:
     """``dtype`` unless a traveling model anywhere would overflow it; every process agrees."""
     states = [trainer.partition_state_dict(i) for i in sorted(sources)]
     flags = torch.zeros(len(_partition_ids(trainer)), 1, dtype=torch.float64)
@@ -253,7 +218,7 @@ def _agreed_dtype(trainer: Any, sources: set[int], dtype: torch.dtype) -> torch.
     return dtype if float(_sum_over_partitions(trainer, flags)[0]) == 0 else torch.float32
 
 
-def _deliver(trainer: Any, pairs: Sequence[tuple[int, int]], here: dict[int, int],
+def _deliver(trainer: ScoutHost, pairs: Sequence[tuple[int, int]], here: dict[int, int],
              dtype: torch.dtype) -> dict[tuple[int, int], torch.Tensor]:
     """The traveling models this process's destinations receive, by pair: read in place when the
     source lives here too (the simulation), else sent point to point (``comm.exchange``)."""
@@ -326,7 +291,9 @@ def scout_config(options: Mapping[str, Any], seed: int = 0) -> SkewScoutConfig:
 
 
 class SkewScout:
-    """A Trainer callback: travels models, asks the controller, sets ``trainer.algorithm``'s knob.
+    """A Trainer callback: travels models, asks the controller, sets the algorithm's knob. It
+    works through a :class:`~training.skewscout.host.ScoutHost` (a Trainer is wrapped in a
+    ``TrainerHost``).
 
     ``grid`` must already be ordered from most to least communication (:func:`ordered_grid`).
     Build the algorithm with :attr:`initial_knob`; the first call sets it anyway.
@@ -357,11 +324,12 @@ class SkewScout:
     def travel_bytes(self) -> float:
         return float(sum(r.bytes_total for r in self.travels))
 
-    def __call__(self, trainer: Any) -> None:
+    def __call__(self, engine: Trainer | ScoutHost) -> None:
+        trainer = as_host(engine)
         if not self.knob_trace:
             self._set_knob(trainer, 0)
         self._watch_learning_rate(trainer)
-        if trainer.iteration < self._next or _views_just_agreed(trainer):
+        if trainer.iteration < self._next or trainer.views_just_agreed():
             return
         self._measure_cost(trainer)
         report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
@@ -379,16 +347,14 @@ class SkewScout:
         self._mark = (int(trainer.iteration), self._bytes_sent(trainer))
 
     @staticmethod
-    def _bytes_sent(trainer: Any) -> float:
+    def _bytes_sent(trainer: ScoutHost) -> float:
         """Bytes sent so far by all partitions (gathered from every process)."""
-        sent = getattr(trainer, "bytes_sent", None)
-        if sent is None:
-            return 0.0
-        if getattr(trainer, "comm", None) is None:
+        sent = trainer.bytes_sent
+        if trainer.comm is None:
             return float(sum(sent))
         return float(sum(gather_partitions(sent, _partition_ids(trainer), trainer.comm)))
 
-    def _measure_cost(self, trainer: Any) -> None:
+    def _measure_cost(self, trainer: ScoutHost) -> None:
         """The current knob's bytes per partition per iteration since the last round (not before
         the first: DGC's sparsity warm-up would make the starting knob look expensive)."""
         if self._mark is None or trainer.iteration <= self._mark[0]:
@@ -400,12 +366,9 @@ class SkewScout:
     def _soon(self) -> int:
         return max(1, self.config.travel_interval // 2)
 
-    def _watch_learning_rate(self, trainer: Any) -> None:
+    def _watch_learning_rate(self, trainer: ScoutHost) -> None:
         """At a learning-rate decay: a new controller phase, no round for a full interval."""
-        config = getattr(trainer, "config", None)
-        if config is None or not hasattr(config, "lr_factor"):
-            return
-        factor = float(config.lr_factor(int(trainer.iteration)))
+        factor = float(trainer.config.lr_factor(int(trainer.iteration)))
         if self._lr_factor is not None and factor != self._lr_factor:
             self.controller.new_phase()
             self._interval = self.config.travel_interval
@@ -425,7 +388,7 @@ class SkewScout:
             return self.config.travel_interval
         return min(cap, 2 * self._interval)
 
-    def _set_knob(self, trainer: Any, iteration: int) -> None:
+    def _set_knob(self, trainer: ScoutHost, iteration: int) -> None:
         trainer.algorithm.set_knob(self.controller.knob)
         self.knob_trace.append((iteration, float(self.controller.knob)))
 

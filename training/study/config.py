@@ -16,23 +16,26 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from skewtools import get_partitioner
-from training.algorithms import create_algorithm
+from training.algorithms import create_algorithm, list_algorithms
+from training.algorithms.base import KnobTable
 from training.engine import TrainConfig
 from training.models import check_model_name
-from training.skewscout.scout import DEFAULT_GRIDS, KNOBS, ordered_grid, scout_config
+from training.skewscout.scout import DEFAULT_GRIDS, ordered_grid, scout_config
+from training.study.data_specs import SPECS, DatasetSpec, dataset_spec
+from training.study.schema import check_type, parse_experiment, parse_top_level
 
 EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout")
-DATASETS = ("digits", "cifar10", "flickr_mammal")
+DATASETS = tuple(SPECS)
 ENGINES = ("simulation", "distributed")
-KNOB_OF = {algorithm: knob.name for algorithm, knob in KNOBS.items()}
+# algorithm -> its knob's name, read live from the algorithm registry (Algorithm.KNOB)
+KNOB_OF: Mapping[str, str] = KnobTable(lambda name, _: name, lambda _, knob: knob.name)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "default.toml"
 
 
@@ -68,9 +71,11 @@ class Experiment:
             # its tables and figures group by model, algorithm and fraction only
             raise ValueError(f"experiment {self.name!r}: only a partitions experiment compares "
                              f"several num_partitions; give {self.kind!r} at most one")
-        if self.kind == "skewscout" and "bsp" in self.algorithms:
-            raise ValueError(f"experiment {self.name!r}: SkewScout needs an algorithm with a knob "
-                             "(gaia, fedavg, dgc); BSP is added as the baseline automatically")
+        knobless = [a for a in self.algorithms if a in list_algorithms() and a not in KNOB_OF]
+        if self.kind == "skewscout" and knobless:
+            raise ValueError(f"experiment {self.name!r}: SkewScout needs algorithms with a knob "
+                             f"({', '.join(sorted(KNOB_OF))}); {', '.join(knobless)} has none "
+                             "(BSP is added as the baseline automatically)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,12 @@ class RunSpec:
     train: dict[str, Any]
     engine: str
     skewscout: dict[str, Any] | None = None   # None: a fixed-knob run
+    partitioner_params: dict[str, Any] = field(default_factory=dict)   # to skewtools.partition
+
+    @property
+    def data(self) -> DatasetSpec:
+        """The dataset as its typed spec (validated)."""
+        return dataset_spec(self.dataset)
 
     @property
     def mode(self) -> str:
@@ -100,17 +111,21 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        fields_ = asdict(self)
+        if not self.partitioner_params:     # added later: runs without any keep their ids
+            del fields_["partitioner_params"]
+        blob = json.dumps(fields_, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
 class StudyConfig:
     name: str
-    dataset: dict[str, Any]
+    dataset: DatasetSpec
     experiments: tuple[Experiment, ...]
     num_partitions: int = 5
     partitioner: str = "label_skew"
+    partitioner_params: dict[str, Any] = field(default_factory=dict)   # to skewtools.partition
     seeds: tuple[int, ...] = (0,)
     train: dict[str, Any] = field(default_factory=dict)
     algorithms: dict[str, dict[str, Any]] = field(default_factory=dict)   # default params
@@ -124,9 +139,15 @@ class StudyConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.dataset.get("name") not in DATASETS:
-            raise ValueError(f"dataset.name={self.dataset.get('name')!r}; choose one of "
-                             f"{', '.join(DATASETS)}")
+        if not isinstance(self.dataset, DatasetSpec):
+            raise ValueError(f"dataset={self.dataset!r}: give a parsed [dataset] table "
+                             "(training.study.data_specs.dataset_spec)")
+        check_type("num_partitions", self.num_partitions, int, "num_partitions = 5")
+        check_type("target", self.target, float, "target = 0.03")
+        check_type("partitioner", self.partitioner, str, 'partitioner = "label_skew"')
+        check_type("engine", self.engine, str, 'engine = "simulation"')
+        if self.threads is not None:
+            check_type("threads", self.threads, int, "threads = 1")
         if self.engine not in ENGINES:
             raise ValueError(f"engine={self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.num_partitions < 2:
@@ -145,7 +166,10 @@ class StudyConfig:
             TrainConfig(**self.train)
         except TypeError as exc:
             raise ValueError(f"[train]: {exc}") from None
-        get_partitioner(self.partitioner)
+        self.dataset.check_partitions(
+            self.partitioner, self.partitioner_params,
+            {n for e in self.experiments for n in e.num_partitions or (self.num_partitions,)},
+            {f for e in self.experiments for f in e.noniid_fractions})
         for exp in self.experiments:
             for model in exp.models:
                 check_model_name(model)
@@ -208,53 +232,53 @@ class StudyConfig:
             params.pop(KNOB_OF[algorithm], None)     # the controller sets it
             scout = {"target": self.target, **self.skewscout,
                      "grid": list(self.grids[algorithm])}
-        return RunSpec(dict(self.dataset), model, algorithm, params, frac,
+        return RunSpec(self.dataset.to_dict(), model, algorithm, params, frac,
                        num_partitions or self.num_partitions, self.partitioner, int(seed),
-                       dict(self.train), self.engine, scout)
+                       dict(self.train), self.engine, scout, dict(self.partitioner_params))
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read a study from TOML (``.toml``) or YAML (``.yaml``/``.yml``); None: the default study."""
+    """Read a study from TOML (``.toml``) or YAML (``.yaml``/``.yml``); None: the default study.
+    A broken or invalid file raises ValueError naming the key and the fix."""
     path = Path(path) if path is not None else DEFAULT_CONFIG
     if not path.exists():
         raise FileNotFoundError(f"no study config at {path}; pass a .toml or .yaml file")
-    if path.suffix == ".toml":
-        doc = tomllib.loads(path.read_text())
-    elif path.suffix in (".yaml", ".yml"):
-        doc = yaml.safe_load(path.read_text())
-    else:
-        raise ValueError(f"{path}: use a .toml, .yaml or .yml study config")
+    try:
+        if path.suffix == ".toml":
+            doc = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            doc = yaml.safe_load(path.read_text())
+        else:
+            raise ValueError(f"{path}: use a .toml, .yaml or .yml study config")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {first}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: a study config is a table of keys (name, dataset, "
+                         f"experiments, ...), got {type(doc).__name__}")
     return study_from_dict(doc, default_name=path.stem)
 
 
 def study_from_dict(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
-    doc = dict(doc)
-    experiments = tuple(
-        Experiment(name=e["name"], kind=e["kind"], models=tuple(_listed(e, "models")),
-                   algorithms=tuple(_listed(e, "algorithms")),
-                   noniid_fractions=tuple(float(f) for f in _listed(e, "noniid_fractions")),
-                   num_partitions=tuple(int(n) for n in _listed(e, "num_partitions", ())))
-        for e in doc.pop("experiments", [])
-    )
+    """A study from its parsed config; unknown keys and wrong types raise ValueError naming
+    the key and the fix."""
+    doc = parse_top_level(doc)
+    experiments = tuple(Experiment(**parse_experiment(e, i))
+                        for i, e in enumerate(doc.pop("experiments", [])))
     if not experiments:
         raise ValueError("the study lists no [[experiments]]; add at least one")
     grids = {**DEFAULT_GRIDS, **{k: tuple(v) for k, v in doc.pop("grids", {}).items()}}
+    unknown = sorted(set(grids) - set(DEFAULT_GRIDS))
+    if unknown:
+        raise ValueError(f"[grids] {', '.join(unknown)}: no such algorithm with a knob; known: "
+                         f"{', '.join(sorted(DEFAULT_GRIDS))}")
     train = dict(doc.pop("train", {}))
     if "lr_milestones" in train:
         train["lr_milestones"] = tuple(train["lr_milestones"])
+    dataset = dataset_spec(doc.pop("dataset", {"name": "digits"}))
     return StudyConfig(
-        name=doc.pop("name", default_name), dataset=doc.pop("dataset", {"name": "digits"}),
-        experiments=experiments, seeds=tuple(doc.pop("seeds", (0,))), train=train, grids=grids,
-        algorithms=doc.pop("algorithms", {}), skewscout=doc.pop("skewscout", {}), **doc,
+        name=doc.pop("name", default_name), dataset=dataset, experiments=experiments,
+        seeds=tuple(doc.pop("seeds", (0,))), train=train, grids=grids,
+        algorithms=doc.pop("algorithms", {}), skewscout=doc.pop("skewscout", {}),
+        partitioner=doc.pop("partitioner", dataset.default_partitioner), **doc,
     )
-
-
-def _listed(experiment: dict[str, Any], key: str, default: Any = None) -> list[Any]:
-    """An experiment's list-valued key; a missing or scalar value says how to write it."""
-    if key not in experiment and default is not None:
-        return list(default)
-    value = experiment.get(key)
-    if not isinstance(value, list | tuple):
-        raise ValueError(f"experiment {experiment.get('name')!r}: {key} must be a list, e.g. "
-                         f"{key} = [{value if value is not None else '...'}]")
-    return list(value)

@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from skewtools._io import atomic_write_text
 from training.distributed import ProcessInfo, init_distributed, local_trainer
 from training.engine import RunResult, TrainConfig
 from training.study.config import RunSpec
@@ -60,7 +61,7 @@ def run_and_write(spec_of: Any, out: Path | None,
         dist.destroy_process_group()
     if info.rank == 0 and out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(row, indent=1))
+        atomic_write_text(out, json.dumps(row, indent=1))
     return info, spec, result
 
 

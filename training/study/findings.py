@@ -18,7 +18,7 @@ from training.skewscout.scout import KNOBS
 from training.study.config import Experiment, StudyConfig
 from training.study.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
 
-DECENTRALIZED = tuple(KNOBS)        # the algorithms with a communication knob
+DECENTRALIZED = KNOBS        # the algorithms with a communication knob (live: the registry's)
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ def all_claims(study: StudyConfig, rows: dict[str, dict],
 
 def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) -> str:
     parts = [f"# Study `{study.name}`\n",
-             f"Dataset {study.dataset.get('name')}, {study.num_partitions} partitions, "
+             f"Dataset {study.dataset.name}, {study.num_partitions} partitions, "
              f"target accuracy loss {100 * study.target:.1f} points.\n"]
     for exp in study.experiments:
         if exp.name in tables and not tables[exp.name].empty:

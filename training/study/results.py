@@ -8,12 +8,13 @@ so an interrupted study leaves consistent files and a re-run skips every run alr
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from skewtools._io import atomic_write_text, atomic_write_with
 
 NESTED = ("curve", "bytes_curve", "bytes_sent", "knob_trace", "estimates", "spec")
 
@@ -50,10 +51,11 @@ class ResultsStore:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         rows = list(self.rows.values())
         text = json.dumps(rows, indent=1, default=float)
-        _atomic_write(self.out_dir / "results.json", lambda p: p.write_text(text))
+        atomic_write_text(self.out_dir / "results.json", text)
         frame = flat_frame(rows)
-        _atomic_write(self.out_dir / "results.csv", lambda p: frame.to_csv(p, index=False))
-        _atomic_write(self.out_dir / "results.parquet", lambda p: frame.to_parquet(p, index=False))
+        atomic_write_with(self.out_dir / "results.csv", lambda p: frame.to_csv(p, index=False))
+        atomic_write_with(self.out_dir / "results.parquet",
+                          lambda p: frame.to_parquet(p, index=False))
 
 
 def flat_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
@@ -61,10 +63,3 @@ def flat_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     flat = [{k: (json.dumps(v, default=float) if k in NESTED else v) for k, v in r.items()}
             for r in rows]
     return pd.DataFrame(flat)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """``write`` to ``path.tmp``, then rename: a reader never sees a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)

@@ -17,30 +17,22 @@ import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-import skewtools
-from flickr_mammal.classes import NUM_CLASSES
+from skewtools._io import atomic_write_text
 from training.algorithms import create_algorithm
-from training.datasets import (
-    PartitionData,
-    StudyDataset,
-    load_cifar10,
-    load_digits_dataset,
-    split_partitions,
-)
+from training.datasets import PartitionData
 from training.engine import TrainConfig, Trainer
 from training.models import create_model
 from training.skewscout.scout import SkewScout, ordered_grid, scout_config
 from training.study.config import KNOB_OF, RunSpec, StudyConfig
 from training.study.figures import draw_all
 from training.study.findings import Claim, all_claims, experiment_frames, summary_markdown
-from training.study.flickr import flickr_partitions
 from training.study.results import ResultsStore
 
 log = logging.getLogger(__name__)
@@ -99,7 +91,7 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     if failures:
         summary += (f"\n{len(failures)} run(s) failed and are left out above; see "
                     "failures.json (a re-run retries them).\n")
-    (out / "summary.md").write_text(summary)
+    atomic_write_text(out / "summary.md", summary)
     return StudyReport(out, store.rows, claims, tables, figures, len(todo),
                        len(specs) - len(todo), failures)
 
@@ -133,7 +125,7 @@ def write_failures(out: Path, failures: list[dict[str, Any]]) -> None:
     """``failures.json`` lists this invocation's failed runs; no failures, no file."""
     path = out / "failures.json"
     if failures:
-        path.write_text(json.dumps(failures, indent=1, default=str))
+        atomic_write_text(path, json.dumps(failures, indent=1, default=str))
     else:
         path.unlink(missing_ok=True)
 
@@ -167,16 +159,8 @@ def run_data(spec: RunSpec, rank: int | None = None
              ) -> tuple[list[Any], PartitionData, tuple[int, int, int]]:
     """The run's training partitions (all, or only partition ``rank``'s), its validation set and
     the model's (classes, channels, image size); both engines build them here."""
-    if spec.dataset["name"] == "flickr_mammal":   # streamed from shards, opened lazily
-        train, val = flickr_partitions(spec.dataset, spec.num_partitions, spec.noniid_fraction,
-                                       spec.seed)
-        shape = (NUM_CLASSES, 3, int(spec.dataset.get("image_size", 224)))
-        return (train if rank is None else [train[rank]]), val, shape
-    data = load_dataset(_freeze(spec.dataset))
-    indices = partition_indices(spec, data)
-    indices = indices if rank is None else [indices[rank]]
-    return (split_partitions(data.train, indices), data.val,
-            (data.num_classes, data.in_channels, data.image_size))
+    return spec.data.partitions(spec.partitioner, spec.partitioner_params, spec.num_partitions,
+                                spec.noniid_fraction, spec.seed, rank)
 
 
 def build_algorithm(spec: RunSpec) -> tuple[Any, SkewScout | None]:
@@ -230,33 +214,6 @@ def _skewscout(spec: RunSpec) -> SkewScout | None:
     opts = dict(spec.skewscout)
     grid = ordered_grid(KNOB_OF[spec.algorithm], opts.pop("grid"))
     return SkewScout(grid, scout_config(opts, seed=spec.seed))
-
-
-def partition_indices(spec: RunSpec, data: StudyDataset) -> list:
-    """Each partition's training indices, as both engines build them (skewtools, seeded)."""
-    # Only label_skew has a degree of skew; the other partitioners take no noniid_fraction.
-    extra = {"noniid_fraction": spec.noniid_fraction} if spec.partitioner == "label_skew" else {}
-    part = skewtools.partition(spec.partitioner, data.train.y.numpy(),
-                               num_partitions=spec.num_partitions, seed=spec.seed, **extra)
-    return list(part.indices)
-
-
-def _freeze(d: dict[str, Any]) -> tuple:
-    return tuple(sorted(d.items()))
-
-
-@lru_cache(maxsize=2)
-def load_dataset(key: tuple) -> StudyDataset:
-    """The study's dataset (cached: every run of a study shares it)."""
-    opts = dict(key)
-    name = opts.pop("name")
-    if name == "digits":
-        return load_digits_dataset(image_size=int(opts.get("image_size", 16)),
-                                   val_fraction=float(opts.get("val_fraction", 0.2)),
-                                   seed=int(opts.get("split_seed", 0)))
-    if name == "cifar10":
-        return load_cifar10(opts["root"])
-    raise ValueError(f"dataset {name!r} is not held in memory; known: digits, cifar10")
 
 
 def execute_distributed(spec: RunSpec) -> dict[str, Any]:

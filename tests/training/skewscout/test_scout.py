@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 
+from training.engine import TrainConfig
+from training.skewscout.host import TrainerHost
 from training.skewscout.scout import (
     ControllerConfig,
     KnobController,
@@ -32,18 +36,6 @@ def test_ordered_grid_runs_from_most_to_least_communication():
         ordered_grid("lr", [1.0])
     with pytest.raises(ValueError, match="repeats"):
         ordered_grid("t0", [0.1, 0.1])
-
-
-def test_the_knob_table_matches_the_algorithms_and_feeds_the_study():
-    from training.algorithms import create_algorithm
-    from training.skewscout.scout import KNOBS
-    from training.study.config import KNOB_OF
-    from training.study.findings import DECENTRALIZED
-
-    for algorithm, knob in KNOBS.items():
-        assert create_algorithm(algorithm).knob_name == knob.name
-    assert KNOB_OF == {"gaia": "t0", "fedavg": "iter_local", "dgc": "sparsity"}
-    assert DECENTRALIZED == ("gaia", "fedavg", "dgc")
 
 
 def test_tighten_at_once_two_steps_when_far_over_target():
@@ -182,10 +174,20 @@ class FakeTrainer:
     def __init__(self, acc):
         self.acc = acc
         self.num_partitions = len(acc)
+        self.partition_ids = list(range(self.num_partitions))
+        self.comm = None                                  # every partition lives here
+        self.config = TrainConfig(lr_milestones=())       # no learning-rate decay
         self.iteration = 0
         self.algorithm = FakeAlgorithm()
         self.sent = [0.0] * self.num_partitions
         self.received = [0.0] * self.num_partitions
+        self.bytes_sent = [0.0] * self.num_partitions     # the algorithm's (it sends nothing)
+
+    def local_views(self):
+        return nullcontext()                              # the models are the views
+
+    def views_just_agreed(self):
+        return False
 
     def partition_state_dict(self, i):
         return {"w": torch.zeros(2, 5), "running_mean": torch.zeros(2),
@@ -410,7 +412,7 @@ def test_dgc_travels_local_views_and_restores_the_shared_replicas():
     assert torch.equal(tr.stack.params, before)       # ...and stay exactly as they were
     # ...but each partition's unsent residual makes its local view differ from the other's
     assert rep.local_acc != rep.traveled_acc
-    size = model_bytes(tr.partition_state_dict(0))
+    size = model_bytes(TrainerHost(tr).partition_state_dict(0))
     assert size >= 4 * tr.num_parameters
     assert (tr.bytes_sent - sent_before).tolist() == [size, size]
     assert rep.bytes_total == 2 * size
@@ -423,22 +425,22 @@ def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_l
     tr = real_trainer(create_algorithm("gaia", t0=10.0))   # holds everything: replicas drift
     for _ in range(3):                                     # decays at 5 and 8 of 10 iterations
         tr.step()
-    n = tr.num_parameters
+    n, host = tr.num_parameters, TrainerHost(tr)
     pending = tr.state.accumulated[1].clone()
     assert pending.abs().sum() > 0
-    arrived = tr.model_payload(0)
-    merged = tr.judged_payload(1, arrived)
+    arrived = host.model_payload(0)
+    merged = host.judged_payload(1, arrived)
     assert torch.equal(merged[:n], arrived[:n] + pending) and torch.equal(merged[n:],
                                                                           arrived[n:])
     rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
-    x, y = tr.train_sample(1, 64, seed=1)                  # round 0's sample of partition 1
+    x, y = host.train_sample(1, 64, seed=1)                  # round 0's sample of partition 1
     assert rep.pairs[0] == (0, 1)
-    assert rep.traveled_acc[0] == tr.payload_accuracy(merged, x, y)
+    assert rep.traveled_acc[0] == host.payload_accuracy(merged, x, y)
     while tr.iteration < 8:                                # the last phase: judged as it is
         tr.step()
-    assert torch.equal(tr.judged_payload(1, tr.model_payload(0)), tr.model_payload(0))
+    assert torch.equal(host.judged_payload(1, host.model_payload(0)), host.model_payload(0))
     rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
-    assert rep.traveled_acc[0] == tr.payload_accuracy(tr.model_payload(0), x, y)
+    assert rep.traveled_acc[0] == host.payload_accuracy(host.model_payload(0), x, y)
 
 
 def test_a_round_that_lands_right_after_fedavgs_averaging_is_taken_an_iteration_later():
@@ -465,23 +467,24 @@ def test_float16_travel_costs_half_and_evaluates_the_model_as_received(monkeypat
     tr = real_trainer(create_algorithm("fedavg", iter_local=1000))
     for _ in range(5):
         tr.step()
-    floats = sum(t.numel() for t in tr.partition_state_dict(0).values() if t.is_floating_point())
+    host = TrainerHost(tr)
+    floats = sum(t.numel() for t in host.partition_state_dict(0).values() if t.is_floating_point())
     full = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
     half = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float16")
     assert full.bytes_per_model == 4 * floats and half.bytes_per_model == 2 * floats
     assert half.local_acc == full.local_acc            # the destination's own model is not sent
     # the traveled model is evaluated as it arrives: every float rounded through float16
-    import training.engine as engine
+    import training.skewscout.host as engine
 
     seen = []
     real_accuracy = engine.accuracy
     monkeypatch.setattr(engine, "accuracy", lambda stack, p, b, *a: seen.append((p, b)) or
                         real_accuracy(stack, p, b, *a))
-    x, y = tr.train_sample(1, 64, seed=3)
-    sent = tr.model_payload(0, torch.float16)
+    x, y = host.train_sample(1, 64, seed=3)
+    sent = host.model_payload(0, torch.float16)
     assert sent.dtype == torch.float16 and sent.numel() == floats
-    assert tr.payload_accuracy(tr.model_payload(0), x, y) == tr.model_accuracy(0, x, y)
-    tr.payload_accuracy(sent, x, y)
+    assert host.payload_accuracy(host.model_payload(0), x, y) == host.model_accuracy(0, x, y)
+    host.payload_accuracy(sent, x, y)
     exact, received = seen[1], seen[2]
 
     def flat(views):
@@ -492,7 +495,7 @@ def test_float16_travel_costs_half_and_evaluates_the_model_as_received(monkeypat
     assert not torch.equal(flat(received), flat(exact))
     assert torch.equal(tr.stack.params[0], torch.cat([t.reshape(-1) for t in exact[0].values()]))
     with pytest.raises(ValueError, match="a payload of 3 values"):
-        tr.payload_accuracy(torch.zeros(3), x, y)
+        host.payload_accuracy(torch.zeros(3), x, y)
 
 
 def test_a_model_beyond_float16s_range_travels_in_float32():

@@ -130,7 +130,7 @@ EXP_N, EXP_S = DOC["experiments"]
      "unknown model 'gn-lenett'; known:"),
     ({"algorithms": {"fedavg": {"iterlocal": 5}}}, ValueError,
      r"\[algorithms.fedavg\]: .*'iterlocal'"),
-    ({"experiments": [{**EXP_N, "algorithms": ["bsp", "fedsgd"]}]}, KeyError,
+    ({"experiments": [{**EXP_N, "algorithms": ["bsp", "fedsgd"]}]}, ValueError,
      "unknown algorithm 'fedsgd'; known:"),
     ({"grids": {"fedavg": [5, 0]}}, ValueError, "iter_local must be >= 1"),
     ({"skewscout": {"travel_intervals": 5}}, ValueError,
