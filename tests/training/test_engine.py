@@ -91,8 +91,10 @@ def test_deterministic_for_a_seed():
 def test_batchnorm_statistics_are_averaged_only_on_sync():
     train = toy_partitions(k=2, shape=(1, 4, 4))
     train[1] = PartitionData(train[1].x * 5 + 3, train[1].y)   # very different statistics
-    for name, shared in (("bsp", True), ("gaia", False)):
-        trainer = Trainer(bn_net, create_algorithm(name), train, train[0], config())
+    cases = ((("bsp",), {}, True), (("fedavg",), {"iter_local": 2}, False),
+             (("gaia",), {"share_buffers": False}, False))
+    for (name,), params, shared in cases:
+        trainer = Trainer(bn_net, create_algorithm(name, **params), train, train[0], config())
         trainer.step()
         mean = trainer.stack.buffers["1.running_mean"]
         assert torch.equal(mean[0], mean[1]) == shared
