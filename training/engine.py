@@ -90,7 +90,8 @@ class RunResult:
     bytes_sent: list[float]              # total per partition (all N)
     bytes_received: list[float]
     bytes_per_iteration: float           # mean over partitions of bytes sent per iteration
-    bsp_bytes_per_iteration: float       # what BSP sends: 4 * P per partition per iteration
+    bsp_bytes_per_iteration: float       # what BSP sends: 4 * (P + B) per partition per iteration
+                                         # (B: BN running-statistic values)
     wall_time_s: float
     iterations: int
     global_curve: list[tuple[int, float]] = field(default_factory=list)
@@ -319,7 +320,9 @@ class Trainer:
         return RunResult(
             curve=curve, final=final, bytes_sent=sent, bytes_received=received,
             bytes_per_iteration=sum(sent) / len(sent) / iterations,
-            bsp_bytes_per_iteration=dense_bytes(self.num_parameters),
+            # BSP's message: the parameters and the floating buffers (BN running statistics)
+            bsp_bytes_per_iteration=dense_bytes(self.num_parameters + sum(
+                b[0].numel() for b in self._float_buffers)),
             wall_time_s=wall_time_s, iterations=self.iteration, global_curve=global_curve,
             bytes_curve=[(i, float(t) / self.num_partitions)
                          for (i, _), t in zip(curve, totals, strict=True)],
