@@ -1,7 +1,7 @@
 """Which mammal classes a metadata-dump row names, and which Flickr licence id it carries.
 
-Match rule (the offline stand-in for ``flickr.photos.search(text=...)``, REFERENCE.md §2): a row
-matches class c when c's search text occurs, case-insensitively, as a whole word or phrase in
+Match rule (the offline stand-in for ``flickr.photos.search(text=...)``, docs/reference.md §2):
+a row matches class c when c's search text occurs, case-insensitively, as a whole word or phrase in
 its title, description or user tags. Words of a phrase may be separated by any run of
 non-alphanumeric characters (``sea lion``, ``sea-lion``, ``Sea+Lion``), or be written together
 (``sealion``, Flickr's normalised tag form). "Whole" means no letter or digit right before or

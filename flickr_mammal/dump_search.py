@@ -1,6 +1,6 @@
 """The search stage from a local metadata dump (YFCC100M TSV / parquet), resumable.
 
-Offline alternative to the Flickr API search (REFERENCE.md §2), with the same class matching
+Offline alternative to the Flickr API search (docs/reference.md §2), with the same class matching
 (dump_match), filters and records (dump_rows). Two phases, both in the build's catalog:
 
 1. Scan: every chunk's class matches are staged (table ``dump_matches``) in the same

@@ -1,4 +1,4 @@
-"""The manifest's typed schema, and one reader for manifests old and new (REFERENCE.md §1).
+"""The manifest's typed schema, and one reader for manifests old and new (docs/reference.md §1).
 
 ``manifest.parquet`` has one row per kept image. Written by :func:`normalize_manifest`:
 

@@ -47,6 +47,7 @@ def gather_partitions(local: torch.Tensor | Sequence[float], partition_ids: Sequ
     one nonzero entry per partition is a gather.
     """
     table = torch.zeros(len(partition_ids), comm.num_partitions, dtype=torch.float64)
+    # local may live on an accelerator (the engine's counters): the table is gathered on the CPU
     table[torch.arange(len(partition_ids)), torch.tensor(partition_ids)] = torch.as_tensor(
-        local, dtype=torch.float64)
+        local).to("cpu", torch.float64)
     return comm.all_sum(table)[0].tolist()

@@ -4,8 +4,14 @@ In the one-device simulation ``k = N`` and ``comm`` is :class:`training.comm.Loc
 torch.distributed each process holds ``k = 1`` partition and a ``DistributedComm``: the same code.
 Per iteration every local partition draws ``batch_size // N`` samples of its own data, the
 gradients of all ``k`` replicas come from one ``vmap`` pass (``vectorize=True``) or a loop over
-partitions, and the algorithm turns them into updates and traffic. When the algorithm
-reports a sync the BatchNorm running statistics are averaged over partitions (docs/reference.md §3).
+partitions, and the algorithm turns them into updates and traffic. The algorithm also decides
+what becomes of the BatchNorm running statistics (``Algorithm.share_buffers``: averaged at each
+sync by default, docs/reference.md §3; filtered by Gaia), and counts their bytes.
+
+Traffic counters are tensors on the parameters' device, read once per evaluation. A non-finite
+gradient (so a non-finite loss) or parameter ends the run with :class:`DivergedError`: each step
+records on the device the first iteration a partition's gradient was non-finite, and every
+evaluation (the final one included) reads it, without a host sync per step.
 """
 
 from __future__ import annotations
@@ -27,9 +33,15 @@ from training.datasets import Batch, BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
 
-__all__ = ["BatchSource", "EvalResult", "PartitionData", "RunResult", "TrainConfig", "Trainer"]
+__all__ = ["BatchSource", "DivergedError", "EvalResult", "PartitionData", "RunResult",
+           "TrainConfig", "Trainer"]
 
 log = logging.getLogger(__name__)
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss or parameter: the run failed (its accuracy would
+    mean nothing). The message names the iteration and the partitions."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +90,17 @@ class RunResult:
     bytes_sent: list[float]              # total per partition (all N)
     bytes_received: list[float]
     bytes_per_iteration: float           # mean over partitions of bytes sent per iteration
-    bsp_bytes_per_iteration: float       # what BSP sends: 4 * P per partition per iteration
+    bsp_bytes_per_iteration: float       # what BSP sends: 4 * (P + B) per partition per iteration
+                                         # (B: BN running-statistic values)
     wall_time_s: float
     iterations: int
     global_curve: list[tuple[int, float]] = field(default_factory=list)
     # (iteration, bytes sent so far, averaged over partitions) at each evaluation
     bytes_curve: list[tuple[int, float]] = field(default_factory=list)
+    # the wire figure (message x destinations, Algorithm docstring), per partition, and its mean
+    # per partition per iteration
+    wire_bytes_sent: list[float] = field(default_factory=list)
+    wire_bytes_per_iteration: float = 0.0
 
     @property
     def relative_communication(self) -> float:
@@ -124,8 +141,14 @@ class Trainer:
         self.state = algorithm.init(self.stack.params)
         self._batches = [source.batches(self.local_batch, np.random.default_rng([config.seed, p]))
                          for source, p in zip(self.train_data, self.partition_ids, strict=True)]
-        self.bytes_sent = torch.zeros(len(train), dtype=torch.float64)
-        self.bytes_received = torch.zeros(len(train), dtype=torch.float64)
+        counter = dict(dtype=torch.float64, device=self.stack.params.device)
+        self.bytes_sent = torch.zeros(len(train), **counter)
+        self.bytes_received = torch.zeros(len(train), **counter)
+        self.wire_bytes_sent = torch.zeros(len(train), **counter)
+        # first iteration each local partition's gradient was non-finite (-1: never)
+        self._nonfinite_at = torch.full((len(train),), -1, dtype=torch.int64,
+                                        device=self.stack.params.device)
+        self._float_buffers = [b for b in self.stack.buffers.values() if b.is_floating_point()]
         self.iteration = 0
 
     @property
@@ -143,15 +166,48 @@ class Trainer:
     def step(self) -> StepStats:
         """One iteration of every local partition."""
         x, y = self._next_batches()
+        ctx = self.context()
+        before = self._buffers_flat() if self._float_buffers else None
         grads = self.stack.gradients(x, y)
-        stats = self.algorithm.apply(self.state, self.stack.params, grads, self.context(),
-                                     self.comm)
-        if stats.synced:
-            self.stack.average_buffers(self.comm)
+        bad = ~torch.isfinite(grads).all(dim=1)
+        self._nonfinite_at = torch.where((self._nonfinite_at < 0) & bad, self.iteration,
+                                         self._nonfinite_at)
+        stats = self.algorithm.apply(self.state, self.stack.params, grads, ctx, self.comm)
+        if before is not None:
+            kept, buffer_stats = self.algorithm.share_buffers(
+                self.state, before, self._buffers_flat(), stats, ctx, self.comm)
+            self._set_buffers(kept)
+            stats = stats + buffer_stats
         self.bytes_sent += stats.bytes_sent
         self.bytes_received += stats.bytes_received
+        self.wire_bytes_sent += stats.wire_bytes_sent
         self.iteration += 1
         return stats
+
+    def _buffers_flat(self) -> torch.Tensor:
+        """The floating buffers (BN running statistics) as one ``[k, B]`` copy."""
+        return torch.cat([b.reshape(b.shape[0], -1) for b in self._float_buffers], dim=1)
+
+    def _set_buffers(self, flat: torch.Tensor) -> None:
+        sizes = [b[0].numel() for b in self._float_buffers]
+        for buffer, values in zip(self._float_buffers, flat.split(sizes, dim=1), strict=True):
+            buffer.copy_(values.view_as(buffer))
+
+    def check_finite(self) -> None:
+        """Raise :class:`DivergedError` if a partition's gradient was ever non-finite or its
+        parameters are now (one host read; collective, so every process raises together)."""
+        first = gather_partitions(self._nonfinite_at, self.partition_ids, self.comm)
+        finite = torch.isfinite(self.stack.params).all(dim=1)
+        params_ok = gather_partitions(finite, self.partition_ids, self.comm)
+        bad = [p for p, it in enumerate(first) if it >= 0]
+        if bad:
+            at = int(min(first[p] for p in bad))
+            raise DivergedError(f"non-finite loss/gradient at iteration {at} (0-based) in "
+                                f"partition(s) {[p for p in bad if first[p] == at]}; lower the lr")
+        broken = [p for p, ok in enumerate(params_ok) if not ok]
+        if broken:
+            raise DivergedError(f"non-finite parameters by iteration {self.iteration} in "
+                                f"partition(s) {broken}; lower the lr")
 
     def _next_batches(self) -> Batch:
         batches = [next(it) for it in self._batches]
@@ -177,6 +233,7 @@ class Trainer:
                 callback(self)
             bar.update(1)
             if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
+                self.check_finite()
                 final = self.evaluate()
                 curve.append((self.iteration, final.mean))
                 sent_at.append(self.bytes_sent.clone())
@@ -187,6 +244,7 @@ class Trainer:
                          self.iteration, final.mean)
         bar.close()
         if final is None:   # nothing left to train
+            self.check_finite()
             final = self.evaluate()
         return self._result(curve, global_curve, sent_at, final, time.perf_counter() - start)
 
@@ -196,12 +254,16 @@ class Trainer:
         # one collective for the whole curve: rows are local partitions, columns evaluations
         totals = self.comm.all_sum(torch.stack(sent_at, dim=1))[0] if sent_at else []
         received = gather_partitions(self.bytes_received, self.partition_ids, self.comm)
+        wire = gather_partitions(self.wire_bytes_sent, self.partition_ids, self.comm)
         iterations = max(self.iteration, 1)
         return RunResult(
             curve=curve, final=final, bytes_sent=sent, bytes_received=received,
             bytes_per_iteration=sum(sent) / len(sent) / iterations,
-            bsp_bytes_per_iteration=dense_bytes(self.num_parameters),
+            # BSP's message: the parameters and the floating buffers (BN running statistics)
+            bsp_bytes_per_iteration=dense_bytes(self.num_parameters + sum(
+                b[0].numel() for b in self._float_buffers)),
             wall_time_s=wall_time_s, iterations=self.iteration, global_curve=global_curve,
             bytes_curve=[(i, float(t) / self.num_partitions)
-                         for (i, _), t in zip(curve, totals, strict=True)])
+                         for (i, _), t in zip(curve, totals, strict=True)],
+            wire_bytes_sent=wire, wire_bytes_per_iteration=sum(wire) / len(wire) / iterations)
 

@@ -97,3 +97,20 @@ def test_the_registry_refuses_duplicates_and_lists_the_known_names(gossip):
         create_algorithm("fedsgd")
     with pytest.raises(ValueError, match="default_grid"):
         KnobSpec("x", True, ())
+
+
+@pytest.mark.parametrize("name", ["bsp", "fedavg", "gaia", "dgc"])
+def test_every_stat_lives_on_the_parameters_device(name):
+    # "meta" stands for an accelerator: a stat made on the CPU would not be on it, and the
+    # Trainer's counters (on the parameters' device) could not add it (Gaia on CUDA did fail)
+    algorithm = create_algorithm(name, **({"iter_local": 1} if name == "fedavg" else {}))
+    params = torch.zeros(2, 6, device="meta")
+    state = algorithm.init(params)
+    ctx = _ctx(0.0)
+    stats = algorithm.apply(state, params, torch.zeros(2, 6, device="meta"), ctx, LocalComm(2))
+    buffers = torch.zeros(2, 3, device="meta")
+    _, buffer_stats = algorithm.share_buffers(state, buffers, buffers.clone(), stats, ctx,
+                                              LocalComm(2))
+    for step in (stats, buffer_stats, stats + buffer_stats):
+        for field in (step.bytes_sent, step.bytes_received, step.wire_bytes_sent):
+            assert isinstance(field, torch.Tensor) and field.device == params.device

@@ -45,12 +45,35 @@ def test_local_view_adds_each_partitions_unsent_residual_and_travels_as_it_is():
     state = dgc.init(params)
     dgc.apply(state, params, torch.tensor([[4.0, -3.0, 1.0, 0.5], [0.1, 0.2, 0.0, 2.0]]),
               ctx(lr=0.5), LocalComm(2))
-    view = dgc.local_view(state, params, ctx(lr=0.5))
-    # w - lr/N * v_k, with v as in the test above and lr/N = 0.25
+    view = dgc.local_view(state, params, ctx(lr=0.05))   # whatever the lr now: v is lr-scaled
+    # w - v_k / N, with v = lr * (the test above's residual) = 0.5 * ... and N = 2
     assert torch.allclose(view, params - 0.25 * torch.tensor([[0, -3, 1, .5], [.1, .2, 0, 0]]))
     assert not torch.equal(view[0], view[1]) and torch.equal(params[0], params[1])
     visitor = view[0]
     assert dgc.traveled_view(state, 1, visitor, ctx()) is visitor   # judged as it traveled
+
+
+def test_the_residual_held_across_a_decay_keeps_the_lr_it_was_accumulated_at():
+    def run(residual):
+        dgc = create_algorithm("dgc", sparsity=0.5, warmup_epoch_iterations=0, residual=residual)
+        params = torch.zeros(2, 2)
+        state = dgc.init(params)
+        # lr 1: each partition sends its larger element and holds the other (1.0)
+        dgc.apply(state, params, torch.tensor([[4.0, 1.0], [4.0, 1.0]]), ctx(lr=1.0, momentum=0),
+                  LocalComm(2))
+        held = dgc.local_view(state, params, ctx(lr=0.1))[0] - params[0]
+        dgc.set_knob(0.0)   # after a x0.1 decay, no new gradient: everything held goes out
+        dgc.apply(state, params, torch.zeros(2, 2), ctx(lr=0.1, momentum=0), LocalComm(2))
+        return params[0], held
+
+    params, held = run("lr_scaled")      # the authors': the held 1.0 at lr 1 moves w by 1.0
+    assert torch.allclose(params, torch.tensor([-4.0, -1.0]))
+    assert torch.allclose(held, torch.tensor([0.0, -0.5]))   # local view = w - v_k / N
+    params, held = run("raw")            # applied at the decayed lr: shrunk tenfold
+    assert torch.allclose(params, torch.tensor([-4.0, -0.1]))
+    assert torch.allclose(held, torch.tensor([0.0, -0.05]))
+    with pytest.raises(ValueError, match="residual must be one of"):
+        create_algorithm("dgc", residual="scaled")
 
 
 def test_per_layer_top_k_keeps_each_layers_share():

@@ -8,7 +8,7 @@ from torch import nn
 
 from training.algorithms import create_algorithm
 from training.datasets import PartitionData, load_digits_dataset, split_partitions
-from training.engine import TrainConfig, Trainer
+from training.engine import DivergedError, TrainConfig, Trainer
 
 
 def mlp() -> nn.Module:
@@ -91,8 +91,10 @@ def test_deterministic_for_a_seed():
 def test_batchnorm_statistics_are_averaged_only_on_sync():
     train = toy_partitions(k=2, shape=(1, 4, 4))
     train[1] = PartitionData(train[1].x * 5 + 3, train[1].y)   # very different statistics
-    for name, shared in (("bsp", True), ("gaia", False)):
-        trainer = Trainer(bn_net, create_algorithm(name), train, train[0], config())
+    cases = ((("bsp",), {}, True), (("fedavg",), {"iter_local": 2}, False),
+             (("gaia",), {"share_buffers": False}, False))
+    for (name,), params, shared in cases:
+        trainer = Trainer(bn_net, create_algorithm(name, **params), train, train[0], config())
         trainer.step()
         mean = trainer.stack.buffers["1.running_mean"]
         assert torch.equal(mean[0], mean[1]) == shared
@@ -193,3 +195,42 @@ def test_cpu_default_is_the_loop_and_vmap_is_opt_in():
     assert Trainer(mlp, create_algorithm("bsp"), train, train[0], config()).stack.vectorize is False
     vmapped = Trainer(mlp, create_algorithm("bsp"), train, train[0], config(vectorize=True))
     assert vmapped.stack.vectorize is True
+
+
+def digits_trainer(lr: float, **overrides) -> Trainer:
+    data = load_digits_dataset(image_size=8)
+    labels = data.train.y.numpy()
+    train = split_partitions(data.train, [np.flatnonzero(labels % 2 == i) for i in range(2)])
+
+    def model():
+        return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    cfg = TrainConfig(**{**dict(iterations=30, batch_size=20, lr=lr, lr_milestones=(),
+                                eval_every=1000, progress=False), **overrides})
+    return Trainer(model, create_algorithm("bsp"), train, data.val, cfg)
+
+
+def test_a_diverging_run_fails_naming_the_iteration_at_the_final_evaluation():
+    trainer = digits_trainer(lr=1e6)            # only the final evaluation checks (30 < 1000)
+    with pytest.raises(DivergedError, match=r"non-finite loss/gradient at iteration (\d+)") as err:
+        trainer.run()
+    first = int(err.value.args[0].split("iteration ")[1].split()[0])
+    assert 0 <= first < 30 and isinstance(err.value, RuntimeError)
+    # replayed step by step, the gradients first turn non-finite at that iteration
+    replay = digits_trainer(lr=1e6)
+    for _ in range(first):
+        replay.step()
+    assert torch.isfinite(replay.stack.params).all()
+    replay.step()
+    assert (replay._nonfinite_at == first).any()
+
+
+def test_non_finite_parameters_fail_at_the_next_evaluation():
+    trainer = digits_trainer(lr=0.01, eval_every=5)
+    trainer.step()
+    with torch.no_grad():
+        trainer.stack.params[1, 0] = float("inf")
+    with pytest.raises(DivergedError, match=r"non-finite parameters by iteration 1 in "
+                                            r"partition\(s\) \[1\]"):
+        trainer.check_finite()
+    assert digits_trainer(lr=0.01).run().iterations == 30   # a sane lr runs to the end

@@ -1,4 +1,5 @@
-"""FedAvg averages every IterLocal steps, keeps local momentum, and IterLocal=1 equals BSP."""
+"""FedAvg averages every IterLocal steps, keeps local momentum, steps locally with lr/N (the
+authors') or lr, and IterLocal=1 equals BSP at that lr."""
 
 import pytest
 import torch
@@ -22,9 +23,9 @@ def test_averages_every_iter_local_steps():
     for it in range(3):
         stats = fedavg.apply(state, params, grads, ctx(it), LocalComm(2))
         sent.append(stats.bytes_sent.tolist())
-        if it == 1:
-            assert torch.equal(params, torch.tensor([[-2.0, 0.0], [0.0, -2.0]]))
-    assert torch.equal(params, torch.tensor([[-1.5, -1.5], [-1.5, -1.5]]))
+        if it == 1:   # local steps of lr / N = 0.5
+            assert torch.equal(params, torch.tensor([[-1.0, 0.0], [0.0, -1.0]]))
+    assert torch.equal(params, torch.tensor([[-0.75, -0.75], [-0.75, -0.75]]))
     assert sent == [[0.0, 0.0], [0.0, 0.0], [8.0, 8.0]]
     assert stats.synced and stats.bytes_received.tolist() == [8.0, 8.0]
 
@@ -50,12 +51,32 @@ def test_momentum_stays_local():
     state = fedavg.init(params)
     fedavg.apply(state, params, torch.tensor([[1.0], [3.0]]), ctx(momentum=0.9), LocalComm(2))
     assert state.momentum.tolist() == [[1.0], [3.0]]
+    assert params.tolist() == [[-1.0], [-1.0]]     # mean of -0.5 * 1 and -0.5 * 3
+
+
+def test_global_local_lr_steps_with_the_global_lr():
+    fedavg = create_algorithm("fedavg", iter_local=1, local_lr="global")
+    params = torch.zeros(2, 1)
+    fedavg.apply(fedavg.init(params), params, torch.tensor([[1.0], [3.0]]), ctx(), LocalComm(2))
     assert params.tolist() == [[-2.0], [-2.0]]
+    with pytest.raises(ValueError, match="local_lr must be one of"):
+        create_algorithm("fedavg", local_lr="local")
 
 
-def test_iter_local_one_equals_bsp():
+def test_iter_local_one_equals_bsp_in_global_mode_only():
+    p_fed, p_bsp, _ = run_beside_bsp(create_algorithm("fedavg", iter_local=1, local_lr="global"),
+                                     seed=2, n=4, size=5, steps=6, lr=0.05, weight_decay=5e-4)
+    assert torch.allclose(p_fed, p_bsp, atol=1e-6)
     p_fed, p_bsp, _ = run_beside_bsp(create_algorithm("fedavg", iter_local=1), seed=2, n=4,
                                      size=5, steps=6, lr=0.05, weight_decay=5e-4)
+    assert not torch.allclose(p_fed, p_bsp, atol=1e-3)
+
+
+def test_per_partition_iter_local_one_is_bsp_at_lr_over_n():
+    p_fed, _, _ = run_beside_bsp(create_algorithm("fedavg", iter_local=1), seed=2, n=4,
+                                 size=5, steps=6, lr=0.2, weight_decay=5e-4)
+    _, p_bsp, _ = run_beside_bsp(create_algorithm("fedavg", iter_local=1), seed=2, n=4,
+                                 size=5, steps=6, lr=0.05, weight_decay=5e-4)
     assert torch.allclose(p_fed, p_bsp, atol=1e-6)
 
 

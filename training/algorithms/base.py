@@ -9,7 +9,16 @@ Learning-rate convention (documented once, used by every algorithm): ``lr`` is t
 *global* model on the global batch. BSP applies ``lr * mean_k(g_k)``, i.e. single-model SGD on the
 combined batch. Algorithms whose partitions add their updates into one model (Gaia, DGC) scale
 each partition's own update by ``1/N`` so that, with nothing held back (Gaia T0=0), they equal BSP.
-FedAvg trains each partition locally with ``lr`` and averages models, so IterLocal=1 equals BSP.
+FedAvg trains each partition locally with ``lr / N`` by default (the authors' per-worker solver
+lr) and averages models; with ``local_lr="global"`` it uses ``lr`` and IterLocal=1 equals BSP.
+
+Bytes (two figures, both per partition): the *message* figure (``bytes_sent``) is what a partition
+puts into one message, counted once however many partitions receive it (dense: 4 B per value;
+sparse: 4 B value + 4 B index, capped at dense). The *wire* figure (``wire_bytes_sent``) is what
+it puts on a naive point-to-point network: the message once per destination, i.e. ``N - 1`` times
+for every exchange here (BSP/FedAvg all-reduce, Gaia's and DGC's broadcasts) and once for a
+SkewScout traveling model. All counters are tensors on the parameters' device (no host sync).
+BatchNorm running statistics are part of the traffic: :meth:`Algorithm.share_buffers`.
 """
 
 from __future__ import annotations
@@ -65,13 +74,20 @@ def decayed(grads: torch.Tensor, params: torch.Tensor, ctx: StepContext) -> torc
 
 @dataclass
 class StepStats:
-    """Per-partition communication of one iteration (rows = this process's partitions)."""
+    """Per-partition communication of one iteration (rows = this process's partitions), as
+    float64 tensors on the parameters' device (counted there, read once per evaluation)."""
 
-    bytes_sent: torch.Tensor       # [k] float64
-    bytes_received: torch.Tensor   # [k] float64
-    # True when the models were made identical this iteration; the engine then averages the
-    # BatchNorm running statistics over partitions (docs/reference.md §3).
+    bytes_sent: torch.Tensor       # [k] message bytes (module docstring)
+    bytes_received: torch.Tensor   # [k]
+    wire_bytes_sent: torch.Tensor  # [k] message bytes x destinations
+    # True when the models were made identical this iteration; the default share_buffers then
+    # averages the BatchNorm running statistics over partitions (docs/reference.md §3).
     synced: bool = False
+
+    def __add__(self, other: StepStats) -> StepStats:
+        return StepStats(self.bytes_sent + other.bytes_sent,
+                         self.bytes_received + other.bytes_received,
+                         self.wire_bytes_sent + other.wire_bytes_sent, self.synced or other.synced)
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,18 @@ class Algorithm(ABC):
     @abstractmethod
     def apply(self, state: Any, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats: ...
+
+    def share_buffers(self, state: Any, before: torch.Tensor, after: torch.Tensor,
+                      step: StepStats, ctx: StepContext, comm: Comm) -> tuple[torch.Tensor,
+                                                                              StepStats]:
+        """The floating buffers (BatchNorm running statistics, ``[k, B]``) every partition keeps
+        after this iteration, and their traffic. ``before``/``after``: the buffers before and
+        after this iteration's forward pass. Default: averaged over partitions when the step
+        synced the models (REFERENCE.md §3), sent dense like the parameters (4 B per value)."""
+        from training.algorithms.sparse import dense_stats, silent_stats
+        if not step.synced:
+            return after, silent_stats(after)
+        return comm.all_mean(after), dense_stats(after, comm, synced=True)
 
     # SkewScout changes the knob while a run goes on.
     @property

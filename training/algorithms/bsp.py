@@ -41,4 +41,4 @@ class BSP(Algorithm):
         mean_grad = comm.all_mean(decayed(grads, params, ctx))
         state.momentum.mul_(ctx.momentum).add_(mean_grad)
         params.sub_(state.momentum, alpha=ctx.lr)
-        return dense_stats(params, synced=True)
+        return dense_stats(params, comm, synced=True)

@@ -1,14 +1,19 @@
 """Deep Gradient Compression (docs/reference.md §4; Lin et al., ICLR 2018).
 
-Per partition: ``u = m*u + g`` (momentum correction), ``v += u``; send the top-k of ``|v|`` and
-zero the sent elements in both ``v`` and ``u`` (momentum factor masking). Every replica applies
-``-lr/N * sum_k(sent_k)``, so replicas stay identical (the engine averages BatchNorm running
+Per partition: ``u = m*u + g`` (momentum correction), ``v += lr * u``; send the top-k of ``|v|``
+and zero the sent elements in both ``v`` and ``u`` (momentum factor masking). Every replica applies
+``-1/N * sum_k(sent_k)``, so replicas stay identical (the engine averages BatchNorm running
 statistics every iteration). Sparsity warms up 75%, 93.75%, 98.4375%, 99.6% over the first four
 "epochs" of ``warmup_epoch_iterations`` each, then ``sparsity`` (the knob); a knob below a warm-up
 stage wins. Optional local gradient clipping to ``clip_norm / sqrt(N)`` per partition (off).
 **decision** by default top-k is taken over the whole flat parameter vector; ``per_layer=True``
 takes it in each parameter tensor instead (each keeps its ``1 - sparsity`` share, at least one
 value), as Lin et al.'s implementation thresholds each layer.
+
+Residual scaling (``residual``): ``"lr_scaled"`` (default, the authors': ``v`` holds lr-scaled
+updates, so a residual held across a learning-rate decay keeps the size it was accumulated at) or
+``"raw"`` (``v += u`` and the sent sum is applied at the current lr: each x0.1 decay shrinks what
+is still held tenfold).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from training.algorithms.base import (
 from training.algorithms.sparse import exchange_stats, sparse_bytes, top_k_indices
 
 WARMUP_SPARSITY = (0.75, 0.9375, 0.984375, 0.996)
+RESIDUALS = ("lr_scaled", "raw")
 
 
 @dataclass
@@ -47,8 +53,10 @@ class DGC(Algorithm):
     has_global_model = True
 
     def __init__(self, sparsity: float = 0.999, warmup_epoch_iterations: int = 1000,
-                 clip_norm: float | None = None, per_layer: bool = False) -> None:
+                 clip_norm: float | None = None, per_layer: bool = False,
+                 residual: str = "lr_scaled") -> None:
         self.sparsity = float(sparsity)
+        self.residual = residual
         self.warmup_epoch_iterations = int(warmup_epoch_iterations)
         self.clip_norm = clip_norm
         self.per_layer = per_layer
@@ -59,6 +67,8 @@ class DGC(Algorithm):
         self.layers = tuple(int(n) for n in sizes)
 
     def validate(self) -> None:
+        if self.residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1) (fraction not sent, e.g. 0.999), "
                              f"got {self.sparsity}")
@@ -88,22 +98,31 @@ class DGC(Algorithm):
             norms = grads.norm(dim=1, keepdim=True)
             grads = grads * (limit / norms.clamp(min=limit))
         state.momentum.mul_(ctx.momentum).add_(grads)
-        state.accumulated.add_(state.momentum)
+        state.accumulated.add_(state.momentum, alpha=self._scale(ctx.lr))
         num_values = params.shape[1]
         index = self._select(state.accumulated, 1.0 - self.sparsity_at(ctx.iteration))
         sent = torch.zeros_like(params).scatter_(1, index, state.accumulated.gather(1, index))
-        params.sub_(comm.all_sum(sent), alpha=ctx.lr / ctx.num_partitions)
+        params.sub_(comm.all_sum(sent), alpha=self._apply_scale(ctx))
         state.accumulated.scatter_(1, index, 0.0)
         state.momentum.scatter_(1, index, 0.0)
-        counts = torch.full((params.shape[0],), index.shape[1])
+        counts = torch.full((params.shape[0],), index.shape[1], device=params.device)
         nbytes = sparse_bytes(counts, num_values)
         return exchange_stats(nbytes, comm, synced=True)
 
+    def _scale(self, lr: float) -> float:
+        """What the residual accumulates ``u`` with: ``lr`` (lr-scaled residual) or 1 (raw)."""
+        return lr if self.residual == "lr_scaled" else 1.0
+
+    def _apply_scale(self, ctx: StepContext) -> float:
+        """What the sum of sent residuals is applied with: ``1/N`` (lr-scaled) or ``lr/N``."""
+        return (1.0 if self.residual == "lr_scaled" else ctx.lr) / ctx.num_partitions
+
     def local_view(self, state: DGCState, params: torch.Tensor,
                    ctx: StepContext) -> torch.Tensor:
-        """``w - lr/N * v_k``: the replicas are identical and each partition holds its unsent
-        residual apart, so traveling the replicas themselves would always measure no skew."""
-        return params - state.accumulated * (ctx.lr / ctx.num_partitions)
+        """``w - v_k/N`` (``w - lr/N * v_k`` with a raw residual): the replicas are identical and
+        each partition holds its unsent residual apart, so traveling the replicas themselves
+        would always measure no skew."""
+        return params - state.accumulated * self._apply_scale(ctx)
 
     def _select(self, values: torch.Tensor, kept: float) -> torch.Tensor:
         """``[k, m]`` indices of the values to send: the top ``kept`` share by magnitude (at

@@ -1,10 +1,14 @@
 """Federated Averaging (docs/reference.md §4).
 
-Each partition takes local momentum SGD steps with the global ``lr``; after every ``iter_local``
-local steps all models (and, through the engine, BatchNorm running statistics) are replaced by
-their mean. Momentum stays local and is kept across averaging. All partitions hold equal shares,
-so the mean is unweighted. ``iter_local=1`` equals BSP. The count of steps since the last
-averaging lives in the state, so SkewScout may change ``iter_local`` mid-run.
+Each partition takes local momentum SGD steps; after every ``iter_local`` local steps all models
+(and BatchNorm running statistics, :meth:`Algorithm.share_buffers`) are replaced by their mean.
+Momentum stays local and is kept across averaging. All partitions hold equal shares, so the mean
+is unweighted. The count of steps since the last averaging lives in the state, so SkewScout may
+change ``iter_local`` mid-run.
+
+Local learning rate (``local_lr``): ``"per_partition"`` (default, the authors' runs: each worker's
+Caffe solver has ``lr / N``, e.g. 0.01/5) or ``"global"`` (``lr``; then ``iter_local=1`` equals
+BSP, while per-partition it is BSP at ``lr / N``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from training.algorithms.base import (
 )
 from training.algorithms.sparse import dense_stats, silent_stats
 
+LOCAL_LR = ("per_partition", "global")
+
 
 @dataclass
 class FedAvgState:
@@ -38,11 +44,14 @@ class FedAvg(Algorithm):
                     default_grid=(5, 10, 50, 200, 1000))
     has_global_model = True
 
-    def __init__(self, iter_local: int = 50) -> None:
+    def __init__(self, iter_local: int = 50, local_lr: str = "per_partition") -> None:
         self.iter_local = int(iter_local)
+        self.local_lr = local_lr
         self.validate()
 
     def validate(self) -> None:
+        if self.local_lr not in LOCAL_LR:
+            raise ValueError(f"local_lr must be one of {LOCAL_LR}, got {self.local_lr!r}")
         if self.iter_local < 1:
             raise ValueError(f"iter_local must be >= 1 (iterations between averaging), "
                              f"got {self.iter_local}")
@@ -53,13 +62,14 @@ class FedAvg(Algorithm):
     def apply(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
         state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
-        params.sub_(state.momentum, alpha=ctx.lr)
+        scale = ctx.num_partitions if self.local_lr == "per_partition" else 1
+        params.sub_(state.momentum, alpha=ctx.lr / scale)
         state.steps_since_sync += 1
         if state.steps_since_sync < self.iter_local:
             return silent_stats(params)
         params.copy_(comm.all_mean(params))
         state.steps_since_sync = 0
-        return dense_stats(params, synced=True)
+        return dense_stats(params, comm, synced=True)
 
     def views_just_agreed(self, state: FedAvgState) -> bool:
         # With iter_local=1 the models always agree: that is no accident of timing but the

@@ -7,8 +7,10 @@ partition's current (locally updated) weights, always when ``w_j == 0`` and ``ac
 ``T = t0 * lr_factor`` so the threshold falls with the learning rate. Receivers add what others
 sent; the sender zeroes it. **decision** momentum is per partition on its own gradient (the
 original applies the solver's momentum locally before the filter). Gaia has no global model:
-replicas differ, and BatchNorm running statistics stay each partition's own. With ``t0=0``
-everything is sent every iteration and Gaia equals BSP.
+replicas differ. BatchNorm running statistics go through the same filter, as the authors filter
+every blob (:meth:`Gaia.share_buffers`; ``share_buffers=False`` keeps them each partition's own,
+this package's earlier behaviour). With ``t0=0`` everything is sent every iteration and Gaia
+equals BSP, running statistics included.
 
 For SkewScout (:meth:`Gaia.traveled_view`): while the learning rate has a decay ahead, a model
 that travels to partition k is judged together with k's own unsent updates. Gaia drops no update
@@ -38,6 +40,7 @@ from training.algorithms.sparse import exchange_stats, sparse_bytes
 class GaiaState:
     momentum: torch.Tensor      # [k, P] each partition's own velocity
     accumulated: torch.Tensor   # [k, P] local updates not yet sent
+    buffer_accumulated: torch.Tensor | None = None   # [k, B] the same for running statistics
 
 
 @register_algorithm
@@ -47,11 +50,14 @@ class Gaia(Algorithm):
                     default_grid=(0.02, 0.05, 0.10, 0.20, 0.30))
     has_global_model = False
 
-    def __init__(self, t0: float = 0.20) -> None:
+    def __init__(self, t0: float = 0.20, share_buffers: bool = True) -> None:
         self.t0 = float(t0)
+        self.shares_buffers = share_buffers
         self.validate()
 
     def validate(self) -> None:
+        if not isinstance(self.shares_buffers, bool):
+            raise ValueError(f"share_buffers must be true or false, got {self.shares_buffers!r}")
         if not self.t0 >= 0:
             raise ValueError(f"t0 must be >= 0 (significance threshold, e.g. 0.2), got {self.t0}")
 
@@ -64,13 +70,33 @@ class Gaia(Algorithm):
         update = state.momentum * (-ctx.lr / ctx.num_partitions)
         params.add_(update)
         state.accumulated.add_(update)
+        return self._filter(state.accumulated, params, ctx, comm)
+
+    def _filter(self, accumulated: torch.Tensor, values: torch.Tensor, ctx: StepContext,
+                comm: Comm) -> StepStats:
+        """Send the significant part of ``accumulated`` (relative to ``values``), add what the
+        others sent into ``values`` and zero what was sent (both in place)."""
         threshold = self.t0 * ctx.lr_factor
-        significant = state.accumulated.abs() > threshold * params.abs()
-        sent = torch.where(significant, state.accumulated, 0.0)
-        params.add_(comm.all_sum(sent) - sent)
-        state.accumulated.masked_fill_(significant, 0.0)
-        nbytes = sparse_bytes(significant.sum(dim=1), params.shape[1])
+        significant = accumulated.abs() > threshold * values.abs()
+        sent = torch.where(significant, accumulated, 0.0)
+        values.add_(comm.all_sum(sent) - sent)
+        accumulated.masked_fill_(significant, 0.0)
+        nbytes = sparse_bytes(significant.sum(dim=1), values.shape[1])
         return exchange_stats(nbytes, comm, synced=False)
+
+    def share_buffers(self, state: GaiaState, before: torch.Tensor, after: torch.Tensor,
+                      step: StepStats, ctx: StepContext, comm: Comm) -> tuple[torch.Tensor,
+                                                                              StepStats]:
+        """Running statistics as parameters: this forward pass's change, scaled ``1/N`` like
+        an update, is kept locally and accumulated; its significant part is sent."""
+        if not self.shares_buffers:
+            return super().share_buffers(state, before, after, step, ctx, comm)
+        change = (after - before) / ctx.num_partitions
+        if state.buffer_accumulated is None:
+            state.buffer_accumulated = torch.zeros_like(after)
+        state.buffer_accumulated.add_(change)
+        kept = before + change
+        return kept, self._filter(state.buffer_accumulated, kept, ctx, comm)
 
     def traveled_view(self, state: GaiaState, local_index: int, visitor: torch.Tensor,
                       ctx: StepContext) -> torch.Tensor:

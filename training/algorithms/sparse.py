@@ -22,23 +22,27 @@ def sparse_bytes(nnz: torch.Tensor, num_values: int) -> torch.Tensor:
     return sparse.clamp(max=dense_bytes(num_values))
 
 
-def dense_stats(params: torch.Tensor, synced: bool) -> StepStats:
-    """Every partition sends and receives one dense ``[P]`` vector this iteration."""
+def dense_stats(params: torch.Tensor, comm: Comm, synced: bool) -> StepStats:
+    """Every partition sends (to all ``N - 1`` others) and receives one dense ``[P]`` vector."""
     k, num_values = params.shape
-    full = torch.full((k,), dense_bytes(num_values), dtype=torch.float64)
-    return StepStats(bytes_sent=full, bytes_received=full.clone(), synced=synced)
+    full = torch.full((k,), dense_bytes(num_values), dtype=torch.float64, device=params.device)
+    return StepStats(bytes_sent=full, bytes_received=full.clone(),
+                     wire_bytes_sent=full * (comm.num_partitions - 1), synced=synced)
 
 
 def silent_stats(params: torch.Tensor) -> StepStats:
     """Nobody communicates this iteration."""
-    zeros = torch.zeros(params.shape[0], dtype=torch.float64)
-    return StepStats(bytes_sent=zeros, bytes_received=zeros.clone())
+    zeros = torch.zeros(params.shape[0], dtype=torch.float64, device=params.device)
+    return StepStats(bytes_sent=zeros, bytes_received=zeros.clone(),
+                     wire_bytes_sent=zeros.clone())
 
 
 def exchange_stats(sent: torch.Tensor, comm: Comm, synced: bool) -> StepStats:
-    """Peer-to-peer exchange: each partition receives what every *other* partition sent."""
+    """Broadcast exchange: each partition sends its message to all ``N - 1`` others and receives
+    what every *other* partition sent."""
     total = comm.all_sum(sent.unsqueeze(1)).squeeze(1)
-    return StepStats(bytes_sent=sent, bytes_received=total - sent, synced=synced)
+    return StepStats(bytes_sent=sent, bytes_received=total - sent,
+                     wire_bytes_sent=sent * (comm.num_partitions - 1), synced=synced)
 
 
 def top_k_indices(values: torch.Tensor, count: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""What SkewScout needs from a training engine (REFERENCE.md §5): the :class:`ScoutHost`
+"""What SkewScout needs from a training engine (docs/reference.md §5): the :class:`ScoutHost`
 protocol, and :class:`TrainerHost`, the adapter that gives it over a ``training.engine.Trainer``.
 
 SkewScout reads a partition's model as a flat payload (to send), judges a received payload as
@@ -63,7 +63,8 @@ class ScoutHost(Protocol):
     def payload_accuracy(self, payload: torch.Tensor, x: torch.Tensor,
                          y: torch.Tensor) -> float: ...
 
-    def add_bytes(self, local_index: int, sent: float, received: float) -> None: ...
+    def add_bytes(self, local_index: int, sent: float, received: float,
+                  wire: float | None = None) -> None: ...
 
 
 def as_host(engine: Trainer | ScoutHost) -> ScoutHost:
@@ -184,11 +185,13 @@ class TrainerHost:
             return next(iter(source.batches(min(n, len(source)), np.random.default_rng(seed))))
         return source.take(n)
 
-    def add_bytes(self, local_index: int, sent: float, received: float) -> None:
+    def add_bytes(self, local_index: int, sent: float, received: float,
+                  wire: float | None = None) -> None:
         """Count extra traffic of a local partition (SkewScout's traveling models) in the run's
-        totals."""
+        totals; ``wire`` defaults to ``sent`` (a message to one destination)."""
         self.trainer.bytes_sent[local_index] += sent
         self.trainer.bytes_received[local_index] += received
+        self.trainer.wire_bytes_sent[local_index] += sent if wire is None else wire
 
     def partition_state_dict(self, local_index: int) -> dict[str, torch.Tensor]:
         """A copy of local partition ``local_index``'s parameters and buffers."""

@@ -1,5 +1,5 @@
 """A study's ``[dataset]`` table as a typed, validated spec that builds its own partitions
-(REFERENCE.md §1, §3).
+(docs/reference.md §1, §3).
 
 :func:`dataset_spec` parses the table into :class:`DigitsSpec`, :class:`Cifar10Spec` or
 :class:`FlickrMammalSpec` (unknown keys and bad values raise ValueError naming the key and the

@@ -197,6 +197,8 @@ def result_row(spec: RunSpec, result: Any, scout: SkewScout | None,
         "bytes_per_iteration": float(result.bytes_per_iteration),
         "bsp_bytes_per_iteration": float(result.bsp_bytes_per_iteration),
         "comm_vs_bsp": float(result.relative_communication),
+        # message x destinations (Algorithm docstring); bytes_per_iteration is per message
+        "wire_bytes_per_iteration": float(getattr(result, "wire_bytes_per_iteration", 0.0)),
         "wall_time_s": round(float(result.wall_time_s), 3), "curve": curve,
         "bytes_curve": [[int(i), float(b)] for i, b in result.bytes_curve],
         "travel_bytes": 0.0, "knob_trace": [], "estimates": [], "spec": asdict(spec),

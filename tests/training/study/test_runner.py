@@ -385,3 +385,14 @@ def test_missing_device_names_the_cuda_device_this_machine_lacks(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert missing_device(specs(None, "cpu")) is None
     assert "has none" in missing_device(specs(None, "cuda:0"))
+
+
+def test_a_run_row_carries_the_wire_figure_beside_the_per_message_one():
+    from training.study.runner import execute_run
+
+    spec = next(s for s in study_from_dict({**DOC, "num_partitions": 3}).all_runs()
+                if s.algorithm == "bsp" and s.mode == "fixed")
+    row = execute_run(spec)
+    # BSP on 3 partitions: each message goes to the 2 others
+    assert row["wire_bytes_per_iteration"] == pytest.approx(2 * row["bytes_per_iteration"])
+    assert row["comm_vs_bsp"] == pytest.approx(1.0)
