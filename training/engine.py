@@ -50,6 +50,10 @@ class TrainConfig:
     # 32x32 LeNet/ResNet-20; it pays for tiny models, e.g. digits: benchmarks/bench_simulation.py)
     vectorize: bool | None = None
     progress: bool = True            # tqdm bar in run()
+    # CUDA speed options (benchmarks/bench_simulation.py): inputs in channels-last layout, and
+    # forward/backward under bfloat16 autocast (parameters and updates stay float32)
+    channels_last: bool = False
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
@@ -61,6 +65,9 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.bf16 and not self.device.startswith("cuda"):
+            raise ValueError(f"bf16 autocast is a CUDA option; device is {self.device!r}: set "
+                             "device='cuda' or bf16=False")
         if any(not 0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of iterations in (0, 1], "
                              f"got {self.lr_milestones}")
@@ -119,7 +126,8 @@ class Trainer:
         torch.manual_seed(config.seed)   # identical initial replicas in every process
         vectorize = (config.vectorize if config.vectorize is not None
                      else torch.device(config.device).type != "cpu")
-        self.stack = StackedModel(model_fn(), len(train), config.device, vectorize)
+        self.stack = StackedModel(model_fn(), len(train), config.device, vectorize,
+                                  channels_last=config.channels_last, bf16=config.bf16)
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
         self._batches = [source.batches(self.local_batch, np.random.default_rng([config.seed, p]))

@@ -209,3 +209,8 @@ def test_cpu_default_is_the_loop_and_vmap_is_opt_in():
     assert Trainer(mlp, create_algorithm("bsp"), train, train[0], config()).stack.vectorize is False
     vmapped = Trainer(mlp, create_algorithm("bsp"), train, train[0], config(vectorize=True))
     assert vmapped.stack.vectorize is True
+
+
+def test_bf16_is_refused_off_cuda():
+    with pytest.raises(ValueError, match="device='cuda' or bf16=False"):
+        config(bf16=True)
