@@ -51,14 +51,20 @@ class PartitionData:
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         """Shuffled epochs (a fresh permutation each), dropping an epoch's incomplete tail."""
-        if not 1 <= batch_size <= len(self):
-            raise ValueError(f"batch size {batch_size} needs 1..{len(self)} samples per partition; "
-                             f"lower batch_size or give the partition more data")
-        while True:
-            order = torch.from_numpy(rng.permutation(len(self)))
-            for start in range(0, len(self) - batch_size + 1, batch_size):
-                index = order[start:start + batch_size]
-                yield self.x[index], self.y[index]
+        for index in index_batches(len(self), batch_size, rng):
+            index = torch.from_numpy(index)
+            yield self.x[index], self.y[index]
+
+
+def index_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The sample indices of :meth:`PartitionData.batches`: shuffled epochs of ``range(n)``."""
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch size {batch_size} needs 1..{n} samples per partition; "
+                         f"lower batch_size or give the partition more data")
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
 
 
 class IterableBatchSource:

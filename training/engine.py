@@ -23,9 +23,10 @@ from tqdm.auto import tqdm
 from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
 from training.algorithms.sparse import dense_bytes
 from training.comm import LocalComm, gather_partitions
-from training.datasets import Batch, BatchSource, PartitionData
+from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, accuracy, evaluate
 from training.functional import StackedModel
+from training.sampling import stacked_batches
 
 __all__ = ["BatchSource", "EvalResult", "PartitionData", "RunResult", "TrainConfig", "Trainer"]
 
@@ -130,8 +131,10 @@ class Trainer:
                                   channels_last=config.channels_last, bf16=config.bf16)
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
-        self._batches = [source.batches(self.local_batch, np.random.default_rng([config.seed, p]))
-                         for source, p in zip(self.train_data, self.partition_ids, strict=True)]
+        # in-memory partitions live on the device and are gathered there (training.sampling)
+        self._batches = stacked_batches(
+            self.train_data, self.local_batch,
+            [np.random.default_rng([config.seed, p]) for p in self.partition_ids], config.device)
         self.bytes_sent = torch.zeros(len(train), dtype=torch.float64)
         self.bytes_received = torch.zeros(len(train), dtype=torch.float64)
         self.iteration = 0
@@ -150,7 +153,7 @@ class Trainer:
 
     def step(self) -> StepStats:
         """One iteration of every local partition."""
-        x, y = self._next_batches()
+        x, y = next(self._batches)
         grads = self.stack.gradients(x, y)
         stats = self.algorithm.apply(self.state, self.stack.params, grads, self.context(),
                                      self.comm)
@@ -160,12 +163,6 @@ class Trainer:
         self.bytes_received += stats.bytes_received
         self.iteration += 1
         return stats
-
-    def _next_batches(self) -> Batch:
-        batches = [next(it) for it in self._batches]
-        device = self.config.device
-        return (torch.stack([b[0] for b in batches]).to(device),
-                torch.stack([b[1] for b in batches]).to(device))
 
     def evaluate(self) -> EvalResult:
         """Each partition's model on its round-robin 1/N shard of val, and the global model."""
