@@ -37,8 +37,11 @@ class DeviceBatches:
         self.device = torch.device(device)
         sizes = [len(p) for p in parts]
         self.offsets = np.cumsum([0, *sizes[:-1]])
-        self.x = torch.cat([p.x for p in parts]).to(self.device)
-        self.y = torch.cat([p.y for p in parts]).to(self.device)
+        # one tensor for all partitions (a copy; a single partition is used as it is)
+        self.x = (parts[0].x if len(parts) == 1 else torch.cat([p.x for p in parts])).to(
+            self.device)
+        self.y = (parts[0].y if len(parts) == 1 else torch.cat([p.y for p in parts])).to(
+            self.device)
         self._streams = [index_batches(n, batch_size, rng) for n, rng in zip(sizes, rngs,
                                                                               strict=True)]
         self.block = block
