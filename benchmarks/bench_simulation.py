@@ -58,22 +58,31 @@ class Setup:
                                     image_size=self.image_size)
 
 
+# ops that only make a new view of existing memory: dispatched, but no kernel launch on a GPU
+VIEW_OPS = frozenset({"view", "_unsafe_view", "permute", "detach", "slice", "transpose", "t",
+                      "unsqueeze", "squeeze", "as_strided", "expand", "alias", "select",
+                      "reshape", "split", "split_with_sizes", "unbind", "lift_fresh"})
+
+
 class OpCounter(TorchDispatchMode):
-    """Counts the ATen ops dispatched while active."""
+    """Counts the ATen ops dispatched while active, and those that are not mere views."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
+        self.compute_ops = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops += 1
+        self.compute_ops += func.overloadpacket.__name__ not in VIEW_OPS
         return func(*args, **(kwargs or {}))
 
 
-def count_ops(step: Callable[[], object]) -> int:
+def count_ops(step: Callable[[], object]) -> tuple[int, int]:
+    """(all ops, non-view ops) dispatched by one call of ``step``."""
     with OpCounter() as counter:
         step()
-    return counter.ops
+    return counter.ops, counter.compute_ops
 
 
 def sync(device: str) -> None:
@@ -146,7 +155,8 @@ def speed_table(setup: Setup, model: str, algorithms: list[str], partitions: int
         rate = batch / s
         rows.append({"model": model, "config": name, "images_per_s": rate,
                      "vs_limit": rate / limit, "goal": GOALS.get(algorithm),
-                     "ops_per_step": ops[name], "partitions": partitions, "batch": batch})
+                     "ops_per_step": ops[name][0], "compute_ops_per_step": ops[name][1],
+                     "partitions": partitions, "batch": batch})
     return rows
 
 
@@ -166,7 +176,7 @@ def scaling_table(setup: Setup, model: str, ks: list[int], local_batch: int, ste
             rows.append({"model": model, "mode": mode, "k": k,
                          "ms_per_partition": 1e3 * per_partition,
                          "vs_first_k": per_partition / base,
-                         "ops_per_step": count_ops(trainer.step),
+                         "ops_per_step": count_ops(trainer.step)[0],
                          "state_mib_per_partition": state_bytes(trainer) / k / 2**20})
             if setup.device.startswith("cuda"):
                 rows[-1]["cuda_peak_mib_per_partition"] = (
@@ -188,12 +198,13 @@ def state_bytes(trainer: Trainer) -> int:
 def print_speed(rows: list[dict]) -> None:
     first = rows[0]
     print(f"\n{first['model']}: K={first['partitions']}, batch {first['batch']}")
-    print(f"{'configuration':<20}{'images/s':>10}{'vs limit':>10}{'goal':>9}{'ops/step':>10}")
+    print(f"{'configuration':<20}{'images/s':>10}{'vs limit':>10}{'goal':>9}{'ops/step':>10}"
+          f"{'non-view':>10}")
     for r in rows:
         goal = "" if r["goal"] is None else (
             f"{r['goal']:.1f} {'ok' if r['vs_limit'] >= r['goal'] else 'MISS'}")
         print(f"{r['config']:<20}{r['images_per_s']:>10.0f}{r['vs_limit']:>10.2f}{goal:>9}"
-              f"{r['ops_per_step']:>10}")
+              f"{r['ops_per_step']:>10}{r['compute_ops_per_step']:>10}")
 
 
 def print_scaling(rows: list[dict]) -> None:
