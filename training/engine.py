@@ -2,7 +2,8 @@
 
 In the one-device simulation ``k = N`` and ``comm`` is :class:`training.comm.LocalComm`; under
 torch.distributed each process holds ``k = 1`` partition and a ``DistributedComm``: the same code.
-Per iteration every local partition draws ``batch_size // N`` samples of its own data, the
+Per iteration every local partition draws ``batch_size // N`` samples of its own data (in-memory
+partitions are resident on the device and gathered there: :mod:`training.sampling`), the
 gradients of all ``k`` replicas come from one ``vmap`` pass (``vectorize=True``) or a loop over
 partitions, and the algorithm turns them into updates and traffic. When the algorithm
 reports a sync the BatchNorm running statistics are averaged over partitions (REFERENCE.md §3).
