@@ -126,3 +126,11 @@ def test_bf16_autocast_and_channels_last_keep_float32_gradients():
         grads = fast.gradients(x, y)
     assert torch.bfloat16 in log.dtypes and grads.dtype == torch.float32
     assert torch.allclose(grads, reference, atol=0.05, rtol=0.05)
+
+
+def test_channels_last_inputs_give_the_same_gradients_on_both_paths():
+    x, y = batch(2)
+    for vectorize in (False, True):
+        plain, fast = distinct_stack(2, vectorize), distinct_stack(2, vectorize)
+        fast.channels_last = True
+        assert torch.allclose(fast.gradients(x, y), plain.gradients(x, y), atol=1e-5)
