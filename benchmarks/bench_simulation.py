@@ -1,14 +1,18 @@
-"""Simulation overhead: images/s of each algorithm on K partitions vs the limit.
+"""Simulation overhead: images/s and dispatched ops per step of each algorithm on K partitions vs
+the limit, and how the cost per partition grows with K.
 
 The limit is plain single-model momentum SGD on the same total batch (one forward/backward of
 ``batch`` images and one optimizer step). Each algorithm runs in the simulation Trainer with the
-per-partition loop (the CPU default) and with the vmap pass, on random inputs (3x32x32 unless
-told; speed does not depend on the pixels). Configurations are timed in interleaved rounds and
-each keeps its best round, which damps the noise of a shared machine. Goal: BSP and FedAvg
->= 90% of the limit, Gaia and DGC >= 70%.
+per-partition loop and with the vmap pass, on random in-memory data (3x32x32 unless told; speed
+does not depend on the pixels), so the device-resident sampler is part of the step.
+Configurations are timed in interleaved rounds and each keeps its best round, which damps the
+noise of a shared machine. Ops per step: every ATen op dispatched in one step (a
+TorchDispatchMode counter), the host-overhead bound on a GPU. Goals: BSP and FedAvg >= 90% of
+the limit, Gaia and DGC >= 70%; per-partition time at K=200 within 1.3x of K=5.
 
-    python benchmarks/bench_simulation.py [--models lenet resnet20] [--steps 10] [--rounds 3]
-    python benchmarks/bench_simulation.py --models lenet --image-size 16 --in-channels 1 --batch 50
+    python benchmarks/bench_simulation.py [--models lenet resnet20 googlenet] [--device cuda]
+    python benchmarks/bench_simulation.py --quick          # LeNet/ResNet-20, BSP+Gaia, K<=50
+    python benchmarks/bench_simulation.py --scaling-only --scaling-k 5 20 50 100 200
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from training.algorithms import create_algorithm
 from training.engine import PartitionData, TrainConfig, Trainer
@@ -32,82 +38,191 @@ ALGORITHMS: dict[str, dict] = {
     "dgc-warmup": {"sparsity": 0.999, "warmup_epoch_iterations": 10**9},   # 75% stage
 }
 GOALS = {"bsp": 0.9, "fedavg": 0.9, "gaia": 0.7, "dgc": 0.7, "dgc-warmup": 0.7}
+SCALING_GOAL = 1.3
 
 
-def single_model_step(model_fn: Callable[[], nn.Module], batch: int,
-                      shape: tuple[int, ...]) -> Callable[[], None]:
-    model = model_fn()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+@dataclass(frozen=True)
+class Setup:
+    device: str = "cpu"
+    image_size: int = 32
+    in_channels: int = 3
+    channels_last: bool = False
+    bf16: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.in_channels, self.image_size, self.image_size)
+
+    def model_fn(self, name: str) -> Callable[[], nn.Module]:
+        return lambda: create_model(name, num_classes=10, in_channels=self.in_channels,
+                                    image_size=self.image_size)
+
+
+# ops that only make a new view of existing memory: dispatched, but no kernel launch on a GPU
+VIEW_OPS = frozenset({"view", "_unsafe_view", "permute", "detach", "slice", "transpose", "t",
+                      "unsqueeze", "squeeze", "as_strided", "expand", "alias", "select",
+                      "reshape", "split", "split_with_sizes", "unbind", "lift_fresh"})
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts the ATen ops dispatched while active, and those that are not mere views."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+        self.compute_ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += 1
+        self.compute_ops += func.overloadpacket.__name__ not in VIEW_OPS
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(step: Callable[[], object]) -> tuple[int, int]:
+    """(all ops, non-view ops) dispatched by one call of ``step``."""
+    with OpCounter() as counter:
+        step()
+    return counter.ops, counter.compute_ops
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def single_model_step(setup: Setup, model: str, batch: int) -> Callable[[], None]:
+    net = setup.model_fn(model)().to(setup.device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch, *setup.shape, device=setup.device)
+    y = torch.randint(0, 10, (batch,), device=setup.device)
 
     def step() -> None:
         optimizer.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
+        with torch.autocast(torch.device(setup.device).type, torch.bfloat16, enabled=setup.bf16):
+            loss = nn.functional.cross_entropy(net(x), y)
+        loss.backward()
         optimizer.step()
     return step
 
 
-def trainer_step(model_fn: Callable[[], nn.Module], algorithm: str, vectorize: bool,
-                 partitions: int, batch: int, shape: tuple[int, ...]) -> Callable[[], object]:
+def make_trainer(setup: Setup, model: str, algorithm: str, vectorize: bool, partitions: int,
+                 batch: int) -> Trainer:
     gen = torch.Generator().manual_seed(0)
     per_partition = max(2 * batch // partitions, 8)
-    train = [PartitionData(torch.randn(per_partition, *shape, generator=gen),
+    train = [PartitionData(torch.randn(per_partition, *setup.shape, generator=gen),
                            torch.randint(0, 10, (per_partition,), generator=gen))
              for _ in range(partitions)]
     algo = create_algorithm(algorithm.split("-")[0], **ALGORITHMS[algorithm])
-    config = TrainConfig(iterations=10**9, batch_size=batch, vectorize=vectorize, progress=False)
-    return Trainer(model_fn, algo, train, train[0], config).step
+    config = TrainConfig(iterations=10**9, batch_size=batch, vectorize=vectorize, progress=False,
+                         device=setup.device, channels_last=setup.channels_last,
+                         bf16=setup.bf16)
+    val = PartitionData(torch.randn(partitions, *setup.shape, generator=gen),
+                        torch.randint(0, 10, (partitions,), generator=gen))
+    return Trainer(setup.model_fn(model), algo, train, val, config)
 
 
-def best_rate(steps: dict[str, Callable[[], object]], n: int, rounds: int,
-              batch: int) -> dict[str, float]:
-    """Images/s of each step function: best of ``rounds`` interleaved rounds of ``n`` steps."""
-    for step in steps.values():   # warm-up: allocator, vmap tracing
+def best_seconds(steps: dict[str, Callable[[], object]], n: int, rounds: int,
+                 device: str) -> dict[str, float]:
+    """Seconds per step of each function: best of ``rounds`` interleaved rounds of ``n``."""
+    for step in steps.values():   # warm-up: allocator, vmap probe, index blocks
         step()
     best = dict.fromkeys(steps, float("inf"))
     for _ in range(rounds):
         for name, step in steps.items():
+            sync(device)
             start = time.perf_counter()
             for _ in range(n):
                 step()
+            sync(device)
             best[name] = min(best[name], (time.perf_counter() - start) / n)
-    return {name: batch / seconds for name, seconds in best.items()}
+    return best
 
 
-def bench_model(name: str, args: argparse.Namespace) -> None:
-    def model_fn() -> nn.Module:
-        return create_model(name, num_classes=10, in_channels=args.in_channels,
-                            image_size=args.image_size)
-
-    shape = (args.in_channels, args.image_size, args.image_size)
-    steps: dict[str, Callable[[], object]] = {
-        "limit": single_model_step(model_fn, args.batch, shape)}
-    for algorithm in args.algorithms:
-        for vectorize in (False, True):
-            label = f"{algorithm}/{'vmap' if vectorize else 'loop'}"
-            steps[label] = trainer_step(model_fn, algorithm, vectorize, args.partitions,
-                                        args.batch, shape)
-    rates = best_rate(steps, args.steps, args.rounds, args.batch)
-    limit = rates["limit"]
-    print(f"\n{name} on {'x'.join(map(str, shape))}: K={args.partitions}, batch {args.batch}, "
-          f"{torch.get_num_threads()} thread(s)")
-    print(f"{'configuration':<22}{'images/s':>10}{'vs limit':>10}{'goal':>7}{'vs loop':>9}")
-    print(f"{'single-model SGD':<22}{limit:>10.0f}{1.0:>10.2f}")
-    for algorithm in args.algorithms:
-        loop = rates[f"{algorithm}/loop"]
-        for mode in ("loop", "vmap"):
-            rate = rates[f"{algorithm}/{mode}"]
-            goal = GOALS[algorithm]
-            mark = "ok" if rate / limit >= goal else "MISS"
-            print(f"{algorithm + '/' + mode:<22}{rate:>10.0f}{rate / limit:>10.2f}"
-                  f"{goal:>5.1f} {mark:<4}{rate / loop:>6.2f}")
+def speed_table(setup: Setup, model: str, algorithms: list[str], partitions: int, batch: int,
+                steps: int, rounds: int, modes: tuple[str, ...] = ("loop", "vmap")) -> list[dict]:
+    """One row per configuration: images/s, ratio to the limit, goal, ops per step."""
+    fns: dict[str, Callable[[], object]] = {"limit": single_model_step(setup, model, batch)}
+    for algorithm in algorithms:
+        for mode in modes:
+            fns[f"{algorithm}/{mode}"] = make_trainer(setup, model, algorithm, mode == "vmap",
+                                                      partitions, batch).step
+    seconds = best_seconds(fns, steps, rounds, setup.device)
+    ops = {name: count_ops(fn) for name, fn in fns.items()}
+    limit = batch / seconds["limit"]
+    rows = []
+    for name, s in seconds.items():
+        algorithm = name.split("/")[0]
+        rate = batch / s
+        rows.append({"model": model, "config": name, "images_per_s": rate,
+                     "vs_limit": rate / limit, "goal": GOALS.get(algorithm),
+                     "ops_per_step": ops[name][0], "compute_ops_per_step": ops[name][1],
+                     "partitions": partitions, "batch": batch})
+    return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+def scaling_table(setup: Setup, model: str, ks: list[int], local_batch: int, steps: int,
+                  rounds: int, modes: tuple[str, ...] = ("loop", "vmap"),
+                  algorithm: str = "bsp") -> list[dict]:
+    """Per-partition step time at each K (fixed batch per partition), relative to the first K,
+    and the memory each partition takes (parameters, buffers, algorithm state, its data)."""
+    rows = []
+    for mode in modes:
+        base = None
+        for k in ks:
+            trainer = make_trainer(setup, model, algorithm, mode == "vmap", k, k * local_batch)
+            seconds = best_seconds({"step": trainer.step}, steps, rounds, setup.device)["step"]
+            per_partition = seconds / k
+            base = base or per_partition
+            rows.append({"model": model, "mode": mode, "k": k,
+                         "ms_per_partition": 1e3 * per_partition,
+                         "vs_first_k": per_partition / base,
+                         "ops_per_step": count_ops(trainer.step)[0],
+                         "state_mib_per_partition": state_bytes(trainer) / k / 2**20})
+            if setup.device.startswith("cuda"):
+                rows[-1]["cuda_peak_mib_per_partition"] = (
+                    torch.cuda.max_memory_allocated() / k / 2**20)
+                torch.cuda.reset_peak_memory_stats()
+            del trainer
+    return rows
+
+
+def state_bytes(trainer: Trainer) -> int:
+    """Bytes of every tensor the Trainer keeps for its partitions (excluding activations)."""
+    tensors = [trainer.stack.params, *trainer.stack.buffers.values()]
+    state = vars(trainer.state) if hasattr(trainer.state, "__dict__") else {}
+    tensors += [t for t in state.values() if isinstance(t, torch.Tensor)]
+    data = getattr(trainer._batches, "nbytes", 0)
+    return sum(t.nbytes for t in tensors) + data
+
+
+def print_speed(rows: list[dict]) -> None:
+    first = rows[0]
+    print(f"\n{first['model']}: K={first['partitions']}, batch {first['batch']}")
+    print(f"{'configuration':<20}{'images/s':>10}{'vs limit':>10}{'goal':>9}{'ops/step':>10}"
+          f"{'non-view':>10}")
+    for r in rows:
+        goal = "" if r["goal"] is None else (
+            f"{r['goal']:.1f} {'ok' if r['vs_limit'] >= r['goal'] else 'MISS'}")
+        print(f"{r['config']:<20}{r['images_per_s']:>10.0f}{r['vs_limit']:>10.2f}{goal:>9}"
+              f"{r['ops_per_step']:>10}{r['compute_ops_per_step']:>10}")
+
+
+def print_scaling(rows: list[dict]) -> None:
+    print(f"\nK scaling ({rows[0]['model']}, BSP, fixed batch per partition; goal: <= "
+          f"{SCALING_GOAL}x at the largest K)")
+    print(f"{'mode':<6}{'K':>5}{'ms/partition':>14}{'vs first K':>12}{'ops/step':>10}"
+          f"{'state MiB/partition':>21}")
+    for r in rows:
+        print(f"{r['mode']:<6}{r['k']:>5}{r['ms_per_partition']:>14.2f}{r['vs_first_k']:>12.2f}"
+              f"{r['ops_per_step']:>10}{r['state_mib_per_partition']:>21.3f}")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lenet", "resnet20"])
+    parser.add_argument("--models", nargs="+", default=["lenet", "resnet20", "googlenet"])
     parser.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS),
                         choices=list(ALGORITHMS))
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=5)
@@ -115,10 +230,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--modes", nargs="+", default=["loop", "vmap"], choices=["loop", "vmap"])
+    parser.add_argument("--scaling-k", nargs="+", type=int, default=[5, 20, 50, 100, 200])
+    parser.add_argument("--scaling-model", default="lenet")
+    parser.add_argument("--scaling-batch", type=int, default=4, help="batch per partition")
+    parser.add_argument("--scaling-only", action="store_true")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--bf16", action="store_true")
+    parser.add_argument("--quick", action="store_true",
+                        help="LeNet and ResNet-20, BSP and Gaia, 3 steps x 2 rounds, K <= 50")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.models, args.algorithms = ["lenet", "resnet20"], ["bsp", "gaia"]
+        args.steps, args.rounds = 3, 2
+        args.scaling_k = [k for k in args.scaling_k if k <= 50]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     torch.set_num_threads(args.threads)
-    for name in args.models:
-        bench_model(name, args)
+    setup = Setup(args.device, args.image_size, args.in_channels, args.channels_last, args.bf16)
+    print(f"device {args.device}, {torch.get_num_threads()} thread(s)")
+    if not args.scaling_only:
+        for name in args.models:
+            print_speed(speed_table(setup, name, args.algorithms, args.partitions, args.batch,
+                                    args.steps, args.rounds, tuple(args.modes)))
+    print_scaling(scaling_table(setup, args.scaling_model, args.scaling_k, args.scaling_batch,
+                                args.steps, args.rounds, tuple(args.modes)))
     return 0
 
 

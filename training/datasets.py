@@ -51,40 +51,75 @@ class PartitionData:
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         """Shuffled epochs (a fresh permutation each), dropping an epoch's incomplete tail."""
-        if not 1 <= batch_size <= len(self):
-            raise ValueError(f"batch size {batch_size} needs 1..{len(self)} samples per partition; "
-                             f"lower batch_size or give the partition more data")
-        while True:
-            order = torch.from_numpy(rng.permutation(len(self)))
-            for start in range(0, len(self) - batch_size + 1, batch_size):
-                index = order[start:start + batch_size]
-                yield self.x[index], self.y[index]
+        for index in index_batches(len(self), batch_size, rng):
+            index = torch.from_numpy(index)
+            yield self.x[index], self.y[index]
+
+
+def index_batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """The sample indices of :meth:`PartitionData.batches`: shuffled epochs of ``range(n)``."""
+    if not 1 <= batch_size <= n:
+        raise ValueError(f"batch size {batch_size} needs 1..{n} samples per partition; "
+                         f"lower batch_size or give the partition more data")
+    while True:
+        order = rng.permutation(n)
+        for start in range(0, n - batch_size + 1, batch_size):
+            yield order[start:start + batch_size]
 
 
 class IterableBatchSource:
     """Batches from an iterable of ``(image, label)`` pairs, restarted when it runs out.
 
     Order comes from the iterable itself (e.g. webdataset shard shuffling); ``rng`` is unused.
+    Each pass calls the iterable's ``set_epoch(pass)`` when it has one, so every pass comes in
+    a new order. ``num_workers > 0`` reads it through a torch ``DataLoader`` with that many
+    worker processes (decoding and transforms leave the training thread); the iterable must
+    then be a torch ``IterableDataset`` that divides itself between workers (e.g.
+    ``GeoShardDataset``: by shard), and each worker's batches are re-cut to ``batch_size``.
     """
 
-    def __init__(self, samples: Iterable[tuple[Any, Any]]) -> None:
+    def __init__(self, samples: Iterable[tuple[Any, Any]], num_workers: int = 0) -> None:
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
         self.samples = samples
+        self.num_workers = num_workers
+        self.passes = 0
         self._probe: Iterator[tuple[Any, Any]] | None = None   # take()'s own pass
 
     def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[Batch]:
         while True:
-            xs: list[torch.Tensor] = []
-            ys: list[int] = []
             full_batches = 0
-            for image, label in self.samples:
-                xs.append(torch.as_tensor(image))
-                ys.append(int(label))
-                if len(ys) == batch_size:
-                    yield torch.stack(xs), torch.tensor(ys)
-                    xs, ys = [], []
-                    full_batches += 1
+            for batch in self._pass(batch_size):
+                yield batch
+                full_batches += 1
             if full_batches == 0:   # restarting would loop forever
                 raise ValueError(f"the sample stream holds fewer than one batch ({batch_size})")
+
+    def _pass(self, batch_size: int) -> Iterator[Batch]:
+        """One pass over the stream in full batches (an incomplete tail is dropped)."""
+        if hasattr(self.samples, "set_epoch"):
+            self.samples.set_epoch(self.passes)
+        self.passes += 1
+        if self.num_workers == 0:
+            chunks = ((torch.as_tensor(image).unsqueeze(0), torch.tensor([int(label)]))
+                      for image, label in self.samples)
+        else:
+            from torch.utils.data import DataLoader
+
+            chunks = iter(DataLoader(self.samples, batch_size=batch_size,
+                                     num_workers=self.num_workers, pin_memory=False))
+        xs: list[torch.Tensor] = []
+        ys: list[torch.Tensor] = []
+        held = 0
+        for x, y in chunks:
+            xs.append(x)
+            ys.append(torch.as_tensor(y, dtype=torch.long))
+            held += len(ys[-1])
+            while held >= batch_size:
+                x_all, y_all = torch.cat(xs), torch.cat(ys)
+                yield x_all[:batch_size], y_all[:batch_size]
+                xs, ys = [x_all[batch_size:]], [y_all[batch_size:]]
+                held -= batch_size
 
     def take(self, n: int) -> Batch:
         """``n`` samples from a pass over the stream kept apart from training's: each call goes

@@ -1,6 +1,7 @@
 """The torch.distributed engine: one process per partition (docs/reference.md §3-4).
 
-Each process (launched by ``torchrun``; gloo on CPU, NCCL on GPU) holds one partition and runs the
+Each process (launched by ``torchrun``; gloo on CPU, NCCL with one GPU per rank, gloo when
+ranks share GPUs: :func:`plan_device`) holds one partition and runs the
 same :class:`training.engine.Trainer` as the one-device simulation, with ``k = 1`` local partition,
 ``partition_ids=[rank]`` and a :class:`DistributedComm`. Algorithms only talk through ``Comm``, so
 BSP, Gaia, FedAvg and DGC run unchanged; the Trainer seeds the model from ``config.seed`` (identical
@@ -33,8 +34,9 @@ from training.algorithms.base import Algorithm
 from training.datasets import BatchSource, PartitionData
 from training.engine import RunResult, TrainConfig, Trainer
 
-__all__ = ["DistributedComm", "ProcessInfo", "distributed_trainer", "free_port",
-           "init_distributed", "launch_local", "local_trainer", "run_distributed"]
+__all__ = ["DevicePlan", "DistributedComm", "ProcessInfo", "distributed_trainer", "free_port",
+           "init_distributed", "launch_local", "local_trainer", "plan_device", "process_device",
+           "run_distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +103,53 @@ class ProcessInfo:
     device: str
 
 
+@dataclass(frozen=True)
+class DevicePlan:
+    """The backend of the process group and the device this process computes on."""
+
+    backend: str
+    device: str
+
+
+def plan_device(local_rank: int, local_world_size: int, cuda_count: int,
+                backend: str | None = None) -> DevicePlan:
+    """Map this machine's ranks onto its visible GPUs (a pure function: testable anywhere).
+
+    - no GPU: gloo on the CPU;
+    - at least one GPU per rank: NCCL, rank ``r`` on ``cuda:r``;
+    - more ranks than GPUs: gloo, rank ``r`` on ``cuda:(r % cuda_count)`` (several ranks share a
+      GPU; NCCL refuses two ranks on one GPU, so collectives go through the CPU).
+
+    An explicit ``backend="gloo"`` keeps the old meaning (every rank on the CPU);
+    ``backend="nccl"`` with more ranks than GPUs, or without a GPU, is an error.
+    """
+    if not 0 <= local_rank < local_world_size:
+        raise ValueError(f"local rank {local_rank} outside 0..{local_world_size - 1}")
+    if backend not in (None, "gloo", "nccl"):
+        raise ValueError(f"backend must be 'gloo', 'nccl' or None (auto), got {backend!r}")
+    if backend == "gloo" or (backend is None and cuda_count == 0):
+        return DevicePlan("gloo", "cpu")
+    if local_world_size <= cuda_count:
+        return DevicePlan(backend or "nccl", f"cuda:{local_rank}")
+    if backend == "nccl":
+        raise ValueError(f"NCCL needs one GPU per rank: {local_world_size} ranks on this machine "
+                         f"but {cuda_count} GPU(s); use backend=None (gloo, ranks share GPUs) "
+                         f"or launch at most {cuda_count} ranks per machine")
+    return DevicePlan("gloo", f"cuda:{local_rank % cuda_count}")
+
+
+_PROCESS_DEVICE: str | None = None   # set by init_distributed: where this rank computes
+
+
 def init_distributed(backend: str | None = None) -> ProcessInfo:
     """Join the default process group from torchrun's environment (``RANK``, ``WORLD_SIZE``,
-    ``MASTER_ADDR``, ...). ``backend=None`` picks NCCL when CUDA is available, else gloo.
+    ``MASTER_ADDR``, ...). ``backend=None`` maps ranks to GPUs with :func:`plan_device` (NCCL
+    when every rank of this machine gets its own GPU, gloo with shared GPUs otherwise, gloo on
+    the CPU without CUDA).
 
     Idempotent: an already initialised group is reused.
     """
+    global _PROCESS_DEVICE
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if not dist.is_initialized():
         missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -114,12 +157,21 @@ def init_distributed(backend: str | None = None) -> ProcessInfo:
         if missing:
             raise RuntimeError(f"environment lacks {', '.join(missing)}: launch with "
                                "`torchrun --nproc_per_node=N -m pipelines.train_distributed ...`")
-        backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-        if backend == "nccl":
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend)
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+        cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        plan = plan_device(local_rank, local_world, cuda_count, backend)
+        if plan.device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(plan.device))
+        log.info("rank %s: backend %s on %s", os.environ["RANK"], plan.backend, plan.device)
+        dist.init_process_group(plan.backend)
+        _PROCESS_DEVICE = plan.device
     return ProcessInfo(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend(),
-                       _backend_device())
+                       process_device())
+
+
+def process_device() -> str:
+    """Where this rank computes: its planned device, else the collectives' device."""
+    return _PROCESS_DEVICE if _PROCESS_DEVICE is not None else _backend_device()
 
 
 def _backend_device(group: dist.ProcessGroup | None = None) -> str:
@@ -145,11 +197,11 @@ def local_trainer(model_fn: Callable[[], nn.Module], algorithm: Algorithm,
                   *, callbacks: Sequence[Callable[[Trainer], None]] = ()) -> Trainer:
     """The Trainer of this rank given only its own partition's data (which is all it needs).
 
-    Under NCCL a CPU ``config.device`` becomes this process's GPU; only rank 0 shows a
-    progress bar.
+    A CPU ``config.device`` becomes this process's planned device (its GPU, or the GPU it
+    shares, when :func:`init_distributed` chose one); only rank 0 shows a progress bar.
     """
     if config.device == "cpu":
-        config = replace(config, device=_backend_device())
+        config = replace(config, device=process_device())
     config = replace(config, progress=config.progress and dist.get_rank() == 0)
     trainer = Trainer(model_fn, algorithm, [partition], val, config, comm=DistributedComm(),
                       partition_ids=[dist.get_rank()], callbacks=callbacks)
@@ -185,7 +237,7 @@ def free_port() -> int:
 
 
 def launch_local(fn: Callable[..., None], world_size: int, args: tuple = (), *,
-                 backend: str = "gloo", threads_per_process: int | None = 1) -> None:
+                 backend: str | None = "gloo", threads_per_process: int | None = 1) -> None:
     """Run ``fn(rank, *args)`` in ``world_size`` fresh processes joined in a process group on
     127.0.0.1 (what torchrun does on one machine; for tests and benchmarks).
 
@@ -199,9 +251,11 @@ def launch_local(fn: Callable[..., None], world_size: int, args: tuple = (), *,
                        nprocs=world_size, join=True, start_method="spawn")
 
 
-def _local_worker(rank: int, fn: Callable[..., None], world_size: int, port: int, backend: str,
+def _local_worker(rank: int, fn: Callable[..., None], world_size: int, port: int,
+                  backend: str | None,
                   threads: int | None, args: tuple) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_WORLD_SIZE=str(world_size),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if threads is not None:
         torch.set_num_threads(threads)

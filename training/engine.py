@@ -2,7 +2,8 @@
 
 In the one-device simulation ``k = N`` and ``comm`` is :class:`training.comm.LocalComm`; under
 torch.distributed each process holds ``k = 1`` partition and a ``DistributedComm``: the same code.
-Per iteration every local partition draws ``batch_size // N`` samples of its own data, the
+Per iteration every local partition draws ``batch_size // N`` samples of its own data (in-memory
+partitions are resident on the device and gathered there: :mod:`training.sampling`), the
 gradients of all ``k`` replicas come from one ``vmap`` pass (``vectorize=True``) or a loop over
 partitions, and the algorithm turns them into updates and traffic. The algorithm also decides
 what becomes of the BatchNorm running statistics (``Algorithm.share_buffers``: averaged at each
@@ -29,9 +30,10 @@ from tqdm.auto import tqdm
 from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
 from training.algorithms.sparse import dense_bytes
 from training.comm import LocalComm, gather_partitions
-from training.datasets import Batch, BatchSource, PartitionData
+from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
+from training.sampling import stacked_batches
 
 __all__ = ["BatchSource", "DivergedError", "EvalResult", "PartitionData", "RunResult",
            "TrainConfig", "Trainer"]
@@ -62,6 +64,10 @@ class TrainConfig:
     # 32x32 LeNet/ResNet-20; it pays for tiny models, e.g. digits: benchmarks/bench_simulation.py)
     vectorize: bool | None = None
     progress: bool = True            # tqdm bar in run()
+    # CUDA speed options (benchmarks/bench_simulation.py): inputs in channels-last layout, and
+    # forward/backward under bfloat16 autocast (parameters and updates stay float32)
+    channels_last: bool = False
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
@@ -73,6 +79,9 @@ class TrainConfig:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.bf16 and not self.device.startswith("cuda"):
+            raise ValueError(f"bf16 autocast is a CUDA option; device is {self.device!r}: set "
+                             "device='cuda' or bf16=False")
         if any(not 0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of iterations in (0, 1], "
                              f"got {self.lr_milestones}")
@@ -136,11 +145,14 @@ class Trainer:
         torch.manual_seed(config.seed)   # identical initial replicas in every process
         vectorize = (config.vectorize if config.vectorize is not None
                      else torch.device(config.device).type != "cpu")
-        self.stack = StackedModel(model_fn(), len(train), config.device, vectorize)
+        self.stack = StackedModel(model_fn(), len(train), config.device, vectorize,
+                                  channels_last=config.channels_last, bf16=config.bf16)
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
-        self._batches = [source.batches(self.local_batch, np.random.default_rng([config.seed, p]))
-                         for source, p in zip(self.train_data, self.partition_ids, strict=True)]
+        # in-memory partitions live on the device and are gathered there (training.sampling)
+        self._batches = stacked_batches(
+            self.train_data, self.local_batch,
+            [np.random.default_rng([config.seed, p]) for p in self.partition_ids], config.device)
         counter = dict(dtype=torch.float64, device=self.stack.params.device)
         self.bytes_sent = torch.zeros(len(train), **counter)
         self.bytes_received = torch.zeros(len(train), **counter)
@@ -165,7 +177,7 @@ class Trainer:
 
     def step(self) -> StepStats:
         """One iteration of every local partition."""
-        x, y = self._next_batches()
+        x, y = next(self._batches)
         ctx = self.context()
         before = self._buffers_flat() if self._float_buffers else None
         grads = self.stack.gradients(x, y)
@@ -208,12 +220,6 @@ class Trainer:
         if broken:
             raise DivergedError(f"non-finite parameters by iteration {self.iteration} in "
                                 f"partition(s) {broken}; lower the lr")
-
-    def _next_batches(self) -> Batch:
-        batches = [next(it) for it in self._batches]
-        device = self.config.device
-        return (torch.stack([b[0] for b in batches]).to(device),
-                torch.stack([b[1] for b in batches]).to(device))
 
     def evaluate(self) -> EvalResult:
         """Each partition's model on its round-robin 1/N shard of val, and the global model."""

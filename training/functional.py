@@ -50,10 +50,18 @@ class ParamLayout:
 
 class StackedModel:
     """``k`` replicas of ``module`` (all starting from its current weights); ``vectorize``: one
-    vmap pass for all replicas' gradients, else a loop over them."""
+    vmap pass for all replicas' gradients, else a loop over them.
+
+    Whether vmap works for this module is decided once, before the first step
+    (:meth:`_probe_vmap` on a 2-sample batch with copies of the buffers); after that no error
+    switches engines: an error mid-step (e.g. CUDA out of memory) propagates.
+    ``channels_last`` stores 4-D inputs channels-last; ``bf16`` runs forward/backward under
+    bfloat16 autocast (parameters, gradients and updates stay float32).
+    """
 
     def __init__(self, module: nn.Module, k: int, device: str | torch.device = "cpu",
-                 vectorize: bool = True) -> None:
+                 vectorize: bool = True, *, channels_last: bool = False,
+                 bf16: bool = False) -> None:
         self.module = module.to(device)
         self.k = k
         self.layout = ParamLayout.of(module)
@@ -62,6 +70,9 @@ class StackedModel:
         self.buffers = {name: b.detach().unsqueeze(0).repeat(k, *([1] * b.dim())).contiguous()
                         for name, b in module.named_buffers()}
         self.vectorize = vectorize
+        self.channels_last = channels_last
+        self.bf16 = bf16
+        self._probed = not vectorize
 
     @property
     def num_parameters(self) -> int:
@@ -93,29 +104,72 @@ class StackedModel:
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``[k, P]`` gradients of each replica's mean cross-entropy on its own batch.
 
-        Runs in training mode (BatchNorm buffers update in place). Each parameter is its own
-        autograd leaf (a view of the stack), so backward never materialises ``[k, P]`` per
-        parameter; the grads are concatenated once at the end.
+        Runs in training mode (BatchNorm buffers update in place). Every parameter of every
+        replica is its own autograd leaf, so backward never materialises ``[k, *shape]`` per
+        parameter and replica; the grads are concatenated once at the end.
         """
-        views = {n: v.detach().requires_grad_() for n, v in self.layout.views(self.params).items()}
-        logits = self._forward_train(views, x)
+        if not self._probed:
+            self._probe_vmap(x, y)
+        self.module.train()
+        if self.channels_last and x.dim() == 5:
+            # each replica's [b, C, H, W] slice channels-last (NHWC strides)
+            x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+        with self._autocast():
+            if self.vectorize:
+                return self._vmap_gradients(self.params, self.buffers, x, y)
+            return self._loop_gradients(x, y)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.params.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def _vmap_gradients(self, params: torch.Tensor, buffers: dict[str, torch.Tensor],
+                        x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        views = {n: v.detach().requires_grad_() for n, v in self.layout.views(params).items()}
+        logits = vmap(self._call, randomness="different")(views, buffers, x)
         # Summing the per-replica mean losses leaves each replica's gradient its own.
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum") / y.shape[1]
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
+                               reduction="sum") / y.shape[1]
         grads = torch.autograd.grad(loss, list(views.values()), allow_unused=True)
         return torch.cat([torch.zeros_like(v).flatten(1) if g is None else g.flatten(1)
                           for v, g in zip(views.values(), grads, strict=True)], dim=1)
 
-    def _forward_train(self, views: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def _loop_gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One forward/backward per replica on leaves of its own (views of row ``i`` detached):
+        indexing ``[k, ...]`` leaves instead made backward zero-fill a full ``[k, *shape]``
+        gradient per replica, O(k^2) per step."""
+        out = torch.empty_like(self.params)
+        for i in range(self.k):
+            leaves = self.replica_leaves(i)
+            logits = self._call(leaves, {n: b[i] for n, b in self.buffers.items()}, x[i])
+            loss = F.cross_entropy(logits.float(), y[i])
+            grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            torch.cat([torch.zeros_like(v).flatten() if g is None else g.flatten()
+                       for v, g in zip(leaves.values(), grads, strict=True)], out=out[i])
+        return out
+
+    def replica_leaves(self, i: int) -> dict[str, torch.Tensor]:
+        """Replica ``i``'s parameters as separate autograd leaves (detached views of its row)."""
+        views = self.layout.views(self.params[i])
+        return {n: v.detach().requires_grad_() for n, v in views.items()}
+
+    def _probe_vmap(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Decide once whether vmap runs this module: a forward/backward of every replica on 2
+        samples, with copies of the buffers (running statistics untouched) and the RNG state
+        restored. Any error but running out of memory means "not vmappable"."""
+        self._probed = True
+        n = min(2, x.shape[1])
+        buffers = {name: b.clone() for name, b in self.buffers.items()}
+        devices = [self.params.device] if self.params.device.type == "cuda" else []
         self.module.train()
-        if self.vectorize:
+        with torch.random.fork_rng(devices=devices):
             try:
-                return vmap(self._call, randomness="different")(views, self.buffers, x)
-            except RuntimeError as error:   # an op without a batching rule: loop from now on
-                log.warning("vmap failed (%s); falling back to the per-partition loop", error)
+                self._vmap_gradients(self.params, buffers, x[:, :n], y[:, :n])
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as error:  # noqa: BLE001 - any failure of the probe means "no vmap"
+                log.warning("vmap cannot run this model (%s: %s); using the per-partition loop",
+                            type(error).__name__, error)
                 self.vectorize = False
-        return torch.stack([self._call({n: v[i] for n, v in views.items()},
-                                       {n: b[i] for n, b in self.buffers.items()}, x[i])
-                            for i in range(self.k)])
 
     def _call(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
               x: torch.Tensor) -> torch.Tensor:

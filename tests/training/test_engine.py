@@ -234,3 +234,8 @@ def test_non_finite_parameters_fail_at_the_next_evaluation():
                                             r"partition\(s\) \[1\]"):
         trainer.check_finite()
     assert digits_trainer(lr=0.01).run().iterations == 30   # a sane lr runs to the end
+
+
+def test_bf16_is_refused_off_cuda():
+    with pytest.raises(ValueError, match="device='cuda' or bf16=False"):
+        config(bf16=True)

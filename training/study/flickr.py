@@ -7,7 +7,8 @@ only its own samples), the paper's IID rule. Other fractions have no meaning for
 partitions and are refused. The validation set is a
 uniform sample of ``val_samples`` images of the "val" split (fixed: the same for every run),
 held in memory. Images: resize, centre crop to ``image_size`` (224 by default), ImageNet
-normalisation. Every stream comes from :func:`flickr_batch_sources`.
+normalisation. Every stream comes from :func:`flickr_batch_sources`; ``num_workers`` (a dataset
+option, default 0) decodes each partition's JPEGs in that many DataLoader worker processes.
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from training.datasets import IterableBatchSource, PartitionData, materialize
 
 
 def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
-                         transform: Any = None, **options: Any) -> dict[str, IterableBatchSource]:
+                         transform: Any = None, num_workers: int = 0,
+                         **options: Any) -> dict[str, IterableBatchSource]:
     """Flickr-Mammal's geographic partitions as batch sources, name -> source (name order).
 
     ``options`` go to :func:`flickr_mammal.load_partitions` (``shuffle_buffer``, ``seed``,
-    ``min_size``, ...); ``by=None`` gives one partition, "all".
+    ``min_size``, ...); ``by=None`` gives one partition, "all". ``num_workers``: DataLoader
+    worker processes per partition that decode and transform its JPEGs (0: in this thread);
+    workers divide a partition's shards, so more workers than shards sit idle.
     """
     from flickr_mammal import load_partitions  # optional: only Flickr studies need the shards
 
     parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform,
                                                     **options)
-    return {name: IterableBatchSource(dataset) for name, dataset in parts.items()}
+    return {name: IterableBatchSource(dataset, num_workers) for name, dataset in parts.items()}
 
 
 def _transform(image_size: int) -> Any:
@@ -46,10 +50,15 @@ def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fract
                       seed: int) -> tuple[list[IterableBatchSource], PartitionData]:
     """Training batch sources (one per partition) and the in-memory validation set."""
     root, size = dataset["root"], int(dataset.get("image_size", 224))
+    workers = int(dataset.get("num_workers", 0))
+    if workers < 0:
+        raise ValueError(f"dataset.num_workers={workers}: use 0 (decode in the training "
+                         "thread) or more worker processes per partition")
     tf = _transform(size)
     if noniid_fraction == 1.0:
         parts = flickr_batch_sources(root, by=dataset.get("partition_by", "continent"),
-                                     split="train", transform=tf, shuffle_buffer=1000, seed=seed)
+                                     split="train", transform=tf, shuffle_buffer=1000, seed=seed,
+                                     num_workers=workers)
         names = list(parts)[:num_partitions]
         if len(names) < num_partitions:
             raise ValueError(f"{len(names)} geographic partitions ({names}) but "
@@ -57,8 +66,8 @@ def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fract
         train = [parts[n] for n in names]
     elif noniid_fraction == 0.0:     # the same samples dealt into IID partitions
         train = list(flickr_batch_sources(root, by=None, deal=num_partitions, split="train",
-                                          transform=tf, shuffle_buffer=1000,
-                                          seed=seed).values())
+                                          transform=tf, shuffle_buffer=1000, seed=seed,
+                                          num_workers=workers).values())
     else:
         raise ValueError(f"noniid_fraction={noniid_fraction}: Flickr-Mammal's partitions are "
                          "natural; use 1.0 (geographic) or 0.0 (IID control)")

@@ -186,3 +186,45 @@ def test_flickr_partitions_become_batch_sources(monkeypatch):
     assert x.shape == (2, 3, 4, 4) and y.tolist() == [7, 7]
     val = materialize(sources["Africa"].samples, limit=2)
     assert len(val) == 2
+
+
+def write_many_shards(root, n_copies: int = 3) -> int:
+    """One split of ``10 * n_copies`` photos in shards of 3 (several shards for workers)."""
+    from flickr_mammal.shards import write_shards
+    from tests.flickr_mammal.geo_samples import geo_records, read_image
+
+    records = [r.evolve(photo_id=str(3000 + i), split="train")
+               for i, r in enumerate(geo_records() * n_copies) if r.continent != "unknown"]
+    write_shards(records, read_image, root, split="train", max_samples=3, progress=False)
+    return len(records)
+
+
+def fingerprints(source, batch_size: int, n_batches: int) -> list[tuple[int, float]]:
+    it = source.batches(batch_size, np.random.default_rng(0))
+    out = []
+    for _ in range(n_batches):
+        x, y = next(it)
+        out += [(int(label), round(float(image.sum()), 3)) for image, label in zip(x, y,
+                                                                                   strict=True)]
+    return out
+
+
+def test_workers_give_the_same_samples_and_each_pass_a_new_order(tmp_path):
+    from training.study.flickr import _transform
+
+    write_many_shards(tmp_path)
+
+    def source(workers: int):
+        return flickr_batch_sources(tmp_path, by=None, transform=_transform(16),
+                                    shuffle_buffer=8, seed=1, num_workers=workers)["all"]
+
+    plain = source(0)
+    total = len(plain.samples)
+    assert total >= 20 and len(plain.samples.shards) >= 4
+    batch = next(b for b in (5, 4, 3, 2) if total % b == 0)   # a pass of full batches
+    per_pass = total // batch
+    two_passes = fingerprints(plain, batch, 2 * per_pass)
+    first, second = two_passes[:total], two_passes[total:]
+    assert sorted(first) == sorted(second) and first != second   # same photos, new order
+    with_workers = fingerprints(source(2), batch, per_pass)
+    assert sorted(with_workers) == sorted(first)

@@ -1,0 +1,68 @@
+"""benchmarks/gpu_check.py in its CPU quick mode (the simulation runs, the speed tables and the
+cleaning timing; torchrun is left to the GPU machine), and its pieces."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import gpu_check  # noqa: E402
+
+
+def test_quick_cpu_mode_runs_every_config_and_writes_a_summary(tmp_path):
+    out = tmp_path / "summary.json"
+    code = gpu_check.main(["--device", "cpu", "--quick", "--out", str(out),
+                           "--sections", "configs", "speed", "clean"])
+    summary = json.loads(out.read_text())
+    assert code == 0 and summary["failures"] == 0
+    runs = summary["sections"]["configs"]["result"]
+    shipped = {p.stem for p in (BENCHMARKS.parent / "pipelines" / "configs").glob("*.toml")}
+    assert {r["config"] for r in runs} == shipped and all(r["ok"] for r in runs)
+    speed = summary["sections"]["speed"]["result"]
+    assert {r["config"] for r in speed["speed"]} == {"limit", "bsp/loop", "bsp/vmap"}
+    assert all(r["ops_per_step"] > 0 for r in speed["speed"])
+    assert {r["k"] for r in speed["scaling"]} == {5, 20}
+    clean = summary["sections"]["clean"]["result"]
+    assert clean[0]["model"] == "efficientnet_lite0" and 0 <= clean[0]["top5_agreement_pct"] <= 100
+
+
+def test_non_finite_results_and_failed_runs_fail_the_check(monkeypatch, tmp_path):
+    assert gpu_check.finite({"a": [1.0, {"b": 2}], "c": None, "d": "x"})
+    assert not gpu_check.finite({"a": [1.0, float("nan")]})
+    assert not gpu_check.finite({"curve": [[50, float("inf")]]})
+
+    def diverged(spec):
+        return {"final_acc": float("nan"), "spec": {}}
+
+    def crashed(spec):
+        raise RuntimeError("boom")
+
+    out = tmp_path / "s.json"
+    for fake in (diverged, crashed):
+        monkeypatch.setattr(gpu_check, "execute_run", fake)
+        assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(out),
+                               "--sections", "configs"]) == 1
+        assert json.loads(out.read_text())["failures"] == 6
+
+
+def test_cuda_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert gpu_check.main(["--out", str(tmp_path / "x.json")]) == 2
+    assert "--device cpu --quick" in capsys.readouterr().err
+
+
+def test_pick_runs_takes_every_kind_first():
+    from training.study.config import DEFAULT_CONFIG, load_study
+
+    specs = load_study(DEFAULT_CONFIG).all_runs()
+    picked = gpu_check.pick_runs(specs, 4)
+    kinds = [(s.model, s.algorithm, s.mode) for s in picked]
+    assert len(picked) == 4 and len(set(kinds)) == 4
