@@ -4,6 +4,7 @@ writes every artefact."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -80,17 +81,30 @@ def test_runs_resumes_and_writes_every_artefact(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "## scout (skewscout)" in summary and "**F4**" in summary
 
+    # one row file per run, the same rows as the merged results.json
+    assert sorted(p.stem for p in (out / "runs").glob("*.json")) == sorted(
+        r["run_id"] for r in rows)
+
     # Resume: nothing to run; drop one row and exactly that one runs again, same outcome.
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "0 runs now, 9 already done" in capsys.readouterr().out
     dropped = rows.pop()
-    old_rows = [{k: v for k, v in r.items() if k != "bytes_curve"} for r in rows]  # older format
-    (out / "results.json").write_text(json.dumps(old_rows))
+    (out / "runs" / f"{dropped['run_id']}.json").unlink()
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "1 runs now, 8 already done" in capsys.readouterr().out
     again = {r["run_id"]: r for r in json.loads((out / "results.json").read_text())}
     assert again[dropped["run_id"]]["final_acc"] == dropped["final_acc"]
     assert again[dropped["run_id"]]["bytes_curve"] == dropped["bytes_curve"]
+
+    # A folder of the older layout (results.json only, rows of an older format) is migrated:
+    # its rows are kept, the missing one runs.
+    shutil.rmtree(out / "runs")
+    old_rows = [{k: v for k, v in r.items() if k != "bytes_curve"} for r in rows]
+    (out / "results.json").write_text(json.dumps(old_rows))
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "1 runs now, 8 already done" in capsys.readouterr().out
+    assert len(list((out / "runs").glob("*.json"))) == 9
+    assert len(json.loads((out / "results.json").read_text())) == 9
 
 
 DIST = '''name = "dist"
