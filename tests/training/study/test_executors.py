@@ -1,0 +1,129 @@
+"""Studies at scale: runs at once in local processes, on Ray and through submitit give the serial
+study's rows; a killed driver resumes; concurrent drivers on one folder share the runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from training.study.config import study_from_dict
+from training.study.executors import ExecutorConfig
+from training.study.runner import run_study
+
+ROOT = Path(__file__).resolve().parents[3]
+DOC = {
+    "name": "tiny", "num_partitions": 2, "threads": 1,
+    "dataset": {"name": "digits", "image_size": 8},
+    "train": {"iterations": 30, "batch_size": 20, "eval_every": 15},
+    "algorithms": {"fedavg": {"iter_local": 5}},
+    "experiments": [{"name": "n", "kind": "noniid", "models": ["gn-lenet"],
+                     "algorithms": ["bsp", "fedavg"], "noniid_fractions": [0.0, 0.5, 1.0]}],
+}
+TOML = '''name = "tiny"
+num_partitions = 2
+threads = 1
+[dataset]
+name = "digits"
+image_size = 8
+[train]
+iterations = 30
+batch_size = 20
+eval_every = 15
+[algorithms.fedavg]
+iter_local = 5
+[[experiments]]
+name = "n"
+kind = "noniid"
+models = ["gn-lenet"]
+algorithms = ["bsp", "fedavg"]
+noniid_fractions = [0.0, 0.5, 1.0]
+'''
+
+
+def rows_of(out: Path) -> dict[str, dict]:
+    """The merged rows, less the one field that depends on the machine's load."""
+    rows = json.loads((out / "results.json").read_text())
+    return {r["run_id"]: {k: v for k, v in r.items() if k != "wall_time_s"} for r in rows}
+
+
+@pytest.fixture(scope="module")
+def serial(tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("serial")
+    report = run_study(study_from_dict(DOC), out, progress=False,
+                       executor=ExecutorConfig(jobs=1))
+    assert report.ran == 6 and not report.failures
+    return rows_of(out)
+
+
+def test_the_toml_is_the_doc():
+    import tomllib
+    assert study_from_dict(tomllib.loads(TOML)) == study_from_dict(DOC)
+
+
+def test_jobs_2_equals_serial(serial, tmp_path):
+    report = run_study(study_from_dict(DOC), tmp_path, progress=False,
+                       executor=ExecutorConfig(jobs=2))
+    assert report.ran == 6 and rows_of(tmp_path) == serial
+    assert not list((tmp_path / "runs").glob("*.claim"))       # every claim released
+
+
+def test_ray_equals_serial(serial, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+             log_to_driver=False)
+    try:
+        report = run_study(study_from_dict(DOC), tmp_path, progress=False,
+                           executor=ExecutorConfig(kind="ray"))
+    finally:
+        ray.shutdown()
+    assert report.ran == 6 and rows_of(tmp_path) == serial
+
+
+def test_submitit_local_equals_serial(serial, tmp_path):
+    pytest.importorskip("submitit")
+    report = run_study(study_from_dict(DOC), tmp_path, progress=False,
+                       executor=ExecutorConfig(kind="slurm", cluster="local", time_min=10))
+    assert report.ran == 6 and not report.failures and rows_of(tmp_path) == serial
+
+
+def _driver(cfg: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pipelines.run_study", str(cfg), "--out",
+                             str(out), "--jobs", "1", "--no-progress"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_a_killed_driver_resumes_to_the_uninterrupted_result(serial, tmp_path):
+    cfg, out = tmp_path / "tiny.toml", tmp_path / "out"
+    cfg.write_text(TOML)
+    proc = _driver(cfg, out)
+    while proc.poll() is None and not list((out / "runs").glob("*[0-9a-f].json")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name for p in (out / "runs").glob("*[0-9a-f].json")}
+    assert 1 <= len(finished) < 6        # killed mid-study, with rows already written
+    again = _driver(cfg, out)
+    stdout, _ = again.communicate(timeout=600)
+    assert again.returncode == 0
+    assert f"{6 - len(finished)} runs now, {len(finished)} already done" in stdout
+    assert rows_of(out) == serial
+    assert not list((out / "runs").glob("*.claim"))   # the dead driver's claim was taken over
+
+
+def test_two_drivers_on_one_folder_share_the_runs(serial, tmp_path):
+    cfg, out = tmp_path / "tiny.toml", tmp_path / "out"
+    cfg.write_text(TOML)
+    drivers = [_driver(cfg, out), _driver(cfg, out)]
+    outputs = [d.communicate(timeout=600)[0] for d in drivers]
+    assert [d.returncode for d in drivers] == [0, 0], outputs
+    ran = [int(o.split(" runs now")[0].rsplit(" ", 1)[-1]) for o in outputs]
+    assert sum(ran) == 6                  # each run done once, by one of them
+    assert rows_of(out) == serial         # every row kept
