@@ -317,5 +317,6 @@ def test_list_shows_where_a_run_is_running(tmp_path, capsys):
     (out / "runs" / "0123456789ab.error.json").write_text("{}")     # another study's failure
     assert main([str(cfg), "--out", str(out), "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"running {first.run_id} gn-lenet bsp") and "on node7 pid 4242" in lines[0]
+    assert lines[0].startswith(f"running {first.run_id} gn-lenet bsp")
+    assert "on node7 pid 4242" in lines[0]
     assert lines[1].startswith("todo ") and socket.gethostname() != "node7"
