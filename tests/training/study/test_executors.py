@@ -127,3 +127,79 @@ def test_two_drivers_on_one_folder_share_the_runs(serial, tmp_path):
     ran = [int(o.split(" runs now")[0].rsplit(" ", 1)[-1]) for o in outputs]
     assert sum(ran) == 6                  # each run done once, by one of them
     assert rows_of(out) == serial         # every row kept
+
+
+@pytest.mark.parametrize("kind, module", [("ray", "ray"), ("slurm", "submitit")])
+def test_a_missing_executor_package_is_one_line_naming_its_extra(kind, module, tmp_path,
+                                                                 capsys, monkeypatch):
+    from pipelines.run_study import main
+
+    monkeypatch.setitem(sys.modules, module, None)       # import fails as if not installed
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TOML)
+    assert main([str(cfg), "--out", str(tmp_path / "o"), "--executor", kind]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: the {kind} executor needs {module}: pip install " \
+                  f"'noniid-quagmire[{kind}]'\n"
+    assert not list((tmp_path / "o" / "runs").glob("*.json"))      # nothing ran
+
+
+def test_the_executor_table_and_the_flags(tmp_path, capsys):
+    from pipelines.run_study import main
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TOML.replace("threads = 1", "threads = 1\n[executor]\nkind = \"slurm\"\n"
+                                "partition = \"gpu\"\ntime_min = 30"))
+    study = study_from_dict(__import__("tomllib").loads(cfg.read_text()))
+    assert ExecutorConfig.from_table(study.executor, time_min=5) == ExecutorConfig(
+        kind="slurm", partition="gpu", time_min=5)
+    cfg.write_text(TOML.replace("threads = 1", "threads = 1\n[executor]\nqueue = \"gpu\""))
+    assert main([str(cfg), "--out", str(tmp_path / "o"), "--list"]) == 2
+    assert capsys.readouterr().err.startswith("error: [executor]: unknown key(s) queue; known:")
+
+
+def test_default_jobs_fit_the_cores_and_the_gpus(monkeypatch):
+    import torch
+
+    from training.study.executors import default_jobs
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)), raising=False)
+    study = study_from_dict(DOC)
+    specs = study.all_runs()
+    assert default_jobs(study, specs) == 8
+    assert default_jobs(study_from_dict({**DOC, "threads": 3}), specs) == 2
+    assert default_jobs(study_from_dict({k: v for k, v in DOC.items() if k != "threads"}),
+                        specs) == 1            # torch's default threads take every core
+    dist = study_from_dict({**DOC, "engine": "distributed"})
+    assert default_jobs(dist, dist.all_runs()) == 4      # 2 processes per run
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    gpu = study_from_dict({**DOC, "train": {**DOC["train"], "device": "cuda"}})
+    assert default_jobs(gpu, gpu.all_runs()) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["ray", "slurm"])
+def test_distributed_engine_runs_under_ray_and_submitit(kind, tmp_path):
+    """A run with engine = "distributed" is a task that launches torchrun (2 processes)."""
+    pytest.importorskip("ray" if kind == "ray" else "submitit")
+    doc = {**DOC, "engine": "distributed", "train": {**DOC["train"], "iterations": 6,
+                                                     "eval_every": 3},
+           "experiments": [{**DOC["experiments"][0], "algorithms": ["fedavg"],
+                            "noniid_fractions": [1.0]}]}
+    inline = run_study(study_from_dict(doc), tmp_path / "inline", progress=False,
+                       executor=ExecutorConfig(jobs=1))
+    assert inline.ran == 1 and not inline.failures
+    if kind == "ray":
+        import ray
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 log_to_driver=False)
+    try:
+        report = run_study(study_from_dict(doc), tmp_path / kind, progress=False,
+                           executor=ExecutorConfig(kind=kind, cluster="local", time_min=10))
+    finally:
+        if kind == "ray":
+            ray.shutdown()
+    assert report.ran == 1 and not report.failures, report.failures
+    row = next(iter(rows_of(tmp_path / kind).values()))
+    assert row["spec"]["engine"] == "distributed"
+    assert rows_of(tmp_path / kind) == rows_of(tmp_path / "inline")
