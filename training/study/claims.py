@@ -93,7 +93,7 @@ def release(runs_dir: Path, run_id: str) -> None:
 
 def claims(runs_dir: Path) -> dict[str, Claim]:
     """Every current claim in the folder, by run id."""
-    out = {}
+    out: dict[str, Claim] = {}
     for path in runs_dir.glob("*.claim") if runs_dir.is_dir() else []:
         held = read_claim(runs_dir, path.stem)
         if held is not None:

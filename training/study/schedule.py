@@ -14,7 +14,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from training.study.claims import read_claim, release, try_claim
+from training.study.claims import claims, release, try_claim
 from training.study.config import RunSpec
 from training.study.executors import Backend
 from training.study.results import ResultsStore, _read_row
@@ -60,7 +60,7 @@ class _Driver:
         for spec in waiting:
             if len(batch) >= room:
                 break
-            if spec in self.pending.values():
+            if spec.run_id in self.running:
                 continue
             if self.settled(spec):
                 settled.append(spec)
@@ -72,9 +72,19 @@ class _Driver:
                     batch.append(spec)
         self.outcome.by_others += len(settled)
         if batch:
-            for fut, spec in zip(self.backend.submit_many(batch), batch, strict=True):
+            try:
+                futures = self.backend.submit_many(batch)
+            except BaseException:        # e.g. Ctrl-C in an inline run: leave no live claim
+                for spec in batch:
+                    release(self.store.runs_dir, spec.run_id)
+                raise
+            for fut, spec in zip(futures, batch, strict=True):
                 self.pending[fut] = spec
         return settled
+
+    @property
+    def running(self) -> set[str]:
+        return {spec.run_id for spec in self.pending.values()}
 
     def collect(self, timeout: float) -> list[RunSpec]:
         """Commit the runs that finished within ``timeout``."""
@@ -128,11 +138,11 @@ def execute_all(todo: Sequence[RunSpec], store: ResultsStore, backend: Backend, 
                 time.sleep(WAIT_S)
             for spec in gone:
                 waiting.remove(spec)
-            failed = len(driver.outcome.failures)
-            elsewhere = sum(read_claim(store.runs_dir, s.run_id) is not None
-                            for s in waiting if s not in driver.pending.values())
-            bar.set_postfix(running=len(driver.pending), elsewhere=elsewhere, failed=failed,
-                            refresh=False)
+            if progress:
+                held = set(claims(store.runs_dir)) - driver.running
+                bar.set_postfix(running=len(driver.pending),
+                                elsewhere=sum(s.run_id in held for s in waiting),
+                                failed=len(driver.outcome.failures), refresh=False)
             bar.update(len(gone))
     finally:
         driver.release_all()
