@@ -42,6 +42,8 @@ class Claim:
 
 
 def _alive(pid: int) -> bool:
+    if pid <= 0:          # no process (kill(0) and kill(-1) would address groups)
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -57,16 +59,21 @@ def claim_path(runs_dir: Path, run_id: str) -> Path:
 
 def read_claim(runs_dir: Path, run_id: str) -> Claim | None:
     """The run's claim, or None. A claim being written (empty for an instant) reads as held by
-    an unknown live driver, so nobody takes it over."""
+    an unknown live driver, so nobody takes it over; one left unreadable for longer than
+    TAKEOVER_LOCK_TIMEOUT_S (its driver died while writing it) reads as stale."""
+    path = claim_path(runs_dir, run_id)
     try:
-        text = claim_path(runs_dir, run_id).read_text()
+        text = path.read_text()
+        mtime = path.stat().st_mtime
     except FileNotFoundError:
         return None
     try:
         doc = json.loads(text)
         return Claim(run_id, str(doc["host"]), int(doc["pid"]), float(doc["time"]))
     except (ValueError, KeyError, TypeError):
-        return Claim(run_id, "?", -1, 0.0)
+        if time.time() - mtime > TAKEOVER_LOCK_TIMEOUT_S:
+            return Claim(run_id, HOST, 0, mtime)
+        return Claim(run_id, "?", -1, mtime)
 
 
 def try_claim(runs_dir: Path, run_id: str) -> bool:
