@@ -1,4 +1,4 @@
-"""The study's results store: one file per run, safe for concurrent drivers (REFERENCE.md §5).
+"""The study's results store: one file per run, safe for concurrent drivers (docs/reference.md §5).
 
 Layout under ``out_dir``::
 

@@ -13,7 +13,6 @@ import logging
 import subprocess
 import sys
 import tempfile
-import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache, partial
@@ -41,7 +40,7 @@ from training.study.figures import draw_all
 from training.study.findings import Claim, all_claims, experiment_frames, summary_markdown
 from training.study.flickr import flickr_partitions
 from training.study.results import ResultsStore
-from training.study.schedule import execute_all, spec_failure
+from training.study.schedule import execute_all
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +139,6 @@ def missing_device(specs: list[RunSpec]) -> str | None:
         return (f"the study trains on {', '.join(beyond)} ([train] device) but this machine has "
                 f"{count} CUDA device(s), cuda:0..cuda:{count - 1}; pick one of them")
     return None
-
-
-def failure_record(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
-    """What a failed run was and why, for failures.json (the run stays out of the results)."""
-    return spec_failure(spec, f"{type(exc).__name__}: {exc}",
-                        "".join(traceback.format_exception(exc)[-12:]))
 
 
 def write_failures(out: Path, failures: list[dict[str, Any]]) -> None:
