@@ -203,3 +203,15 @@ def test_distributed_engine_runs_under_ray_and_submitit(kind, tmp_path):
     row = next(iter(rows_of(tmp_path / kind).values()))
     assert row["spec"]["engine"] == "distributed"
     assert rows_of(tmp_path / kind) == rows_of(tmp_path / "inline")
+
+
+def test_a_gpu_worker_sees_only_its_gpu(monkeypatch):
+    import queue
+
+    from training.study.executors import _pin_gpu
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    gpus = queue.Queue()
+    gpus.put(2)
+    _pin_gpu(gpus)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
