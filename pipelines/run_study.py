@@ -1,8 +1,11 @@
-"""Run a study: ``python -m pipelines.run_study [CONFIG] [--out DIR]`` (docs/reference.md §3, §5).
+"""Run a study: ``python -m pipelines.run_study [CONFIG] [--out DIR] [--jobs N]
+[--executor local|ray|slurm]`` (docs/reference.md §3, §5).
 
 With no CONFIG it runs the embedded default study (pipelines/configs/default.toml: digits,
-offline, CPU). Finished runs in ``--out`` are skipped, so an interrupted study resumes. A run that
-raises is recorded in ``failures.json`` and the others go on; the exit status is then 1.
+offline, CPU), several runs at once (``--jobs``: cores // the study's threads by default).
+Finished runs in ``--out`` are skipped, so an interrupted study resumes; several drivers on one
+``--out`` share the runs. A run that raises is recorded in ``failures.json`` and the others go
+on; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.study.claims import claims
 from training.study.config import DEFAULT_CONFIG, StudyConfig, load_study
+from training.study.executors import EXECUTORS, ExecutorConfig
 from training.study.findings import markdown_table
-from training.study.results import ResultsStore
+from training.study.results import ResultsCorrupt, ResultsStore
 from training.study.runner import StudyCannotRun, run_study
 
 
@@ -29,13 +34,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="EXPERIMENT",
                         help="run only these experiments (by name)")
     parser.add_argument("--list", action="store_true",
-                        help="list the runs (and which are done in --out), train nothing")
+                        help="list the runs (done, failed, running where, to do), train nothing")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="local runs at once (default: cores // threads; one per GPU)")
+    parser.add_argument("--executor", choices=EXECUTORS, default=None,
+                        help="local (default), ray or slurm (submitit); or [executor] kind")
+    parser.add_argument("--address", help="ray: the cluster's address (ray.init)")
+    parser.add_argument("--partition", help="slurm: the partition")
+    parser.add_argument("--time-min", type=int, help="slurm: time limit per run, minutes")
+    parser.add_argument("--gpus-per-task", type=int, help="ray/slurm: GPUs per run")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         study = load_study(args.config)
-    except (OSError, ValueError, KeyError) as exc:  # bad path or config: one line, exit 2
+        executor = ExecutorConfig.from_table(
+            study.executor, kind=args.executor, jobs=args.jobs, address=args.address,
+            partition=args.partition, time_min=args.time_min, gpus_per_task=args.gpus_per_task)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # bad path or config: one line
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     if args.only:
@@ -45,15 +61,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no experiment {', '.join(unknown)}; known: {known}", file=sys.stderr)
             return 2
     out = Path(args.out) if args.out else Path("runs") / study.name
-    if args.list:
-        print_runs(study, out, only=args.only)
-        return 0
     try:
-        report = run_study(study, out, progress=not args.no_progress, only=args.only)
-    except StudyCannotRun as exc:     # raised before any run
+        if args.list:
+            print_runs(study, out, only=args.only)
+            return 0
+        report = run_study(study, out, progress=not args.no_progress, only=args.only,
+                           executor=executor)
+    except (StudyCannotRun, ResultsCorrupt, ImportError) as exc:     # raised before any run
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done -> {out}")
+    others = f", {report.by_others} by another driver" if report.by_others else ""
+    print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done{others} "
+          f"-> {out}")
     for name, table in report.tables.items():
         print(f"\n## {name}\n{markdown_table(table)}")
     print("\n## Findings")
@@ -72,15 +91,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_runs(study: StudyConfig, out: Path, only: Sequence[str] | None = None) -> None:
-    """One line per run (of the experiments named in ``only``, if given): done or to do, and
-    what it is."""
+    """One line per run (of the experiments named in ``only``, if given): done, failed, running
+    (where, from its claim) or to do, and what it is."""
     done = ResultsStore(out)
+    held = claims(done.runs_dir)
     runs = study.all_runs(only)
     for spec in runs:
         knob = "SkewScout" if spec.mode == "skewscout" else (spec.knob or "-")
-        print(f"{'done' if spec.run_id in done else 'todo'} {spec.run_id} {spec.model} "
+        state, where = "todo", ""
+        if spec.run_id in done:
+            state = "done"
+        elif spec.run_id in held:
+            state, where = "running", f" on {held[spec.run_id].where()}"
+        elif done.failure(spec.run_id) is not None:
+            state = "failed"
+        print(f"{state} {spec.run_id} {spec.model} "
               f"{spec.algorithm} knob={knob} non-IID={spec.noniid_fraction:g} "
-              f"N={spec.num_partitions} seed={spec.seed}")
+              f"N={spec.num_partitions} seed={spec.seed}{where}")
     left = sum(spec.run_id not in done for spec in runs)
     print(f"study {study.name}: {len(runs)} runs, {left} to do -> {out}")
 

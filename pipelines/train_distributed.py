@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pipelines._cli import parse_param
+from skewtools import get_partitioner
+from training.algorithms import create_algorithm
+from training.engine import TrainConfig
+from training.models import check_model_name
 from training.study.config import RunSpec
 
 
@@ -61,11 +67,49 @@ def spec_from_args(args: argparse.Namespace, world_size: int) -> RunSpec:
                    world_size, args.partitioner, args.seed, train, "distributed")
 
 
+def check_run(args: argparse.Namespace) -> str | None:
+    """What is wrong with the run the flags (or ``--spec``) describe, or None; checked in every
+    process before any starts the process group, so a typo is one line, not a traceback per
+    rank."""
+    world = int(os.environ.get("WORLD_SIZE", "2"))
+    try:
+        spec = spec_from_args(args, world)
+    except FileNotFoundError:
+        return f"--spec {args.spec}: no such file"
+    except (OSError, ValueError, TypeError) as exc:    # bad JSON, or not a RunSpec's fields
+        return f"--spec {args.spec}: not a run spec ({exc})"
+    if "WORLD_SIZE" in os.environ and spec.num_partitions != world:
+        return (f"the run has {spec.num_partitions} partitions but {world} processes: use "
+                f"torchrun --nproc_per_node={spec.num_partitions}")
+    if not 0.0 <= spec.noniid_fraction <= 1.0:
+        return f"--noniid-fraction {spec.noniid_fraction}: give a fraction in [0, 1]"
+    name = spec.dataset.get("name")
+    if name == "cifar10":
+        folder = Path(str(spec.dataset.get("root"))) / "cifar-10-batches-py"
+        if not folder.is_dir():
+            return f"--data-root {spec.dataset.get('root')}: no {folder.name} folder in it"
+    elif name not in ("digits", "flickr_mammal"):
+        return f"dataset {name!r}: choose digits or cifar10"
+    try:
+        check_model_name(spec.model)
+        get_partitioner(spec.partitioner)
+        create_algorithm(spec.algorithm, **spec.algorithm_params)
+        TrainConfig(**spec.train)
+    except (KeyError, ValueError, TypeError) as exc:
+        return str(exc.args[0] if exc.args else exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.spec is None and args.dataset != "digits" and args.data_root is None:
         parser.error(f"--dataset {args.dataset} needs --data-root (the dataset's folder)")
+    problem = check_run(args)
+    if problem is not None:
+        if os.environ.get("RANK", "0") == "0":      # once, not once per process
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     from training.study.distributed_run import run_and_write
 
     info, spec, result = run_and_write(lambda world: spec_from_args(args, world), args.out,

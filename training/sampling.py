@@ -1,4 +1,5 @@
-"""Feeding the ``k`` local partitions one stacked ``[k, b, ...]`` batch per step (REFERENCE.md §3).
+"""Feeding the ``k`` local partitions one stacked ``[k, b, ...]`` batch per step
+(docs/reference.md §3).
 
 On a GPU every step is bound by per-op host overhead, so the data path must cost a few ops per
 step, whatever ``k``: :class:`DeviceBatches` keeps every in-memory partition on the device in one

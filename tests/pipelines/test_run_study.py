@@ -4,6 +4,7 @@ writes every artefact."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -80,17 +81,30 @@ def test_runs_resumes_and_writes_every_artefact(tmp_path, capsys):
     summary = (out / "summary.md").read_text()
     assert "## scout (skewscout)" in summary and "**F4**" in summary
 
+    # one row file per run, the same rows as the merged results.json
+    assert sorted(p.stem for p in (out / "runs").glob("*.json")) == sorted(
+        r["run_id"] for r in rows)
+
     # Resume: nothing to run; drop one row and exactly that one runs again, same outcome.
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "0 runs now, 9 already done" in capsys.readouterr().out
     dropped = rows.pop()
-    old_rows = [{k: v for k, v in r.items() if k != "bytes_curve"} for r in rows]  # older format
-    (out / "results.json").write_text(json.dumps(old_rows))
+    (out / "runs" / f"{dropped['run_id']}.json").unlink()
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "1 runs now, 8 already done" in capsys.readouterr().out
     again = {r["run_id"]: r for r in json.loads((out / "results.json").read_text())}
     assert again[dropped["run_id"]]["final_acc"] == dropped["final_acc"]
     assert again[dropped["run_id"]]["bytes_curve"] == dropped["bytes_curve"]
+
+    # A folder of the older layout (results.json only, rows of an older format) is migrated:
+    # its rows are kept, the missing one runs.
+    shutil.rmtree(out / "runs")
+    old_rows = [{k: v for k, v in r.items() if k != "bytes_curve"} for r in rows]
+    (out / "results.json").write_text(json.dumps(old_rows))
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "1 runs now, 8 already done" in capsys.readouterr().out
+    assert len(list((out / "runs").glob("*.json"))) == 9
+    assert len(json.loads((out / "results.json").read_text())) == 9
 
 
 DIST = '''name = "dist"
@@ -246,3 +260,84 @@ def test_a_gpu_study_on_a_machine_without_one_stops_before_any_run(tmp_path, cap
     assert main([str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "has none; set device = \"cpu\"" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()              # not even the output folder
+
+
+SMALL = CONFIG.split("[[experiments]]")[0] + '''[[experiments]]
+name = "noniid"
+kind = "noniid"
+models = ["gn-lenet"]
+algorithms = ["bsp"]
+noniid_fractions = [0.0, 1.0]
+'''
+
+
+def _count_runs(monkeypatch) -> list:
+    import training.study.runner as study_mod
+
+    ran, real = [], study_mod.execute_run
+    monkeypatch.setattr(study_mod, "execute_run", lambda spec: ran.append(spec) or real(spec))
+    return ran
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/below"])
+def test_an_unwritable_out_stops_before_any_run(where, tmp_path, capsys, monkeypatch):
+    ran = _count_runs(monkeypatch)
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    (tmp_path / "a_file").write_text("not a folder")
+    assert main([str(cfg), "--out", str(tmp_path / where), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write results to {tmp_path / where}")
+    assert len(err.splitlines()) == 1 and ran == []
+
+
+@pytest.mark.parametrize("text", ["", '[{"run_id": "abc", "final_ac', '{"rows": []}',
+                                  '[{"model": "gn-lenet"}]'])
+def test_an_unreadable_results_json_is_a_one_line_error(text, tmp_path, capsys, monkeypatch):
+    ran = _count_runs(monkeypatch)
+    cfg, out = tmp_path / "small.toml", tmp_path / "out"
+    cfg.write_text(SMALL)
+    out.mkdir()
+    (out / "results.json").write_text(text)        # a folder of the older layout
+    for extra in (["--list"], ["--no-progress"]):
+        assert main([str(cfg), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {out / 'results.json'} is ") and len(err.splitlines()) == 1
+        assert "move it away to redo its runs" in err
+    assert ran == [] and (out / "results.json").read_text() == text    # left as it was
+
+
+def test_a_corrupt_row_file_is_reported_and_its_run_redone(tmp_path, capsys, caplog):
+    cfg, out = tmp_path / "small.toml", tmp_path / "out"
+    cfg.write_text(SMALL)
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    before = {r["run_id"]: r["final_acc"] for r in json.loads((out / "results.json").read_text())}
+    broken = sorted((out / "runs").glob("*.json"))[0]
+    broken.write_text(broken.read_text()[:40])        # truncated
+    capsys.readouterr()
+    assert main([str(cfg), "--out", str(out), "--list"]) == 0
+    assert f"todo {broken.stem}" in capsys.readouterr().out
+    assert f"{broken} is not a readable result row" in caplog.text
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "1 runs now, 1 already done" in capsys.readouterr().out
+    after = {r["run_id"]: r["final_acc"] for r in json.loads((out / "results.json").read_text())}
+    assert after == before
+
+
+def test_list_shows_where_a_run_is_running(tmp_path, capsys):
+    import socket
+
+    from training.study.config import load_study
+
+    cfg, out = tmp_path / "small.toml", tmp_path / "out"
+    cfg.write_text(SMALL)
+    first = load_study(cfg).all_runs()[0]
+    (out / "runs").mkdir(parents=True)
+    (out / "runs" / f"{first.run_id}.claim").write_text(
+        json.dumps({"host": "node7", "pid": 4242, "time": 0.0}))
+    (out / "runs" / "0123456789ab.error.json").write_text("{}")     # another study's failure
+    assert main([str(cfg), "--out", str(out), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"running {first.run_id} gn-lenet bsp")
+    assert "on node7 pid 4242" in lines[0]
+    assert lines[1].startswith("todo ") and socket.gethostname() != "node7"

@@ -1,7 +1,7 @@
 """The torchrun entry point: flags -> RunSpec, and a 2-process run equal to the simulation's."""
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 
@@ -48,3 +48,42 @@ def test_two_processes_reproduce_the_simulation_run(tmp_path):
     assert row["final_acc"] == pytest.approx(sim["final_acc"], abs=1e-6)
     assert row["bytes_sent"] == pytest.approx(sim["bytes_sent"])
     assert row["iterations"] == 9 and row["spec"]["engine"] == "distributed"
+
+
+@pytest.mark.parametrize("change, message", [
+    (["--model", "gn-lenett"], "unknown model 'gn-lenett'"),
+    (["--algorithm", "gaiaa"], "unknown algorithm 'gaiaa'"),
+    (["--param", "t0s=0.2"], "t0s"),
+    (["--noniid-fraction", "1.5"], "--noniid-fraction 1.5: give a fraction in [0, 1]"),
+    (["--partitioner", "nope"], "unknown partitioner 'nope'"),
+    (["--train", "lrr=0.1"], "lrr"),
+    (["--dataset", "cifar10", "--data-root", "/nonexistent"], "no cifar-10-batches-py folder"),
+])
+def test_bad_arguments_are_one_line_before_any_process_group(change, message, capsys,
+                                                              monkeypatch):
+    monkeypatch.delenv("MASTER_ADDR", raising=False)    # reaching init_distributed would raise
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main([*ARGV, *change]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_a_bad_spec_file_is_one_line_and_only_rank_0_says_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert main(["--spec", str(tmp_path / "none.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{\"model\": ")
+    assert main(["--spec", str(tmp_path / "bad.json")]) == 2
+    assert "not a run spec" in capsys.readouterr().err
+    spec = spec_from_args(build_parser().parse_args(ARGV), world_size=2)
+    (tmp_path / "spec.json").write_text(json.dumps(asdict(spec)))
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["--spec", str(tmp_path / "spec.json")]) == 2
+    assert capsys.readouterr().err == ""                  # rank 1 is quiet
+    monkeypatch.setenv("RANK", "0")
+    assert main(["--spec", str(tmp_path / "spec.json")]) == 2
+    assert "use torchrun --nproc_per_node=2" in capsys.readouterr().err

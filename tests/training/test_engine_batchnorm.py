@@ -1,5 +1,6 @@
 """BatchNorm running statistics in the engine on BN-LeNet: BSP is K copies normalising their own
-batches with averaged gradients and averaged running statistics (REFERENCE.md §3); the statistics
+batches with averaged gradients and averaged running statistics (docs/reference.md §3); the
+statistics
 are traffic for every algorithm; Gaia filters them like parameters, so Gaia T0=0 equals BSP."""
 
 import pytest

@@ -140,7 +140,7 @@ class Algorithm(ABC):
         """The floating buffers (BatchNorm running statistics, ``[k, B]``) every partition keeps
         after this iteration, and their traffic. ``before``/``after``: the buffers before and
         after this iteration's forward pass. Default: averaged over partitions when the step
-        synced the models (REFERENCE.md §3), sent dense like the parameters (4 B per value)."""
+        synced the models (docs/reference.md §3), sent dense like the parameters (4 B per value)."""
         from training.algorithms.sparse import dense_stats, silent_stats
         if not step.synced:
             return after, silent_stats(after)

@@ -137,6 +137,8 @@ class StudyConfig:
     # that depends on the thread count, and small differences grow over a run, so a fixed count
     # gives the same numbers on every machine.
     threads: int | None = None
+    # where the runs execute ([executor] table; read by training.study.executors.ExecutorConfig)
+    executor: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, DatasetSpec):

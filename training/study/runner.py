@@ -13,16 +13,13 @@ import logging
 import subprocess
 import sys
 import tempfile
-import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from skewtools._io import atomic_write_text
 from training.algorithms import create_algorithm
@@ -31,9 +28,11 @@ from training.engine import TrainConfig, Trainer
 from training.models import create_model
 from training.skewscout.scout import SkewScout, ordered_grid, scout_config
 from training.study.config import KNOB_OF, RunSpec, StudyConfig
+from training.study.executors import ExecutorConfig, InlineBackend, make_backend
 from training.study.figures import draw_all
 from training.study.findings import Claim, all_claims, experiment_frames, summary_markdown
 from training.study.results import ResultsStore
+from training.study.schedule import execute_all
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,7 @@ class StudyReport:
     ran: int            # runs executed now (failed ones included)
     skipped: int        # runs found finished in the store
     failures: list[dict[str, Any]] = field(default_factory=list)   # see failures.json
+    by_others: int = 0  # runs other drivers on the same folder finished meanwhile
 
     @property
     def summary_path(self) -> Path:
@@ -59,30 +59,29 @@ class StudyReport:
 
 
 def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
-              only: Sequence[str] | None = None) -> StudyReport:
+              only: Sequence[str] | None = None,
+              executor: ExecutorConfig | None = None) -> StudyReport:
     """Run the missing runs of ``study`` (of its experiments named in ``only``, if given) into
-    ``out_dir``, then write figures and summary.md for the whole study from all finished runs."""
+    ``out_dir`` on ``executor`` (default: this machine, :func:`default_jobs` at once), then
+    write the merged results, figures and summary.md for the whole study from all finished runs.
+
+    Other drivers may work on the same ``out_dir`` at once: they share the runs (claims.py).
+    """
     out = Path(out_dir)
+    executor = executor or ExecutorConfig.from_table(study.executor)
     specs = study.all_runs(only)
-    store = ResultsStore(out)
+    store = ResultsStore(out)           # ResultsCorrupt: a folder it cannot read
     todo = [s for s in specs if s.run_id not in store]
-    missing = missing_device(todo)
+    missing = missing_device(todo) if executor.kind == "local" else None
     if missing:     # every run would fail the same way: say it once, before any (and no folder)
         raise StudyCannotRun(missing)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
-    failures: list[dict[str, Any]] = []
-    with _torch_threads(study.threads):
-        for spec in tqdm(todo, desc=f"study {study.name}", disable=not progress):
-            try:
-                row = execute_run(spec)
-            except Exception as exc:  # one broken run must not cost the others: record, go on
-                log.error("run %s (%s %s) failed: %s", spec.run_id, spec.model, spec.algorithm,
-                          exc)
-                failures.append(failure_record(spec, exc))
-                continue
-            store.add(row)
+    backend = make_backend(executor, study, todo, out) if todo else InlineBackend(study.threads)
+    outcome = execute_all(todo, store, backend, desc=f"study {study.name}", progress=progress)
+    store.flush()
+    failures = study_failures(store, specs)
     write_failures(out, failures)
     frames = experiment_frames(study, store.rows)      # once, for the claims and the figures
     claims, tables = all_claims(study, store.rows, frames)
@@ -92,8 +91,30 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
         summary += (f"\n{len(failures)} run(s) failed and are left out above; see "
                     "failures.json (a re-run retries them).\n")
     atomic_write_text(out / "summary.md", summary)
-    return StudyReport(out, store.rows, claims, tables, figures, len(todo),
-                       len(specs) - len(todo), failures)
+    return StudyReport(out, store.rows, claims, tables, figures, outcome.ran,
+                       len(specs) - len(todo), failures, outcome.by_others)
+
+
+def check_writable(out: Path) -> None:
+    """Stop before any run when the results could not be written (a file, no permission)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "runs").mkdir(exist_ok=True)
+        with tempfile.TemporaryFile(dir=out / "runs"):
+            pass
+    except OSError as exc:
+        raise StudyCannotRun(f"cannot write results to {out}: {exc.strerror or exc}; pass "
+                             "--out a folder you can write") from None
+
+
+def study_failures(store: ResultsStore, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:
+    """The study's runs whose last attempt failed and that have no row."""
+    out = []
+    for spec in specs:
+        failed = None if spec.run_id in store else store.failure(spec.run_id)
+        if failed is not None:
+            out.append(failed[0])
+    return out
 
 
 def missing_device(specs: list[RunSpec]) -> str | None:
@@ -112,34 +133,14 @@ def missing_device(specs: list[RunSpec]) -> str | None:
     return None
 
 
-def failure_record(spec: RunSpec, exc: BaseException) -> dict[str, Any]:
-    """What a failed run was and why, for failures.json (the run stays out of the results)."""
-    return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
-            "algorithm": spec.algorithm, "knob": spec.knob,
-            "noniid_fraction": spec.noniid_fraction, "num_partitions": spec.num_partitions,
-            "seed": spec.seed, "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(exc)[-12:])}
-
-
 def write_failures(out: Path, failures: list[dict[str, Any]]) -> None:
-    """``failures.json`` lists this invocation's failed runs; no failures, no file."""
+    """``failures.json`` lists the study's failed runs (merged from runs/ID.error.json, whoever
+    ran them); no failures, no file."""
     path = out / "failures.json"
     if failures:
         atomic_write_text(path, json.dumps(failures, indent=1, default=str))
     else:
         path.unlink(missing_ok=True)
-
-
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Run with ``threads`` torch CPU threads (None: leave the setting alone), then restore."""
-    before = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def execute_run(spec: RunSpec) -> dict[str, Any]:

@@ -293,6 +293,8 @@ def test_results_store_persists_and_resumes(tmp_path):
     spec = study.all_runs()[0]
     store = ResultsStore(tmp_path)
     store.add({**fake_row(spec, 0.9, 1.0), "bytes_sent": [1.0, 2.0], "spec": {"a": 1}})
+    assert (tmp_path / "runs" / f"{spec.run_id}.json").exists()     # committed at once
+    store.flush()                                                    # merged by the report
     again = ResultsStore(tmp_path)
     assert spec.run_id in again and len(again) == 1
     assert again.get(spec.run_id)["bytes_sent"] == [1.0, 2.0]

@@ -1,0 +1,277 @@
+"""Where a study's runs execute: in this process, in local worker processes, on a Ray cluster or
+on SLURM through submitit. Each backend turns runs into ``concurrent.futures`` futures of
+:func:`run_one`'s outcome; the driver (training.study.schedule) claims, stores and reports.
+
+Every run keeps its own seed and thread count wherever it runs, so its row is the same as in a
+serial study (only ``wall_time_s`` differs).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from training.study.config import RunSpec, StudyConfig
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "ray", "slurm")
+EXTRA_OF = {"ray": "ray", "submitit": "slurm"}
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """The ``[executor]`` table of a study config, overridden by ``run_study``'s flags."""
+
+    kind: str = "local"
+    jobs: int | None = None            # local: runs at once (None: default_jobs)
+    address: str | None = None         # ray: ray.init(address=...); None: a running/local one
+    partition: str | None = None       # slurm partition
+    time_min: int = 60                 # slurm time limit per run
+    gpus_per_task: int | None = None   # ray/slurm; None: 1 per partition process on CUDA runs
+    cpus_per_task: int | None = None   # ray/slurm; None: threads x partition processes
+    array_parallelism: int = 256       # slurm: array tasks running at once
+    folder: str | None = None          # slurm: submitit's logs (default OUT/submitit)
+    cluster: str | None = None         # submitit cluster: None (auto), "slurm" or "local"
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ValueError(f"executor kind={self.kind!r}; choose one of {', '.join(EXECUTORS)}")
+        if self.jobs is not None and self.jobs < 1:
+            raise ValueError(f"jobs={self.jobs}: give at least 1")
+        for name in ("time_min", "array_parallelism"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"executor {name}={getattr(self, name)}: give at least 1")
+
+    @classmethod
+    def from_table(cls, table: dict[str, Any], **overrides: Any) -> ExecutorConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ValueError(f"[executor]: unknown key(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(sorted(known))}")
+        return cls(**{**table, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+class Backend(Protocol):
+    capacity: int        # runs in flight at once
+
+    def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]: ...
+
+    def close(self) -> None: ...
+
+
+def require(module: str) -> Any:
+    """Import an optional dependency, or say which extra installs it (one line)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = EXTRA_OF[module]
+        raise ImportError(f"the {extra} executor needs {module}: pip install "
+                          f"'noniid-quagmire[{extra}]'") from None
+
+
+def run_one(spec: RunSpec, threads: int | None) -> dict[str, Any]:
+    """Train one run with ``threads`` torch threads; its row, or its error as data (so that the
+    driver records a failure the same way from every backend)."""
+    from training.study import runner
+
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return {"row": runner.execute_run(spec)}
+    except Exception as exc:     # recorded by the driver, never raised through a backend
+        return {"error": f"{type(exc).__name__}: {exc}",
+                "traceback": "".join(traceback.format_exception(exc)[-12:])}
+    finally:
+        torch.set_num_threads(before)
+
+
+def uses_cuda(spec: RunSpec) -> bool:
+    return str(spec.train.get("device", "cpu")).startswith("cuda")
+
+
+def processes_per_run(spec: RunSpec) -> int:
+    return spec.num_partitions if spec.engine == "distributed" else 1
+
+
+def default_jobs(study: StudyConfig, specs: Sequence[RunSpec]) -> int:
+    """Runs at once on this machine: one per GPU on CUDA studies, else the cores divided by
+    what one run uses (its threads, times its processes on the distributed engine)."""
+    if not specs:
+        return 1
+    if any(uses_cuda(s) for s in specs):
+        if any(s.engine == "distributed" for s in specs):
+            return 1         # each run takes GPUs 0..N-1 itself
+        return max(1, torch.cuda.device_count())
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if study.threads is None:
+        return 1             # torch's default already uses every core
+    per_run = study.threads * max(processes_per_run(s) for s in specs)
+    return max(1, (cores or 1) // per_run)
+
+
+class InlineBackend:
+    """Runs in this process, one after another (``--jobs 1``)."""
+
+    capacity = 1
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = threads
+
+    def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]:
+        futures = []
+        for spec in specs:
+            fut: Future = Future()
+            fut.set_result(run_one(spec, self.threads))
+            futures.append(fut)
+        return futures
+
+    def close(self) -> None:
+        pass
+
+
+def _pin_gpu(queue: Any) -> None:
+    """Worker initializer: this worker sees one GPU (taken from the queue) as cuda:0."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
+
+
+class LocalBackend:
+    """``jobs`` spawned worker processes (spawn: no CUDA or thread state copied from here)."""
+
+    def __init__(self, jobs: int, threads: int | None, pin_gpus: bool) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        init: dict[str, Any] = {}
+        if pin_gpus:
+            queue = ctx.Queue()
+            for worker in range(jobs):      # more workers than GPUs: they share round-robin
+                queue.put(worker % max(1, torch.cuda.device_count()))
+            init = {"initializer": _pin_gpu, "initargs": (queue,)}
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **init)
+        self.capacity = jobs
+        self.threads = threads
+
+    def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]:
+        return [self.pool.submit(run_one, spec, self.threads) for spec in specs]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _resources(spec: RunSpec, threads: int | None, cfg: ExecutorConfig) -> tuple[int, int]:
+    procs = processes_per_run(spec)
+    cpus = cfg.cpus_per_task or (threads or 1) * procs
+    gpus = cfg.gpus_per_task if cfg.gpus_per_task is not None else (
+        procs if uses_cuda(spec) else 0)
+    return cpus, gpus
+
+
+class RayBackend:
+    """Each run a Ray task asking for its CPUs and GPUs; the cluster schedules them."""
+
+    capacity = 1 << 30
+
+    def __init__(self, cfg: ExecutorConfig, threads: int | None) -> None:
+        self.ray = require("ray")
+        if not self.ray.is_initialized():
+            self.ray.init(address=cfg.address)
+        self.cfg, self.threads = cfg, threads
+        self.task = self.ray.remote(run_one)
+
+    def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]:
+        out = []
+        for spec in specs:
+            cpus, gpus = _resources(spec, self.threads, self.cfg)
+            ref = self.task.options(num_cpus=cpus, num_gpus=gpus).remote(spec, self.threads)
+            out.append(ref.future())
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class SubmititBackend:
+    """The runs as one SLURM job array per batch (submitit); a thread turns finished jobs into
+    futures."""
+
+    capacity = 1 << 30
+    POLL_S = 2.0
+
+    def __init__(self, cfg: ExecutorConfig, threads: int | None, out: Path, name: str) -> None:
+        submitit = require("submitit")
+        folder = Path(cfg.folder) if cfg.folder else out / "submitit"
+        self.executor = submitit.AutoExecutor(folder=folder / "%j", cluster=cfg.cluster)
+        self.cfg, self.threads, self.name = cfg, threads, name
+        self.pending: list[tuple[Any, Future]] = []
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.poller = threading.Thread(target=self._poll, daemon=True)
+        self.poller.start()
+
+    def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]:
+        if not specs:
+            return []
+        wants = [_resources(s, self.threads, self.cfg) for s in specs]   # one size per array
+        cpus, gpus = max(c for c, _ in wants), max(g for _, g in wants)
+        params: dict[str, Any] = {"timeout_min": self.cfg.time_min, "cpus_per_task": cpus,
+                                  "name": f"study-{self.name}",
+                                  "slurm_array_parallelism": self.cfg.array_parallelism}
+        if gpus:
+            params["gpus_per_node"] = gpus
+        if self.cfg.partition:
+            params["slurm_partition"] = self.cfg.partition
+        self.executor.update_parameters(**params)
+        with self.executor.batch():
+            jobs = [self.executor.submit(run_one, spec, self.threads) for spec in specs]
+        futures = [Future() for _ in jobs]
+        with self.lock:
+            self.pending += list(zip(jobs, futures, strict=True))
+        return futures
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                jobs = list(self.pending)
+            for job, fut in jobs:
+                if not job.done():
+                    continue
+                try:
+                    fut.set_result(job.result())
+                except Exception as exc:      # the job itself died (killed, timed out)
+                    fut.set_exception(exc)
+                with self.lock:
+                    self.pending.remove((job, fut))
+            time.sleep(self.POLL_S)
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.lock:
+            for job, _ in self.pending:
+                job.cancel(check=False)
+
+
+def make_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                 out: Path) -> Backend:
+    if cfg.kind == "ray":
+        return RayBackend(cfg, study.threads)
+    if cfg.kind == "slurm":
+        return SubmititBackend(cfg, study.threads, out, study.name)
+    jobs = min(cfg.jobs or default_jobs(study, specs), max(1, len(specs)))
+    if jobs == 1:
+        return InlineBackend(study.threads)
+    pin = any(uses_cuda(s) and s.engine != "distributed"
+              and str(s.train.get("device")) == "cuda" for s in specs)
+    return LocalBackend(jobs, study.threads, pin)
