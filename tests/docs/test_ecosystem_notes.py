@@ -1,4 +1,4 @@
-"""Every python block of docs/notes/ecosystem.md runs against a small real build."""
+"""Every python block of docs/ecosystem.md runs against a small real build."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.flickr_mammal import build_fixtures as fx
 pytest.importorskip("datasets")
 pytest.importorskip("flwr_datasets")
 
-NOTES = Path(__file__).resolve().parents[2] / "docs" / "notes" / "ecosystem.md"
+NOTES = Path(__file__).resolve().parents[2] / "docs" / "ecosystem.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", NOTES.read_text(encoding="utf-8"), re.S)
 
 
