@@ -195,9 +195,15 @@ class FlickrMammalSpec(DatasetSpec):
     partition_by: str | None = None    # "continent" when left out
     image_size: int | None = None      # 224
     val_samples: int | None = None     # 5000
+    num_workers: int | None = None     # DataLoader workers decoding each partition's JPEGs (0)
 
     def __post_init__(self) -> None:
         _path("flickr_mammal", "root", self.root)
+        if self.num_workers is not None and (isinstance(self.num_workers, bool)
+                                             or not isinstance(self.num_workers, int)
+                                             or self.num_workers < 0):
+            raise ValueError(f"[dataset] num_workers = {self.num_workers!r} (flickr_mammal): use "
+                             "0 (decode in the training thread) or more worker processes")
         if self.partition_by is not None and (not isinstance(self.partition_by, str)
                                               or not self.partition_by):
             raise ValueError(f"[dataset] partition_by = {self.partition_by!r} (flickr_mammal): "
