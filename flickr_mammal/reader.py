@@ -90,6 +90,8 @@ class GeoShardDataset(IterableDataset):
         worker = get_worker_info()
         if worker is not None:
             urls = urls[worker.id::worker.num_workers]
+        if not urls:      # more workers than shards: this one has nothing to read
+            return iter(())
         keep = KeyFilter(self.keys)  # before decoding: other partitions' files are skipped unread
         pipeline = wds.WebDataset(urls, shardshuffle=False, nodesplitter=None,
                                   workersplitter=None, empty_check=False,

@@ -11,6 +11,7 @@ from training.algorithms import create_algorithm
 from training.datasets import PartitionData
 from training.engine import TrainConfig, Trainer
 from training.models import create_model
+from training.skewscout.host import TrainerHost
 
 K = 3            # partitions
 LOCAL = 4        # samples per partition = the local batch: every batch is the whole partition
@@ -117,5 +118,5 @@ def test_run_reports_the_message_and_the_wire_figure():
     assert result.wire_bytes_sent == [2 * per_message * (K - 1)] * K
     assert result.wire_bytes_per_iteration == pytest.approx(per_message * (K - 1))
     assert result.bsp_bytes_per_iteration == per_message and result.relative_communication == 1
-    trainer.add_bytes(0, sent=10.0, received=0.0)    # a traveling model: one destination
+    TrainerHost(trainer).add_bytes(0, sent=10.0, received=0.0)   # traveling: one destination
     assert trainer.wire_bytes_sent[0] - trainer.wire_bytes_sent[1] == 10.0

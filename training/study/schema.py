@@ -27,6 +27,7 @@ TOP_LEVEL: dict[str, tuple[type, str]] = {
     "skewscout": (dict, "[skewscout] travel_interval = 20"),
     "engine": (str, 'engine = "simulation"'),
     "threads": (int, "threads = 1"),
+    "executor": (dict, '[executor] kind = "local"'),
 }
 # an experiment's keys (all lists but name and kind); num_partitions is optional
 EXPERIMENT: dict[str, tuple[type, str]] = {
