@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from flickr_mammal.classes import CLASS_NAMES
-from flickr_mammal.reader import _locate, _shard_folder
+from flickr_mammal.reader import split_rows
 from flickr_mammal.regions import UNKNOWN
 
 MISSING_EXTRA = "flickr_mammal.hf needs the 'datasets' package: pip install -e '.[hf]'"
@@ -107,14 +107,7 @@ def _generate(shards: list[str], keys: frozenset[str], token: str) -> Iterator[d
 
 def placed_rows(root: str | Path, split: str) -> tuple[pd.DataFrame, Path]:
     """The shard-index rows of ``split`` that have a continent, and the shard folder."""
-    root = Path(root)
-    index_path, shard_dir = _locate(root)
-    index = pd.read_parquet(index_path)
-    rows = index[index["split"] == split]
-    if rows.empty:
-        raise ValueError(f"split {split!r} has no samples in {index_path}; splits there: "
-                         f"{sorted(index['split'].unique())}")
-    shard_dir = _shard_folder(shard_dir, root, rows["shard"])
+    _, rows, shard_dir, _ = split_rows(root, split)
     placed = ~(rows["continent"].isna() | rows["continent"].isin([UNKNOWN, ""]))
     return rows[placed], shard_dir
 

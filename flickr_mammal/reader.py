@@ -191,6 +191,19 @@ def _digests(rows: pd.DataFrame) -> dict[str, tuple[int, str]] | None:
                                      strict=True), strict=True))
 
 
+def split_rows(root: str | Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
+    """The shard index, its rows of ``split``, the shard folder and the index's path (a build
+    folder or its ``shards/`` folder); an unknown split raises, naming the ones there."""
+    root = Path(root)
+    index_path, shard_dir = _locate(root)
+    index = pd.read_parquet(index_path)
+    rows = index[index["split"] == split]
+    if rows.empty:
+        raise ValueError(f"split {split!r} has no samples in {index_path}; splits there: "
+                         f"{sorted(index['split'].unique())}")
+    return index, rows, _shard_folder(shard_dir, root, rows["shard"]), index_path
+
+
 def load_partitions(root: str | Path, by: str | None = "continent", split: str = "train",
                     transform: Callable[[Any], Any] | None = None, min_size: int = 0,
                     shuffle_buffer: int = 0, seed: int = 0, *,
@@ -216,14 +229,7 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
     if min_size < 0 or shuffle_buffer < 0:
         raise ValueError(f"min_size and shuffle_buffer must be >= 0 (got {min_size}, "
                          f"{shuffle_buffer})")
-    root = Path(root)
-    index_path, shard_dir = _locate(root)
-    index = pd.read_parquet(index_path)
-    rows = index[index["split"] == split]
-    if rows.empty:
-        raise ValueError(f"split {split!r} has no samples in {index_path}; splits there: "
-                         f"{sorted(index['split'].unique())}")
-    shard_dir = _shard_folder(shard_dir, root, rows["shard"])
+    index, rows, shard_dir, index_path = split_rows(root, split)
     check_index(index, shard_dir, index_path)
     unknown = rows["continent"].isin([UNKNOWN, ""])
     rows = rows[~unknown]
