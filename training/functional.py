@@ -95,12 +95,6 @@ class StackedModel:
                    for n, b in self.buffers.items()}
         return params, buffers
 
-    def average_buffers(self, comm: Comm) -> None:
-        """Replace every replica's floating-point buffers (BN running stats) by their mean."""
-        for buffer in self.buffers.values():
-            if buffer.is_floating_point():
-                buffer.copy_(comm.all_mean(buffer))
-
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``[k, P]`` gradients of each replica's mean cross-entropy on its own batch.
 
