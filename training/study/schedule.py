@@ -1,6 +1,8 @@
 """The study driver's loop: claim a run, hand it to a backend, commit its row (or its failure),
 release the claim; wait for runs other drivers hold. Several drivers on one output folder (this
 machine or others sharing the filesystem) split the work this way and none runs a run twice.
+A heartbeat thread renews this driver's claims; a claim whose driver stopped renewing (killed,
+host down) expires after its lease and the next driver to look takes the run over.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from training.study.claims import claims, release, try_claim
+from training.study.claims import Heartbeat, Lease, claims, release, try_claim
 from training.study.config import RunSpec
 from training.study.executors import Backend
 from training.study.results import ResultsStore, _read_row
@@ -40,8 +42,9 @@ def spec_failure(spec: RunSpec, error: str, tb: str) -> dict[str, Any]:
 
 
 class _Driver:
-    def __init__(self, store: ResultsStore, backend: Backend, started: float) -> None:
-        self.store, self.backend, self.started = store, backend, started
+    def __init__(self, store: ResultsStore, backend: Backend, started: float,
+                 lease: Lease) -> None:
+        self.store, self.backend, self.started, self.lease = store, backend, started, lease
         self.pending: dict[Future, RunSpec] = {}
         self.outcome = Outcome()
 
@@ -64,7 +67,7 @@ class _Driver:
                 continue
             if self.settled(spec):
                 settled.append(spec)
-            elif try_claim(self.store.runs_dir, spec.run_id):
+            elif try_claim(self.store.runs_dir, spec.run_id, self.lease):
                 if self.settled(spec):       # finished just before we claimed it
                     release(self.store.runs_dir, spec.run_id)
                     settled.append(spec)
@@ -123,12 +126,15 @@ class _Driver:
 
 
 def execute_all(todo: Sequence[RunSpec], store: ResultsStore, backend: Backend, *,
-                desc: str, progress: bool = True) -> Outcome:
+                desc: str, progress: bool = True, lease: Lease | None = None) -> Outcome:
     """Run every spec in ``todo`` that no driver has finished, sharing them with any other
-    driver on the same folder; returns once each is finished or failed."""
-    driver = _Driver(store, backend, time.time())
+    driver on the same folder; returns once each is finished or failed. ``lease`` (default
+    :meth:`Lease.from_env`): how long this driver's claims outlive its last heartbeat."""
+    lease = lease or Lease.from_env()
+    driver = _Driver(store, backend, time.time(), lease)
     waiting = list(todo)
     bar = tqdm(total=len(todo), desc=desc, unit="run", disable=not progress)
+    heartbeat = Heartbeat(store.runs_dir, lease).start()
     try:
         while waiting:
             gone = driver.start_some(waiting)
@@ -145,7 +151,10 @@ def execute_all(todo: Sequence[RunSpec], store: ResultsStore, backend: Backend, 
                                 failed=len(driver.outcome.failures), refresh=False)
             bar.update(len(gone))
     finally:
-        driver.release_all()
-        backend.close()
-        bar.close()
+        try:
+            driver.release_all()
+        finally:
+            heartbeat.stop()
+            backend.close()
+            bar.close()
     return driver.outcome

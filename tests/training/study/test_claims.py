@@ -1,4 +1,5 @@
-"""Claims: one driver per run; a dead local driver's claim is taken over, others are honoured."""
+"""Claims: one driver per run; a dead local driver's claim is taken over at once, another host's
+after its lease (test_claims_lease.py)."""
 
 from __future__ import annotations
 
