@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from flickr_mammal.classes import get_class
 from flickr_mammal.dump_match import ClassMatcher, license_id
 from flickr_mammal.records import PhotoRecord
@@ -129,12 +127,14 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
     counts: Counter[str] = Counter(rows=num_rows)
     if not texts:
         raise ValueError("no text column to match classes in")
-    masks = dict(zip(texts, matcher.prefilter(list(texts.values())), strict=True))
-    hits = np.flatnonzero(np.logical_or.reduce(list(masks.values()))).tolist()
+    hits = matcher.prefilter_hits(list(texts.values())).tolist()
+    # Per-column masks of the few hit rows: the exact rule runs on the fields the prefilter
+    # flagged only (descriptions are long), as when each column was prefiltered in full.
+    masks = dict(zip(texts, matcher.prefilter([c.take(hits) for c in texts.values()]),
+                     strict=True))
     staged: list[tuple[str, str, int, str]] = []
-    for index, row in zip(hits, rows_at(hits), strict=True):
-        # The exact rule on the fields the prefilter flagged only (descriptions are long).
-        names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[index]))
+    for k, row in enumerate(rows_at(hits)):
+        names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[k]))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
         counts["matched"] += 1

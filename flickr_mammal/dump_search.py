@@ -45,7 +45,7 @@ from flickr_mammal.dump_read import (
     resolve_columns,
     tsv_chunks,
     tsv_layout,
-    tsv_rows,
+    tsv_spans,
 )
 from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows, staged_record
 from flickr_mammal.search import SliceResult
@@ -64,6 +64,7 @@ _TABLES = (
     "CREATE INDEX IF NOT EXISTS dump_matches_rank ON dump_matches(class_name, rank, photo_id)",
 )
 _AMBIGUOUS = "SELECT photo_id FROM dump_matches GROUP BY photo_id HAVING count(*) > 1"
+_AMBIGUOUS_IDS = "temp.dump_ambiguous"
 
 
 def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
@@ -131,7 +132,10 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
         chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
     else:
         chunks = _parquet_tables(path, fields, {c for c, _ in done})
-    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 2):
+    # bz2 decompression (libbz2 releases the GIL) is most of a .bz2 scan: overlap it with
+    # parsing and matching on any machine with two CPUs or more.
+    threads = 1 if path.suffix == ".bz2" and config.format == "yfcc100m" else 2
+    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > threads):
         chunks = _prefetched(chunks)
     count = len(done)
     for index, start, stop, chunk in chunks:
@@ -160,15 +164,24 @@ class _Chunk:
 def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk_bytes: int,
                 done: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, _Chunk]]:
     index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
-    # Parse only the text and id columns (about twice as fast as all of them); the few rows
-    # the prefilter keeps are split in full from the chunk's bytes.
     texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
-    for offset, data in tsv_chunks(path, chunk_bytes, start):
-        table, malformed = parse_tsv(data, layout, sorted({*texts.values(), fields["photo_id"]}))
+    # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes.
+    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
+    # Every column the records need is parsed (a few more string columns cost less than
+    # finding the prefilter's rows again in the raw bytes); text and id columns lead.
+    columns = sorted(set(fields.values()))
+    for offset, data in spans(path, chunk_bytes, start):
+        table, malformed = parse_tsv(data, layout, columns)
         chunk = _Chunk({f: table[c] for f, c in texts.items()},
-                       partial(tsv_rows, data, layout, fields, table), table.num_rows, malformed)
+                       partial(_rows_at, table, fields), table.num_rows, malformed)
         yield index, offset, offset + len(data), chunk
         index += 1
+
+
+def _rows_at(table: Any, fields: dict[str, str], indices: list[int]) -> list[dict[str, Any]]:
+    """Field -> value rows of some rows of a chunk's table (the prefilter's hits)."""
+    picked = table.take(indices).to_pylist()
+    return [{f: r[c] for f, c in fields.items()} for r in picked]
 
 
 def _parquet_tables(path: Path, fields: dict[str, str],
@@ -185,13 +198,9 @@ def _parquet_tables(path: Path, fields: dict[str, str],
             elif not pa.types.is_string(column.type):
                 column = pc.cast(column, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, column)
-
-        def rows_at(indices: list[int], table: Any = table) -> list[dict[str, Any]]:
-            picked = table.take(indices).to_pylist()
-            return [{f: r[c] for f, c in fields.items()} for r in picked]
-
         texts = {f: table[fields[f]] for f in TEXT_FIELDS if f in fields}
-        yield group, group, group + 1, _Chunk(texts, rows_at, table.num_rows)
+        yield group, group, group + 1, _Chunk(texts, partial(_rows_at, table, fields),
+                                              table.num_rows)
 
 
 def _prefetched(items: Iterator[T]) -> Iterator[T]:
@@ -235,29 +244,36 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
     totals: Counter[str] = Counter()
     for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
         totals.update(json.loads(counts))
-    ambiguous = {pid for (pid,) in conn.execute(_AMBIGUOUS)}
+    # The ambiguous ids once (not one GROUP BY over all matches per class).
+    conn.execute("DROP TABLE IF EXISTS temp.dump_ambiguous")
+    conn.execute("CREATE TEMP TABLE dump_ambiguous (photo_id TEXT PRIMARY KEY)")
+    conn.execute(f"INSERT INTO {_AMBIGUOUS_IDS} {_AMBIGUOUS}")
+    ambiguous = _AMBIGUOUS_IDS
+    num_ambiguous = conn.execute(f"SELECT count(*) FROM {ambiguous}").fetchone()[0]
     per_class_counts: dict[str, dict[str, int]] = {}
     for name in names:
         candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
                                   (name,)).fetchone()[0]
         chosen = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id NOT IN "
-            f"({_AMBIGUOUS}) ORDER BY rank, photo_id LIMIT ?", (name, per_class))]
+            f"(SELECT photo_id FROM {ambiguous}) ORDER BY rank, photo_id LIMIT ?",
+            (name, per_class))]
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
-            f"({_AMBIGUOUS}) ORDER BY photo_id", (name,))]
+            f"(SELECT photo_id FROM {ambiguous}) ORDER BY photo_id", (name,))]
         records = tuple(staged_record(r, name) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}
     summary = {
         "rows": totals["rows"], "matched": totals["matched"],
-        "candidates": totals["candidates"], "ambiguous_photos": len(ambiguous),
+        "candidates": totals["candidates"], "ambiguous_photos": num_ambiguous,
         "malformed_rows": totals["malformed"],
         "dropped": {r: totals[f"dropped_{r}"] for r in DROP_REASONS},
         "per_class": per_class_counts,
     }
+    conn.execute("DROP TABLE temp.dump_ambiguous")
     catalog.set_meta("metadata", summary)
     log.info("metadata: %d rows, %d name a class, %d candidates, %d ambiguous", summary["rows"],
-             summary["matched"], summary["candidates"], len(ambiguous))
+             summary["matched"], summary["candidates"], num_ambiguous)
     return summary
