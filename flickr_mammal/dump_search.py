@@ -45,6 +45,7 @@ from flickr_mammal.dump_read import (
     resolve_columns,
     tsv_chunks,
     tsv_layout,
+    tsv_rows,
     tsv_spans,
 )
 from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows, staged_record
@@ -167,13 +168,14 @@ def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk
     texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
     # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes.
     spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
-    # Every column the records need is parsed (a few more string columns cost less than
-    # finding the prefilter's rows again in the raw bytes); text and id columns lead.
-    columns = sorted(set(fields.values()))
+    # Parse only the text and id columns (about twice as fast as all of them); the few rows
+    # the prefilter keeps are split in full from the chunk's bytes.
+    columns = sorted({*texts.values(), fields["photo_id"]})
     for offset, data in spans(path, chunk_bytes, start):
         table, malformed = parse_tsv(data, layout, columns)
         chunk = _Chunk({f: table[c] for f, c in texts.items()},
-                       partial(_rows_at, table, fields), table.num_rows, malformed)
+                       partial(tsv_rows, data, layout, fields, table, offset=offset),
+                       table.num_rows, malformed)
         yield index, offset, offset + len(data), chunk
         index += 1
 
