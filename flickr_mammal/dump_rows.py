@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from flickr_mammal.classes import get_class
 from flickr_mammal.dump_match import ClassMatcher, license_id
 from flickr_mammal.records import PhotoRecord
@@ -127,11 +129,14 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
     counts: Counter[str] = Counter(rows=num_rows)
     if not texts:
         raise ValueError("no text column to match classes in")
-    hits = matcher.prefilter_hits(list(texts.values())).tolist()
+    hits = matcher.prefilter_hits(list(texts.values()))
     # Per-column masks of the few hit rows: the exact rule runs on the fields the prefilter
-    # flagged only (descriptions are long), as when each column was prefiltered in full.
-    masks = dict(zip(texts, matcher.prefilter([c.take(hits) for c in texts.values()]),
-                     strict=True))
+    # flagged only (descriptions are long), as when each column was prefiltered in full;
+    # a row no single column flags (a phrase across two columns) is not fetched at all.
+    masks = matcher.prefilter([c.take(hits) for c in texts.values()])
+    kept = np.logical_or.reduce(masks) if masks else np.zeros(0, bool)
+    masks = dict(zip(texts, (m[kept] for m in masks), strict=True))
+    hits = hits[kept].tolist()
     staged: list[tuple[str, str, int, str]] = []
     for k, row in enumerate(rows_at(hits)):
         names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[k]))
