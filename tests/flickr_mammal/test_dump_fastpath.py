@@ -185,3 +185,20 @@ def test_killed_scan_resumes_to_the_reference(tmp_path, monkeypatch):
         scanned(tmp_path / "out", dump, chunk_bytes=1 << 16)
     monkeypatch.setattr(dump_search, "stage_rows", real)
     assert scanned(tmp_path / "out", dump, chunk_bytes=1 << 16) == want
+
+
+def test_memory_mapped_chunks_are_the_streamed_chunks(tmp_path):
+    """A scan started with one reader resumes with the other: same boundaries, same bytes."""
+    from flickr_mammal.dump_read import tsv_chunks, tsv_spans
+
+    lines = [b"x" * n + b"\n" for n in (10, 70_000, 5, 40_000, 30_000, 3, 65_535)] + [b"tail"]
+    path = tmp_path / "f.tsv"
+    path.write_bytes(b"".join(lines))
+    streamed = list(tsv_chunks(path, 1 << 16))
+    mapped = [(offset, bytes(view)) for offset, view in tsv_spans(path, 1 << 16)]
+    assert mapped == streamed and len(mapped) == 6
+    for offset, _ in streamed:
+        assert [(o, bytes(v)) for o, v in tsv_spans(path, 1 << 16, offset)] == \
+            list(tsv_chunks(path, 1 << 16, offset))
+    (tmp_path / "empty.tsv").write_bytes(b"")
+    assert list(tsv_spans(tmp_path / "empty.tsv", 1 << 16)) == []
