@@ -62,8 +62,8 @@ class MetadataConfig:
     columns: tuple[tuple[str, str], ...] = ()       # (field, column) overrides of FIELDS
     chunk_bytes: int = 64 << 20                     # TSV bytes per committed chunk
     seed: int = 0                                   # key of the per-class hash order
-    # Read the next chunk in a thread while matching this one: None = when there are more
-    # than 2 CPUs (on 2 shared cores pyarrow's parse already fills both; measured no gain).
+    # Read, parse and prefilter the next chunk in a thread while this one's hit rows are
+    # matched and committed: None = when there are 2 CPUs or more (docs/notes/scan.md).
     prefetch: bool | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

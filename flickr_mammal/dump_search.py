@@ -25,7 +25,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -133,15 +133,19 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
         chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
     else:
         chunks = _parquet_tables(path, fields, {c for c, _ in done})
-    # bz2 decompression (libbz2 releases the GIL) is most of a .bz2 scan: overlap it with
-    # parsing and matching on any machine with two CPUs or more.
-    threads = 1 if path.suffix == ".bz2" and config.format == "yfcc100m" else 2
-    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > threads):
+    # The vectorised prefilter runs with the reading, so the reader thread (below) does all
+    # the per-byte work and the main thread only the few hit rows and the commits.
+    chunks = (replace(c, hits=matcher.prefilter_hits(list(c.texts.values())))
+              for c in chunks)
+    # Reading, parsing, prefiltering (pyarrow, libbz2: the GIL is released) in a thread,
+    # overlapping the per-hit work and commits, on any machine with two CPUs or more.
+    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 1):
         chunks = _prefetched(chunks)
     count = len(done)
-    for index, start, stop, chunk in chunks:
+    for chunk in chunks:
+        index, start, stop = chunk.index, chunk.start, chunk.stop
         staged, counts = stage_rows(chunk.texts, chunk.rows_at, chunk.num_rows, matcher,
-                                    filters, config.seed)
+                                    filters, config.seed, hits=chunk.hits)
         counts["malformed"] += chunk.malformed
         with catalog.transaction() as tx:  # the chunk's matches and its "done" mark together
             tx.executemany("INSERT OR IGNORE INTO dump_matches VALUES (?, ?, ?, ?)", staged)
@@ -156,14 +160,18 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
 
 @dataclass(frozen=True)
 class _Chunk:
+    index: int                                         # chunk number in its source
+    start: int                                         # TSV byte offsets, or row group
+    stop: int                                          # and row group + 1
     texts: dict[str, Any]                              # text columns, for the prefilter
     rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
     num_rows: int
     malformed: int = 0
+    hits: Any = None                                   # prefilter_hits of texts, once known
 
 
 def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk_bytes: int,
-                done: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, _Chunk]]:
+                done: list[tuple[int, int]]) -> Iterator[_Chunk]:
     index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
     texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
     # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes.
@@ -173,10 +181,9 @@ def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk
     columns = sorted({*texts.values(), fields["photo_id"]})
     for offset, data in spans(path, chunk_bytes, start):
         table, malformed = parse_tsv(data, layout, columns)
-        chunk = _Chunk({f: table[c] for f, c in texts.items()},
-                       partial(tsv_rows, data, layout, fields, table, offset=offset),
-                       table.num_rows, malformed)
-        yield index, offset, offset + len(data), chunk
+        yield _Chunk(index, offset, offset + len(data), {f: table[c] for f, c in texts.items()},
+                     partial(tsv_rows, data, layout, fields, table, offset=offset),
+                     table.num_rows, malformed)
         index += 1
 
 
@@ -187,7 +194,7 @@ def _rows_at(table: Any, fields: dict[str, str], indices: list[int]) -> list[dic
 
 
 def _parquet_tables(path: Path, fields: dict[str, str],
-                    skip: set[int]) -> Iterator[tuple[int, int, int, _Chunk]]:
+                    skip: set[int]) -> Iterator[_Chunk]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -201,8 +208,8 @@ def _parquet_tables(path: Path, fields: dict[str, str],
                 column = pc.cast(column, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, column)
         texts = {f: table[fields[f]] for f in TEXT_FIELDS if f in fields}
-        yield group, group, group + 1, _Chunk(texts, partial(_rows_at, table, fields),
-                                              table.num_rows)
+        yield _Chunk(group, group, group + 1, texts, partial(_rows_at, table, fields),
+                     table.num_rows)
 
 
 def _prefetched(items: Iterator[T]) -> Iterator[T]:
