@@ -229,7 +229,7 @@ def parse_tsv(data: bytes | memoryview, layout: Sequence[str],
     convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in columns},
                                   include_columns=list(columns), strings_can_be_null=False,
                                   quoted_strings_can_be_null=False)
-    block = 1 << 24  # 16 MB: fewer blocks to stitch (measured ~15% faster than 4 MB)
+    block = 1 << 24  # 16 MB: fewer blocks to stitch (same CPU as 4 MB, less wall time measured)
     while True:
         try:
             read = pcsv.ReadOptions(column_names=list(layout), block_size=block)
