@@ -65,7 +65,7 @@ _TABLES = (
     "CREATE INDEX IF NOT EXISTS dump_matches_rank ON dump_matches(class_name, rank, photo_id)",
 )
 _AMBIGUOUS = "SELECT photo_id FROM dump_matches GROUP BY photo_id HAVING count(*) > 1"
-_AMBIGUOUS_IDS = "temp.dump_ambiguous"
+_AMBIGUOUS_IDS = "temp.dump_ambiguous"  # filled once per selection (a connection's own)
 
 
 def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
@@ -254,22 +254,21 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
     for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
         totals.update(json.loads(counts))
     # The ambiguous ids once (not one GROUP BY over all matches per class).
-    conn.execute("DROP TABLE IF EXISTS temp.dump_ambiguous")
-    conn.execute("CREATE TEMP TABLE dump_ambiguous (photo_id TEXT PRIMARY KEY)")
+    conn.execute(f"DROP TABLE IF EXISTS {_AMBIGUOUS_IDS}")
+    conn.execute(f"CREATE TABLE {_AMBIGUOUS_IDS} (photo_id TEXT PRIMARY KEY)")
     conn.execute(f"INSERT INTO {_AMBIGUOUS_IDS} {_AMBIGUOUS}")
-    ambiguous = _AMBIGUOUS_IDS
-    num_ambiguous = conn.execute(f"SELECT count(*) FROM {ambiguous}").fetchone()[0]
+    num_ambiguous = conn.execute(f"SELECT count(*) FROM {_AMBIGUOUS_IDS}").fetchone()[0]
     per_class_counts: dict[str, dict[str, int]] = {}
     for name in names:
         candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
                                   (name,)).fetchone()[0]
         chosen = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id NOT IN "
-            f"(SELECT photo_id FROM {ambiguous}) ORDER BY rank, photo_id LIMIT ?",
+            f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY rank, photo_id LIMIT ?",
             (name, per_class))]
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
-            f"(SELECT photo_id FROM {ambiguous}) ORDER BY photo_id", (name,))]
+            f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY photo_id", (name,))]
         records = tuple(staged_record(r, name) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
@@ -281,7 +280,7 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
         "dropped": {r: totals[f"dropped_{r}"] for r in DROP_REASONS},
         "per_class": per_class_counts,
     }
-    conn.execute("DROP TABLE temp.dump_ambiguous")
+    conn.execute(f"DROP TABLE {_AMBIGUOUS_IDS}")
     catalog.set_meta("metadata", summary)
     log.info("metadata: %d rows, %d name a class, %d candidates, %d ambiguous", summary["rows"],
              summary["matched"], summary["candidates"], num_ambiguous)
