@@ -6,8 +6,9 @@ a mammal class in their title or tags, the rest is ordinary photo text including
 contain class names, such as "location" or "catalog"). Then, for each format, ``--repeat``
 times (the range is printed: on a shared machine single runs mislead):
 
-- bytes: the file's bytes and nothing else (TSV: every chunk of the memory map touched;
-  .bz2: decompressed; parquet: the scan's columns decoded) - the I/O / decompression limit;
+- bytes (TSV formats): the file's bytes and nothing else (each chunk of the memory map copied
+  out, .bz2 decompressed; newlines counted) - the I/O / decompression limit;
+- read (parquet): each row group's scan columns decoded - the limit of a parquet scan;
 - parse (TSV formats): the scan's own chunker + pyarrow.csv parse of the columns the scan
   parses (id and texts), no filtering - the limit of any scan that parses with pyarrow;
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
@@ -190,7 +191,7 @@ def main() -> None:
         to_parquet(tsv, files["parquet"])
     print(f"{args.rows:,} rows, {args.repeat} runs each; pyarrow {pa.__version__}, "
           f"{pa.cpu_count()} arrow threads, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f} (other jobs share the machine when it is above 0)")
+          f"{os.getloadavg()[0]:.1f} (above ~0.5: other jobs share the CPUs)")
     print(f"{'format':8} {'MB':>5} {'stage':6} {'rows/s median':>13} {'(min-max)':>19} "
           f"{'CPU s/M':>7}  vs")
     for name in formats:
