@@ -141,7 +141,7 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
     masks = dict(zip(texts, (m[kept] for m in masks), strict=True))
     hits = hits[kept].tolist()
     staged: list[tuple[str, str, int, str]] = []
-    for k, row in enumerate(rows_at(hits)):
+    for k, row in enumerate(rows_at(hits) if hits else ()):  # take([]) fails: no type
         names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[k]))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")

@@ -202,3 +202,14 @@ def test_memory_mapped_chunks_are_the_streamed_chunks(tmp_path):
             list(tsv_chunks(path, 1 << 16, offset))
     (tmp_path / "empty.tsv").write_bytes(b"")
     assert list(tsv_spans(tmp_path / "empty.tsv", 1 << 16)) == []
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".parquet"])
+def test_a_chunk_without_any_class_text_is_counted_not_a_crash(tmp_path, suffix):
+    rows = [d.row(900 + i, "sunset+over+the+lake") for i in range(300)]
+    rows[-1] = d.row(1199, "my+cat")  # hits in the last chunk only
+    dump = d.write_dump(rows, tmp_path / f"dump{suffix}") if suffix == ".tsv" else \
+        d.write_parquet(rows, tmp_path / f"dump{suffix}", row_group_size=100)
+    got = scanned(tmp_path / "out", dump, chunk_bytes=1 << 16)
+    assert (got["rows"], got["matched"], got["candidates"]) == (300, 1, 1)
+    assert got["chosen"] == {"1199": "cat"}
