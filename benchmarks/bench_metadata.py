@@ -3,24 +3,35 @@
 Writes a synthetic dump in the real YFCC100M layout (25 tab-separated columns, URL-encoded
 text, about 500 bytes a row like the real file; half the rows geotagged; about 1% of rows name
 a mammal class in their title or tags, the rest is ordinary photo text including words that
-contain class names, such as "location" or "catalog"). Then, for each format, in one run:
+contain class names, such as "location" or "catalog"). Then, for each format, ``--repeat``
+times (the range is printed: on a shared machine single runs mislead):
 
-- read: the same chunked reader with no filtering (TSV: our chunker + pyarrow.csv parse of
-  the columns the scan parses, id and texts; parquet: each row group's columns) - the limit;
+- bytes (TSV formats): the file's bytes and nothing else (each chunk of the memory map copied
+  out, .bz2 decompressed; newlines counted) - the I/O / decompression limit;
+- read (parquet): each row group's scan columns decoded - the limit of a parquet scan;
+- parse (TSV formats): the scan's own chunker + pyarrow.csv parse of the columns the scan
+  parses (id and texts), no filtering - the limit of any scan that parses with pyarrow;
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
   match, filters, staging commits and the final selection).
 
-    python benchmarks/bench_metadata.py [--rows 2000000] [--dir .bench/metadata]
+Printed: rows/s (wall; median and min-max of the runs), CPU seconds per million rows (all
+threads; steadier than wall time when other jobs share the CPUs), scan/parse and scan/bytes
+ratios, and the scan's fraction of the 1M rows/s goal.
+
+    python benchmarks/bench_metadata.py [--rows 1000000] [--repeat 3] [--formats tsv,parquet]
 """
 
 from __future__ import annotations
 
 import argparse
 import bz2
+import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +49,7 @@ from flickr_mammal.dump_read import (
     parse_tsv,
     resolve_columns,
     tsv_chunks,
+    tsv_spans,
 )
 from flickr_mammal.dump_search import search_dump
 
@@ -109,6 +121,15 @@ def to_parquet(tsv: Path, path: Path) -> None:
     writer.close()
 
 
+def bare_read(config: MetadataConfig) -> int:
+    """Lines, counted in bytes read (plain TSV: each chunk of the memory map copied out) or
+    decompressed (.bz2): the I/O / decompression limit. Parquet has no such pass (its
+    read decodes columns)."""
+    path = Path(config.path)
+    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
+    return sum(bytes(data).count(b"\n") for _, data in spans(path, config.chunk_bytes))
+
+
 def read_only(config: MetadataConfig) -> int:
     """Rows read with the scan's own reader and columns, no filtering."""
     path = Path(config.path)
@@ -118,23 +139,37 @@ def read_only(config: MetadataConfig) -> int:
         return sum(t.num_rows for _, t in parquet_groups(path, columns, set()))
     fields = resolve_columns(config.mapping, YFCC_COLUMNS, "")
     columns = sorted({fields[f] for f in ("photo_id", *TEXT_FIELDS)})  # what the scan parses
+    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
     return sum(parse_tsv(data, YFCC_COLUMNS, columns)[0].num_rows
-               for _, data in tsv_chunks(path, config.chunk_bytes))
+               for _, data in spans(path, config.chunk_bytes))
 
 
-def scan(config: MetadataConfig, rows: int) -> tuple[float, dict]:
+def scan(config: MetadataConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp, Catalog.open(Path(tmp) / "c.sqlite") as cat:
-        start = time.perf_counter()
         summary = search_dump(config, cat, classes=CLASS_NAMES, licenses=DEFAULT_LICENSES,
                               window=(FLICKR_START, 1_800_000_000), per_class=40_000)
-        seconds = time.perf_counter() - start
-    assert summary["rows"] == rows, summary["rows"]
-    return seconds, summary
+    return summary["rows"]
+
+
+def timed(job: Callable[[MetadataConfig], int], config: MetadataConfig, rows: int,
+          repeat: int) -> tuple[list[float], float]:
+    """Rows/s of each run and the median CPU seconds per million rows."""
+    speeds, cpu = [], []
+    for _ in range(repeat):
+        wall, start = time.perf_counter(), time.process_time()
+        got = job(config)
+        speeds.append(rows / (time.perf_counter() - wall))
+        cpu.append((time.process_time() - start) / rows * 1e6)
+        assert got == rows, (job.__name__, got, rows)
+    return speeds, statistics.median(cpu)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=2_000_000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--formats", default="tsv,parquet,tsv.bz2",
+                        help="comma-separated: tsv, parquet, tsv.bz2")
     parser.add_argument("--dir", default=".bench/metadata")
     args = parser.parse_args()
     folder = Path(args.dir)
@@ -148,22 +183,35 @@ def main() -> None:
               f"{time.perf_counter() - start:.0f}s")
     files = {"tsv": tsv, "tsv.bz2": tsv.with_name(tsv.name + ".bz2"),
              "parquet": tsv.with_suffix(".parquet")}
-    if not files["tsv.bz2"].exists():
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if "tsv.bz2" in formats and not files["tsv.bz2"].exists():
         with open(tsv, "rb") as src, bz2.open(files["tsv.bz2"], "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 24)
-    if not files["parquet"].exists():
+    if "parquet" in formats and not files["parquet"].exists():
         to_parquet(tsv, files["parquet"])
-    print(f"{args.rows:,} rows; pyarrow {pa.__version__}, {pa.cpu_count()} CPU threads")
-    print(f"{'format':8} {'MB':>6} {'read rows/s':>12} {'scan rows/s':>12} {'scan/read':>9}  "
-          "candidates")
-    for name, path in files.items():
+    print(f"{args.rows:,} rows, {args.repeat} runs each; pyarrow {pa.__version__}, "
+          f"{pa.cpu_count()} arrow threads, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} (above ~0.5: other jobs share the CPUs)")
+    print(f"{'format':8} {'MB':>5} {'stage':6} {'rows/s median':>13} {'(min-max)':>19} "
+          f"{'CPU s/M':>7}  vs")
+    for name in formats:
+        path = files[name]
         config = MetadataConfig(str(path))
-        start = time.perf_counter()
-        assert read_only(config) == args.rows
-        read_s = time.perf_counter() - start
-        scan_s, summary = scan(config, args.rows)
-        print(f"{name:8} {path.stat().st_size / 1e6:6.0f} {args.rows / read_s:12,.0f} "
-              f"{args.rows / scan_s:12,.0f} {read_s / scan_s:9.2f}  {summary['candidates']:,}")
+        jobs = [("bytes", bare_read), ("parse", read_only), ("scan", scan)]
+        if name == "parquet":
+            jobs = [("read", read_only), ("scan", scan)]
+        medians = {}
+        for stage, job in jobs:
+            speeds, cpu = timed(job, config, args.rows, args.repeat)
+            medians[stage] = statistics.median(speeds)
+            note = ""
+            if stage == "scan":
+                note = ", ".join(f"{medians['scan'] / v:.2f} of {k}"
+                                 for k, v in medians.items() if k != "scan")
+                note += f", {medians['scan'] / 1e6:.2f} of the 1M rows/s goal"
+            print(f"{name:8} {path.stat().st_size / 1e6:5.0f} {stage:6} {medians[stage]:13,.0f} "
+                  f"({min(speeds):8,.0f}-{max(speeds):8,.0f}) {cpu:7.2f}  {note}", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -121,20 +121,28 @@ def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
 
 def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dict[str, Any]]],
                num_rows: int, matcher: ClassMatcher, filters: RowFilters,
-               seed: int) -> tuple[list[tuple[str, str, int, str]], Counter]:
+               seed: int, hits: np.ndarray | None = None,
+               ) -> tuple[list[tuple[str, str, int, str]], Counter]:
     """Stage one chunk: ``texts`` are its text columns by field (pyarrow arrays, for the
     vectorised prefilter), ``rows_at(indices)`` gives the full rows (field -> value) of the
     prefilter's hits. Returns ``(photo_id, class_name, rank, photo JSON)`` per class of each
-    kept row (the photo is a flickr.photos.search result, see :func:`to_photo`) and counts."""
+    kept row (the photo is a flickr.photos.search result, see :func:`to_photo`) and counts.
+    ``hits``: the rows' :meth:`ClassMatcher.prefilter_hits`, when already computed."""
     counts: Counter[str] = Counter(rows=num_rows)
     if not texts:
         raise ValueError("no text column to match classes in")
-    masks = dict(zip(texts, matcher.prefilter(list(texts.values())), strict=True))
-    hits = np.flatnonzero(np.logical_or.reduce(list(masks.values()))).tolist()
+    if hits is None:
+        hits = matcher.prefilter_hits(list(texts.values()))
+    # Per-column masks of the few hit rows: the exact rule runs on the fields the prefilter
+    # flagged only (descriptions are long), as when each column was prefiltered in full;
+    # a row no single column flags (a phrase across two columns) is not fetched at all.
+    masks = matcher.prefilter([c.take(hits) for c in texts.values()])
+    kept = np.logical_or.reduce(masks) if masks else np.zeros(0, bool)
+    masks = dict(zip(texts, (m[kept] for m in masks), strict=True))
+    hits = hits[kept].tolist()
     staged: list[tuple[str, str, int, str]] = []
-    for index, row in zip(hits, rows_at(hits), strict=True):
-        # The exact rule on the fields the prefilter flagged only (descriptions are long).
-        names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[index]))
+    for k, row in enumerate(rows_at(hits) if hits else ()):  # take([]) fails: no type
+        names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[k]))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
         counts["matched"] += 1

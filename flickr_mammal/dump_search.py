@@ -25,7 +25,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,6 +46,7 @@ from flickr_mammal.dump_read import (
     tsv_chunks,
     tsv_layout,
     tsv_rows,
+    tsv_spans,
 )
 from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows, staged_record
 from flickr_mammal.search import SliceResult
@@ -64,6 +65,7 @@ _TABLES = (
     "CREATE INDEX IF NOT EXISTS dump_matches_rank ON dump_matches(class_name, rank, photo_id)",
 )
 _AMBIGUOUS = "SELECT photo_id FROM dump_matches GROUP BY photo_id HAVING count(*) > 1"
+_AMBIGUOUS_IDS = "temp.dump_ambiguous"  # filled once per selection (a connection's own)
 
 
 def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
@@ -131,12 +133,19 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
         chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
     else:
         chunks = _parquet_tables(path, fields, {c for c, _ in done})
-    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 2):
+    # The vectorised prefilter runs with the reading, so the reader thread (below) does all
+    # the per-byte work and the main thread only the few hit rows and the commits.
+    chunks = (replace(c, hits=matcher.prefilter_hits(list(c.texts.values())))
+              for c in chunks)
+    # Reading, parsing, prefiltering (pyarrow, libbz2: the GIL is released) in a thread,
+    # overlapping the per-hit work and commits, on any machine with two CPUs or more.
+    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 1):
         chunks = _prefetched(chunks)
     count = len(done)
-    for index, start, stop, chunk in chunks:
+    for chunk in chunks:
+        index, start, stop = chunk.index, chunk.start, chunk.stop
         staged, counts = stage_rows(chunk.texts, chunk.rows_at, chunk.num_rows, matcher,
-                                    filters, config.seed)
+                                    filters, config.seed, hits=chunk.hits)
         counts["malformed"] += chunk.malformed
         with catalog.transaction() as tx:  # the chunk's matches and its "done" mark together
             tx.executemany("INSERT OR IGNORE INTO dump_matches VALUES (?, ?, ?, ?)", staged)
@@ -151,28 +160,41 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
 
 @dataclass(frozen=True)
 class _Chunk:
+    index: int                                         # chunk number in its source
+    start: int                                         # TSV byte offsets, or row group
+    stop: int                                          # and row group + 1
     texts: dict[str, Any]                              # text columns, for the prefilter
     rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
     num_rows: int
     malformed: int = 0
+    hits: Any = None                                   # prefilter_hits of texts, once known
 
 
 def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk_bytes: int,
-                done: list[tuple[int, int]]) -> Iterator[tuple[int, int, int, _Chunk]]:
+                done: list[tuple[int, int]]) -> Iterator[_Chunk]:
     index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
+    texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
+    # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes.
+    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
     # Parse only the text and id columns (about twice as fast as all of them); the few rows
     # the prefilter keeps are split in full from the chunk's bytes.
-    texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
-    for offset, data in tsv_chunks(path, chunk_bytes, start):
-        table, malformed = parse_tsv(data, layout, sorted({*texts.values(), fields["photo_id"]}))
-        chunk = _Chunk({f: table[c] for f, c in texts.items()},
-                       partial(tsv_rows, data, layout, fields, table), table.num_rows, malformed)
-        yield index, offset, offset + len(data), chunk
+    columns = sorted({*texts.values(), fields["photo_id"]})
+    for offset, data in spans(path, chunk_bytes, start):
+        table, malformed = parse_tsv(data, layout, columns)
+        yield _Chunk(index, offset, offset + len(data), {f: table[c] for f, c in texts.items()},
+                     partial(tsv_rows, data, layout, fields, table, offset=offset),
+                     table.num_rows, malformed)
         index += 1
 
 
+def _rows_at(table: Any, fields: dict[str, str], indices: list[int]) -> list[dict[str, Any]]:
+    """Field -> value rows of some rows of a chunk's table (the prefilter's hits)."""
+    picked = table.take(indices).to_pylist()
+    return [{f: r[c] for f, c in fields.items()} for r in picked]
+
+
 def _parquet_tables(path: Path, fields: dict[str, str],
-                    skip: set[int]) -> Iterator[tuple[int, int, int, _Chunk]]:
+                    skip: set[int]) -> Iterator[_Chunk]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -185,13 +207,9 @@ def _parquet_tables(path: Path, fields: dict[str, str],
             elif not pa.types.is_string(column.type):
                 column = pc.cast(column, pa.string())
             table = table.set_column(table.schema.get_field_index(name), name, column)
-
-        def rows_at(indices: list[int], table: Any = table) -> list[dict[str, Any]]:
-            picked = table.take(indices).to_pylist()
-            return [{f: r[c] for f, c in fields.items()} for r in picked]
-
         texts = {f: table[fields[f]] for f in TEXT_FIELDS if f in fields}
-        yield group, group, group + 1, _Chunk(texts, rows_at, table.num_rows)
+        yield _Chunk(group, group, group + 1, texts, partial(_rows_at, table, fields),
+                     table.num_rows)
 
 
 def _prefetched(items: Iterator[T]) -> Iterator[T]:
@@ -235,29 +253,35 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
     totals: Counter[str] = Counter()
     for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
         totals.update(json.loads(counts))
-    ambiguous = {pid for (pid,) in conn.execute(_AMBIGUOUS)}
+    # The ambiguous ids once (not one GROUP BY over all matches per class).
+    conn.execute(f"DROP TABLE IF EXISTS {_AMBIGUOUS_IDS}")
+    conn.execute(f"CREATE TABLE {_AMBIGUOUS_IDS} (photo_id TEXT PRIMARY KEY)")
+    conn.execute(f"INSERT INTO {_AMBIGUOUS_IDS} {_AMBIGUOUS}")
+    num_ambiguous = conn.execute(f"SELECT count(*) FROM {_AMBIGUOUS_IDS}").fetchone()[0]
     per_class_counts: dict[str, dict[str, int]] = {}
     for name in names:
         candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
                                   (name,)).fetchone()[0]
         chosen = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id NOT IN "
-            f"({_AMBIGUOUS}) ORDER BY rank, photo_id LIMIT ?", (name, per_class))]
+            f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY rank, photo_id LIMIT ?",
+            (name, per_class))]
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
-            f"({_AMBIGUOUS}) ORDER BY photo_id", (name,))]
+            f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY photo_id", (name,))]
         records = tuple(staged_record(r, name) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}
     summary = {
         "rows": totals["rows"], "matched": totals["matched"],
-        "candidates": totals["candidates"], "ambiguous_photos": len(ambiguous),
+        "candidates": totals["candidates"], "ambiguous_photos": num_ambiguous,
         "malformed_rows": totals["malformed"],
         "dropped": {r: totals[f"dropped_{r}"] for r in DROP_REASONS},
         "per_class": per_class_counts,
     }
+    conn.execute(f"DROP TABLE {_AMBIGUOUS_IDS}")
     catalog.set_meta("metadata", summary)
     log.info("metadata: %d rows, %d name a class, %d candidates, %d ambiguous", summary["rows"],
-             summary["matched"], summary["candidates"], len(ambiguous))
+             summary["matched"], summary["candidates"], num_ambiguous)
     return summary
