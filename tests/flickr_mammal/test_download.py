@@ -214,12 +214,18 @@ def test_a_disk_failure_is_not_a_photo_failure(server, tmp_path):
         list(download_records([_record("1", server.base + "/ok.jpg")], layout, CONFIG))
 
 
-def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
+# max_in_flight 3: one record per message to and from a worker; 20: batches of 5 (_ipc_batch),
+# with 27 records, so the last batch each way is a partial one.
+@pytest.mark.parametrize(("max_in_flight", "copies"), [(3, 4), (20, 5)])
+def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog, max_in_flight,
+                                                 copies):
     layout = Layout.at(tmp_path)
     names = ["ok", "rotated", "gone", "truncated", "html", "moved"]
     records = [_record(f"{i}{ID[name]}", f"{server.base}/{name}.jpg")
-               for i in range(4) for name in names]
-    config = DownloadConfig(workers=2, processes=2, max_in_flight=3, max_retries=0)
+               for i in range(copies) for name in names][:27]
+    config = DownloadConfig(workers=2, processes=2, max_in_flight=max_in_flight,
+                            max_retries=0)
+    assert download._ipc_batch(config) == max(1, max_in_flight // 4)
     with caplog.at_level(logging.INFO, logger="flickr_mammal.download"):
         out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
     # The parent's one-line summary counts what the child processes did.
