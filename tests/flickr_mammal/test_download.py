@@ -7,10 +7,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -22,6 +25,8 @@ from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 from tests.flickr_mammal import sample_images as s
 from tests.flickr_mammal.scripted_server import FakeSleep, Reply, ScriptedServer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _record(photo_id: str, url: str) -> PhotoRecord:
@@ -239,6 +244,30 @@ def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog, max_i
         assert layout.image_path(photo_id).exists() == (size is not None)
     with pytest.raises(ValueError, match="fetcher"):
         list(download_records(records, layout, config, fetcher=Fetcher(config)))
+
+
+_RUN_TWO_WORKERS = """
+import sys
+from flickr_mammal.download import DownloadConfig, download_records
+from flickr_mammal.layout import Layout
+from flickr_mammal.records import PhotoRecord
+records = [PhotoRecord(photo_id=str(i), owner="o", class_name="cat", label=7, latitude=1.0,
+                       longitude=2.0, url=sys.argv[1]) for i in range(1, 9)]
+config = DownloadConfig(workers=2, processes=2, max_retries=0)
+print(sorted(r.status.value for r in download_records(records, Layout.at(sys.argv[2]), config)))
+"""
+
+
+def test_worker_processes_exit_cleanly_after_their_last_result(server, tmp_path):
+    # Workers skip the interpreter's teardown (os._exit) once their results are sent: nothing
+    # of theirs may be left for the parent's resource tracker to clean up (tqdm's lock was).
+    proc = subprocess.run([sys.executable, "-c", _RUN_TWO_WORKERS, server.base + "/ok.jpg",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(["downloaded"] * 8)
+    assert "leaked" not in proc.stderr, proc.stderr
+    assert len(list(Layout.at(tmp_path).images.rglob("*.jpg"))) == 8
 
 
 @pytest.mark.parametrize("slots", [1, 3])
