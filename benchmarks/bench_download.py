@@ -5,10 +5,13 @@ multi-threaded HTTP server (its own process), shrink them to 300 px on the long 
 borders or enlarging, re-encode as quality-90 JPEG and write them: ours to image files, theirs
 to webdataset shards, both into fresh folders on a tmpfs (/dev/shm; --out-root to change).
 Each side runs as a fresh subprocess (interpreter start and imports
-included for both); runs alternate ours / theirs. Printed: images/s end-to-end (the headline
-ratio) and in steady state (ours: the download call; img2dataset: first shard start to last
-shard end, i.e. without its ~5 s of process start-up, which dominates small runs), CPU seconds
-of the client and of the server.
+included for both); runs alternate ours / theirs. Printed: images/s end-to-end and in steady
+state (ours: first photo done to last photo done; img2dataset: first shard start to last shard
+end, i.e. without its ~5 s of process start-up, which dominates small runs); the client's CPU
+per photo in that steady state (its process tree's CPU, sampled from /proc every 50 ms) and
+the images/s per core it means, against the decode+resize+encode limit measured in the same
+run; CPU seconds of the client and of the server. On a machine shared with other work, wall
+times follow the others' load; CPU per photo much less so.
 
 img2dataset is not a project dependency; install it in its own venv:
 
@@ -27,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -81,45 +85,91 @@ def child_ours(urls_file: Path, out: Path, args: argparse.Namespace) -> int:
                             per_host=args.per_host, max_retries=0)
     t0 = time.perf_counter()
     counts: Counter[str] = Counter()
-    first = None
+    first = first_wall = last = last_wall = None
     for r in download_records(records, Layout.at(out), config):
-        first = first or time.perf_counter()
+        last, last_wall = time.perf_counter(), time.time()
+        if first is None:
+            first, first_wall = last, last_wall
         counts[r.error or "ok"] += 1
     end = time.perf_counter()
     n = sum(counts.values())
-    # Steady state: first photo done to last done (worker start-up excluded, as img2dataset's
-    # shard times exclude its process start-up), scaled to n photos.
-    steady = (end - first) * n / max(1, n - 1) if first else float("nan")
-    print(json.dumps({"inner_s": end - t0, "steady_s": steady, "counts": counts}))
+    # Steady state: first photo done to last done (worker start-up and shut-down excluded, as
+    # img2dataset's shard times exclude its process start-up), scaled to n photos.
+    scale = n / max(1, n - 1)
+    steady = (last - first) * scale if first else float("nan")
+    print(json.dumps({"inner_s": end - t0, "steady_s": steady, "counts": counts,
+                      "steady_window": [first_wall, last_wall, scale],
+                      "shutdown_s": end - last if last else float("nan")}))
     return 0
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a running process and its children, from /proc."""
+def _proc_cpu(pid: int, into: dict[int, float] | None = None) -> float:
+    """CPU seconds (user + system) of a running process and its live descendants, from /proc
+    (children of every thread: a process pool may be started from any). ``into`` gets each
+    process's own CPU by pid."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (OSError, IndexError, ValueError):
         return float("nan")
-    return own + sum(_proc_cpu(int(c)) for c in children)
+    if into is not None:
+        into[pid] = own
+    children = []
+    for task in tasks:
+        try:
+            children += (task / "children").read_text().split()
+        except OSError:  # a thread that just ended
+            pass
+    return own + sum(c for c in (_proc_cpu(int(c), into) for c in children) if c == c)
+
+
+def _sample_cpu(proc: subprocess.Popen, samples: list[tuple[float, float]],
+                every_s: float = 0.05) -> None:
+    """(wall time, CPU seconds of the client's process tree) until the client ends. A process
+    that has ended keeps counting with the last CPU seen, so the series never drops when the
+    client's workers exit."""
+    last: dict[int, float] = {}
+    while proc.poll() is None:
+        _proc_cpu(proc.pid, last)
+        samples.append((time.time(), sum(last.values())))
+        time.sleep(every_s)
+
+
+def _cpu_between(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    """The client's CPU seconds between two wall times (linear between samples)."""
+    times = [t for t, _ in samples]
+    cpus = [c for _, c in samples]
+    if len(samples) < 2 or start < times[0] or end > times[-1]:
+        return float("nan")
+    import numpy as np
+
+    return float(np.interp(end, times, cpus) - np.interp(start, times, cpus))
 
 
 def _timed(cmd: list[str], server_pid: int, env: dict[str, str] | None = None) -> dict:
-    """Run a client, return its last stdout JSON line plus wall and CPU times."""
+    """Run a client, return its last stdout JSON line plus wall and CPU times (CPU samples of
+    its process tree in ``cpu_samples``: the steady state's CPU is read from them)."""
     before_children = os.times()
     server_cpu = _proc_cpu(server_pid)
+    samples: list[tuple[float, float]] = []
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    sampler = threading.Thread(target=_sample_cpu, args=(proc, samples), daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
+    sampler.join()
     after_children = os.times()
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
     result["wall_s"] = wall
     result["client_cpu_s"] = (after_children.children_user - before_children.children_user
                               + after_children.children_system - before_children.children_system)
     result["server_cpu_s"] = _proc_cpu(server_pid) - server_cpu
+    result["cpu_samples"] = samples
     return result
 
 
@@ -146,6 +196,8 @@ def run_ours(args: argparse.Namespace, urls: Path, server_pid: int) -> dict:
            "--processes", str(args.processes), "--workers", str(args.workers),
            "--per-host", str(args.per_host)]
     result = _timed(cmd, server_pid)
+    start, end, scale = result["steady_window"]
+    result["steady_cpu_s"] = _cpu_between(result.pop("cpu_samples"), start, end) * scale
     result["ok"] = result["counts"].get("ok", 0)
     files = sorted((out / "images").rglob("*.jpg"))
     result["files"] = len(files)
@@ -170,7 +222,9 @@ def run_img2dataset(args: argparse.Namespace, urls: Path, server_pid: int) -> di
     stats = [json.loads(p.read_text()) for p in out.glob("*_stats.json")]
     result["ok"] = sum(s["successes"] for s in stats)
     # Steady state: first shard's start to last shard's end, without process start-up.
-    result["steady_s"] = max(s["end_time"] for s in stats) - min(s["start_time"] for s in stats)
+    start, end = min(s["start_time"] for s in stats), max(s["end_time"] for s in stats)
+    result["steady_s"] = end - start
+    result["steady_cpu_s"] = _cpu_between(result.pop("cpu_samples"), start, end)
     result["files"] = result["ok"]
     jpgs = []
     for tar in sorted(out.glob("*.tar"))[:1]:
@@ -183,7 +237,9 @@ def run_img2dataset(args: argparse.Namespace, urls: Path, server_pid: int) -> di
 def _process_ms(paths: list[Path]) -> float:
     """The decode + resize + encode work per photo (the limit for a core), best of 3."""
     sys.path.insert(0, str(ROOT))
-    from flickr_mammal.imaging import process_image
+    from flickr_mammal.imaging import process_image, single_threaded_opencv
+
+    single_threaded_opencv()  # as in the download worker processes
 
     blobs = [p.read_bytes() for p in paths]
     best = float("inf")
@@ -204,13 +260,18 @@ def _long_sides(blobs) -> list[int]:
     return sorted({max(Image.open(io.BytesIO(b)).size) for b in blobs})
 
 
-def _report(name: str, r: dict, n: int, cores: int, limit: float) -> str:
-    per_core = n / r["steady_s"] / cores
+def _report(name: str, r: dict, n: int, limit: float) -> str:
+    # Per core from the CPU the client's processes used in steady state: on a shared machine
+    # that is far steadier than wall time divided by a core count.
+    per_core = n / r["steady_cpu_s"]
+    shutdown = (f"; then {r['shutdown_s']:.2f} s of worker shut-down" if "shutdown_s" in r
+                else "")
     return (f"  {name:12s} {n / r['wall_s']:7.1f} img/s end-to-end  wall {r['wall_s']:6.2f} s  "
-            f"steady state {n / r['steady_s']:6.1f} img/s ({r['steady_s']:5.2f} s, "
-            f"{per_core:5.1f} img/s per core = {per_core / limit:.2f} of the decode limit)  "
-            f"client CPU {r['client_cpu_s']:5.1f} s ({1000 * r['client_cpu_s'] / n:.2f} ms per "
-            f"photo, start-up included)  server CPU {r['server_cpu_s']:5.1f} s  "
+            f"steady state {n / r['steady_s']:6.1f} img/s ({r['steady_s']:5.2f} s{shutdown})  "
+            f"steady-state CPU {1000 * r['steady_cpu_s'] / n:.2f} ms per photo = "
+            f"{per_core:5.1f} img/s per core = {per_core / limit:.2f} of the decode limit  "
+            f"client CPU {r['client_cpu_s']:5.1f} s in all ({1000 * r['client_cpu_s'] / n:.2f} "
+            f"ms per photo, start-up included)  server CPU {r['server_cpu_s']:5.1f} s  "
             f"ok {r['ok']}/{n}  long sides {r['sizes']}")
 
 
@@ -256,22 +317,26 @@ def _compare(args: argparse.Namespace, urls: Path, server_pid: int, n: int) -> i
     for rep in range(args.repeats):
         print(f"run {rep + 1}/{args.repeats}")
         ours = run_ours(args, urls, server_pid)
-        cores = min(os.cpu_count() or 1, args.processes)
-        print(_report("ours", ours, n, cores, args.limit_per_core), flush=True)
+        print(_report("ours", ours, n, args.limit_per_core), flush=True)
         if args.skip_img2dataset:
             continue
         theirs = run_img2dataset(args, urls, server_pid)
-        cores = min(os.cpu_count() or 1, args.i2d_processes)
-        print(_report("img2dataset", theirs, n, cores, args.limit_per_core), flush=True)
-        ratios.append((theirs["wall_s"] / ours["wall_s"], theirs["steady_s"] / ours["steady_s"]))
-        print(f"  speed-up: end-to-end {ratios[-1][0]:.2f}x, steady state {ratios[-1][1]:.2f}x",
-              flush=True)
+        print(_report("img2dataset", theirs, n, args.limit_per_core), flush=True)
+        ratios.append((theirs["wall_s"] / ours["wall_s"], theirs["steady_s"] / ours["steady_s"],
+                       theirs["steady_s"] / (ours["steady_s"] + ours["shutdown_s"]),
+                       theirs["steady_cpu_s"] / ours["steady_cpu_s"]))
+        print(f"  speed-up: end-to-end {ratios[-1][0]:.2f}x, steady state {ratios[-1][1]:.2f}x "
+              f"({ratios[-1][2]:.2f}x with our worker shut-down counted), steady-state CPU per "
+              f"photo {ratios[-1][3]:.2f}x", flush=True)
     if ratios:
-        ends, steadies = (", ".join(f"{r[i]:.2f}x" for r in ratios) for i in (0, 1))
-        medians = [statistics.median(r[i] for r in ratios) for i in (0, 1)]
-        print(f"speed-up over img2dataset, end-to-end: {ends} (median {medians[0]:.2f}x, goal "
-              f">= 1.5x); steady state (img2dataset's shard time, no start-up): {steadies} "
-              f"(median {medians[1]:.2f}x)")
+        ends, steadies, with_shutdown, cpus = (", ".join(f"{r[i]:.2f}x" for r in ratios)
+                                               for i in range(4))
+        medians = [statistics.median(r[i] for r in ratios) for i in range(4)]
+        print(f"speed-up over img2dataset, end-to-end: {ends} (median {medians[0]:.2f}x); "
+              f"steady state (img2dataset's shard time, no start-up): {steadies} (median "
+              f"{medians[1]:.2f}x, goal >= 1.5x; with our worker shut-down counted: "
+              f"{with_shutdown}, median {medians[2]:.2f}x); steady-state CPU per photo "
+              f"(img2dataset's / ours): {cpus} (median {medians[3]:.2f}x)")
     return 0
 
 

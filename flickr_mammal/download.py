@@ -30,6 +30,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import sys
 import threading
 import time
 from collections import Counter
@@ -43,7 +44,12 @@ from PIL import Image
 from tqdm import tqdm
 
 from flickr_mammal.fetch import FetchConfig, Fetcher, FetchError
-from flickr_mammal.imaging import DEFAULT_MAX_PIXELS, ImageError, process_image
+from flickr_mammal.imaging import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    process_image,
+    single_threaded_opencv,
+)
 from flickr_mammal.layout import Layout
 from flickr_mammal.ratelimit import rate_text
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
@@ -51,6 +57,7 @@ from flickr_mammal.records import BAD_ID, PhotoRecord, Status
 logger = logging.getLogger(__name__)
 
 _LIVENESS_CHECK_S = 1.0  # how often a waiting parent checks that its worker processes live
+_IPC_BATCH = 16  # most records per message to or from a worker process (_ipc_batch)
 
 class DownloadWorkerLost(RuntimeError):
     """A download worker process died before reporting its photos (resuming fetches them)."""
@@ -232,6 +239,20 @@ def download_records(
             raise ValueError("a custom fetcher works only with DownloadConfig(processes=1)")
         yield from _download_in_processes(records, layout, config, total)
         return
+    batches = _download_batches(records, layout, config, fetcher, total, batch=1)
+    try:
+        for batch in batches:
+            yield from batch
+    finally:
+        batches.close()  # now, not at garbage collection: stops the threads of an early stop
+
+
+def _download_batches(
+    records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig,
+    fetcher: Fetcher | None, total: int | None, batch: int,
+) -> Iterator[list[PhotoRecord]]:
+    """The threaded loop of :func:`download_records`; yields finished records ``batch`` at a
+    time (fewer at the end), so a worker process sends its parent one message per batch."""
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(config)
     # Plain threads over two C-level queues, all bookkeeping in this thread: per photo that is
@@ -242,28 +263,34 @@ def download_records(
     stop = threading.Event()
     # Many threads wait on the network, few decode: decoding threads beyond a core's worth only
     # add GIL hand-offs (2 processes x 16 threads on 2 cores: 635 img/s with every thread
-    # decoding at once, 752 with one at a time per process).
-    slots = threading.BoundedSemaphore(config.decode_slots)
+    # decoding at once, 752 with one at a time per process). One slot is a plain lock: its
+    # waits happen in C, where threading's semaphores run Python code under the GIL.
+    slots = (threading.Lock() if config.decode_slots == 1
+             else threading.BoundedSemaphore(config.decode_slots))
     threads = [threading.Thread(target=_work, args=(todo, done, stop, layout, config, fetcher,
                                                     slots),
                                 name=f"download-{i}", daemon=True) for i in range(config.workers)]
     for thread in threads:
         thread.start()
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="download", unit="img", total=total, disable=not config.progress or None)
+    bar = _progress_bar(config, total)
     show = _RateDisplay(bar, fetcher.rates)
     in_flight = 0
     try:
         for record in records:  # read here, never in a worker: the input may be a DB cursor
             todo.put(record)
             in_flight += 1
-            while in_flight >= config.in_flight:
-                in_flight -= 1
-                yield _take(done, counts, bar)
+            if in_flight >= config.in_flight:
+                # Past the limit, wait for a whole batch (the other in-flight photos keep the
+                # threads busy meanwhile), then read that many new records.
+                out = _take(done, counts, bar, min(batch, in_flight))
+                in_flight -= len(out)
+                yield out
                 show.tick()
         while in_flight:
-            in_flight -= 1
-            yield _take(done, counts, bar)
+            out = _take(done, counts, bar, min(batch, in_flight))
+            in_flight -= len(out)
+            yield out
             show.tick()
     finally:
         stop.set()  # a consumer that stops early: skip what is still queued
@@ -279,7 +306,7 @@ def download_records(
 
 def _work(todo: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Event,
           layout: Layout, config: DownloadConfig, fetcher: Fetcher,
-          slots: threading.BoundedSemaphore) -> None:
+          slots: AbstractContextManager[Any]) -> None:
     while (record := todo.get()) is not None:
         if stop.is_set():
             continue
@@ -289,10 +316,32 @@ def _work(todo: queue.SimpleQueue, done: queue.SimpleQueue, stop: threading.Even
             done.put(exc)
 
 
+class _NoBar:
+    """The progress bar of a loop that shows none. ``tqdm(disable=True)`` would still create
+    tqdm's multiprocessing lock, a semaphore that a worker process's fast exit would leak."""
+
+    disable = True
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(config: DownloadConfig, total: int | None) -> tqdm | _NoBar:
+    if not config.progress:
+        return _NoBar()
+    return tqdm(desc="download", unit="img", total=total, disable=None)  # None: TTYs only
+
+
 class _RateDisplay:
     """Shows each host's current request rate (ratelimit.py) on the bar, once a second."""
 
-    def __init__(self, bar: tqdm, rates: Callable[[], dict[str, float]],
+    def __init__(self, bar: tqdm | _NoBar, rates: Callable[[], dict[str, float]],
                  every_s: float = 1.0) -> None:
         self.bar, self.rates, self.every_s = bar, rates, every_s
         self._last = time.monotonic()
@@ -314,13 +363,17 @@ class _RateReport:
     rates: dict[str, float]
 
 
-def _take(done: queue.SimpleQueue, counts: Counter[str], bar: tqdm) -> PhotoRecord:
-    return _account(done.get(), counts, bar)
+def _take(done: queue.SimpleQueue, counts: Counter[str], bar: tqdm | _NoBar,
+          n: int) -> list[PhotoRecord]:
+    """The next ``n`` finished records (waits for each); a failed disk write raises."""
+    return [_account(done.get(), counts, bar) for _ in range(n)]
 
 
-def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm,
-                         procs: list[Any], rates: dict[int, dict[str, float]]) -> PhotoRecord:
-    """:func:`_take` for worker processes: fail instead of waiting forever on a dead worker."""
+def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm | _NoBar,
+                         procs: list[Any], rates: dict[int, dict[str, float]]
+                         ) -> list[PhotoRecord]:
+    """:func:`_take` for worker processes (a batch per message): fail instead of waiting
+    forever on a dead worker."""
     while True:
         if any(p.exitcode not in (None, 0) for p in procs):
             _worker_lost(procs)
@@ -334,13 +387,23 @@ def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm,
                 if not bar.disable:
                     bar.set_postfix_str(rate_text(dict(total)), refresh=False)
                 continue
-            return _account(item, counts, bar)
+            return _account_batch(item, counts, bar)
         except queue.Empty:
             if not any(p.is_alive() for p in procs):
                 try:  # a result written just before its worker ended is still in the pipe
-                    return _account(done.get(timeout=_LIVENESS_CHECK_S), counts, bar)
+                    return _account_batch(done.get(timeout=_LIVENESS_CHECK_S), counts, bar)
                 except queue.Empty:
                     _worker_lost(procs)
+
+
+def _account_batch(item: list[PhotoRecord] | BaseException, counts: Counter[str],
+                   bar: tqdm | _NoBar) -> list[PhotoRecord]:
+    if isinstance(item, BaseException):
+        raise item
+    for record in item:
+        counts[record.error] += 1
+    bar.update(len(item))
+    return item
 
 
 def _worker_lost(procs: list[Any]) -> None:
@@ -352,7 +415,8 @@ def _worker_lost(procs: list[Any]) -> None:
         f"recorded: a resumed build fetches them again.")
 
 
-def _account(item: PhotoRecord | BaseException, counts: Counter[str], bar: tqdm) -> PhotoRecord:
+def _account(item: PhotoRecord | BaseException, counts: Counter[str],
+             bar: tqdm | _NoBar) -> PhotoRecord:
     if isinstance(item, BaseException):
         raise item
     counts[item.error] += 1
@@ -366,6 +430,12 @@ def _log_summary(counts: Counter[str]) -> None:
     logger.info("download: %d ok, failures %s", counts[""], failures)
 
 
+def _ipc_batch(config: DownloadConfig) -> int:
+    """Records per message between the parent and a worker process: one pickle, pipe write and
+    wake-up per batch instead of per photo (a quarter of a process's in-flight records)."""
+    return max(1, min(_IPC_BATCH, config.in_flight // 4))
+
+
 def _download_in_processes(
     records: Iterable[PhotoRecord], layout: Layout, config: DownloadConfig,
     total: int | None = None,
@@ -373,7 +443,11 @@ def _download_in_processes(
     """Fan records out to ``config.processes`` processes that each run the threaded loop.
 
     One threaded loop decodes ``decode_slots`` photos at a time and holds the GIL for its
-    Python parts; processes use more cores, as img2dataset does.
+    Python parts; processes use more cores, as img2dataset does. Records travel in batches
+    both ways (:func:`_ipc_batch`). No deadlock: this process waits for results only once its
+    ``processes x in_flight`` records are all sent, and a worker waits for input only below
+    its own ``in_flight`` with every finished batch sent, so some worker is at its limit and
+    sends a batch.
     """
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
     child = dataclasses.replace(config, processes=1, progress=False)
@@ -385,22 +459,31 @@ def _download_in_processes(
     for proc in procs:
         proc.start()
     limit, in_flight, ended = config.in_flight * config.processes, 0, False
+    size = _ipc_batch(config)
+    batch: list[PhotoRecord] = []
     counts: Counter[str] = Counter()
-    bar = tqdm(desc="download", unit="img", total=total, disable=not config.progress or None)
+    bar = _progress_bar(config, total)
     rates: dict[int, dict[str, float]] = {}
     try:
         for record in records:  # read in this process only (the input may be a DB cursor)
-            todo.put(record)
+            batch.append(record)
             in_flight += 1
+            if len(batch) >= size or in_flight >= limit:
+                todo.put(batch)
+                batch = []
             while in_flight >= limit:
-                in_flight -= 1
-                yield _take_from_processes(done, counts, bar, procs, rates)
+                out = _take_from_processes(done, counts, bar, procs, rates)
+                in_flight -= len(out)
+                yield from out
+        if batch:
+            todo.put(batch)
         for _ in procs:  # children flush what they hold once their input ends
             todo.put(None)
         ended = True
         while in_flight:
-            in_flight -= 1
-            yield _take_from_processes(done, counts, bar, procs, rates)
+            out = _take_from_processes(done, counts, bar, procs, rates)
+            in_flight -= len(out)
+            yield from out
     finally:
         stop.set()
         if not ended:
@@ -422,17 +505,22 @@ def _download_in_processes(
 def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
                   config: DownloadConfig, index: int = 0, report_rates: bool = False) -> None:
     _exit_with_parent()
+    # This process's threads are its parallelism: OpenCV's own thread pool under each of them
+    # only adds hand-offs (img2dataset's resizer does the same).
+    single_threaded_opencv()
     fetcher = Fetcher(config)
     last_report = time.monotonic()
 
     def incoming() -> Iterator[PhotoRecord]:
-        while (record := todo.get()) is not None:
-            if not stop.is_set():
-                yield record
+        while (batch := todo.get()) is not None:
+            for record in batch:
+                if not stop.is_set():
+                    yield record
 
     try:
-        for record in download_records(incoming(), layout, config, fetcher=fetcher):
-            done.put(record)
+        for batch in _download_batches(incoming(), layout, config, fetcher, None,
+                                       _ipc_batch(config)):
+            done.put(batch)
             if report_rates and time.monotonic() - last_report >= 1.0:
                 last_report = time.monotonic()
                 done.put(_RateReport(index, fetcher.rates()))
@@ -444,6 +532,16 @@ def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
         # The parent stopped reading (its consumer quit early): exit now instead of blocking
         # until the parent's join times out, flushing records nobody will read into a full pipe.
         done.cancel_join_thread()
+    else:
+        done.close()
+        done.join_thread()  # every result is in the pipe
+    # Images are written and closed, results sent: skip the interpreter's teardown of numpy,
+    # OpenCV and Pillow (0.1-0.4 s that the parent's join waited for at every stage's end).
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    os._exit(0)
 
 
 def _exit_with_parent() -> None:

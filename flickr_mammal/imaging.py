@@ -158,6 +158,15 @@ def _resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(cv2.resize(np.asarray(im), size, interpolation=cv2.INTER_CUBIC))
 
 
+def single_threaded_opencv() -> None:
+    """Make OpenCV run each call on the calling thread only (a process-wide setting).
+
+    For processes whose own threads already keep the cores busy (the download workers): there
+    OpenCV's thread pool under every thread's resize only adds hand-offs between threads.
+    """
+    cv2.setNumThreads(1)
+
+
 def _decode_failure(exc: Exception) -> ImageError:
     """Pillow says "truncated" (or hits EOF) when the data stops early; anything else is corrupt."""
     msg = str(exc)

@@ -7,10 +7,13 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -22,6 +25,8 @@ from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 from tests.flickr_mammal import sample_images as s
 from tests.flickr_mammal.scripted_server import FakeSleep, Reply, ScriptedServer
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _record(photo_id: str, url: str) -> PhotoRecord:
@@ -214,12 +219,18 @@ def test_a_disk_failure_is_not_a_photo_failure(server, tmp_path):
         list(download_records([_record("1", server.base + "/ok.jpg")], layout, CONFIG))
 
 
-def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
+# max_in_flight 3: one record per message to and from a worker; 20: batches of 5 (_ipc_batch),
+# with 27 records, so the last batch each way is a partial one.
+@pytest.mark.parametrize(("max_in_flight", "copies"), [(3, 4), (20, 5)])
+def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog, max_in_flight,
+                                                 copies):
     layout = Layout.at(tmp_path)
     names = ["ok", "rotated", "gone", "truncated", "html", "moved"]
     records = [_record(f"{i}{ID[name]}", f"{server.base}/{name}.jpg")
-               for i in range(4) for name in names]
-    config = DownloadConfig(workers=2, processes=2, max_in_flight=3, max_retries=0)
+               for i in range(copies) for name in names][:27]
+    config = DownloadConfig(workers=2, processes=2, max_in_flight=max_in_flight,
+                            max_retries=0)
+    assert download._ipc_batch(config) == max(1, max_in_flight // 4)
     with caplog.at_level(logging.INFO, logger="flickr_mammal.download"):
         out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
     # The parent's one-line summary counts what the child processes did.
@@ -233,6 +244,30 @@ def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog):
         assert layout.image_path(photo_id).exists() == (size is not None)
     with pytest.raises(ValueError, match="fetcher"):
         list(download_records(records, layout, config, fetcher=Fetcher(config)))
+
+
+_RUN_TWO_WORKERS = """
+import sys
+from flickr_mammal.download import DownloadConfig, download_records
+from flickr_mammal.layout import Layout
+from flickr_mammal.records import PhotoRecord
+records = [PhotoRecord(photo_id=str(i), owner="o", class_name="cat", label=7, latitude=1.0,
+                       longitude=2.0, url=sys.argv[1]) for i in range(1, 9)]
+config = DownloadConfig(workers=2, processes=2, max_retries=0)
+print(sorted(r.status.value for r in download_records(records, Layout.at(sys.argv[2]), config)))
+"""
+
+
+def test_worker_processes_exit_cleanly_after_their_last_result(server, tmp_path):
+    # Workers skip the interpreter's teardown (os._exit) once their results are sent: nothing
+    # of theirs may be left for the parent's resource tracker to clean up (tqdm's lock was).
+    proc = subprocess.run([sys.executable, "-c", _RUN_TWO_WORKERS, server.base + "/ok.jpg",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(["downloaded"] * 8)
+    assert "leaked" not in proc.stderr, proc.stderr
+    assert len(list(Layout.at(tmp_path).images.rglob("*.jpg"))) == 8
 
 
 @pytest.mark.parametrize("slots", [1, 3])
