@@ -73,54 +73,56 @@ def _columns_text(columns: Sequence[tuple[str, str]]) -> str:
 
 
 _MB = 1 << 20
-B, D, C, M = BuildConfig, "download.", "clean.", MetadataConfig
 # Every option that sets a config field; its default comes from the field (pipelines/_cli.py).
+# Fields of BuildConfig (_B), of its download / clean configs (_D / _C + name), and of the
+# MetadataConfig built when --metadata is given (_M).
+_B, _D, _C, _M = BuildConfig, "download.", "clean.", MetadataConfig
 OPTIONS: tuple[FieldOption, ...] = (
-    FieldOption("--flickr-endpoint", B, "flickr_endpoint", "Flickr REST endpoint"),
-    FieldOption("--classes", B, "classes", "comma-separated class names, or all (42)", type=str,
+    FieldOption("--flickr-endpoint", _B, "flickr_endpoint", "Flickr REST endpoint"),
+    FieldOption("--classes", _B, "classes", "comma-separated class names, or all (42)", type=str,
                 show=_classes_text, read=_class_names),
-    FieldOption("--per-class", B, "per_class", "candidates searched per class"),
-    FieldOption("--licenses", B, "licenses", "comma-separated Flickr license ids "
+    FieldOption("--per-class", _B, "per_class", "candidates searched per class"),
+    FieldOption("--licenses", _B, "licenses", "comma-separated Flickr license ids "
                 "(CC 2.0 and public domain)", type=_ints, show=_joined),
-    FieldOption("--min-upload-date", B, "min_upload_date", "YYYY-MM-DD or unix seconds",
+    FieldOption("--min-upload-date", _B, "min_upload_date", "YYYY-MM-DD or unix seconds",
                 type=parse_date, show=_date_text),
-    FieldOption("--max-upload-date", B, "max_upload_date", "YYYY-MM-DD or unix seconds "
+    FieldOption("--max-upload-date", _B, "max_upload_date", "YYYY-MM-DD or unix seconds "
                 "(default: the first run's day, then remembered)", type=parse_date),
-    FieldOption("--classifier", B, C + "classifier", "cleaning classifier: pnasnet5large, "
+    FieldOption("--classifier", _B, _C + "classifier", "cleaning classifier: pnasnet5large, "
                 "efficientnet_lite0_pypi, a timm name, or none"),
-    FieldOption("--classifier-weights", B, C + "weights",
+    FieldOption("--classifier-weights", _B, _C + "weights",
                 "checkpoint file for the classifier (default: its own weights)", type=str),
-    FieldOption("--top-k", B, C + "top_k", "keep when a class index is in the top-k"),
-    FieldOption("--device", B, C + "device", "cleaning device", choices=DEVICES),
-    FieldOption("--batch-size", B, C + "batch_size", "cleaning batch size"),
-    FieldOption("--clean-workers", B, C + "num_workers", "DataLoader workers decoding images"),
-    FieldOption("--precision", B, C + "precision", "cleaning precision (auto: bf16 on CUDA "
+    FieldOption("--top-k", _B, _C + "top_k", "keep when a class index is in the top-k"),
+    FieldOption("--device", _B, _C + "device", "cleaning device", choices=DEVICES),
+    FieldOption("--batch-size", _B, _C + "batch_size", "cleaning batch size"),
+    FieldOption("--clean-workers", _B, _C + "num_workers", "DataLoader workers decoding images"),
+    FieldOption("--precision", _B, _C + "precision", "cleaning precision (auto: bf16 on CUDA "
                 "with an fp32 recheck near the top-k line)", choices=PRECISIONS),
-    FieldOption("--download-attempts", B, D + "max_attempts",
+    FieldOption("--download-attempts", _B, _D + "max_attempts",
                 "builds that may try a photo that failed for a transient reason (429, 5xx, ...)"),
-    FieldOption("--workers", B, D + "workers", "download threads (per process)"),
-    FieldOption("--download-processes", B, D + "processes",
+    FieldOption("--workers", _B, _D + "workers", "download threads (per process)"),
+    FieldOption("--download-processes", _B, _D + "processes",
                 "download processes, each decoding one photo at a time: about one per core"),
-    FieldOption("--stages", B, "stages", f"comma-separated subset of {','.join(STAGES)}",
+    FieldOption("--stages", _B, "stages", f"comma-separated subset of {','.join(STAGES)}",
                 type=_names, show=_joined),
-    FieldOption("--image-size", B, D + "max_side", "longest side of stored images (px)"),
-    FieldOption("--rate-limit", B, "rate_limit", "Flickr API calls per hour"),
-    FieldOption("--val-fraction", B, "val_fraction", "share of each class held out as val"),
-    FieldOption("--shard-samples", B, "shard_samples", "samples per shard"),
-    FieldOption("--group-by", B, "group_by", "shard grouping", choices=GROUP_BY),
-    FieldOption("--coord-decimals", B, "coord_decimals", "decimals kept of exported coordinates"),
-    FieldOption("--commit-every", B, "commit_every", "records per catalog transaction"),
-    FieldOption("--metadata", B, "metadata", "search a local metadata dump instead of the API: "
+    FieldOption("--image-size", _B, _D + "max_side", "longest side of stored images (px)"),
+    FieldOption("--rate-limit", _B, "rate_limit", "Flickr API calls per hour"),
+    FieldOption("--val-fraction", _B, "val_fraction", "share of each class held out as val"),
+    FieldOption("--shard-samples", _B, "shard_samples", "samples per shard"),
+    FieldOption("--group-by", _B, "group_by", "shard grouping", choices=GROUP_BY),
+    FieldOption("--coord-decimals", _B, "coord_decimals", "decimals kept of exported coordinates"),
+    FieldOption("--commit-every", _B, "commit_every", "records per catalog transaction"),
+    FieldOption("--metadata", _B, "metadata", "search a local metadata dump instead of the API: "
                 "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key "
                 "needed)", type=str),
-    FieldOption("--metadata-format", M, "format", "format of --metadata (auto: parquet for "
+    FieldOption("--metadata-format", _M, "format", "format of --metadata (auto: parquet for "
                 ".parquet and folders, else yfcc100m)", choices=("auto", *FORMATS)),
-    FieldOption("--metadata-columns", M, "columns", "field=column,... to map the dump's column "
+    FieldOption("--metadata-columns", _M, "columns", "field=column,... to map the dump's column "
                 "names (flickr_mammal.dump_read.FIELDS)", type=str, show=_columns_text,
                 read=parse_columns),
-    FieldOption("--metadata-chunk-mb", M, "chunk_bytes", "TSV megabytes per scan chunk",
+    FieldOption("--metadata-chunk-mb", _M, "chunk_bytes", "TSV megabytes per scan chunk",
                 type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
-    FieldOption("--progress", B, "progress", "progress bars (--no-progress: none)"),
+    FieldOption("--progress", _B, "progress", "progress bars (--no-progress: none)"),
 )
 
 
