@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
-from flickr_mammal._util import batched, replace_via_temp
+from flickr_mammal._util import batched
 from flickr_mammal.manifest import normalize_manifest
 from flickr_mammal.records import (
     BAD_ID,
@@ -40,6 +40,7 @@ from flickr_mammal.records import (
     PhotoRecord,
     Status,
 )
+from skewtools._io import atomic_write_with
 
 SCHEMA_VERSION = 1
 
@@ -468,5 +469,5 @@ class Catalog:
                                          "status = ?", (str(Status.KEPT),)).fetchall())
         frame = normalize_manifest(frame.assign(geo_status=frame["photo_id"].map(status)))
         # atomic: a crash never leaves a half-written manifest
-        replace_via_temp(Path(path), lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write_with(path, lambda tmp: frame.to_parquet(tmp, index=False))
         return frame

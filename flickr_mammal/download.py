@@ -53,6 +53,7 @@ from flickr_mammal.imaging import (
 from flickr_mammal.layout import Layout
 from flickr_mammal.ratelimit import rate_text
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
+from skewtools._io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -112,26 +113,7 @@ def is_transient(reason: str) -> bool:
         len(reason) == 8 and reason.startswith("http_5") and reason[5:].isdigit())
 
 
-_TMP_GLOB = ".*.tmp"  # write_atomic's temp files: .{name}.{uuid}.tmp
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace: readers never see half a file."""
-    # Unique per writer (process, thread), so two writers never share a temp; no uuid4 (an
-    # os.urandom call per photo).
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    try:
-        try:
-            f = open(tmp, "wb")
-        except FileNotFoundError:  # first photo in this fan-out folder
-            path.parent.mkdir(parents=True, exist_ok=True)
-            f = open(tmp, "wb")
-        with f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+_TMP_GLOB = ".*.tmp"  # skewtools._io's temp files: .{name}.{hex}.tmp
 
 
 def remove_partial_writes(folder: Path) -> int:
@@ -178,7 +160,7 @@ def download_one(
     except Exception as exc:  # an exotic failure deep in the HTTP stack is still one photo's
         logger.warning("unexpected error downloading %s", record.url, exc_info=True)
         return _failed(record, path, f"unexpected_{type(exc).__name__}")
-    write_atomic(path, image.jpeg)
+    atomic_write_bytes(path, image.jpeg, parents=True)  # the first photo makes its folder
     return record.evolve(status=Status.DOWNLOADED, error="", sha256=image.sha256,
                          width=image.width, height=image.height)
 

@@ -19,7 +19,6 @@ import io
 import json
 import logging
 import math
-import os
 import re
 import tarfile
 import unicodedata
@@ -30,9 +29,9 @@ from typing import Any, Final
 import pandas as pd
 from tqdm import tqdm
 
-from flickr_mammal._util import open_temp_beside, replace_via_temp
 from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord
 from flickr_mammal.regions import UNKNOWN
+from skewtools._io import AtomicFile, atomic_write_with
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +121,9 @@ class _ShardFile:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        fd, self._tmp = open_temp_beside(path)
-        self._file = os.fdopen(fd, "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.USTAR_FORMAT)
+        # fsync before the rename: after a power loss a shard is whole or absent
+        self._file = AtomicFile(path, fsync=True)
+        self._tar = tarfile.open(fileobj=self._file.file, mode="w", format=tarfile.USTAR_FORMAT)
         self.samples = 0
         self.bytes = 2 * _BLOCK  # end-of-archive blocks
 
@@ -140,15 +139,11 @@ class _ShardFile:
 
     def close(self) -> None:
         self._tar.close()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        self._file.commit()
 
     def abort(self) -> None:
         self._tar.close()
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
+        self._file.abort()
 
 
 def _mixed(key: str) -> bytes:
@@ -312,7 +307,7 @@ def _update_index_file(path: Path, split: str, index: pd.DataFrame) -> None:
             merged = pd.concat([old, index], ignore_index=True)
     # Splits in name order, each in write order, so the file does not depend on call order.
     merged = merged.sort_values("split", kind="stable", ignore_index=True)
-    replace_via_temp(path, lambda tmp: merged.to_parquet(tmp, index=False))
+    atomic_write_with(path, lambda tmp: merged.to_parquet(tmp, index=False))
 
 
 def read_index(shard_dir: str | Path) -> pd.DataFrame:

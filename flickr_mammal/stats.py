@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from flickr_mammal._util import replace_via_temp
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.records import WITH_IMAGE, Status
+from skewtools._io import atomic_write_text
 
 STATS_VERSION = 1
 
@@ -87,4 +87,4 @@ def _per_class(catalog: Catalog) -> dict[str, dict[str, int]]:
 def write_stats(stats: dict[str, Any], path: str | Path) -> None:
     """Write ``stats.json`` atomically (sorted keys: stable bytes for the same build)."""
     text = json.dumps(stats, indent=2, sort_keys=True) + "\n"
-    replace_via_temp(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)

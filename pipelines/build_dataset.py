@@ -12,10 +12,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from flickr_mammal.build import (
-    DEFAULT_LICENSES,
-    FLICKR_START,
     GROUP_BY,
     STAGES,
     BuildConfig,
@@ -24,10 +23,10 @@ from flickr_mammal.build import (
     build,
     parse_date,
 )
-from flickr_mammal.classes import parse_classes
-from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, ClassifierUnavailable
-from flickr_mammal.clean_config import DEVICES, PRECISIONS, CleanConfig
-from flickr_mammal.download import DownloadConfig, DownloadWorkerLost
+from flickr_mammal.classes import CLASS_NAMES, parse_classes
+from flickr_mammal.classifiers import ClassifierUnavailable
+from flickr_mammal.clean_config import DEVICES, PRECISIONS
+from flickr_mammal.download import DownloadWorkerLost
 from flickr_mammal.dump_read import (
     FORMATS,
     DumpColumnError,
@@ -35,7 +34,8 @@ from flickr_mammal.dump_read import (
     MetadataConfig,
     parse_columns,
 )
-from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrAuthError, FlickrError, redact
+from flickr_mammal.flickr_api import FlickrAuthError, FlickrError, redact
+from pipelines._cli import FieldOption, add_field_options, field_values
 
 EXIT_USAGE = 2
 
@@ -48,53 +48,92 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
 
 
+def _joined(values: Sequence[object]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def _class_names(text: str) -> tuple[str, ...]:
+    if not _names(text):  # parse_classes would read "" as all 42 and ",,," as none
+        raise ValueError(f"--classes {text!r} names no class: give comma-separated "
+                         "names such as cat,dog, or all")
+    return tuple(c.name for c in parse_classes(text))
+
+
+def _classes_text(names: Sequence[str]) -> str:
+    return "all" if tuple(names) == CLASS_NAMES else _joined(names)
+
+
+def _date_text(seconds: int) -> str:
+    day = datetime.fromtimestamp(seconds, UTC)
+    return f"{day:%Y-%m-%d}" if seconds % 86_400 == 0 else str(seconds)
+
+
+def _columns_text(columns: Sequence[tuple[str, str]]) -> str:
+    return ",".join(f"{name}={column}" for name, column in columns)
+
+
+_MB = 1 << 20
+# Every option that sets a config field; its default comes from the field (pipelines/_cli.py).
+# Fields of BuildConfig (_B), of its download / clean configs (_D / _C + name), and of the
+# MetadataConfig built when --metadata is given (_M).
+_B, _D, _C, _M = BuildConfig, "download.", "clean.", MetadataConfig
+OPTIONS: tuple[FieldOption, ...] = (
+    FieldOption("--flickr-endpoint", _B, "flickr_endpoint", "Flickr REST endpoint"),
+    FieldOption("--classes", _B, "classes", "comma-separated class names, or all (42)", type=str,
+                show=_classes_text, read=_class_names),
+    FieldOption("--per-class", _B, "per_class", "candidates searched per class"),
+    FieldOption("--licenses", _B, "licenses", "comma-separated Flickr license ids "
+                "(CC 2.0 and public domain)", type=_ints, show=_joined),
+    FieldOption("--min-upload-date", _B, "min_upload_date", "YYYY-MM-DD or unix seconds",
+                type=parse_date, show=_date_text),
+    FieldOption("--max-upload-date", _B, "max_upload_date", "YYYY-MM-DD or unix seconds "
+                "(default: the first run's day, then remembered)", type=parse_date),
+    FieldOption("--classifier", _B, _C + "classifier", "cleaning classifier: pnasnet5large, "
+                "efficientnet_lite0_pypi, a timm name, or none"),
+    FieldOption("--classifier-weights", _B, _C + "weights",
+                "checkpoint file for the classifier (default: its own weights)", type=str),
+    FieldOption("--top-k", _B, _C + "top_k", "keep when a class index is in the top-k"),
+    FieldOption("--device", _B, _C + "device", "cleaning device", choices=DEVICES),
+    FieldOption("--batch-size", _B, _C + "batch_size", "cleaning batch size"),
+    FieldOption("--clean-workers", _B, _C + "num_workers", "DataLoader workers decoding images"),
+    FieldOption("--precision", _B, _C + "precision", "cleaning precision (auto: bf16 on CUDA "
+                "with an fp32 recheck near the top-k line)", choices=PRECISIONS),
+    FieldOption("--download-attempts", _B, _D + "max_attempts",
+                "builds that may try a photo that failed for a transient reason (429, 5xx, ...)"),
+    FieldOption("--workers", _B, _D + "workers", "download threads (per process)"),
+    FieldOption("--download-processes", _B, _D + "processes",
+                "download processes, each decoding one photo at a time: about one per core"),
+    FieldOption("--stages", _B, "stages", f"comma-separated subset of {','.join(STAGES)}",
+                type=_names, show=_joined),
+    FieldOption("--image-size", _B, _D + "max_side", "longest side of stored images (px)"),
+    FieldOption("--rate-limit", _B, "rate_limit", "Flickr API calls per hour"),
+    FieldOption("--val-fraction", _B, "val_fraction", "share of each class held out as val"),
+    FieldOption("--shard-samples", _B, "shard_samples", "samples per shard"),
+    FieldOption("--group-by", _B, "group_by", "shard grouping", choices=GROUP_BY),
+    FieldOption("--coord-decimals", _B, "coord_decimals", "decimals kept of exported coordinates"),
+    FieldOption("--commit-every", _B, "commit_every", "records per catalog transaction"),
+    FieldOption("--metadata", _B, "metadata", "search a local metadata dump instead of the API: "
+                "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key "
+                "needed)", type=str),
+    FieldOption("--metadata-format", _M, "format", "format of --metadata (auto: parquet for "
+                ".parquet and folders, else yfcc100m)", choices=("auto", *FORMATS)),
+    FieldOption("--metadata-columns", _M, "columns", "field=column,... to map the dump's column "
+                "names (flickr_mammal.dump_read.FIELDS)", type=str, show=_columns_text,
+                read=parse_columns),
+    FieldOption("--metadata-chunk-mb", _M, "chunk_bytes", "TSV megabytes per scan chunk",
+                type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
+    FieldOption("--progress", _B, "progress", "progress bars (--no-progress: none)"),
+)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m pipelines.build_dataset", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = p.add_argument
-    add("--out", required=True, help="output folder (catalog, images, shards, manifest, report)")
-    add("--api-key", default=None, help="Flickr API key (default: env FLICKR_API_KEY)")
-    add("--flickr-endpoint", default=DEFAULT_ENDPOINT, help="Flickr REST endpoint")
-    add("--classes", default="all", help="comma-separated class names (default: all 42)")
-    add("--per-class", type=int, default=40_000, help="candidates searched per class")
-    add("--licenses", type=_ints, default=DEFAULT_LICENSES,
-        help="comma-separated Flickr license ids (default: 1-10, CC 2.0 and public domain)")
-    add("--min-upload-date", type=parse_date, default=FLICKR_START,
-        help="YYYY-MM-DD or unix seconds (default 2004-01-01)")
-    add("--max-upload-date", type=parse_date, default=None,
-        help="YYYY-MM-DD or unix seconds (default: the first run's day, then remembered)")
-    add("--classifier", default=DEFAULT_CLASSIFIER,
-        help="cleaning classifier: pnasnet5large, efficientnet_lite0_pypi, a timm name, or none")
-    add("--classifier-weights", default=None, help="checkpoint file for the classifier")
-    add("--top-k", type=int, default=5, help="keep when a class index is in the top-k")
-    add("--device", choices=DEVICES, default="auto", help="cleaning device")
-    add("--batch-size", type=int, default=32, help="cleaning batch size")
-    add("--clean-workers", type=int, default=2, help="DataLoader workers decoding images")
-    add("--precision", choices=PRECISIONS, default="auto",
-        help="cleaning precision (auto: bf16 on CUDA with an fp32 recheck near the top-k line)")
-    add("--download-attempts", type=int, default=3,
-        help="builds that may try a photo that failed for a transient reason (429, 5xx, ...)")
-    add("--workers", type=int, default=32, help="download threads (per process)")
-    add("--download-processes", type=int, default=2,
-        help="download processes, each decoding one photo at a time: about one per core")
-    add("--stages", type=_names, default=STAGES,
-        help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
-    add("--image-size", type=int, default=300, help="longest side of stored images (px)")
-    add("--rate-limit", type=float, default=3600.0, help="Flickr API calls per hour")
-    add("--val-fraction", type=float, default=0.05, help="share of each class held out as val")
-    add("--shard-samples", type=int, default=10_000, help="samples per shard")
-    add("--group-by", choices=GROUP_BY, default="continent", help="shard grouping")
-    add("--coord-decimals", type=int, default=2, help="decimals kept of exported coordinates")
-    add("--commit-every", type=int, default=256, help="records per catalog transaction")
-    add("--metadata", default=None, help="search a local metadata dump instead of the API: "
-        "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key needed)")
-    add("--metadata-format", choices=("auto", *FORMATS), default="auto",
-        help="format of --metadata (default: parquet for .parquet and folders, else yfcc100m)")
-    add("--metadata-columns", default="",
-        help="field=column,... to map the dump's column names (flickr_mammal.dump_read.FIELDS)")
-    add("--metadata-chunk-mb", type=float, default=64.0, help="TSV megabytes per scan chunk")
-    add("--no-progress", action="store_true", help="no progress bars")
-    add("--log-level", default="INFO", help="logging level")
+    p.add_argument("--out", required=True,
+                   help="output folder (catalog, images, shards, manifest, report)")
+    p.add_argument("--api-key", default=None, help="Flickr API key (default: env FLICKR_API_KEY)")
+    add_field_options(p, OPTIONS)
+    p.add_argument("--log-level", default="INFO", help="logging level")
     return p
 
 
@@ -105,28 +144,11 @@ def api_key_from(args: argparse.Namespace) -> str:
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
     """The BuildConfig for parsed arguments (raises ValueError / KeyError on bad values)."""
-    if not _names(args.classes):  # parse_classes would read "" as all 42 and ",,," as none
-        raise ValueError(f"--classes {args.classes!r} names no class: give comma-separated "
-                         "names such as cat,dog, or all")
-    return BuildConfig(
-        out=args.out, api_key=api_key_from(args), flickr_endpoint=args.flickr_endpoint,
-        classes=tuple(c.name for c in parse_classes(args.classes)), per_class=args.per_class,
-        licenses=args.licenses, min_upload_date=args.min_upload_date,
-        max_upload_date=args.max_upload_date, rate_limit=args.rate_limit,
-        stages=args.stages,
-        download=DownloadConfig(workers=args.workers, processes=args.download_processes,
-                                max_side=args.image_size, max_attempts=args.download_attempts),
-        clean=CleanConfig(classifier=args.classifier, weights=args.classifier_weights,
-                          top_k=args.top_k, device=args.device, batch_size=args.batch_size,
-                          num_workers=args.clean_workers, precision=args.precision),
-        val_fraction=args.val_fraction, shard_samples=args.shard_samples,
-        group_by=args.group_by, coord_decimals=args.coord_decimals,
-        commit_every=args.commit_every, progress=not args.no_progress,
-        metadata=None if args.metadata is None else MetadataConfig(
-            args.metadata, format=args.metadata_format,
-            columns=parse_columns(args.metadata_columns),
-            chunk_bytes=int(args.metadata_chunk_mb * (1 << 20))),
-    )
+    values = field_values(args, OPTIONS, BuildConfig)
+    dump = values.pop("metadata")
+    metadata = None if dump is None else MetadataConfig(
+        dump, **field_values(args, OPTIONS, MetadataConfig))
+    return BuildConfig(out=args.out, api_key=api_key_from(args), metadata=metadata, **values)
 
 
 class _Redact(logging.Filter):

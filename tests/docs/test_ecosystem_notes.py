@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.flickr_mammal import build_fixtures as fx
-
 pytest.importorskip("datasets")
 pytest.importorskip("flwr_datasets")
 
@@ -17,10 +15,8 @@ BLOCKS = re.findall(r"```python\n(.*?)```", NOTES.read_text(encoding="utf-8"), r
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
-    out = tmp_path_factory.mktemp("notes") / "build"
-    assert fx.main([str(out)]) == 0
-    return out
+def build(synthetic_build):
+    return synthetic_build()
 
 
 def test_the_notes_have_snippets():

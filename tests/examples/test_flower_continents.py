@@ -17,18 +17,8 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict  # 
 from examples.flower_continents.app import client_evaluate, client_train  # noqa: E402
 from examples.flower_continents.task import TRANSFORM, Net  # noqa: E402
 from flickr_mammal.flower import continent_partitions  # noqa: E402
-from flickr_mammal.shards import write_shards  # noqa: E402
-from tests.flickr_mammal.geo_samples import geo_records, read_image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def shard_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flower_app")
-    records = [r.evolve(split="train") for r in geo_records()]
-    write_shards(records, read_image, root, split="train", group_by="continent", progress=False)
-    return root
 
 
 def _context(partition_id: int) -> Context:
@@ -42,13 +32,13 @@ def _message(kind: str, net: Net) -> Message:
     return Message(content, dst_node_id=1, message_type=kind)
 
 
-def test_client_trains_and_evaluates_its_continent(shard_dir, monkeypatch):
+def test_client_trains_and_evaluates_its_continent(geo_shard_dir, monkeypatch):
     from flwr.supercore.task_identity import TaskIdentity
 
     monkeypatch.setattr(TaskIdentity, "_run_id", 1)   # what Flower's runtime sets
     monkeypatch.setattr(TaskIdentity, "_node_id", 1)
     monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    partitions = continent_partitions(shard_dir, transform=TRANSFORM)
+    partitions = continent_partitions(geo_shard_dir, transform=TRANSFORM)
     torch.manual_seed(0)
     start = Net()
     reply = client_train(partitions, _message("train", start), _context(0))
@@ -62,10 +52,10 @@ def test_client_trains_and_evaluates_its_continent(shard_dir, monkeypatch):
 
 
 @pytest.mark.slow
-def test_simulation_runs_fedavg_over_the_continents(shard_dir, tmp_path):
+def test_simulation_runs_fedavg_over_the_continents(geo_shard_dir, tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "examples.flower_continents.app", str(shard_dir),
+        [sys.executable, "-m", "examples.flower_continents.app", str(geo_shard_dir),
          "--rounds", "2", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin",

@@ -42,19 +42,25 @@ def build_args(out, endpoint: str, *extra: str) -> list[str]:
             "--val-fraction", "0.2", "--shard-samples", "4", "--no-progress", *extra]
 
 
+def build_cli(out, *extra: str) -> int:
+    """``pipelines.build_dataset`` of the synthetic set into ``out`` against a fresh fake
+    Flickr; its exit code."""
+    from pipelines.build_dataset import main as build_main
+    from tests.flickr_mammal.fakeflickr import FakeFlickr
+
+    with FakeFlickr(photos(), api_key=API_KEY) as fake:
+        return build_main(build_args(out, fake.endpoint, *extra))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m tests.flickr_mammal.build_fixtures OUT``: build the synthetic set into OUT."""
     import sys
-
-    from pipelines.build_dataset import main as build_main
-    from tests.flickr_mammal.fakeflickr import FakeFlickr
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m tests.flickr_mammal.build_fixtures OUT", file=sys.stderr)
         return 2
-    with FakeFlickr(photos(), api_key=API_KEY) as fake:
-        return build_main(build_args(args[0], fake.endpoint))
+    return build_cli(args[0])
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Collection
+from pathlib import Path
 
 from PIL import Image
 
@@ -57,3 +59,15 @@ def width_of(record: PhotoRecord) -> int:
 
 def read_image(record: PhotoRecord) -> bytes:
     return make_jpeg(width_of(record), color=(10 * record.label % 256, 100, 50))
+
+
+def write_geo_shards(root: str | Path, *, val: Collection[str] = (),
+                     group_by: str | None = "continent") -> Path:
+    """:func:`geo_records` as shards by the dataset's own writer into ``root``: the photo ids in
+    ``val`` form the val split, the others train."""
+    from flickr_mammal.shards import write_shards
+
+    records = [r.evolve(split="val" if r.photo_id in val else "train") for r in geo_records()]
+    for split in ("train", "val") if val else ("train",):
+        write_shards(records, read_image, root, split=split, group_by=group_by, progress=False)
+    return Path(root)

@@ -23,6 +23,7 @@ from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
+from skewtools._io import atomic_write_bytes
 from tests.flickr_mammal import sample_images as s
 from tests.flickr_mammal.scripted_server import FakeSleep, Reply, ScriptedServer
 
@@ -339,7 +340,7 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang(tmp_path):
 def test_remove_partial_writes_deletes_only_temp_files(tmp_path):
     layout = Layout.at(tmp_path)
     photo = layout.image_path("1207")
-    download.write_atomic(photo, b"jpeg bytes")
+    atomic_write_bytes(photo, b"jpeg bytes", parents=True)
     left = photo.with_name(f".{photo.name}.0123abcd.tmp")  # what a kill mid-write leaves
     left.write_bytes(b"half a jp")
     assert download.remove_partial_writes(layout.images) == 1

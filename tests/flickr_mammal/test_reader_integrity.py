@@ -4,7 +4,6 @@ shuffle epoch reaches persistent DataLoader workers. Data: the synthetic fixture
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -14,23 +13,6 @@ from torch.utils.data import DataLoader
 
 from flickr_mammal.integrity import DatasetIntegrityError
 from flickr_mammal.reader import load_partitions
-from pipelines.build_dataset import main as build_main
-from tests.flickr_mammal import build_fixtures as fx
-from tests.flickr_mammal.fakeflickr import FakeFlickr
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fm")
-    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
-        assert build_main(fx.build_args(out, fake.endpoint, "--shard-samples", "6")) == 0
-    return out
-
-
-@pytest.fixture
-def copy(built, tmp_path) -> Path:
-    shutil.copytree(built, tmp_path / "fm")
-    return tmp_path / "fm"
 
 
 def _read_all(root: Path) -> int:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from flickr_mammal._util import batched, int_or, replace_via_temp, retry_after_seconds
+from flickr_mammal._util import batched, int_or, retry_after_seconds
 
 
 def test_batched_yields_full_tuples_then_the_rest_from_a_lazy_stream():
@@ -18,15 +18,6 @@ def test_batched_yields_full_tuples_then_the_rest_from_a_lazy_stream():
 def test_int_or_reads_numbers_and_falls_back_on_missing_or_junk():
     assert int_or("16", 0) == 16 and int_or(7.9, 0) == 7
     assert int_or(None, -1) == -1 and int_or("", 0) == 0 and int_or("3.5", -1) == -1
-
-
-def test_replace_via_temp_writes_beside_then_renames(tmp_path):
-    target = tmp_path / "stats.json"
-    target.write_text("old")
-    seen = []
-    replace_via_temp(target, lambda tmp: (seen.append(tmp.name), tmp.write_text("new")))
-    assert seen == [".stats.json.tmp"] and target.read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["stats.json"]
 
 
 def test_catalog_and_its_helpers_import_without_torch():

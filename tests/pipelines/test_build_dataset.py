@@ -153,3 +153,35 @@ def test_bad_classifier_weights_are_one_line_for_every_classifier(tmp_path, caps
                  "--classifier-weights", str(path), "--device", "cpu"])
     _one_line_error(capsys, code, str(path), "--classifier-weights")
     assert not (tmp_path / "o").exists()
+
+
+def test_every_cli_default_is_its_dataclass_default(tmp_path):
+    """Parsing no option gives the config the dataclasses give (defaults live there only)."""
+    from flickr_mammal.build import BuildConfig
+    from flickr_mammal.dump_read import MetadataConfig
+    from pipelines._cli import field_default
+    from pipelines.build_dataset import OPTIONS
+
+    args = parser().parse_args(["--out", str(tmp_path), "--api-key", "k"])
+    assert config_from_args(args) == BuildConfig(out=tmp_path, api_key="k")
+    for option in OPTIONS:  # each option, parsed default read back, is its field's default
+        assert option.value(args) == field_default(option.owner, option.field), option.flag
+    dump = tmp_path / "dump.parquet"
+    dump.write_bytes(b"")
+    args = parser().parse_args(["--out", str(tmp_path), "--metadata", str(dump)])
+    assert config_from_args(args).metadata == MetadataConfig(str(dump))
+
+
+def test_a_dataclass_default_changed_changes_the_cli(monkeypatch):
+    import dataclasses
+
+    from flickr_mammal.build import BuildConfig
+    from flickr_mammal.download import DownloadConfig
+
+    fields = {f.name: f for f in dataclasses.fields(BuildConfig)}
+    monkeypatch.setattr(fields["per_class"], "default", 123)
+    monkeypatch.setattr(fields["download"], "default_factory", lambda: DownloadConfig(workers=7))
+    args = parser().parse_args(["--out", "x", "--api-key", "k"])
+    assert (args.per_class, args.workers) == (123, 7)
+    help_text = " ".join(parser().format_help().split())
+    assert "candidates searched per class (default: 123)" in help_text

@@ -6,9 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from flickr_mammal.shards import write_shards
-from tests.flickr_mammal import build_fixtures as fx
-from tests.flickr_mammal.geo_samples import geo_records, read_image
+from tests.flickr_mammal.geo_samples import write_geo_shards
 
 datasets = pytest.importorskip("datasets")
 
@@ -17,11 +15,9 @@ from pipelines.export_dataset import main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def build(tmp_path_factory):
+def build(synthetic_build):
     """A real build (fake Flickr): shards, manifest.parquet and stats.json."""
-    out = tmp_path_factory.mktemp("export") / "build"
-    assert fx.main([str(out)]) == 0
-    return out
+    return synthetic_build()
 
 
 def test_cli_writes_hub_layout_and_card(build, tmp_path, capsys):
@@ -53,8 +49,7 @@ def test_cli_writes_hub_layout_and_card(build, tmp_path, capsys):
 
 def test_shards_split_by_size_and_keep_every_row(tmp_path):
     shards = tmp_path / "shards"
-    write_shards([r.evolve(split="train") for r in geo_records()], read_image, shards,
-                 split="train", progress=False)
+    write_geo_shards(shards, group_by=None)
     result = export_hf_parquet(ExportConfig(root=shards, out=tmp_path / "hub",
                                             max_shard_bytes=3000, datasheet=None))
     names = result["files"]["train"]

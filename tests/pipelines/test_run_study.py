@@ -10,54 +10,22 @@ import pandas as pd
 import pytest
 
 from pipelines.run_study import main
+from tests.training.study.studies import changed, experiment, study_doc, toml_text, write_toml
 
-CONFIG = '''name = "tiny"
-num_partitions = 2
-target = 0.05
-[dataset]
-name = "digits"
-image_size = 8
-[train]
-iterations = 12
-batch_size = 20
-eval_every = 6
-[algorithms.fedavg]
-iter_local = 4
-[grids]
-fedavg = [2, 4]
-[skewscout]
-travel_interval = 4
-sample_size = 16
-[[experiments]]
-name = "noniid"
-kind = "noniid"
-models = ["gn-lenet"]
-algorithms = ["bsp", "fedavg"]
-noniid_fractions = [0.0, 1.0]
-[[experiments]]
-name = "norm"
-kind = "norm"
-models = ["bn-lenet", "gn-lenet"]
-algorithms = ["bsp"]
-noniid_fractions = [0.0, 1.0]
-[[experiments]]
-name = "degree"
-kind = "skew_degree"
-models = ["gn-lenet"]
-algorithms = ["fedavg"]
-noniid_fractions = [0.0, 0.5, 1.0]
-[[experiments]]
-name = "scout"
-kind = "skewscout"
-models = ["gn-lenet"]
-algorithms = ["fedavg"]
-noniid_fractions = [1.0]
-'''
+CONFIG = study_doc(
+    experiment("noniid", "noniid", ["bsp", "fedavg"], [0.0, 1.0]),
+    experiment("norm", "norm", ["bsp"], [0.0, 1.0], models=["bn-lenet", "gn-lenet"]),
+    experiment("degree", "skew_degree", ["fedavg"], [0.0, 0.5, 1.0]),
+    experiment("scout", "skewscout", ["fedavg"], [1.0]),
+    target=0.05, train={"iterations": 12, "batch_size": 20, "eval_every": 6},
+    algorithms={"fedavg": {"iter_local": 4}}, grids={"fedavg": [2, 4]},
+    skewscout={"travel_interval": 4, "sample_size": 16},
+)
 
 
 def test_runs_resumes_and_writes_every_artefact(tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(CONFIG)
+    write_toml(cfg, CONFIG)
     out = tmp_path / "out"
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -107,34 +75,14 @@ def test_runs_resumes_and_writes_every_artefact(tmp_path, capsys):
     assert len(json.loads((out / "results.json").read_text())) == 9
 
 
-DIST = '''name = "dist"
-num_partitions = 2
-engine = "{engine}"
-[dataset]
-name = "digits"
-image_size = 8
-[train]
-iterations = 6                  # two traveling rounds (one due at an averaging waits)
-batch_size = 20
-eval_every = 2
-[grids]
-fedavg = [2, 4]
-[skewscout]
-travel_interval = 1
-sample_size = 16
-[[experiments]]
-name = "n"
-kind = "noniid"
-models = ["gn-lenet"]
-algorithms = ["bsp", "fedavg"]
-noniid_fractions = [1.0]
-[[experiments]]
-name = "s"
-kind = "skewscout"
-models = ["gn-lenet"]
-algorithms = ["fedavg"]
-noniid_fractions = [1.0]
-'''
+DIST = study_doc(
+    experiment("n", "noniid", ["bsp", "fedavg"], [1.0]),
+    experiment("s", "skewscout", ["fedavg"], [1.0]),
+    name="dist", engine="simulation",
+    # 6 iterations: two traveling rounds (one due at an averaging waits)
+    train={"iterations": 6, "batch_size": 20, "eval_every": 2}, grids={"fedavg": [2, 4]},
+    skewscout={"travel_interval": 1, "sample_size": 16},
+)
 
 
 @pytest.mark.slow
@@ -144,7 +92,7 @@ def test_distributed_engine_matches_simulation(tmp_path):
     outcomes = {}
     for engine in ("simulation", "distributed"):
         cfg = tmp_path / f"{engine}.toml"
-        cfg.write_text(DIST.format(engine=engine))
+        write_toml(cfg, {**DIST, "engine": engine})
         assert main([str(cfg), "--out", str(tmp_path / engine), "--no-progress"]) == 0
         rows = json.loads((tmp_path / engine / "results.json").read_text())
         outcomes[engine] = sorted((r["mode"], r["algorithm"], r["knob"] or 0, r["final_acc"],
@@ -171,8 +119,7 @@ def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
     from pipelines.run_study import main as run_main
 
     cfg = tmp_path / "bad.toml"
-    cfg.write_text(DIST.format(engine="simulation").replace("sample_size = 16",
-                                                            "sample_size = 16\npatience = 0"))
+    write_toml(cfg, changed(DIST, "skewscout", patience=0))
     assert run_main([str(cfg), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: patience=0") and len(err.splitlines()) == 1
@@ -180,12 +127,14 @@ def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("suffix, text, message", [
-    (".toml", CONFIG.replace("num_partitions = 2", 'num_partitions = "two"'),
+    (".toml", toml_text({**CONFIG, "num_partitions": "two"}),
      "error: num_partitions = 'two': must be a whole number"),
-    (".toml", CONFIG.replace("num_partitions = 2", 'num_partitions = 2\nseeds = "12"'),
+    (".toml", toml_text({**CONFIG, "seeds": "12"}),
      "error: seeds = '12': must be a list"),
-    (".toml", CONFIG.replace('name = "noniid"\n', ""), "error: experiments[0] has no name"),
-    (".toml", CONFIG.replace("image_size = 8", "image_size = 0"),
+    (".toml", toml_text({**CONFIG, "experiments": [
+        {k: v for k, v in CONFIG["experiments"][0].items() if k != "name"},
+        *CONFIG["experiments"][1:]]}), "error: experiments[0] has no name"),
+    (".toml", toml_text(changed(CONFIG, "dataset", image_size=0)),
      "error: [dataset] image_size = 0 (digits)"),
     (".yaml", "- 1\n- 2\n", "bad.yaml: a study config is a table of keys"),
     (".yaml", "", "bad.yaml: a study config is a table of keys"),
@@ -204,7 +153,7 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkey
     import training.study.runner as study_mod
 
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(CONFIG)
+    write_toml(cfg, CONFIG)
     out = tmp_path / "out"
     real = study_mod.execute_run
 
@@ -232,7 +181,7 @@ def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkey
 
 def test_list_and_only(tmp_path, capsys):
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(CONFIG)
+    write_toml(cfg, CONFIG)
     out = tmp_path / "out"
     assert main([str(cfg), "--out", str(out), "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
@@ -256,19 +205,13 @@ def test_a_gpu_study_on_a_machine_without_one_stops_before_any_run(tmp_path, cap
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = tmp_path / "gpu.toml"
-    cfg.write_text(CONFIG.replace("eval_every = 6", 'eval_every = 6\ndevice = "cuda"'))
+    write_toml(cfg, changed(CONFIG, "train", device="cuda"))
     assert main([str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert "has none; set device = \"cpu\"" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()              # not even the output folder
 
 
-SMALL = CONFIG.split("[[experiments]]")[0] + '''[[experiments]]
-name = "noniid"
-kind = "noniid"
-models = ["gn-lenet"]
-algorithms = ["bsp"]
-noniid_fractions = [0.0, 1.0]
-'''
+SMALL = {**CONFIG, "experiments": [experiment("noniid", "noniid", ["bsp"], [0.0, 1.0])]}
 
 
 def _count_runs(monkeypatch) -> list:
@@ -283,7 +226,7 @@ def _count_runs(monkeypatch) -> list:
 def test_an_unwritable_out_stops_before_any_run(where, tmp_path, capsys, monkeypatch):
     ran = _count_runs(monkeypatch)
     cfg = tmp_path / "small.toml"
-    cfg.write_text(SMALL)
+    write_toml(cfg, SMALL)
     (tmp_path / "a_file").write_text("not a folder")
     assert main([str(cfg), "--out", str(tmp_path / where), "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -296,7 +239,7 @@ def test_an_unwritable_out_stops_before_any_run(where, tmp_path, capsys, monkeyp
 def test_an_unreadable_results_json_is_a_one_line_error(text, tmp_path, capsys, monkeypatch):
     ran = _count_runs(monkeypatch)
     cfg, out = tmp_path / "small.toml", tmp_path / "out"
-    cfg.write_text(SMALL)
+    write_toml(cfg, SMALL)
     out.mkdir()
     (out / "results.json").write_text(text)        # a folder of the older layout
     for extra in (["--list"], ["--no-progress"]):
@@ -309,7 +252,7 @@ def test_an_unreadable_results_json_is_a_one_line_error(text, tmp_path, capsys, 
 
 def test_a_corrupt_row_file_is_reported_and_its_run_redone(tmp_path, capsys, caplog):
     cfg, out = tmp_path / "small.toml", tmp_path / "out"
-    cfg.write_text(SMALL)
+    write_toml(cfg, SMALL)
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     before = {r["run_id"]: r["final_acc"] for r in json.loads((out / "results.json").read_text())}
     broken = sorted((out / "runs").glob("*.json"))[0]
@@ -330,7 +273,7 @@ def test_list_shows_where_a_run_is_running(tmp_path, capsys):
     from training.study.config import load_study
 
     cfg, out = tmp_path / "small.toml", tmp_path / "out"
-    cfg.write_text(SMALL)
+    write_toml(cfg, SMALL)
     first = load_study(cfg).all_runs()[0]
     (out / "runs").mkdir(parents=True)
     (out / "runs" / f"{first.run_id}.claim").write_text(

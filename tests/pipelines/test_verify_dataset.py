@@ -7,26 +7,8 @@ import tarfile
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
-from pipelines.build_dataset import main as build_main
 from pipelines.verify_dataset import main
-from tests.flickr_mammal import build_fixtures as fx
-from tests.flickr_mammal.fakeflickr import FakeFlickr
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fm")
-    with FakeFlickr(fx.photos(), api_key=fx.API_KEY) as fake:
-        assert build_main(fx.build_args(out, fake.endpoint, "--shard-samples", "6")) == 0
-    return out
-
-
-@pytest.fixture
-def copy(built, tmp_path) -> Path:
-    shutil.copytree(built, tmp_path / "fm")
-    return tmp_path / "fm"
 
 
 def _verify(capsys, root: Path, *extra: str) -> tuple[int, list[str]]:

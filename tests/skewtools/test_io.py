@@ -2,10 +2,13 @@
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from skewtools._io import atomic_write_bytes, atomic_write_text, atomic_write_with
+from skewtools import _io
+from skewtools._io import AtomicFile, atomic_write_bytes, atomic_write_text, atomic_write_with
 
 
 @pytest.fixture
@@ -35,3 +38,62 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_write_with(path, half_then_crash)
     assert path.read_text() == "old" and os.listdir(tmp_path) == ["results.csv"]
+
+
+def test_the_temp_file_is_beside_the_target_hidden_and_unique(tmp_path):
+    path = tmp_path / "stats.json"
+    path.write_text("old")
+    seen = []
+    for text in ("a", "b"):
+        atomic_write_with(path, lambda tmp, t=text: (seen.append(tmp), tmp.write_text(t)))
+    assert all(p.parent == tmp_path and p.name.startswith(".stats.json.") for p in seen)
+    assert all(p.suffix == ".tmp" for p in seen) and seen[0] != seen[1]
+    assert path.read_text() == "b" and os.listdir(tmp_path) == ["stats.json"]
+
+
+def test_parents_creates_the_missing_folder_only_when_asked(tmp_path):
+    path = tmp_path / "images" / "07" / "1007.jpg"
+    with pytest.raises(FileNotFoundError):
+        atomic_write_bytes(path, b"jpeg")
+    atomic_write_bytes(path, b"jpeg", parents=True)
+    assert path.read_bytes() == b"jpeg" and os.listdir(path.parent) == ["1007.jpg"]
+
+
+def test_atomic_file_commits_whole_or_leaves_the_old_file(tmp_path, umask_022):
+    path = tmp_path / "train-000000.tar"
+    with AtomicFile(path) as f:
+        f.write(b"first ")
+        assert not path.exists()            # nothing under the final name until commit
+        f.write(b"shard")
+    assert path.read_bytes() == b"first shard"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    with pytest.raises(RuntimeError), AtomicFile(path) as f:
+        f.write(b"half a sh")
+        raise RuntimeError("killed")
+    assert path.read_bytes() == b"first shard" and os.listdir(tmp_path) == [path.name]
+    f = AtomicFile(path)
+    f.write(b"dropped")
+    f.abort()
+    assert path.read_bytes() == b"first shard" and os.listdir(tmp_path) == [path.name]
+
+
+@pytest.mark.parametrize("fsync", [False, True])
+def test_fsync_syncs_the_data_before_the_rename(tmp_path, monkeypatch, fsync):
+    path = tmp_path / "x.bin"
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(_io.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
+    monkeypatch.setattr(_io.os, "replace", lambda a, b: (events.append("replace"),
+                                                          real_replace(a, b)))
+    with AtomicFile(path, fsync=fsync) as f:
+        f.write(b"data")
+    atomic_write_with(path, lambda tmp: tmp.write_bytes(b"more"), fsync=fsync)
+    assert events == (["fsync", "replace"] * 2 if fsync else ["replace"] * 2)
+    assert path.read_bytes() == b"more"
+
+
+def test_importing_the_helper_stays_light():
+    """flickr_mammal's stages import it: it must not pull in scipy/pandas via skewtools."""
+    code = ("import sys, skewtools._io; "
+            "sys.exit(any(m in sys.modules for m in ('scipy', 'pandas', 'torch')))")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

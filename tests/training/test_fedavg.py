@@ -14,11 +14,15 @@ def ctx(iteration=0, lr=1.0, momentum=0.0, weight_decay=0.0, n=2):
                        momentum=momentum, weight_decay=weight_decay)
 
 
-def test_averages_every_iter_local_steps():
-    fedavg = create_algorithm("fedavg", iter_local=3)
+def two_partitions(iter_local: int):
+    """FedAvg over 2 partitions of 2 zero parameters; each partition's gradient a unit vector."""
+    fedavg = create_algorithm("fedavg", iter_local=iter_local)
     params = torch.zeros(2, 2)
-    state = fedavg.init(params)
-    grads = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    return fedavg, params, fedavg.init(params), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_averages_every_iter_local_steps():
+    fedavg, params, state, grads = two_partitions(iter_local=3)
     sent = []
     for it in range(3):
         stats = fedavg.apply(state, params, grads, ctx(it), LocalComm(2))
@@ -31,10 +35,7 @@ def test_averages_every_iter_local_steps():
 
 
 def test_views_just_agreed_only_right_after_an_averaging_that_lets_them_drift_again():
-    fedavg = create_algorithm("fedavg", iter_local=2)
-    params = torch.zeros(2, 2)
-    state = fedavg.init(params)
-    grads = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    fedavg, params, state, grads = two_partitions(iter_local=2)
     agreed = []
     for it in range(4):
         fedavg.apply(state, params, grads, ctx(it), LocalComm(2))

@@ -13,38 +13,18 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.study.studies import experiment, study_doc, toml_text, write_toml
 from training.study.config import study_from_dict
 from training.study.executors import ExecutorConfig
 from training.study.runner import run_study
 
 ROOT = Path(__file__).resolve().parents[3]
-DOC = {
-    "name": "tiny", "num_partitions": 2, "threads": 1,
-    "dataset": {"name": "digits", "image_size": 8},
-    "train": {"iterations": 30, "batch_size": 20, "eval_every": 15},
-    "algorithms": {"fedavg": {"iter_local": 5}},
-    "experiments": [{"name": "n", "kind": "noniid", "models": ["gn-lenet"],
-                     "algorithms": ["bsp", "fedavg"], "noniid_fractions": [0.0, 0.5, 1.0]}],
-}
-TOML = '''name = "tiny"
-num_partitions = 2
-threads = 1
-[dataset]
-name = "digits"
-image_size = 8
-[train]
-iterations = 30
-batch_size = 20
-eval_every = 15
-[algorithms.fedavg]
-iter_local = 5
-[[experiments]]
-name = "n"
-kind = "noniid"
-models = ["gn-lenet"]
-algorithms = ["bsp", "fedavg"]
-noniid_fractions = [0.0, 0.5, 1.0]
-'''
+DOC = study_doc(
+    experiment("n", "noniid", ["bsp", "fedavg"], [0.0, 0.5, 1.0]),
+    threads=1, train={"iterations": 30, "batch_size": 20, "eval_every": 15},
+    algorithms={"fedavg": {"iter_local": 5}},
+)
+TOML = toml_text(DOC)
 
 
 def rows_of(out: Path) -> dict[str, dict]:
@@ -148,12 +128,11 @@ def test_the_executor_table_and_the_flags(tmp_path, capsys):
     from pipelines.run_study import main
 
     cfg = tmp_path / "tiny.toml"
-    cfg.write_text(TOML.replace("threads = 1", "threads = 1\n[executor]\nkind = \"slurm\"\n"
-                                "partition = \"gpu\"\ntime_min = 30"))
+    write_toml(cfg, {**DOC, "executor": {"kind": "slurm", "partition": "gpu", "time_min": 30}})
     study = study_from_dict(__import__("tomllib").loads(cfg.read_text()))
     assert ExecutorConfig.from_table(study.executor, time_min=5) == ExecutorConfig(
         kind="slurm", partition="gpu", time_min=5)
-    cfg.write_text(TOML.replace("threads = 1", "threads = 1\n[executor]\nqueue = \"gpu\""))
+    write_toml(cfg, {**DOC, "executor": {"queue": "gpu"}})
     assert main([str(cfg), "--out", str(tmp_path / "o"), "--list"]) == 2
     assert capsys.readouterr().err.startswith("error: [executor]: unknown key(s) queue; known:")
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import flickr_mammal
+from tests.training.study.studies import changed, experiment, study_doc, write_toml
 from training.datasets import materialize
 from training.study.flickr import flickr_batch_sources, flickr_partitions
 
@@ -64,63 +65,34 @@ def test_other_fractions_are_refused(fake_shards):
         flickr_partitions({"root": "r"}, 2, 0.5, seed=0)
 
 
-FLICKR_STUDY = '''name = "flickr_tiny"
-num_partitions = 2
-partitioner = "by_attribute"
-target = 0.05
-threads = 1
-[dataset]
-name = "flickr_mammal"
-root = "{root}"
-partition_by = "continent"
-image_size = 16
-val_samples = 4
-[train]
-iterations = 4
-batch_size = 4
-eval_every = 2
-[grids]
-fedavg = [1, 2]
-[skewscout]
-travel_interval = 1
-sample_size = 4
-[[experiments]]
-name = "geo"
-kind = "noniid"
-models = ["lenet"]
-algorithms = ["bsp", "fedavg"]
-noniid_fractions = [0.0, 1.0]
-[[experiments]]
-name = "scout"
-kind = "skewscout"
-models = ["lenet"]
-algorithms = ["fedavg"]
-noniid_fractions = [1.0]
-'''
+FLICKR_STUDY = study_doc(
+    experiment("geo", "noniid", ["bsp", "fedavg"], [0.0, 1.0], models=["lenet"]),
+    experiment("scout", "skewscout", ["fedavg"], [1.0], models=["lenet"]),
+    base={"name": "flickr_tiny", "num_partitions": 2}, partitioner="by_attribute",
+    target=0.05, threads=1,
+    dataset={"name": "flickr_mammal", "root": "(the test's shards)", "partition_by": "continent",
+             "image_size": 16, "val_samples": 4},
+    train={"iterations": 4, "batch_size": 4, "eval_every": 2}, grids={"fedavg": [1, 2]},
+    skewscout={"travel_interval": 1, "sample_size": 4},
+)
 
 
 def write_geo_shards(root) -> None:
     """Shards by the dataset's own writer: train Africa 4 photos, Europe 2; val 4 photos."""
-    from flickr_mammal.shards import write_shards
-    from tests.flickr_mammal.geo_samples import geo_records, read_image
+    from tests.flickr_mammal import geo_samples
 
-    val = ("1002", "1006", "1009", "1010")
-    records = [r.evolve(split="val" if r.photo_id in val else "train") for r in geo_records()]
-    for split in ("train", "val"):
-        write_shards(records, read_image, root, split=split, group_by="continent")
+    geo_samples.write_geo_shards(root, val=("1002", "1006", "1009", "1010"))
 
 
-def run_flickr_study(tmp_path, engine: str, experiments: str | None = None) -> list[dict]:
+def run_flickr_study(tmp_path, engine: str, experiments: list[dict] | None = None) -> list[dict]:
     import json
 
     from pipelines.run_study import main
 
-    text = FLICKR_STUDY.format(root=tmp_path / "shards")
-    text = text.replace('threads = 1', f'threads = 1\nengine = "{engine}"')
+    doc = {**changed(FLICKR_STUDY, "dataset", root=str(tmp_path / "shards")), "engine": engine}
     if experiments is not None:
-        text = text[:text.index("[[experiments]]")] + experiments
-    cfg = tmp_path / f"{engine}.toml"
-    cfg.write_text(text)
+        doc["experiments"] = experiments
+    cfg = write_toml(tmp_path / f"{engine}.toml", doc)
     assert main([str(cfg), "--out", str(tmp_path / engine), "--no-progress"]) == 0
     return json.loads((tmp_path / engine / "results.json").read_text())
 
@@ -143,7 +115,7 @@ def test_a_flickr_mammal_study_trains_on_real_shards(tmp_path):
 def test_a_flickr_mammal_study_under_torchrun_matches_the_simulation(tmp_path):
     # each process opens only its own continent's stream; SkewScout's models travel between them
     write_geo_shards(tmp_path / "shards")
-    scout_only = FLICKR_STUDY[FLICKR_STUDY.index("[[experiments]]\nname = \"scout\""):]
+    scout_only = FLICKR_STUDY["experiments"][1:]
     rows = {engine: sorted((r["mode"], r["algorithm"], r["knob"] or 0, r["final_acc"],
                             r["bytes_per_iteration"], str(r["estimates"]))
                            for r in run_flickr_study(tmp_path, engine, scout_only))

@@ -7,26 +7,18 @@ import json
 import pytest
 import yaml
 
+from tests.training.study.studies import experiment, study_doc, write_toml
 from training.study.config import load_study, study_from_dict
 from training.study.findings import all_claims, markdown_table, summary_markdown
 from training.study.results import ResultsStore
 
-DOC = {
-    "name": "tiny",
-    "num_partitions": 2,
-    "target": 0.05,
-    "dataset": {"name": "digits", "image_size": 8},
-    "train": {"iterations": 10, "lr_milestones": [0.5]},
-    "algorithms": {"fedavg": {"iter_local": 50}},
-    "grids": {"fedavg": [5, 50]},
-    "skewscout": {"travel_interval": 5},
-    "experiments": [
-        {"name": "n", "kind": "noniid", "models": ["gn-lenet"], "algorithms": ["bsp", "fedavg"],
-         "noniid_fractions": [0.0, 1.0]},
-        {"name": "s", "kind": "skewscout", "models": ["gn-lenet"], "algorithms": ["fedavg"],
-         "noniid_fractions": [1.0]},
-    ],
-}
+DOC = study_doc(
+    experiment("n", "noniid", ["bsp", "fedavg"], [0.0, 1.0]),
+    experiment("s", "skewscout", ["fedavg"], [1.0]),
+    target=0.05, train={"iterations": 10, "lr_milestones": [0.5]},
+    algorithms={"fedavg": {"iter_local": 50}}, grids={"fedavg": [5, 50]},
+    skewscout={"travel_interval": 5},
+)
 
 
 def test_expansion_shares_runs_between_experiments():
@@ -55,34 +47,7 @@ def test_run_id_is_stable_and_depends_on_what_is_computed():
 def test_toml_and_yaml_give_the_same_study(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(DOC))
     toml = tmp_path / "s.toml"
-    toml.write_text('''name = "tiny"
-num_partitions = 2
-target = 0.05
-[dataset]
-name = "digits"
-image_size = 8
-[train]
-iterations = 10
-lr_milestones = [0.5]
-[algorithms.fedavg]
-iter_local = 50
-[grids]
-fedavg = [5, 50]
-[skewscout]
-travel_interval = 5
-[[experiments]]
-name = "n"
-kind = "noniid"
-models = ["gn-lenet"]
-algorithms = ["bsp", "fedavg"]
-noniid_fractions = [0.0, 1.0]
-[[experiments]]
-name = "s"
-kind = "skewscout"
-models = ["gn-lenet"]
-algorithms = ["fedavg"]
-noniid_fractions = [1.0]
-''')
+    write_toml(toml, DOC)
     ids_yaml = [r.run_id for r in load_study(tmp_path / "s.yaml").all_runs()]
     assert ids_yaml == [r.run_id for r in load_study(toml).all_runs()]
 

@@ -1,0 +1,41 @@
+"""Tiny study configs shared by the study tests and tests/pipelines/test_run_study.py: dicts on
+one digits base, written as the TOML a user writes (tomli_w), so no test repeats a TOML text."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+TINY_DIGITS: dict[str, Any] = {"name": "tiny", "num_partitions": 2,
+                               "dataset": {"name": "digits", "image_size": 8}}
+
+
+def experiment(name: str, kind: str, algorithms: Sequence[str], fractions: Sequence[float],
+               models: Sequence[str] = ("gn-lenet",)) -> dict[str, Any]:
+    """One ``[[experiments]]`` table."""
+    return {"name": name, "kind": kind, "models": list(models), "algorithms": list(algorithms),
+            "noniid_fractions": list(fractions)}
+
+
+def study_doc(*experiments: dict[str, Any], base: dict[str, Any] = TINY_DIGITS,
+          **keys: Any) -> dict[str, Any]:
+    """A study config: ``base`` with ``keys`` (top-level keys and tables) and ``experiments``."""
+    return {**base, **keys, "experiments": list(experiments)}
+
+
+def changed(doc: dict[str, Any], table: str, **keys: Any) -> dict[str, Any]:
+    """``doc`` with ``keys`` set in its ``[table]``."""
+    return {**doc, table: {**doc.get(table, {}), **keys}}
+
+
+def toml_text(doc: dict[str, Any]) -> str:
+    return tomli_w.dumps(doc)
+
+
+def write_toml(path: Path, doc: dict[str, Any]) -> Path:
+    """``doc`` as a TOML study config at ``path``."""
+    path.write_text(toml_text(doc), encoding="utf-8")
+    return path
