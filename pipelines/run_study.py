@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.study.claims import claims
+from training.study.claims import Lease, claims
 from training.study.config import DEFAULT_CONFIG, StudyConfig, load_study
 from training.study.executors import EXECUTORS, ExecutorConfig
 from training.study.findings import markdown_table
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         executor = ExecutorConfig.from_table(
             study.executor, kind=args.executor, jobs=args.jobs, address=args.address,
             partition=args.partition, time_min=args.time_min, gpus_per_task=args.gpus_per_task)
+        Lease.from_env()            # a bad STUDY_LEASE_S is an error before any run, not in one
     except (OSError, ValueError, KeyError, TypeError) as exc:  # bad path or config: one line
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2

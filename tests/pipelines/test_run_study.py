@@ -126,6 +126,21 @@ def test_a_bad_value_is_a_one_line_error_before_any_run(tmp_path, capsys):
     assert not (tmp_path / "o").exists()           # nothing ran
 
 
+@pytest.mark.parametrize("env", [{"STUDY_LEASE_S": "ten"},
+                                 {"STUDY_LEASE_S": "20", "STUDY_LEASE_RENEW_S": "10"}])
+def test_a_bad_lease_is_a_one_line_error_before_any_run(tmp_path, capsys, monkeypatch, env):
+    from pipelines.run_study import main as run_main
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = tmp_path / "ok.toml"
+    write_toml(cfg, DIST)
+    assert run_main([str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and ("STUDY_LEASE" in err or "lease_s" in err)
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("suffix, text, message", [
     (".toml", toml_text({**CONFIG, "num_partitions": "two"}),
      "error: num_partitions = 'two': must be a whole number"),

@@ -5,7 +5,8 @@ Layout under ``out_dir``::
     runs/ID.json        one finished run's row (the source of truth), written via a temp file
                         and os.replace, so a reader never sees half a row
     runs/ID.error.json  the run's last failure (error + traceback tail); removed once it succeeds
-    runs/ID.claim       a driver is running it now: {"host", "pid", "time"} (see claims.py)
+    runs/ID.claim       a driver is running it now: {"host", "pid", "time", "lease_s"}; its mtime is
+                        the last heartbeat (see claims.py)
     results.json/.csv/.parquet   every row merged by the report (views; rewritten, never read
                         back, except in a folder of the older layout, which is migrated)
 
