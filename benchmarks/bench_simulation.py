@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,25 +65,64 @@ VIEW_OPS = frozenset({"view", "_unsafe_view", "permute", "detach", "slice", "tra
                       "reshape", "split", "split_with_sizes", "unbind", "lift_fresh"})
 
 
+# ops that make the host wait for the device (a value read back, a data-dependent shape); a
+# copy between devices is counted too. One of these per step stalls a GPU's queue every step.
+SYNC_OPS = frozenset({"_local_scalar_dense", "nonzero", "masked_select", "unique", "_unique2",
+                      "unique_consecutive", "equal", "is_nonzero", "_assert_async"})
+
+
+def _bool_indexed(args: tuple) -> bool:
+    """``x[mask]`` / ``x[mask] = v``: the result's shape depends on the mask's values."""
+    indices = args[1] if len(args) > 1 and isinstance(args[1], (list, tuple)) else ()
+    return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in indices)
+
+
+def _crosses_devices(args: tuple, kwargs: dict) -> bool:
+    devices = {a.device.type for a in args if isinstance(a, torch.Tensor)}
+    target = kwargs.get("device")
+    if target is not None:
+        devices.add(torch.device(target).type)
+    return len(devices) > 1
+
+
 class OpCounter(TorchDispatchMode):
-    """Counts the ATen ops dispatched while active, and those that are not mere views."""
+    """Counts the ATen ops dispatched while active, those that are not mere views, and those
+    that make the host wait for the device (:data:`SYNC_OPS`, copies across devices)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
         self.compute_ops = 0
+        self.syncs: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = func.overloadpacket.__name__
         self.ops += 1
-        self.compute_ops += func.overloadpacket.__name__ not in VIEW_OPS
-        return func(*args, **(kwargs or {}))
+        self.compute_ops += name not in VIEW_OPS
+        masked = name in ("index", "index_put_", "index_put") and _bool_indexed(args)
+        moved = name in ("_to_copy", "copy_") and _crosses_devices(args, kwargs)
+        if name in SYNC_OPS or masked or moved:
+            self.syncs.append(name)
+        return func(*args, **kwargs)
 
 
-def count_ops(step: Callable[[], object]) -> tuple[int, int]:
-    """(all ops, non-view ops) dispatched by one call of ``step``."""
-    with OpCounter() as counter:
-        step()
-    return counter.ops, counter.compute_ops
+def count_ops(step: Callable[[], object]) -> tuple[int, int, int]:
+    """(all ops, non-view ops, host-sync ops) dispatched by one call of ``step``. On CUDA the
+    syncs also include what ``torch.cuda.set_sync_debug_mode`` reports (ops synchronising
+    inside a kernel library, which dispatch cannot see)."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with warnings.catch_warnings(record=True) as caught, OpCounter() as counter:
+        warnings.simplefilter("always")
+        if cuda:
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            step()
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode("default")
+    reported = sum("synchronizing" in str(w.message) for w in caught)
+    return counter.ops, counter.compute_ops, max(len(counter.syncs), reported)
 
 
 def sync(device: str) -> None:
@@ -156,6 +196,7 @@ def speed_table(setup: Setup, model: str, algorithms: list[str], partitions: int
         rows.append({"model": model, "config": name, "images_per_s": rate,
                      "vs_limit": rate / limit, "goal": GOALS.get(algorithm),
                      "ops_per_step": ops[name][0], "compute_ops_per_step": ops[name][1],
+                     "syncs_per_step": ops[name][2],
                      "partitions": partitions, "batch": batch})
     return rows
 
@@ -199,12 +240,12 @@ def print_speed(rows: list[dict]) -> None:
     first = rows[0]
     print(f"\n{first['model']}: K={first['partitions']}, batch {first['batch']}")
     print(f"{'configuration':<20}{'images/s':>10}{'vs limit':>10}{'goal':>9}{'ops/step':>10}"
-          f"{'non-view':>10}")
+          f"{'non-view':>10}{'syncs':>7}")
     for r in rows:
         goal = "" if r["goal"] is None else (
             f"{r['goal']:.1f} {'ok' if r['vs_limit'] >= r['goal'] else 'MISS'}")
         print(f"{r['config']:<20}{r['images_per_s']:>10.0f}{r['vs_limit']:>10.2f}{goal:>9}"
-              f"{r['ops_per_step']:>10}{r['compute_ops_per_step']:>10}")
+              f"{r['ops_per_step']:>10}{r['compute_ops_per_step']:>10}{r['syncs_per_step']:>7}")
 
 
 def print_scaling(rows: list[dict]) -> None:

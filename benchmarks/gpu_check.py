@@ -11,8 +11,8 @@ Sections (each timed; ``--sections`` picks some):
   shards (nothing can be downloaded; the numbers are about speed and finiteness, not accuracy);
 - ``torchrun``: ``--max-distributed-runs`` of them under torchrun (one process per partition,
   mapped onto the GPUs by ``training.distributed.plan_device``);
-- ``speed``: ``bench_simulation``'s table (images/s, ops per step vs plain training) and its
-  K-scaling table;
+- ``speed``: ``bench_simulation``'s table (images/s, ops per step vs plain training, host syncs
+  per step: any is a failure) and its K-scaling table;
 - ``clean``: the cleaning stage's images/s for pnasnet5large and efficientnet_lite0 (random
   weights) and how often bf16 autocast picks the same top-5 classes as float32.
 
@@ -137,7 +137,8 @@ def speed(args: argparse.Namespace) -> dict[str, list[dict]]:
         tables["scaling"] += scaling_table(setup, model, ks, 4, min(steps, 3), min(rounds, 2))
     for row in tables["speed"]:
         print(f"  {row['model']:<10}{row['config']:<14}{row['images_per_s']:>9.0f} img/s "
-              f"{row['vs_limit']:>5.2f}x plain {row['ops_per_step']:>7} ops/step")
+              f"{row['vs_limit']:>5.2f}x plain {row['ops_per_step']:>7} ops/step "
+              f"{row['syncs_per_step']} host syncs")
     for row in tables["scaling"]:
         print(f"  {row['model']:<10}{row['mode']:<6}K={row['k']:<4}"
               f"{row['ms_per_partition']:>8.2f} ms/partition {row['vs_first_k']:>5.2f}x K=5")
@@ -191,6 +192,9 @@ def main(argv: list[str] | None = None) -> int:
                     failures += sum(not r["ok"] for r in result)
                 elif section == "speed":
                     result = speed(args)
+                    # the engine reads nothing back per step (counters are read per evaluation)
+                    failures += sum(r["syncs_per_step"] > 0 for r in result["speed"]
+                                    if r["config"] != "limit")
                 else:
                     result = clean_speed(args.device, args.quick)
                     failures += sum(not r["ok"] for r in result)

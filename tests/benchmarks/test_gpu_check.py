@@ -26,7 +26,7 @@ def test_quick_cpu_mode_runs_every_config_and_writes_a_summary(tmp_path):
     assert {r["config"] for r in runs} == shipped and all(r["ok"] for r in runs)
     speed = summary["sections"]["speed"]["result"]
     assert {r["config"] for r in speed["speed"]} == {"limit", "bsp/loop", "bsp/vmap"}
-    assert all(r["ops_per_step"] > 0 for r in speed["speed"])
+    assert all(r["ops_per_step"] > 0 and r["syncs_per_step"] == 0 for r in speed["speed"])
     assert {r["k"] for r in speed["scaling"]} == {5, 20}
     clean = summary["sections"]["clean"]["result"]
     assert clean[0]["model"] == "efficientnet_lite0" and 0 <= clean[0]["top5_agreement_pct"] <= 100
