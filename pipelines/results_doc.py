@@ -12,8 +12,9 @@ import sys
 from training.study.results_doc import write_results_doc
 
 CPU_NOTE = ("Numbers depend on the CPU and its thread count: training sums in an order that "
-            "depends on them, so accuracies on another machine differ by a few tenths of a point "
-            "and a verdict near its threshold can flip. The study fixes `threads` per run.")
+            "depends on them, so accuracies on another machine differ, by up to about a point "
+            "where training is stable and by several points where it is not (DGC under strong "
+            "skew), and a verdict near its threshold can flip. The study fixes `threads` per run.")
 
 
 def main(argv: list[str] | None = None) -> int:
