@@ -6,7 +6,8 @@
    figures and summary included), serially and with ``--jobs N``; the two sets of rows must be
    identical apart from ``wall_time_s``.
 2. The machine's limit for N runs at once: one run alone in a warmed-up worker, then the same run
-   in N warmed-up workers at once (no start-up, no driver): ``N * alone / together``. On a machine
+   in N warmed-up workers at once (no start-up, no driver), best of 3 each:
+   ``N * alone / together``. On a machine
    whose cores share memory bandwidth or a hypervisor's time this is below N, and no scheduler can
    beat it.
 
@@ -58,22 +59,28 @@ def _warm() -> int:
     return os.getpid()
 
 
-def parallel_limit(config: str, only: list[str] | None, jobs: int) -> tuple[float, float]:
-    """(one run alone, the same run in ``jobs`` workers at once), seconds, warmed-up workers."""
+def parallel_limit(config: str, only: list[str] | None, jobs: int,
+                   repeat: int = 3) -> tuple[float, float]:
+    """(one run alone, the same run in ``jobs`` workers at once), seconds, warmed-up workers:
+    the best of ``repeat`` timings each (a worker's first run pays for loading the data and
+    the model; the best timing leaves out that and passing noise)."""
     study = load_study(config)
     spec = study.all_runs(only)[0]
     threads = study.threads
+
+    def at_once(n: int) -> float:
+        start = time.perf_counter()
+        done = [f.result() for f in [pool.submit(run_one, spec, threads) for _ in range(n)]]
+        failed = [d["error"] for d in done if "row" not in d]
+        if failed:
+            raise SystemExit(failed[0])
+        return time.perf_counter() - start
+
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         wait([pool.submit(_warm) for _ in range(4 * jobs)])
-        run_one_result = pool.submit(run_one, spec, threads).result()   # warms data and model
-        if "row" not in run_one_result:
-            raise SystemExit(run_one_result["error"])
-        start = time.perf_counter()
-        pool.submit(run_one, spec, threads).result()
-        alone = time.perf_counter() - start
-        start = time.perf_counter()
-        wait([pool.submit(run_one, spec, threads) for _ in range(jobs)])
-        together = time.perf_counter() - start
+        at_once(jobs)   # one run in each worker (a run takes seconds): every worker warm
+        alone = min(at_once(1) for _ in range(repeat))
+        together = min(at_once(jobs) for _ in range(repeat))
     return alone, together
 
 
@@ -84,7 +91,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--keep", type=Path, help="keep the parallel study's folder here "
                         "(e.g. runs/default, for pipelines.results_doc)")
+    parser.add_argument("--limit-only", action="store_true",
+                        help="measure only the machine's limit (step 2)")
     args = parser.parse_args()
+    if args.limit_only:
+        alone, together = parallel_limit(args.config, args.only, args.jobs)
+        print(f"machine limit   one run {alone:.2f} s alone, {args.jobs} at once "
+              f"{together:.2f} s -> {args.jobs * alone / together:.2f}x")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         serial = study_wall(args.config, args.only, 1, Path(tmp) / "serial")
         parallel = study_wall(args.config, args.only, args.jobs, Path(tmp) / "parallel")
