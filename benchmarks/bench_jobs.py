@@ -7,9 +7,8 @@
    identical apart from ``wall_time_s``.
 2. The machine's limit for N runs at once: one run alone in a warmed-up worker, then the same run
    in N warmed-up workers at once (no start-up, no driver), best of 3 each:
-   ``N * alone / together``. On a machine
-   whose cores share memory bandwidth or a hypervisor's time this is below N, and no scheduler can
-   beat it.
+   ``N * alone / together``. On a machine whose cores share memory bandwidth or a hypervisor's
+   time this is below N, and no scheduler can beat it.
 
 Prints both wall times, the speed-up, the limit and the speed-up as a share of the limit. Run it on
 a quiet machine: anything else running takes cores from the parallel study first.
@@ -29,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-from training.study.config import DEFAULT_CONFIG, load_study
+from training.study.config import DEFAULT_CONFIG, RunSpec, load_study
 from training.study.executors import run_one
 
 
@@ -59,29 +58,34 @@ def _warm() -> int:
     return os.getpid()
 
 
+def _timed_runs(pool: ProcessPoolExecutor, spec: RunSpec, threads: int, n: int) -> float:
+    """Seconds for ``n`` runs of ``spec`` submitted at once; a failed run stops the benchmark."""
+    start = time.perf_counter()
+    done = [f.result() for f in [pool.submit(run_one, spec, threads) for _ in range(n)]]
+    failed = [d["error"] for d in done if "row" not in d]
+    if failed:
+        raise SystemExit(failed[0])
+    return time.perf_counter() - start
+
+
 def parallel_limit(config: str, only: list[str] | None, jobs: int,
                    repeat: int = 3) -> tuple[float, float]:
     """(one run alone, the same run in ``jobs`` workers at once), seconds, warmed-up workers:
     the best of ``repeat`` timings each (a worker's first run pays for loading the data and
     the model; the best timing leaves out that and passing noise)."""
     study = load_study(config)
-    spec = study.all_runs(only)[0]
-    threads = study.threads
-
-    def at_once(n: int) -> float:
-        start = time.perf_counter()
-        done = [f.result() for f in [pool.submit(run_one, spec, threads) for _ in range(n)]]
-        failed = [d["error"] for d in done if "row" not in d]
-        if failed:
-            raise SystemExit(failed[0])
-        return time.perf_counter() - start
-
+    spec, threads = study.all_runs(only)[0], study.threads
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         wait([pool.submit(_warm) for _ in range(4 * jobs)])
-        at_once(jobs)   # one run in each worker (a run takes seconds): every worker warm
-        alone = min(at_once(1) for _ in range(repeat))
-        together = min(at_once(jobs) for _ in range(repeat))
+        _timed_runs(pool, spec, threads, jobs)  # one run in each worker (seconds each): all warm
+        alone = min(_timed_runs(pool, spec, threads, 1) for _ in range(repeat))
+        together = min(_timed_runs(pool, spec, threads, jobs) for _ in range(repeat))
     return alone, together
+
+
+def limit_line(alone: float, together: float, jobs: int) -> str:
+    return (f"machine limit   one run {alone:.2f} s alone, {jobs} at once {together:.2f} s "
+            f"-> {jobs * alone / together:.2f}x")
 
 
 def main() -> None:
@@ -95,9 +99,7 @@ def main() -> None:
                         help="measure only the machine's limit (step 2)")
     args = parser.parse_args()
     if args.limit_only:
-        alone, together = parallel_limit(args.config, args.only, args.jobs)
-        print(f"machine limit   one run {alone:.2f} s alone, {args.jobs} at once "
-              f"{together:.2f} s -> {args.jobs * alone / together:.2f}x")
+        print(limit_line(*parallel_limit(args.config, args.only, args.jobs), args.jobs))
         return
     with tempfile.TemporaryDirectory() as tmp:
         serial = study_wall(args.config, args.only, 1, Path(tmp) / "serial")
@@ -115,8 +117,7 @@ def main() -> None:
     print(f"serial          {serial:8.1f} s")
     print(f"--jobs {args.jobs:<8} {parallel:8.1f} s   speed-up {speedup:.2f}x   "
           f"rows identical: {same}")
-    print(f"machine limit   one run {alone:.2f} s alone, {args.jobs} at once {together:.2f} s "
-          f"-> {limit:.2f}x")
+    print(limit_line(alone, together, args.jobs))
     print(f"speed-up / limit {speedup / limit:.2f}")
     if not same:
         raise SystemExit("rows differ between the serial and the parallel study")
