@@ -40,7 +40,7 @@ from bench_simulation import Setup, scaling_table, speed_table  # noqa: E402
 from gpu_check_data import clean_speed, write_fake_cifar, write_fake_flickr  # noqa: E402
 
 from training.study.config import DEFAULT_CONFIG, RunSpec, load_study  # noqa: E402
-from training.study.runner import execute_run  # noqa: E402
+from training.study.run import execute_run  # noqa: E402
 
 SECTIONS = ("configs", "torchrun", "speed", "clean")
 log = logging.getLogger("gpu_check")

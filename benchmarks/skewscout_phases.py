@@ -26,7 +26,7 @@ import torch
 from training.engine import TrainConfig
 from training.study.config import load_study
 from training.study.oracle import meets_target
-from training.study.runner import execute_run
+from training.study.run import execute_run
 
 
 def at(curve: list[list[float]], iteration: int) -> float:

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
-from training.algorithms.sparse import dense_bytes
+from training.algorithms.traffic import dense_bytes
 from training.comm import LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines.train_distributed import build_parser, main, spec_from_args
 from training.distributed import init_distributed, launch_local
-from training.study.runner import execute_run
+from training.study.run import execute_run
 
 ARGV = ["--dataset", "digits", "--image-size", "8", "--model", "gn-lenet", "--algorithm",
         "fedavg", "--param", "iter_local=3", "--noniid-fraction", "1.0", "--iterations", "9",

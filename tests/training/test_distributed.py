@@ -165,7 +165,7 @@ def test_comm_needs_an_initialised_group():
 def test_both_engines_build_models_with_the_study_builder(name):
     # The study takes bn-/gn- before timm:/torchvision: names; run_spec_distributed builds with
     # the same build_model as the simulation, so they work under torchrun too.
-    from training.study.runner import build_model
+    from training.study.run import build_model
 
     x = torch.zeros(4, 1, 16, 16)
     model = build_model(name, 3, 1, 16)
@@ -176,7 +176,7 @@ def test_both_engines_build_models_with_the_study_builder(name):
 
 def test_a_rank_gets_exactly_its_partition_of_the_simulations_data():
     from training.study.config import RunSpec
-    from training.study.runner import run_data
+    from training.study.run import run_data
 
     spec = RunSpec({"name": "digits", "image_size": 8}, "gn-lenet", "bsp", {}, 0.6, 3,
                    "label_skew", 4, {"iterations": 2}, "distributed")

@@ -30,9 +30,13 @@ from typing import Any, ClassVar, Protocol
 
 import torch
 
-BYTES_PER_VALUE = 4   # fp32
-BYTES_PER_INDEX = 4   # int32 index of a sparse element
-
+from training.algorithms.traffic import (  # noqa: F401  (re-exported: the API names)
+    BYTES_PER_INDEX,
+    BYTES_PER_VALUE,
+    StepStats,
+    dense_stats,
+    silent_stats,
+)
 
 class Comm(Protocol):
     """Collective operations over the partition axis.
@@ -70,24 +74,6 @@ def decayed(grads: torch.Tensor, params: torch.Tensor, ctx: StepContext) -> torc
     """``grads + weight_decay * params`` as a new tensor: the L2-regularised gradient every
     algorithm starts from (one home, so the four algorithms stay bit-for-bit alike)."""
     return grads.add(params, alpha=ctx.weight_decay)
-
-
-@dataclass
-class StepStats:
-    """Per-partition communication of one iteration (rows = this process's partitions), as
-    float64 tensors on the parameters' device (counted there, read once per evaluation)."""
-
-    bytes_sent: torch.Tensor       # [k] message bytes (module docstring)
-    bytes_received: torch.Tensor   # [k]
-    wire_bytes_sent: torch.Tensor  # [k] message bytes x destinations
-    # True when the models were made identical this iteration; the default share_buffers then
-    # averages the BatchNorm running statistics over partitions (docs/reference.md §3).
-    synced: bool = False
-
-    def __add__(self, other: StepStats) -> StepStats:
-        return StepStats(self.bytes_sent + other.bytes_sent,
-                         self.bytes_received + other.bytes_received,
-                         self.wire_bytes_sent + other.wire_bytes_sent, self.synced or other.synced)
 
 
 @dataclass(frozen=True)
@@ -141,7 +127,6 @@ class Algorithm(ABC):
         after this iteration, and their traffic. ``before``/``after``: the buffers before and
         after this iteration's forward pass. Default: averaged over partitions when the step
         synced the models (docs/reference.md §3), sent dense like the parameters (4 B per value)."""
-        from training.algorithms.sparse import dense_stats, silent_stats
         if not step.synced:
             return after, silent_stats(after)
         return comm.all_mean(after), dense_stats(after, comm, synced=True)

@@ -19,7 +19,7 @@ from training.algorithms.base import (
     decayed,
     register_algorithm,
 )
-from training.algorithms.sparse import dense_stats
+from training.algorithms.traffic import dense_stats
 
 
 @dataclass

@@ -33,7 +33,8 @@ from training.algorithms.base import (
     decayed,
     register_algorithm,
 )
-from training.algorithms.sparse import exchange_stats, sparse_bytes, top_k_indices
+from training.algorithms.sparse import top_k_indices
+from training.algorithms.traffic import exchange_stats, sparse_bytes
 
 WARMUP_SPARSITY = (0.75, 0.9375, 0.984375, 0.996)
 RESIDUALS = ("lr_scaled", "raw")

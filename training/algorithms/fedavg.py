@@ -26,7 +26,7 @@ from training.algorithms.base import (
     decayed,
     register_algorithm,
 )
-from training.algorithms.sparse import dense_stats, silent_stats
+from training.algorithms.traffic import dense_stats, silent_stats
 
 LOCAL_LR = ("per_partition", "global")
 

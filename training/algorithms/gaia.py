@@ -33,7 +33,7 @@ from training.algorithms.base import (
     decayed,
     register_algorithm,
 )
-from training.algorithms.sparse import exchange_stats, sparse_bytes
+from training.algorithms.traffic import exchange_stats, sparse_bytes
 
 
 @dataclass

@@ -30,7 +30,7 @@ def run_spec_distributed(spec: RunSpec,
     """Run one study run (a :class:`~training.study.config.RunSpec`) as this process's partition;
     returns the result and the study's result row (the same on every rank).
     """
-    from training.study.runner import build_algorithm, build_model, result_row, run_data
+    from training.study.run import build_algorithm, build_model, result_row, run_data
 
     info = init_distributed(backend)
     if spec.num_partitions != info.world_size:

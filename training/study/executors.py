@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from training.study.config import RunSpec, StudyConfig
+from training.study.run import execute_run
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,11 @@ def require(module: str) -> Any:
 def run_one(spec: RunSpec, threads: int | None) -> dict[str, Any]:
     """Train one run with ``threads`` torch threads; its row, or its error as data (so that the
     driver records a failure the same way from every backend)."""
-    from training.study import runner
-
     before = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return {"row": runner.execute_run(spec)}
+        return {"row": execute_run(spec)}
     except Exception as exc:     # recorded by the driver, never raised through a backend
         return {"error": f"{type(exc).__name__}: {exc}",
                 "traceback": "".join(traceback.format_exception(exc)[-12:])}

@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from training.study.config import DEFAULT_CONFIG, load_study
-from training.study.runner import execute_run
+from training.study.run import execute_run
 
 
 def run_every_kind(name: str, dataset: dict[str, Any], train: dict[str, Any]) -> int:

@@ -87,7 +87,7 @@ def test_partitioner_params_reach_the_partitioner_and_are_checked_at_load():
 
 
 def test_a_dirichlet_study_runs(tmp_path):
-    from training.study.runner import execute_run
+    from training.study.run import execute_run
 
     study = study_from_dict({**DOC, "partitioner": "dirichlet",
                              "partitioner_params": {"alpha": 0.5},

@@ -355,7 +355,7 @@ def test_missing_device_names_the_cuda_device_this_machine_lacks(monkeypatch):
 
 
 def test_a_run_row_carries_the_wire_figure_beside_the_per_message_one():
-    from training.study.runner import execute_run
+    from training.study.run import execute_run
 
     spec = next(s for s in study_from_dict({**DOC, "num_partitions": 3}).all_runs()
                 if s.algorithm == "bsp" and s.mode == "fixed")
