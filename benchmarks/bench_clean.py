@@ -26,8 +26,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from flickr_mammal.classifiers import load_classifier
-from flickr_mammal.clean import CleanConfig, Cleaner, clean_records
+from flickr_mammal.clean.classifiers import load_classifier
+from flickr_mammal.clean.stage import CleanConfig, Cleaner, clean_records
 from flickr_mammal.records import PhotoRecord, Status
 
 

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES
-from flickr_mammal.dump_read import (
+from flickr_mammal.dump.read import (
     TEXT_FIELDS,
     YFCC_COLUMNS,
     MetadataConfig,
@@ -51,7 +51,7 @@ from flickr_mammal.dump_read import (
     tsv_chunks,
     tsv_spans,
 )
-from flickr_mammal.dump_search import search_dump
+from flickr_mammal.dump.search import search_dump
 
 WORDS = (
     "the of and in on at my our day trip summer winter spring beach park city street view "

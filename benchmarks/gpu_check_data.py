@@ -65,7 +65,7 @@ def clean_speed(device: str, quick: bool) -> list[dict[str, Any]]:
     """
     import timm
 
-    from flickr_mammal.clean import CleanConfig, Cleaner
+    from flickr_mammal.clean.stage import CleanConfig, Cleaner
 
     names = ["efficientnet_lite0"] if quick else ["efficientnet_lite0", "pnasnet5large"]
     n, batch = (4, 2) if quick else (256, 32)

@@ -45,7 +45,7 @@ from flickr_mammal.build_guard import (
 )
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
-from flickr_mammal.clean_config import CleanConfig, keep_all
+from flickr_mammal.clean.config import CleanConfig, keep_all
 from flickr_mammal.download import (
     TRANSIENT_PATTERNS,
     TRANSIENT_REASONS,
@@ -53,7 +53,7 @@ from flickr_mammal.download import (
     download_records,
     remove_partial_writes,
 )
-from flickr_mammal.dump_read import MetadataConfig
+from flickr_mammal.dump.read import MetadataConfig
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records
 from flickr_mammal.layout import Layout
@@ -64,7 +64,7 @@ from flickr_mammal.splits import TRAIN, VAL, assign_splits
 from flickr_mammal.stats import compute_stats, write_stats
 
 if TYPE_CHECKING:  # torch and timm load only when a build cleans with a classifier
-    from flickr_mammal.clean import Cleaner
+    from flickr_mammal.clean.stage import Cleaner
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _search_window(config: BuildConfig, catalog: Catalog) -> tuple[int, int]:
 def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | None) -> None:
     lo, hi = _search_window(config, catalog)
     if config.metadata is not None:  # offline: the same candidates from a local dump
-        from flickr_mammal.dump_search import search_dump
+        from flickr_mammal.dump.search import search_dump
 
         search_dump(config.metadata, catalog, classes=config.classes, licenses=config.licenses,
                     window=(lo, hi), per_class=config.per_class, progress=config.progress)
@@ -287,12 +287,12 @@ def run_clean(config: BuildConfig, catalog: Catalog, cleaner: Cleaner | None) ->
     if cleaner is None:
         results = keep_all(todo)
     elif len(gpus := _clean_gpus(config.clean, cleaner)) > 1:
-        from flickr_mammal.clean_parallel import clean_on_devices  # torch: only to clean
+        from flickr_mammal.clean.parallel import clean_on_devices  # torch: only to clean
 
         log.info("clean: one process per GPU (%s)", ", ".join(gpus))
         results = clean_on_devices(todo, config.layout.image_path, config.clean, gpus)
     else:
-        from flickr_mammal.clean import clean_records  # torch: imported only to clean
+        from flickr_mammal.clean.stage import clean_records  # torch: imported only to clean
 
         results = clean_records(todo, config.layout.image_path, cleaner)
     bar = _bar(config, "clean", catalog.count(Status.DOWNLOADED))
@@ -303,7 +303,7 @@ def _clean_gpus(config: CleanConfig, cleaner: Cleaner) -> list[str]:
     """The GPUs to clean on in parallel: every visible one, when cleaning runs on CUDA."""
     if not config.multi_gpu or cleaner.device.type != "cuda" or ":" in config.device:
         return []
-    from flickr_mammal.clean_parallel import visible_gpus
+    from flickr_mammal.clean.parallel import visible_gpus
 
     return visible_gpus()
 
@@ -399,7 +399,7 @@ def build(config: BuildConfig,
     cleaner = None
     if "clean" in config.stages and config.clean.enabled:
         if cleaner_factory is None:
-            from flickr_mammal.clean import Cleaner
+            from flickr_mammal.clean.stage import Cleaner
 
             cleaner_factory = Cleaner.load
         cleaner = cleaner_factory(config.clean)  # fails before any work when weights are missing

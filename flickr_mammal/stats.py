@@ -65,7 +65,7 @@ def compute_stats(catalog: Catalog, shard_index: pd.DataFrame | None = None) -> 
         "status": by_status,
         "per_class": _per_class(catalog),
     }
-    if catalog.get_meta("metadata") is not None:  # built from a metadata dump (dump_search)
+    if catalog.get_meta("metadata") is not None:  # built from a metadata dump
         stats["search"]["metadata"] = catalog.get_meta("metadata")
     if shard_index is not None:
         stats["shards"] = {

@@ -24,10 +24,10 @@ from flickr_mammal.build import (
     parse_date,
 )
 from flickr_mammal.classes import CLASS_NAMES, parse_classes
-from flickr_mammal.classifiers import ClassifierUnavailable
-from flickr_mammal.clean_config import DEVICES, PRECISIONS
+from flickr_mammal.clean.classifiers import ClassifierUnavailable
+from flickr_mammal.clean.config import DEVICES, PRECISIONS
 from flickr_mammal.download import DownloadWorkerLost
-from flickr_mammal.dump_read import (
+from flickr_mammal.dump.read import (
     FORMATS,
     DumpColumnError,
     DumpScanMismatch,
@@ -118,7 +118,7 @@ OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("--metadata-format", _M, "format", "format of --metadata (auto: parquet for "
                 ".parquet and folders, else yfcc100m)", choices=("auto", *FORMATS)),
     FieldOption("--metadata-columns", _M, "columns", "field=column,... to map the dump's column "
-                "names (flickr_mammal.dump_read.FIELDS)", type=str, show=_columns_text,
+                "names (flickr_mammal.dump.read.FIELDS)", type=str, show=_columns_text,
                 read=parse_columns),
     FieldOption("--metadata-chunk-mb", _M, "chunk_bytes", "TSV megabytes per scan chunk",
                 type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),

@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flickr_mammal.dump_read import YFCC_COLUMNS
+from flickr_mammal.dump.read import YFCC_COLUMNS
 
 LO, HI = 1_300_000_000, 1_600_000_000
 CC_BY = "Attribution License"

@@ -17,7 +17,7 @@ import pytest
 
 from flickr_mammal.build import BuildConfig, build, parse_date
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.clean import CleanConfig
+from flickr_mammal.clean.stage import CleanConfig
 from flickr_mammal.download import DownloadConfig
 from flickr_mammal.layout import Layout
 from flickr_mammal.manifest import MANIFEST_COLUMNS

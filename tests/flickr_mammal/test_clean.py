@@ -11,13 +11,13 @@ from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 
 from flickr_mammal.classes import CLASSES
-from flickr_mammal.classifiers import (
+from flickr_mammal.clean.classifiers import (
     ClassifierUnavailable,
     get_spec,
     list_classifiers,
     load_classifier,
 )
-from flickr_mammal.clean import CleanConfig, Cleaner, clean_records, keep_all
+from flickr_mammal.clean.stage import CleanConfig, Cleaner, clean_records, keep_all
 from flickr_mammal.records import PhotoRecord, Status
 
 LITE0 = "efficientnet_lite0_pypi"

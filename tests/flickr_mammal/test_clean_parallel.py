@@ -1,4 +1,4 @@
-"""flickr_mammal.clean_parallel on CPU: two processes judge disjoint chunks like one does."""
+"""flickr_mammal.clean.parallel on CPU: two processes judge disjoint chunks like one does."""
 
 from collections import Counter
 from pathlib import Path
@@ -8,8 +8,8 @@ from skimage import data as skdata
 from sklearn.datasets import load_sample_image
 
 from flickr_mammal.classes import CLASSES
-from flickr_mammal.clean import CleanConfig, Cleaner, clean_records
-from flickr_mammal.clean_parallel import clean_on_devices
+from flickr_mammal.clean.parallel import clean_on_devices
+from flickr_mammal.clean.stage import CleanConfig, Cleaner, clean_records
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 

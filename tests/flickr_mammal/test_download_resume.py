@@ -10,7 +10,7 @@ from pathlib import Path
 
 from flickr_mammal.build import BuildConfig, build
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.clean import CleanConfig
+from flickr_mammal.clean.stage import CleanConfig
 from flickr_mammal.download import DownloadConfig, download_records, is_transient
 from flickr_mammal.imaging import process_image
 from flickr_mammal.layout import Layout

@@ -11,13 +11,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flickr_mammal import dump_search
 from flickr_mammal.build import BuildConfig, build
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
-from flickr_mammal.dump_match import ClassMatcher
-from flickr_mammal.dump_read import FIELDS, YFCC_COLUMNS, MetadataConfig
-from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, drop_reason, rank_key
+from flickr_mammal.dump import search as dump_search
+from flickr_mammal.dump.match import ClassMatcher
+from flickr_mammal.dump.read import FIELDS, YFCC_COLUMNS, MetadataConfig
+from flickr_mammal.dump.rows import DROP_REASONS, RowFilters, drop_reason, rank_key
 from tests.flickr_mammal import dump_fixtures as d
 
 PER_CLASS = 7
@@ -189,7 +189,7 @@ def test_killed_scan_resumes_to_the_reference(tmp_path, monkeypatch):
 
 def test_memory_mapped_chunks_are_the_streamed_chunks(tmp_path):
     """A scan started with one reader resumes with the other: same boundaries, same bytes."""
-    from flickr_mammal.dump_read import tsv_chunks, tsv_spans
+    from flickr_mammal.dump.read import tsv_chunks, tsv_spans
 
     lines = [b"x" * n + b"\n" for n in (10, 70_000, 5, 40_000, 30_000, 3, 65_535)] + [b"tail"]
     path = tmp_path / "f.tsv"

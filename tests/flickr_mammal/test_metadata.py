@@ -1,4 +1,4 @@
-"""Search from a local metadata dump (flickr_mammal/dump_*.py): rules, cap, resume, build."""
+"""Search from a local metadata dump (flickr_mammal/dump/): rules, cap, resume, build."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from flickr_mammal import dump_search
 from flickr_mammal.build import BuildConfig, build
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.dump_match import LICENSE_IDS, license_id
-from flickr_mammal.dump_read import MetadataConfig
-from flickr_mammal.dump_rows import rank_key
+from flickr_mammal.dump import search as dump_search
+from flickr_mammal.dump.match import LICENSE_IDS, license_id
+from flickr_mammal.dump.read import MetadataConfig
+from flickr_mammal.dump.rows import rank_key
 from flickr_mammal.records import Status
 from flickr_mammal.shards import read_index
 from pipelines import build_dataset
@@ -148,7 +148,7 @@ def test_kill_9_mid_scan_then_resume_matches(tmp_path):
             "--metadata", str(dump), "--metadata-chunk-mb", "0.0625"]
     killer = textwrap.dedent("""
         import os, signal, sys
-        from flickr_mammal import dump_search
+        from flickr_mammal.dump import search as dump_search
         real, calls = dump_search.stage_rows, []
         def dying(*a, **k):
             calls.append(1)
@@ -238,7 +238,7 @@ def test_build_from_a_dump_end_to_end_with_a_local_image_server(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".tsv", ".bz2"])
 def test_tsv_chunks_are_whole_lines_and_resume_at_their_offsets(tmp_path, suffix):
-    from flickr_mammal.dump_read import tsv_chunks
+    from flickr_mammal.dump.read import tsv_chunks
 
     lines = [b"x" * n + b"\n" for n in (10, 70_000, 5, 40_000, 30_000, 3)] + [b"no-newline"]
     text = b"".join(lines)

@@ -158,7 +158,7 @@ def test_bad_classifier_weights_are_one_line_for_every_classifier(tmp_path, caps
 def test_every_cli_default_is_its_dataclass_default(tmp_path):
     """Parsing no option gives the config the dataclasses give (defaults live there only)."""
     from flickr_mammal.build import BuildConfig
-    from flickr_mammal.dump_read import MetadataConfig
+    from flickr_mammal.dump.read import MetadataConfig
     from pipelines._cli import field_default
     from pipelines.build_dataset import OPTIONS
 

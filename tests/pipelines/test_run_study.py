@@ -165,7 +165,7 @@ def test_a_malformed_config_is_a_one_line_error(tmp_path, capsys, suffix, text, 
 
 
 def test_a_failing_run_is_recorded_and_the_others_go_on(tmp_path, capsys, monkeypatch):
-    import training.study.runner as study_mod
+    import training.study.run as study_mod
 
     cfg = tmp_path / "tiny.toml"
     write_toml(cfg, CONFIG)
@@ -230,7 +230,7 @@ SMALL = {**CONFIG, "experiments": [experiment("noniid", "noniid", ["bsp"], [0.0,
 
 
 def _count_runs(monkeypatch) -> list:
-    import training.study.runner as study_mod
+    import training.study.run as study_mod
 
     ran, real = [], study_mod.execute_run
     monkeypatch.setattr(study_mod, "execute_run", lambda spec: ran.append(spec) or real(spec))

@@ -38,6 +38,7 @@ from training.algorithms.traffic import (  # noqa: F401  (re-exported: the API n
     silent_stats,
 )
 
+
 class Comm(Protocol):
     """Collective operations over the partition axis.
 

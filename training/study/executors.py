@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from training.study.config import RunSpec, StudyConfig
-from training.study.run import execute_run
+from training.study import run
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def run_one(spec: RunSpec, threads: int | None) -> dict[str, Any]:
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return {"row": execute_run(spec)}
+        return {"row": run.execute_run(spec)}
     except Exception as exc:     # recorded by the driver, never raised through a backend
         return {"error": f"{type(exc).__name__}: {exc}",
                 "traceback": "".join(traceback.format_exception(exc)[-12:])}

@@ -10,24 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from skewtools._io import atomic_write_text
-from training.algorithms import create_algorithm
-from training.datasets import PartitionData
-from training.engine import TrainConfig, Trainer
-from training.models import create_model
-from training.skewscout.scout import SkewScout, ordered_grid, scout_config
-from training.study.config import KNOB_OF, RunSpec, StudyConfig
+from training.study.config import RunSpec, StudyConfig
 from training.study.executors import ExecutorConfig, InlineBackend, make_backend
 from training.study.figures import draw_all
 from training.study.findings import Claim, all_claims, experiment_frames, summary_markdown

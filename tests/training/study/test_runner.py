@@ -273,6 +273,7 @@ def test_results_store_persists_and_resumes(tmp_path):
 def test_runs_use_the_configured_thread_count_and_restore_it(tmp_path, monkeypatch):
     import torch
 
+    from training.study import run as run_module
     from training.study import runner as study_module
 
     seen = []
@@ -281,7 +282,7 @@ def test_runs_use_the_configured_thread_count_and_restore_it(tmp_path, monkeypat
         seen.append(torch.get_num_threads())
         return fake_row(spec, 0.9, 1.0)
 
-    monkeypatch.setattr(study_module, "execute_run", fake_execute)
+    monkeypatch.setattr(run_module, "execute_run", fake_execute)
     monkeypatch.setattr(study_module, "draw_all", lambda *a, **k: [])
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -302,6 +303,7 @@ def test_markdown_table():
 def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
     """The claims and the figures share one runs_frame per experiment."""
     from training.study import figures, findings
+    from training.study import run as run_module
     from training.study import runner as study_module
 
     study = study_from_dict(DOC)
@@ -315,7 +317,7 @@ def test_run_study_builds_each_experiment_frame_once(tmp_path, monkeypatch):
     real_runs_frame = findings.runs_frame
     monkeypatch.setattr(findings, "runs_frame", counting_runs_frame)
     monkeypatch.setattr(figures, "runs_frame", counting_runs_frame, raising=False)
-    monkeypatch.setattr(study_module, "execute_run", lambda spec: rows[spec.run_id])
+    monkeypatch.setattr(run_module, "execute_run", lambda spec: rows[spec.run_id])
     report = study_module.run_study(study, tmp_path, progress=False)
     assert sorted(built) == ["n", "s"]
     assert sorted(p.name for p in report.figures) == [

@@ -14,7 +14,7 @@ the decision (score, rank, top-1, margin) is computed on the device and copied t
 per chunk, never per batch. On CUDA the model runs channels_last under bf16 autocast; since a
 decision must not depend on the device or precision, photos whose decision is within
 ``recheck_margin`` logits of flipping (the class's best logit near the k-th / (k+1)-th largest)
-are scored again in fp32, and that result is the one kept. ``clean_parallel.clean_on_devices``
+are scored again in fp32, and that result is the one kept. ``parallel.clean_on_devices``
 runs one process per visible GPU over disjoint chunks of records.
 """
 
@@ -36,8 +36,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from flickr_mammal._util import batched
 from flickr_mammal.classes import CLASSES, get_class
-from flickr_mammal.classifiers import load_classifier
-from flickr_mammal.clean_config import (  # noqa: F401 - re-exported: clean's public API
+from flickr_mammal.clean.classifiers import load_classifier
+from flickr_mammal.clean.config import (  # noqa: F401 - re-exported: clean's public API
     DEVICES,
     NO_CLASSIFIER,
     PRECISIONS,

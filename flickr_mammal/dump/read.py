@@ -50,7 +50,7 @@ class DumpColumnError(ValueError):
 
 
 class DumpScanMismatch(ValueError):
-    """The output folder holds a scan made with other options (dump_search)."""
+    """The output folder holds a scan made with other options (flickr_mammal.dump.search)."""
 
 
 @dataclass(frozen=True)

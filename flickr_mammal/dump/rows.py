@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from flickr_mammal.classes import get_class
-from flickr_mammal.dump_match import ClassMatcher, license_id
+from flickr_mammal.dump.match import ClassMatcher, license_id
 from flickr_mammal.records import PhotoRecord
 from flickr_mammal.search import photo_to_record
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from flickr_mammal.classifiers import DEFAULT_CLASSIFIER, get_spec
+from flickr_mammal.clean.classifiers import DEFAULT_CLASSIFIER, get_spec
 from flickr_mammal.records import PhotoRecord, Status
 
 NO_CLASSIFIER = "none"
@@ -30,7 +30,7 @@ class CleanConfig:
     num_workers: int = 2             # DataLoader workers decoding images (persistent)
     precision: str = "auto"
     recheck_margin: float = 1.0      # bf16: decisions this close (in logits) are redone in fp32
-    multi_gpu: bool = True           # CUDA: one process per visible GPU (clean_parallel.py)
+    multi_gpu: bool = True           # CUDA: one process per visible GPU (clean/parallel.py)
 
     def __post_init__(self) -> None:
         if self.classifier != NO_CLASSIFIER:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from flickr_mammal._util import batched
-from flickr_mammal.clean import CleanConfig, Cleaner, clean_records
+from flickr_mammal.clean.stage import CleanConfig, Cleaner, clean_records
 from flickr_mammal.records import PhotoRecord
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def visible_gpus() -> list[str]:
 def clean_on_devices(records: Iterable[PhotoRecord], image_path: Callable[[str], Path],
                      config: CleanConfig, devices: list[str], *,
                      chunk_size: int | None = None) -> Iterator[PhotoRecord]:
-    """:func:`~flickr_mammal.clean.clean_records` with one process per device in ``devices``.
+    """:func:`~flickr_mammal.clean.stage.clean_records` with one process per device in ``devices``.
 
     Yields records chunk by chunk in completion order. ``image_path`` must pickle (a
     ``Layout.image_path`` does).

@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import get_class
-from flickr_mammal.dump_match import ClassMatcher
-from flickr_mammal.dump_read import (
+from flickr_mammal.dump.match import ClassMatcher
+from flickr_mammal.dump.read import (
     TEXT_FIELDS,
     DumpScanMismatch,
     MetadataConfig,
@@ -48,7 +48,7 @@ from flickr_mammal.dump_read import (
     tsv_rows,
     tsv_spans,
 )
-from flickr_mammal.dump_rows import DROP_REASONS, RowFilters, stage_rows, staged_record
+from flickr_mammal.dump.rows import DROP_REASONS, RowFilters, stage_rows, staged_record
 from flickr_mammal.search import SliceResult
 
 log = logging.getLogger(__name__)
