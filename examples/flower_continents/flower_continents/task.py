@@ -1,4 +1,4 @@
-"""The model and the local steps of the example: a tiny CNN on 32x32 images, plain SGD."""
+"""The model and the local steps of the app: a tiny CNN on 32x32 images, plain SGD."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""A Flower app: FedAvg over Flickr-Mammal with one continent per SuperNode."""
