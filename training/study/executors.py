@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import torch
 
-from training.study.config import RunSpec, StudyConfig
 from training.study import run
+from training.study.config import RunSpec, StudyConfig
 
 log = logging.getLogger(__name__)
 
