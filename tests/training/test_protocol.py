@@ -221,3 +221,20 @@ def test_engine_running_mean_after_two_bsp_steps_by_hand(vectorize):
                           atol=1e-5)
     assert torch.allclose(trainer.stack.buffers["2.running_var"][0], caffe_average(variances),
                           atol=1e-5)
+
+
+# --- where it is on -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["cifar10_alexnet", "cifar10_skewscout", "cifar10_tables",
+                                  "flickr_mammal_continents"])
+def test_the_paper_configs_train_with_the_authors_protocol(name):
+    from training.study import load_study
+
+    train = load_study(f"pipelines/configs/{name}.toml").train
+    assert TrainConfig(**train).protocol == Protocol("caffe", "caffe")
+
+
+def test_the_default_digits_study_keeps_pytorchs_conventions():
+    from training.study import load_study
+
+    assert TrainConfig(**load_study("pipelines/configs/default.toml").train).protocol == Protocol()
