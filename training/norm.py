@@ -184,10 +184,10 @@ class CaffeBatchNorm(_BatchNorm):
             var, mean = torch.var_mean(x.detach().float(), dim=dims, correction=1)
             f = self.moving_average_fraction
             # in float64: at t = 1 the weight is exactly 1
-            weight = ((1.0 - f) / (1.0 - torch.pow(f, self.num_batches_tracked.double())))
-            weight = weight.to(self.running_mean.dtype)
-            self.running_mean.mul_(1 - weight).add_(weight * mean.to(self.running_mean.dtype))
-            self.running_var.mul_(1 - weight).add_(weight * var.to(self.running_var.dtype))
+            weight = (1.0 - f) / (1.0 - torch.pow(f, self.num_batches_tracked.double()))
+            dtype = self.running_mean.dtype
+            self.running_mean.lerp_(mean.to(dtype), weight.to(dtype))
+            self.running_var.lerp_(var.to(dtype), weight.to(dtype))
         return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
 
     def extra_repr(self) -> str:

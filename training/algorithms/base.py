@@ -11,6 +11,9 @@ combined batch. Algorithms whose partitions add their updates into one model (Ga
 each partition's own update by ``1/N`` so that, with nothing held back (Gaia T0=0), they equal BSP.
 FedAvg trains each partition locally with ``lr / N`` by default (the authors' per-worker solver
 lr) and averages models; with ``local_lr="global"`` it uses ``lr`` and IterLocal=1 equals BSP.
+Per-layer multipliers (``StepContext.lr_mult`` / ``decay_mult``, training.protocol) reach every
+algorithm the same way: the L2 term through :func:`decayed`, the step through
+:func:`per_value_lr` on whatever the algorithm scales by ``lr``.
 
 Bytes (two figures, both per partition): the *message* figure (``bytes_sent``) is what a partition
 puts into one message, counted once however many partitions receive it (dense: 4 B per value;
