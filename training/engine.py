@@ -33,6 +33,7 @@ from training.comm import LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
+from training.protocol import Protocol
 from training.sampling import stacked_batches
 
 __all__ = ["BatchSource", "DivergedError", "EvalResult", "PartitionData", "RunResult",
@@ -68,6 +69,12 @@ class TrainConfig:
     # forward/backward under bfloat16 autocast (parameters and updates stay float32)
     channels_last: bool = False
     bf16: bool = False
+    # The authors' protocol (training.protocol; docs/training.md "Deviations from the authors"):
+    # "caffe" per-layer lr/decay multipliers of their prototxts, and Caffe's BatchNorm moving
+    # average (fraction bn_fraction) instead of PyTorch's momentum 0.1
+    layer_multipliers: str = "none"
+    bn_average: str = "pytorch"
+    bn_fraction: float = 0.999
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
@@ -82,9 +89,14 @@ class TrainConfig:
         if self.bf16 and not self.device.startswith("cuda"):
             raise ValueError(f"bf16 autocast is a CUDA option; device is {self.device!r}: set "
                              "device='cuda' or bf16=False")
+        Protocol(self.layer_multipliers, self.bn_average, self.bn_fraction)   # validates
         if any(not 0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of iterations in (0, 1], "
                              f"got {self.lr_milestones}")
+
+    @property
+    def protocol(self) -> Protocol:
+        return Protocol(self.layer_multipliers, self.bn_average, self.bn_fraction)
 
     def lr_factor(self, iteration: int) -> float:
         """The step-decay factor at ``iteration`` (x ``lr_gamma`` at each milestone passed)."""
@@ -145,8 +157,10 @@ class Trainer:
         torch.manual_seed(config.seed)   # identical initial replicas in every process
         vectorize = (config.vectorize if config.vectorize is not None
                      else torch.device(config.device).type != "cpu")
-        self.stack = StackedModel(model_fn(), len(train), config.device, vectorize,
+        module, multipliers = config.protocol.prepare(model_fn())
+        self.stack = StackedModel(module, len(train), config.device, vectorize,
                                   channels_last=config.channels_last, bf16=config.bf16)
+        self.multipliers = None if multipliers is None else multipliers.to(config.device)
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
         # in-memory partitions live on the device and are gathered there (training.sampling)
@@ -168,12 +182,14 @@ class Trainer:
         return self.stack.num_parameters
 
     def context(self) -> StepContext:
-        cfg = self.config
+        cfg, mult = self.config, self.multipliers
         factor = cfg.lr_factor(self.iteration)
         return StepContext(iteration=self.iteration, lr=cfg.lr * factor, lr_factor=factor,
                            num_partitions=self.num_partitions, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay,
-                           final_lr_factor=cfg.lr_factor(max(cfg.iterations - 1, 0)))
+                           final_lr_factor=cfg.lr_factor(max(cfg.iterations - 1, 0)),
+                           lr_mult=None if mult is None else mult.lr,
+                           decay_mult=None if mult is None else mult.decay)
 
     def step(self) -> StepStats:
         """One iteration of every local partition."""

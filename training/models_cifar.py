@@ -101,6 +101,7 @@ class LeNet(nn.Module):
     def __init__(self, num_classes: int, in_channels: int = 3, image_size: int = 32,
                  norm: str = "none") -> None:
         super().__init__()
+        self.norm = norm   # training.protocol picks the authors' multipliers by it
         lrn = norm == "none"
         conv = {"affine": False, "gn_groups": 2}   # BN-LeNet: BN without scale; GN-LeNet: 2 groups
         s = image_size

@@ -21,6 +21,10 @@ and warns once, naming the layers.
 The model is converted in place (like ``timm``'s ``freeze_batch_norm_2d``), walking
 ``named_children``; the return value is the model, or a new module when the root is a BatchNorm.
 A BatchNorm instance shared by several parents becomes one shared GroupNorm.
+
+:func:`use_caffe_moving_average` swaps each BatchNorm for :class:`CaffeBatchNorm`, which keeps its
+running statistics as Caffe's BatchNorm layer does (the authors' runs) instead of PyTorch's
+momentum-0.1 average.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from __future__ import annotations
 import warnings
 
 import torch
+import torch.nn.functional as F
 from timm.layers import GroupNormAct
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
-__all__ = ["convert_bn_to_gn", "default_num_groups"]
+__all__ = ["CaffeBatchNorm", "convert_bn_to_gn", "default_num_groups",
+           "use_caffe_moving_average"]
 
 
 def default_num_groups(num_channels: int, max_groups: int = 32) -> int:
@@ -135,3 +141,96 @@ def _to_group_norm(bn: _BatchNorm, groups: int, eps: float | None) -> nn.Module:
         gn.bias.requires_grad_(bn.bias.requires_grad)
     gn.train(bn.training)
     return gn
+
+
+_PLAIN_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+class CaffeBatchNorm(_BatchNorm):
+    """BatchNorm whose running statistics follow Caffe's BatchNorm layer.
+
+    Caffe keeps ``S = sum_i f^(t-i) x_i`` for the mean and the unbiased variance, and the counter
+    ``C = sum_i f^(t-i)`` (``f = moving_average_fraction``, 0.999 by default); it evaluates with
+    ``S / C``. That is an exponential average whose weight on the newest batch is
+    ``(1 - f) / (1 - f^t)`` at the ``t``-th training batch: 1 at the first (no pull towards the
+    zero start), 0.50025 at the second, ``1 - f`` = 0.001 in the long run. This layer stores
+    ``S / C`` directly in ``running_mean`` / ``running_var`` (so evaluation is PyTorch's own) and
+    reads ``t`` from ``num_batches_tracked``. Normalisation in training uses the batch statistics,
+    as any BatchNorm. The update is made of tensor operations only, so it runs under ``vmap``
+    with stacked buffers (training.functional).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, affine: bool = True,
+                 moving_average_fraction: float = 0.999, device: torch.device | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        if not 0 < moving_average_fraction < 1:
+            raise ValueError(f"moving_average_fraction must be in (0, 1) (Caffe's default: "
+                             f"0.999), got {moving_average_fraction}")
+        super().__init__(num_features, eps, 1.0 - moving_average_fraction, affine, True,
+                         device=device, dtype=dtype)
+        self.moving_average_fraction = float(moving_average_fraction)
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected an input of at least 2 dimensions, got {x.dim()}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(x)
+        if not self.training:
+            return super().forward(x)
+        self.num_batches_tracked.add_(1)
+        with torch.no_grad():
+            dims = [0, *range(2, x.dim())]
+            var, mean = torch.var_mean(x.detach().float(), dim=dims, correction=1)
+            f = self.moving_average_fraction
+            # in float64: at t = 1 the weight is exactly 1
+            weight = (1.0 - f) / (1.0 - torch.pow(f, self.num_batches_tracked.double()))
+            dtype = self.running_mean.dtype
+            self.running_mean.lerp_(mean.to(dtype), weight.to(dtype))
+            self.running_var.lerp_(var.to(dtype), weight.to(dtype))
+        return F.batch_norm(x, None, None, self.weight, self.bias, True, 0.0, self.eps)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, affine={self.affine}, "
+                f"moving_average_fraction={self.moving_average_fraction}")
+
+
+def use_caffe_moving_average(model: nn.Module, fraction: float = 0.999) -> nn.Module:
+    """Swap every ``BatchNorm1d/2d/3d`` in ``model`` (in place; a BN root returns a new module)
+    for a :class:`CaffeBatchNorm` with the same parameters, buffers, device and mode.
+
+    Other BatchNorm subclasses (SyncBatchNorm, timm's ``BatchNormAct2d``) raise ValueError: their
+    forward does more than normalise, and this swap would drop it."""
+    for path, module in model.named_modules():
+        if (isinstance(module, _BatchNorm) and not isinstance(module, CaffeBatchNorm)
+                and type(module) not in _PLAIN_BATCH_NORMS):
+            raise ValueError(f"{path or '<root>'} is a {type(module).__name__}; the Caffe moving "
+                             "average replaces only BatchNorm1d/2d/3d: use bn_average='pytorch' "
+                             "for this model")
+        if isinstance(module, _BatchNorm) and not module.track_running_stats:
+            raise ValueError(f"{path or '<root>'} keeps no running statistics; the Caffe moving "
+                             "average has nothing to average: use bn_average='pytorch'")
+    return _swap_caffe(model, fraction, {})
+
+
+def _swap_caffe(module: nn.Module, fraction: float, memo: dict[int, nn.Module]) -> nn.Module:
+    if id(module) in memo:
+        return memo[id(module)]
+    if type(module) in _PLAIN_BATCH_NORMS:
+        ref = module.running_mean
+        new = CaffeBatchNorm(module.num_features, module.eps, module.affine, fraction,
+                             device=ref.device, dtype=ref.dtype)
+        new.load_state_dict(module.state_dict())
+        if module.affine:
+            new.weight.requires_grad_(module.weight.requires_grad)
+            new.bias.requires_grad_(module.bias.requires_grad)
+        new.train(module.training)
+        memo[id(module)] = new
+        return new
+    for name, child in list(module._modules.items()):
+        if child is not None:
+            new_child = _swap_caffe(child, fraction, memo)
+            if new_child is not child:
+                setattr(module, name, new_child)
+    memo[id(module)] = module
+    return module

@@ -11,6 +11,9 @@ combined batch. Algorithms whose partitions add their updates into one model (Ga
 each partition's own update by ``1/N`` so that, with nothing held back (Gaia T0=0), they equal BSP.
 FedAvg trains each partition locally with ``lr / N`` by default (the authors' per-worker solver
 lr) and averages models; with ``local_lr="global"`` it uses ``lr`` and IterLocal=1 equals BSP.
+Per-layer multipliers (``StepContext.lr_mult`` / ``decay_mult``, training.protocol) reach every
+algorithm the same way: the L2 term through :func:`decayed`, the step through
+:func:`per_value_lr` on whatever the algorithm scales by ``lr``.
 
 Bytes (two figures, both per partition): the *message* figure (``bytes_sent``) is what a partition
 puts into one message, counted once however many partitions receive it (dense: 4 B per value;
@@ -64,6 +67,10 @@ class StepContext:
     momentum: float = 0.9        # SGD momentum; where the velocity lives is the algorithm's call
     weight_decay: float = 5e-4   # L2 coefficient, added to each partition's gradient
     final_lr_factor: float = 1.0  # lr_factor at the run's last iteration
+    # Per-value multipliers ([P], training.protocol): the step of value j is lr * lr_mult[j] and
+    # its L2 term weight_decay * decay_mult[j]; None means 1 everywhere.
+    lr_mult: torch.Tensor | None = None
+    decay_mult: torch.Tensor | None = None
 
     @property
     def decay_ahead(self) -> bool:
@@ -72,9 +79,17 @@ class StepContext:
 
 
 def decayed(grads: torch.Tensor, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-    """``grads + weight_decay * params`` as a new tensor: the L2-regularised gradient every
-    algorithm starts from (one home, so the four algorithms stay bit-for-bit alike)."""
-    return grads.add(params, alpha=ctx.weight_decay)
+    """``grads + weight_decay * decay_mult * params`` as a new tensor: the L2-regularised gradient
+    every algorithm starts from (one home, so the four algorithms stay bit-for-bit alike)."""
+    if ctx.decay_mult is None:
+        return grads.add(params, alpha=ctx.weight_decay)
+    return grads.addcmul(params, ctx.decay_mult, value=ctx.weight_decay)
+
+
+def per_value_lr(update: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """``update * lr_mult`` (``update`` itself when there are no multipliers): every algorithm
+    passes what it will scale by ``lr`` through here, so per-layer learning rates reach all."""
+    return update if ctx.lr_mult is None else update * ctx.lr_mult
 
 
 @dataclass(frozen=True)

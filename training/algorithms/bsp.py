@@ -17,6 +17,7 @@ from training.algorithms.base import (
     StepContext,
     StepStats,
     decayed,
+    per_value_lr,
     register_algorithm,
 )
 from training.algorithms.traffic import dense_stats
@@ -40,5 +41,5 @@ class BSP(Algorithm):
               ctx: StepContext, comm: Comm) -> StepStats:
         mean_grad = comm.all_mean(decayed(grads, params, ctx))
         state.momentum.mul_(ctx.momentum).add_(mean_grad)
-        params.sub_(state.momentum, alpha=ctx.lr)
+        params.sub_(per_value_lr(state.momentum, ctx), alpha=ctx.lr)
         return dense_stats(params, comm, synced=True)

@@ -31,6 +31,7 @@ from training.algorithms.base import (
     StepContext,
     StepStats,
     decayed,
+    per_value_lr,
     register_algorithm,
 )
 from training.algorithms.sparse import top_k_indices
@@ -99,7 +100,8 @@ class DGC(Algorithm):
             norms = grads.norm(dim=1, keepdim=True)
             grads = grads * (limit / norms.clamp(min=limit))
         state.momentum.mul_(ctx.momentum).add_(grads)
-        state.accumulated.add_(state.momentum, alpha=self._scale(ctx.lr))
+        # per-value lr enters the residual: top-k then ranks what the updates will be
+        state.accumulated.add_(per_value_lr(state.momentum, ctx), alpha=self._scale(ctx.lr))
         num_values = params.shape[1]
         index = self._select(state.accumulated, 1.0 - self.sparsity_at(ctx.iteration))
         sent = torch.zeros_like(params).scatter_(1, index, state.accumulated.gather(1, index))

@@ -24,6 +24,7 @@ from training.algorithms.base import (
     StepContext,
     StepStats,
     decayed,
+    per_value_lr,
     register_algorithm,
 )
 from training.algorithms.traffic import dense_stats, silent_stats
@@ -63,7 +64,7 @@ class FedAvg(Algorithm):
               ctx: StepContext, comm: Comm) -> StepStats:
         state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
         scale = ctx.num_partitions if self.local_lr == "per_partition" else 1
-        params.sub_(state.momentum, alpha=ctx.lr / scale)
+        params.sub_(per_value_lr(state.momentum, ctx), alpha=ctx.lr / scale)
         state.steps_since_sync += 1
         if state.steps_since_sync < self.iter_local:
             return silent_stats(params)

@@ -31,6 +31,7 @@ from training.algorithms.base import (
     StepContext,
     StepStats,
     decayed,
+    per_value_lr,
     register_algorithm,
 )
 from training.algorithms.traffic import exchange_stats, sparse_bytes
@@ -67,7 +68,7 @@ class Gaia(Algorithm):
     def apply(self, state: GaiaState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
         state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
-        update = state.momentum * (-ctx.lr / ctx.num_partitions)
+        update = per_value_lr(state.momentum, ctx) * (-ctx.lr / ctx.num_partitions)
         params.add_(update)
         state.accumulated.add_(update)
         return self._filter(state.accumulated, params, ctx, comm)
