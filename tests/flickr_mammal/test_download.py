@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flickr_mammal import download
+from flickr_mammal import download, download_procs
 from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_records
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
@@ -231,7 +231,7 @@ def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog, max_i
                for i in range(copies) for name in names][:27]
     config = DownloadConfig(workers=2, processes=2, max_in_flight=max_in_flight,
                             max_retries=0)
-    assert download._ipc_batch(config) == max(1, max_in_flight // 4)
+    assert download_procs._ipc_batch(config) == max(1, max_in_flight // 4)
     with caplog.at_level(logging.INFO, logger="flickr_mammal.download"):
         out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
     # The parent's one-line summary counts what the child processes did.
