@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from flickr_mammal._util import int_or
 from flickr_mammal.classes import MammalClass
 from flickr_mammal.flickr_api import FlickrBadAnswer
+from flickr_mammal.image_hosts import strip_credentials
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status, is_valid_photo_id
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,8 @@ def best_url(photo: Mapping[str, Any]) -> tuple[str, int, int]:
         url = photo.get(f"url_{size}")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
             width, height = photo.get(f"width_{size}"), photo.get(f"height_{size}")
-            return url, int_or(width, 0), int_or(height, 0)
+            # user:password@ never reaches the catalog, the manifest or a shard (image_hosts.py)
+            return strip_credentials(url), int_or(width, 0), int_or(height, 0)
     return "", 0, 0
 
 

@@ -5,6 +5,9 @@ inclusive window, coordinates present (``has_geo``), a photo (YFCC100M marker 0,
 Each row that names a class (dump_match) and passes them becomes one record per class it
 names, built by :func:`search.photo_to_record` exactly like an API result (out-of-range
 coordinates and rows without an image URL become DOWNLOAD_FAILED ``bad_geo`` / ``no_url``).
+A row's URL loses any ``user:password@`` before it is staged, and a URL that is not http(s) on
+Flickr's image hosts (or the build's ``image_hosts``) becomes DOWNLOAD_FAILED ``url_refused``
+when its record enters the catalog: it is never fetched (flickr_mammal/image_hosts.py).
 Rows that name a class but fail a filter are counted by the first filter they fail.
 
 Per-class caps keep the photos with the smallest keyed hash of their id (BLAKE2b keyed with the
@@ -28,7 +31,8 @@ import numpy as np
 
 from flickr_mammal.classes import get_class
 from flickr_mammal.dump.match import ClassMatcher, license_id
-from flickr_mammal.records import PhotoRecord
+from flickr_mammal.image_hosts import URL_REFUSED, strip_credentials, url_allowed
+from flickr_mammal.records import BAD_ID, PhotoRecord, Status
 from flickr_mammal.search import photo_to_record
 
 _PHOTO_ID = re.compile(r"\d{1,20}")  # Flickr ids are digit strings; they name image files
@@ -100,8 +104,8 @@ def drop_reason(row: Mapping[str, Any], filters: RowFilters) -> str:
 def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
     """A dump row as a flickr.photos.search result (with our EXTRAS) for photo_to_record."""
     pid = _photo_id(row.get("photo_id"))
-    url = str(row.get("url") or "")
-    if not url.startswith(("http://", "https://")):
+    url = strip_credentials(str(row.get("url") or "").strip())
+    if not url:
         server, secret = str(row.get("server") or ""), str(row.get("secret") or "")
         # The API path's size: z (640 px on the long side).
         url = (f"https://live.staticflickr.com/{server}/{pid}_{secret}_z.jpg"
@@ -158,6 +162,14 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
     return staged, counts
 
 
-def staged_record(photo_json: str, class_name: str) -> PhotoRecord:
-    """The catalog record of a staged match (as search.py makes it from an API result)."""
-    return photo_to_record(json.loads(photo_json), get_class(class_name))
+def staged_record(photo_json: str, class_name: str, image_hosts: tuple[str, ...] = (),
+                  any_host: bool = False) -> PhotoRecord:
+    """The catalog record of a staged match (as search.py makes it from an API result); a URL
+    off the allowed image hosts makes it DOWNLOAD_FAILED ``url_refused``."""
+    photo = json.loads(photo_json)
+    record = photo_to_record(photo, get_class(class_name))
+    url = str(photo.get("url_z") or "")
+    if url and record.error != BAD_ID and not url_allowed(url, image_hosts, any_host):
+        record = record.evolve(status=Status.DOWNLOAD_FAILED, error=URL_REFUSED)
+    return record
+

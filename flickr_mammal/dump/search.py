@@ -49,6 +49,7 @@ from flickr_mammal.dump.read import (
     tsv_spans,
 )
 from flickr_mammal.dump.rows import DROP_REASONS, RowFilters, stage_rows, staged_record
+from flickr_mammal.records import PhotoRecord
 from flickr_mammal.search import SliceResult
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,12 @@ _AMBIGUOUS_IDS = "temp.dump_ambiguous"  # filled once per selection (a connectio
 
 def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
                 licenses: Iterable[int], window: tuple[int, int], per_class: int,
-                progress: bool = False) -> dict[str, Any]:
+                progress: bool = False, image_hosts: tuple[str, ...] = (),
+                any_host: bool = False) -> dict[str, Any]:
     """Scan the dump (resuming), then select the candidates into the catalog; returns the
-    scan summary also stored as catalog meta ``metadata`` (it goes into stats.json)."""
+    scan summary also stored as catalog meta ``metadata`` (it goes into stats.json).
+    ``image_hosts``/``any_host``: the download stage's host rule (FetchConfig), applied as
+    records enter the catalog (a URL off it is recorded ``url_refused``)."""
     with catalog.transaction() as conn:
         for statement in _TABLES:
             conn.execute(statement)
@@ -91,7 +95,8 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
             _scan_source(config, catalog, source, path, layouts[source], matcher, filters, bar)
     finally:
         bar.close()
-    return _select(catalog, names, per_class, window)
+    return _select(catalog, names, per_class, window, partial(
+        staged_record, image_hosts=tuple(image_hosts), any_host=any_host))
 
 
 def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tuple[str, Path]],
@@ -247,8 +252,8 @@ def _prefetched(items: Iterator[T]) -> Iterator[T]:
         stop.set()
 
 
-def _select(catalog: Catalog, names: Sequence[str], per_class: int,
-            window: tuple[int, int]) -> dict[str, Any]:
+def _select(catalog: Catalog, names: Sequence[str], per_class: int, window: tuple[int, int],
+            to_record: Callable[[str, str], PhotoRecord]) -> dict[str, Any]:
     conn = catalog.connection
     totals: Counter[str] = Counter()
     for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
@@ -269,7 +274,7 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
             f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY photo_id", (name,))]
-        records = tuple(staged_record(r, name) for r in chosen + doubled)
+        records = tuple(to_record(r, name) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}

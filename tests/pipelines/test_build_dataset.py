@@ -62,6 +62,20 @@ def test_bad_options_are_exit_2(tmp_path, capsys, bad):
     assert capsys.readouterr().err.startswith("error: ")
 
 
+@pytest.mark.parametrize("bad", [
+    ["--max-upload-date", "99999999999999999999"], ["--min-upload-date", "99999999999999999999"],
+    ["--max-upload-date", "2020-13-01"], ["--flickr-endpoint", "notaurl"],
+    ["--flickr-endpoint", "file:///etc/passwd"], ["--flickr-endpoint", "http://h:99999999/"],
+    ["--image-hosts", "http://cdn.example.org/"],
+])
+def test_bad_dates_endpoints_and_hosts_are_one_line_exit_2(tmp_path, capsys, bad):
+    assert main(["--out", str(tmp_path / "o"), "--api-key", "longer-key", *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad[0]}") or "image_hosts" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_defaults_follow_the_contract(tmp_path):
     config = config_from_args(parser().parse_args(["--out", str(tmp_path), "--api-key", "k"]))
     assert len(config.classes) == 42 and config.per_class == 40_000
