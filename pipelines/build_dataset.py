@@ -28,10 +28,11 @@ from flickr_mammal.clean.classifiers import ClassifierUnavailable
 from flickr_mammal.clean.config import DEVICES, PRECISIONS
 from flickr_mammal.download import DownloadWorkerLost
 from flickr_mammal.dump.read import (
-    FORMATS,
     DumpColumnError,
+    DumpFileError,
     DumpScanMismatch,
     MetadataConfig,
+    format_names,
     parse_columns,
 )
 from flickr_mammal.flickr_api import FlickrAuthError, FlickrError, redact
@@ -130,8 +131,8 @@ OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("--metadata", _B, "metadata", "search a local metadata dump instead of the API: "
                 "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key "
                 "needed)", type=str),
-    FieldOption("--metadata-format", _M, "format", "format of --metadata (auto: parquet for "
-                ".parquet and folders, else yfcc100m)", choices=("auto", *FORMATS)),
+    FieldOption("--metadata-format", _M, "format", "format of --metadata: auto (told by each "
+                f"file's content) or one of {', '.join(format_names())}"),
     FieldOption("--metadata-columns", _M, "columns", "field=column,... to map the dump's column "
                 "names (flickr_mammal.dump.read.FIELDS)", type=str, show=_columns_text,
                 read=parse_columns),
@@ -209,7 +210,7 @@ def _run(args: argparse.Namespace, secret: str) -> int:
     try:
         summary = build(config)
     except (FlickrAuthError, ClassifierUnavailable, BuildFolderError, DumpColumnError,
-            DumpScanMismatch) as exc:  # before any work
+            DumpScanMismatch, DumpFileError) as exc:  # before any work, or a whole bad file
         return _fail(str(exc), secret, EXIT_USAGE)
     except (FlickrError, BuildLocked, DownloadWorkerLost) as exc:
         return _fail(str(exc), secret, 1)

@@ -33,9 +33,12 @@ from flickr_mammal.classes import get_class
 from flickr_mammal.dump.match import ClassMatcher, license_id
 from flickr_mammal.image_hosts import URL_REFUSED, strip_credentials, url_allowed
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
-from flickr_mammal.search import photo_to_record
+from flickr_mammal.search import MAX_ACCURACY, photo_to_record
 
 _PHOTO_ID = re.compile(r"\d{1,20}")  # Flickr ids are digit strings; they name image files
+_LAST_SECOND = 253402300799  # 9999-12-31 23:59:59 UTC
+# A cell no row can hold (flickr_mammal/dump/formats): the row is counted malformed.
+_BAD_CELL = (ValueError, TypeError, OverflowError)
 # Drop reasons, in the order rows are tested (a row counts under the first that applies).
 DROP_REASONS = ("bad_id", "video", "license", "date", "no_coordinates")
 
@@ -63,12 +66,27 @@ def _float(value: Any) -> float:
 
 
 def _seconds(value: Any) -> int | None:
+    """Unix seconds of a date cell; None when empty or not a number; raises ValueError for a
+    number no date can be (infinite, NaN, past 9999): a malformed row."""
     if isinstance(value, datetime):
         return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
     try:
-        return int(float(value))
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    if not 0 <= number <= _LAST_SECOND:  # False for NaN too
+        raise ValueError(f"date {str(value)[:40]!r} out of range")
+    return int(number)
+
+
+def _accuracy(value: Any) -> int:
+    """Flickr's geo accuracy (0 when absent); raises ValueError outside 0..16 (malformed)."""
+    if value is None or value == "":
+        return 0
+    number = float(value)
+    if not 0 <= number <= MAX_ACCURACY:
+        raise ValueError(f"accuracy {str(value)[:40]!r} out of range")
+    return int(number)
 
 
 def _taken(value: Any) -> str:
@@ -115,7 +133,7 @@ def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
         "id": pid, "owner": str(row.get("owner") or ""), "ownername": owner_name,
         "title": matcher.decode(str(row.get("title") or "")),
         "latitude": row.get("latitude"), "longitude": row.get("longitude"),
-        "accuracy": row.get("accuracy"), "license": license_id(row.get("license")),
+        "accuracy": _accuracy(row.get("accuracy")), "license": license_id(row.get("license")),
         "dateupload": _seconds(row.get("date_upload")),
         "datetaken": _taken(row.get("date_taken")),
         # best_url takes the first url_* present: the letter only orders the API's sizes.
@@ -149,14 +167,17 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
         names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[k]))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
+        try:
+            reason = drop_reason(row, filters)
+            text = "" if reason else json.dumps(photo := to_photo(row, matcher), sort_keys=True)
+        except _BAD_CELL:  # an infinite date, an absurd accuracy, bytes where text belongs
+            counts["malformed"] += 1
+            continue
         counts["matched"] += 1
-        reason = drop_reason(row, filters)
         if reason:
             counts[f"dropped_{reason}"] += 1
             continue
         counts["candidates"] += 1
-        photo = to_photo(row, matcher)
-        text = json.dumps(photo, sort_keys=True)
         rank = rank_key(photo["id"], seed)
         staged += [(photo["id"], name, rank, text) for name in names]
     return staged, counts
