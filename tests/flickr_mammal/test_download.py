@@ -171,7 +171,7 @@ def test_connection_refused_is_a_failure_not_a_crash(tmp_path):
     out = list(download_records([_record("1", dead), _record("2", "ftp://x/y")],
                                 Layout.at(tmp_path), config, fetcher=Fetcher(config, FakeSleep())))
     assert sorted((r.photo_id, r.error) for r in out) == [
-        ("1", "connection_error"), ("2", "invalid_url")]
+        ("1", "connection_error"), ("2", "url_refused")]  # not http(s): never requested
 
 
 def test_input_is_streamed_with_bounded_in_flight(server, tmp_path):

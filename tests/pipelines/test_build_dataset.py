@@ -180,8 +180,9 @@ def test_every_cli_default_is_its_dataclass_default(tmp_path):
     assert config_from_args(args) == BuildConfig(out=tmp_path, api_key="k")
     for option in OPTIONS:  # each option, parsed default read back, is its field's default
         assert option.value(args) == field_default(option.owner, option.field), option.flag
-    dump = tmp_path / "dump.parquet"
-    dump.write_bytes(b"")
+    from tests.flickr_mammal import dump_fixtures
+
+    dump = dump_fixtures.write_parquet(dump_fixtures.RULE_ROWS, tmp_path / "dump.parquet")
     args = parser().parse_args(["--out", str(tmp_path), "--metadata", str(dump)])
     assert config_from_args(args).metadata == MetadataConfig(str(dump))
 
