@@ -56,6 +56,7 @@ from flickr_mammal.download import (
 from flickr_mammal.dump.read import MetadataConfig
 from flickr_mammal.flickr_api import DEFAULT_ENDPOINT, FlickrClient
 from flickr_mammal.geocode import geocode_records
+from flickr_mammal.image_hosts import endpoint_host, host_port
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
 from flickr_mammal.search import SearchConfig, search_class
@@ -74,6 +75,7 @@ STAGES: tuple[str, ...] = ("search", "download", "clean", "geocode", "shard")
 # --licenses once verified with flickr.photos.licenses.getInfo.
 DEFAULT_LICENSES: tuple[int, ...] = tuple(range(1, 11))
 FLICKR_START = 1072915200  # 2004-01-01 UTC: nothing on Flickr is older
+LAST_DATE = 253402300799    # 9999-12-31 23:59:59 UTC: the last date datetime can show
 GROUP_BY = ("continent", "subcontinent", "none")
 
 
@@ -85,6 +87,9 @@ def parse_date(text: str | int) -> int:
     """A date as unix seconds (UTC): ``YYYY-MM-DD`` or an integer number of seconds."""
     value = str(text).strip()
     if value.isdigit():
+        if int(value) > LAST_DATE:
+            raise ValueError(f"date {text!r}: unix seconds past 9999-12-31; use YYYY-MM-DD or "
+                             "a smaller number of seconds")
         return int(value)
     try:
         day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
@@ -122,6 +127,15 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
+        for name in ("min_upload_date", "max_upload_date"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= LAST_DATE:
+                raise ValueError(f"{name}={value}: use a date from 1970-01-01 to 9999-12-31 "
+                                 "(YYYY-MM-DD or unix seconds)")
+        scheme, host, port = host_port(self.flickr_endpoint)
+        if scheme not in ("http", "https") or not host or port is None:
+            raise ValueError(f"--flickr-endpoint {self.flickr_endpoint!r}: use an http(s) URL "
+                             f"such as {DEFAULT_ENDPOINT}")
         object.__setattr__(self, "classes", tuple(get_class(c).name for c in self.classes))
         if not self.classes:
             raise ValueError("no classes chosen: give class names such as cat,dog (or all)")
@@ -234,7 +248,9 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | Non
         from flickr_mammal.dump.search import search_dump
 
         search_dump(config.metadata, catalog, classes=config.classes, licenses=config.licenses,
-                    window=(lo, hi), per_class=config.per_class, progress=config.progress)
+                    window=(lo, hi), per_class=config.per_class, progress=config.progress,
+                    image_hosts=image_hosts(config),
+                    any_host=config.download.any_image_host)
         return
     for name in config.classes:
         slices = catalog.slices_of(name)
@@ -256,6 +272,16 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | Non
         bar.close()
 
 
+def image_hosts(config: BuildConfig) -> tuple[str, ...]:
+    """The hosts besides Flickr's that image URLs may name (flickr_mammal/image_hosts.py):
+    ``download.image_hosts``, and for an API build its endpoint's own server, whose answers
+    name the images (a dump's rows are held to Flickr's hosts and the named ones only)."""
+    hosts = config.download.image_hosts
+    if config.metadata is None and (own := endpoint_host(config.flickr_endpoint)):
+        hosts = (*hosts, own)
+    return hosts
+
+
 def run_download(config: BuildConfig, catalog: Catalog) -> None:
     if config.layout.images.is_dir():  # a crash mid-write leaves temp files; the photos are
         removed = remove_partial_writes(config.layout.images)  # still SEARCHED, so refetched
@@ -268,7 +294,8 @@ def run_download(config: BuildConfig, catalog: Catalog) -> None:
     # The download stage draws its own bar: it also shows each host's request rate.
     results = download_records(
         catalog.records(Status.SEARCHED), config.layout,
-        dataclasses.replace(config.download, progress=config.progress),
+        dataclasses.replace(config.download, progress=config.progress,
+                            image_hosts=image_hosts(config)),
         total=catalog.count(Status.SEARCHED))
     _commit_stream(catalog, results, config.commit_every, tqdm(disable=True))
     marked = catalog.mark_duplicates()

@@ -113,6 +113,19 @@ def _normal(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _source(meta: dict[str, Any]) -> str:
+    dump = meta.get("metadata")
+    return f"{dump.get('path')}" if isinstance(dump, dict) else "none (the Flickr API)"
+
+
+def _source_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Searching the API into a folder built from a dump, or the reverse, would merge two
+    sources' photos; another dump file is the dump scan's own check (DumpScanMismatch)."""
+    if isinstance(old.get("metadata"), dict) == isinstance(new.get("metadata"), dict):
+        return []
+    return [f"--metadata {_source(old)} (now {_source(new)})"]
+
+
 def check_same_data(catalog: Catalog, new: dict[str, Any], stages: Sequence[str],
                     shard_dir: Path) -> None:
     """Raise :class:`BuildFolderError` when ``new`` (BuildConfig.to_meta()) would mix data with
@@ -123,6 +136,8 @@ def check_same_data(catalog: Catalog, new: dict[str, Any], stages: Sequence[str]
     differ = []
     if catalog.count():
         differ += _differences(old, new, SEARCH_OPTIONS)
+        if "search" in stages:
+            differ += _source_change(old, new)
         window = catalog.get_meta("search_window")
         if window and new.get("max_upload_date") not in (None, window[1]):
             differ.append(f"--max-upload-date {_show('-date', window[1])} "

@@ -11,9 +11,12 @@ Safety (the URLs come from the network):
 * Deadline: one attempt ends ``total_timeout`` seconds after it started, however slowly the
   server sends. The body is read one socket read at a time (``read1``) with the socket's
   timeout cut to the time left, so a body trickled a byte at a time fails as ``timeout``.
+* Hosts: a URL is fetched only when it is http(s), carries no ``user:password@`` and names
+  Flickr's image hosts or a host in ``FetchConfig.image_hosts`` (:mod:`flickr_mammal.image_hosts`);
+  any other is the failure ``url_refused`` and is never requested.
 * Redirects are followed by hand (at most :data:`MAX_REDIRECTS`), and only to the original
-  host, to Flickr's hosts (:data:`FLICKR_HOSTS`) or to ``FetchConfig.redirect_hosts``; any other
-  target is the failure ``redirect_refused`` and is never requested.
+  host or to the same allowed hosts; any other target is the failure ``redirect_refused`` and is
+  never requested.
 """
 
 from __future__ import annotations
@@ -35,6 +38,14 @@ import urllib3.exceptions
 from urllib3.exceptions import ReadTimeoutError
 
 from flickr_mammal._util import retry_after_seconds
+from flickr_mammal.image_hosts import (
+    DEFAULT_PORTS,
+    FLICKR_HOSTS,
+    URL_REFUSED,
+    check_patterns,
+    redirect_allowed,
+    url_allowed,
+)
 from flickr_mammal.ratelimit import HostRate, RatePolicy
 
 logger = logging.getLogger(__name__)
@@ -45,9 +56,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _SLOW_DOWN = frozenset({"http_429", "http_503"})  # answers that cut the host's rate
 _UNAVAILABLE = "photo_unavailable"  # Flickr's placeholder: .../images/en-us/photo_unavailable.png
 MAX_REDIRECTS = 5
-# Where Flickr's image URLs may redirect to (static CDN hosts, www.flickr.com): always followed.
-FLICKR_HOSTS: tuple[str, ...] = ("flickr.com", "*.flickr.com", "*.staticflickr.com")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+__all__ = ["FLICKR_HOSTS", "FetchConfig", "FetchError", "Fetcher", "redirect_allowed"]
 
 DEFAULT_USER_AGENT = "noniid-quagmire-flickr-mammal/0.1 (research dataset build; urllib3)"
 
@@ -66,9 +75,12 @@ class FetchConfig:
     max_bytes: int = 20 * 1024 * 1024  # stop reading a body past this: "too_large"
     user_agent: str = DEFAULT_USER_AGENT
     seed: int = 0                     # backoff jitter
-    # Extra hosts an image URL may redirect to, besides its own host and FLICKR_HOSTS:
+    # Extra hosts image URLs may name and redirect to, besides Flickr's (image_hosts.py):
     # "host" (default ports), "host:port", or "*.domain" (any subdomain, default ports).
-    redirect_hosts: tuple[str, ...] = ()
+    image_hosts: tuple[str, ...] = ()
+    # True: fetch URLs on any http(s) host (redirects still follow the rule above); only for
+    # URLs from a source you trust as much as Flickr's own answers.
+    any_image_host: bool = False
     # Adaptive per-host request rate (ratelimit.py): back off on 429/503, recover slowly.
     adaptive_rate: bool = True
     min_rate: float = 0.5             # requests/s per host and process, the slowest it goes
@@ -88,40 +100,8 @@ class FetchConfig:
             raise ValueError(f"{name}.min_rate must be > 0 requests/s, got {self.min_rate}")
         if not self.user_agent.strip():
             raise ValueError(f"{name}.user_agent must be non-empty: say who is downloading")
-        object.__setattr__(self, "redirect_hosts", tuple(self.redirect_hosts))
-        for host in self.redirect_hosts:
-            if not isinstance(host, str) or not host or any(c in host for c in "/@ ?#"):
-                raise ValueError(f"{name}.redirect_hosts: {host!r} is not a host name; write "
-                                 "'cdn.example.org', 'cdn.example.org:8443' or '*.example.org'")
-
-
-def _host_port(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:  # a port that is not a number
-        port = None
-    return scheme, (parts.hostname or "").lower().rstrip("."), port
-
-
-def redirect_allowed(origin: str, target: str, extra_hosts: tuple[str, ...] = ()) -> bool:
-    """May a fetch of ``origin`` follow a redirect to ``target``? (module docstring)"""
-    scheme, host, port = _host_port(target)
-    if scheme not in _DEFAULT_PORTS or not host or port is None:
-        return False
-    _, origin_host, origin_port = _host_port(origin)
-    if host == origin_host and (port == origin_port or port == _DEFAULT_PORTS[scheme]):
-        return True  # same server, or its https / http default port
-    for pattern in (*FLICKR_HOSTS, *extra_hosts):
-        name, _, want_port = pattern.lower().partition(":")
-        if want_port and str(port) != want_port:
-            continue
-        if not want_port and port != _DEFAULT_PORTS[scheme]:
-            continue
-        if host == name or (name.startswith("*.") and host.endswith(name[1:])):
-            return True
-    return False
+        object.__setattr__(self, "image_hosts",
+                           check_patterns(self.image_hosts, f"{name}.image_hosts"))
 
 
 class FetchError(Exception):
@@ -160,7 +140,11 @@ class Fetcher:
                          "Accept-Encoding": "gzip, deflate"}
 
     def fetch(self, url: str) -> bytes:
-        """The body of ``url``; raises :class:`FetchError` once retries are spent."""
+        """The body of ``url``; raises :class:`FetchError` once retries are spent, or at once
+        (``url_refused``, nothing requested) for a URL outside the allowed hosts."""
+        if not url_allowed(url, self.config.image_hosts, self.config.any_image_host):
+            logger.info("refused %s: not on an allowed image host", url)
+            raise FetchError(URL_REFUSED)
         attempt = 0
         host = urlsplit(url).netloc.lower()
         rate = self._rate(host)
@@ -281,7 +265,7 @@ class Fetcher:
         cfg = self.config
         target = url
         for _ in range(MAX_REDIRECTS + 1):
-            if urlsplit(target).scheme.lower() not in _DEFAULT_PORTS:
+            if urlsplit(target).scheme.lower() not in DEFAULT_PORTS:
                 raise FetchError("invalid_url")
             wait = min(cfg.timeout, _time_left(deadline))
             r = self._manager(target).request(
@@ -296,7 +280,7 @@ class Fetcher:
             if _UNAVAILABLE in target:
                 # Flickr answers a deleted photo with a redirect to a stock placeholder image.
                 raise FetchError("unavailable")
-            if not redirect_allowed(url, target, cfg.redirect_hosts):
+            if not redirect_allowed(url, target, cfg.image_hosts):
                 logger.info("refused a redirect from %s to %s (not an allowed host)", url, target)
                 raise FetchError("redirect_refused")
         raise FetchError("too_many_redirects")

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from flickr_mammal._util import int_or
 from flickr_mammal.classes import MammalClass
 from flickr_mammal.flickr_api import FlickrBadAnswer
+from flickr_mammal.image_hosts import strip_credentials
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status, is_valid_photo_id
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ EXTRAS = "geo,license,owner_name,date_upload,date_taken,url_z,url_c,url_m"
 # Best URL first: z is 640 px on the long side (room for the 300 px output), c is 800 px (more
 # bytes, same result), m is only 240 px (upscaling never happens, so a smaller image), kept last.
 URL_SIZES: tuple[str, ...] = ("z", "c", "m")
+MAX_ACCURACY = 16  # Flickr's geo accuracy: 1 (world) .. 16 (street)
 # Why a slice is not fully enumerated (SliceResult.error; counted in stats.json).
 OVER_CAP = "over_cap"          # over 4,000 results in a slice too narrow to split
 BAD_ANSWER = "bad_answer"      # Flickr's answer stayed malformed after the client's retries
@@ -260,10 +262,10 @@ def photo_to_record(photo: Mapping[str, Any], mammal_class: MammalClass) -> Phot
         label=mammal_class.label,
         latitude=lat,
         longitude=lon,
-        accuracy=int_or(photo.get("accuracy"), 0),
-        license=int_or(photo.get("license"), -1),
+        accuracy=_bounded(photo.get("accuracy"), 0, MAX_ACCURACY, 0),
+        license=_bounded(photo.get("license"), 0, 1 << 31, -1),
         title=str(photo.get("title") or ""),
-        date_upload=int_or(photo.get("dateupload"), 0),
+        date_upload=_bounded(photo.get("dateupload"), 0, 1 << 62, 0),
         date_taken=str(photo.get("datetaken") or ""),
         url=url,
         width=width,
@@ -280,8 +282,19 @@ def best_url(photo: Mapping[str, Any]) -> tuple[str, int, int]:
         url = photo.get(f"url_{size}")
         if isinstance(url, str) and url.startswith(("http://", "https://")):
             width, height = photo.get(f"width_{size}"), photo.get(f"height_{size}")
-            return url, int_or(width, 0), int_or(height, 0)
+            # user:password@ never reaches the catalog, the manifest or a shard (image_hosts.py)
+            return strip_credentials(url), int_or(width, 0), int_or(height, 0)
     return "", 0, 0
+
+
+def _bounded(value: Any, lo: int, hi: int, default: int) -> int:
+    """An integer field of an answer or a dump row: ``default`` unless a number in [lo, hi]
+    (an absurd value must not reach SQLite's 64-bit INTEGER, nor stall every later run)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return default
+    return number if lo <= number <= hi else default
 
 
 def _float(value: Any) -> float:

@@ -11,7 +11,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from flickr_mammal.build import (
@@ -28,10 +28,11 @@ from flickr_mammal.clean.classifiers import ClassifierUnavailable
 from flickr_mammal.clean.config import DEVICES, PRECISIONS
 from flickr_mammal.download import DownloadWorkerLost
 from flickr_mammal.dump.read import (
-    FORMATS,
     DumpColumnError,
+    DumpFileError,
     DumpScanMismatch,
     MetadataConfig,
+    format_names,
     parse_columns,
 )
 from flickr_mammal.flickr_api import FlickrAuthError, FlickrError, redact
@@ -68,6 +69,17 @@ def _date_text(seconds: int) -> str:
     return f"{day:%Y-%m-%d}" if seconds % 86_400 == 0 else str(seconds)
 
 
+def _date(flag: str) -> Callable[[str], int]:
+    """Reads a date option in config_from_args, so a bad one is a one-line error (argparse's
+    own type errors print the whole usage)."""
+    def read(text: str) -> int:
+        try:
+            return parse_date(text)
+        except ValueError as exc:
+            raise ValueError(f"{flag} {exc}") from None
+    return read
+
+
 def _columns_text(columns: Sequence[tuple[str, str]]) -> str:
     return ",".join(f"{name}={column}" for name, column in columns)
 
@@ -85,9 +97,10 @@ OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("--licenses", _B, "licenses", "comma-separated Flickr license ids "
                 "(CC 2.0 and public domain)", type=_ints, show=_joined),
     FieldOption("--min-upload-date", _B, "min_upload_date", "YYYY-MM-DD or unix seconds",
-                type=parse_date, show=_date_text),
+                type=str, show=_date_text, read=_date("--min-upload-date")),
     FieldOption("--max-upload-date", _B, "max_upload_date", "YYYY-MM-DD or unix seconds "
-                "(default: the first run's day, then remembered)", type=parse_date),
+                "(default: the first run's day, then remembered)", type=str,
+                read=_date("--max-upload-date")),
     FieldOption("--classifier", _B, _C + "classifier", "cleaning classifier: pnasnet5large, "
                 "efficientnet_lite0_pypi, a timm name, or none"),
     FieldOption("--classifier-weights", _B, _C + "weights",
@@ -106,6 +119,9 @@ OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("--stages", _B, "stages", f"comma-separated subset of {','.join(STAGES)}",
                 type=_names, show=_joined),
     FieldOption("--image-size", _B, _D + "max_side", "longest side of stored images (px)"),
+    FieldOption("--image-hosts", _B, _D + "image_hosts", "comma-separated hosts (host, "
+                "host:port, *.domain) image URLs may name besides Flickr's; other URLs are "
+                "recorded url_refused, never fetched", type=_names, show=_joined),
     FieldOption("--rate-limit", _B, "rate_limit", "Flickr API calls per hour"),
     FieldOption("--val-fraction", _B, "val_fraction", "share of each class held out as val"),
     FieldOption("--shard-samples", _B, "shard_samples", "samples per shard"),
@@ -115,8 +131,8 @@ OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("--metadata", _B, "metadata", "search a local metadata dump instead of the API: "
                 "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key "
                 "needed)", type=str),
-    FieldOption("--metadata-format", _M, "format", "format of --metadata (auto: parquet for "
-                ".parquet and folders, else yfcc100m)", choices=("auto", *FORMATS)),
+    FieldOption("--metadata-format", _M, "format", "format of --metadata: auto (told by each "
+                f"file's content) or one of {', '.join(format_names())}"),
     FieldOption("--metadata-columns", _M, "columns", "field=column,... to map the dump's column "
                 "names (flickr_mammal.dump.read.FIELDS)", type=str, show=_columns_text,
                 read=parse_columns),
@@ -194,7 +210,7 @@ def _run(args: argparse.Namespace, secret: str) -> int:
     try:
         summary = build(config)
     except (FlickrAuthError, ClassifierUnavailable, BuildFolderError, DumpColumnError,
-            DumpScanMismatch) as exc:  # before any work
+            DumpScanMismatch, DumpFileError) as exc:  # before any work, or a whole bad file
         return _fail(str(exc), secret, EXIT_USAGE)
     except (FlickrError, BuildLocked, DownloadWorkerLost) as exc:
         return _fail(str(exc), secret, 1)

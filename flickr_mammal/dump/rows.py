@@ -5,6 +5,9 @@ inclusive window, coordinates present (``has_geo``), a photo (YFCC100M marker 0,
 Each row that names a class (dump_match) and passes them becomes one record per class it
 names, built by :func:`search.photo_to_record` exactly like an API result (out-of-range
 coordinates and rows without an image URL become DOWNLOAD_FAILED ``bad_geo`` / ``no_url``).
+A row's URL loses any ``user:password@`` before it is staged, and a URL that is not http(s) on
+Flickr's image hosts (or the build's ``image_hosts``) becomes DOWNLOAD_FAILED ``url_refused``
+when its record enters the catalog: it is never fetched (flickr_mammal/image_hosts.py).
 Rows that name a class but fail a filter are counted by the first filter they fail.
 
 Per-class caps keep the photos with the smallest keyed hash of their id (BLAKE2b keyed with the
@@ -28,10 +31,14 @@ import numpy as np
 
 from flickr_mammal.classes import get_class
 from flickr_mammal.dump.match import ClassMatcher, license_id
-from flickr_mammal.records import PhotoRecord
-from flickr_mammal.search import photo_to_record
+from flickr_mammal.image_hosts import URL_REFUSED, strip_credentials, url_allowed
+from flickr_mammal.records import BAD_ID, PhotoRecord, Status
+from flickr_mammal.search import MAX_ACCURACY, photo_to_record
 
 _PHOTO_ID = re.compile(r"\d{1,20}")  # Flickr ids are digit strings; they name image files
+_LAST_SECOND = 253402300799  # 9999-12-31 23:59:59 UTC
+# A cell no row can hold (flickr_mammal/dump/formats): the row is counted malformed.
+_BAD_CELL = (ValueError, TypeError, OverflowError)
 # Drop reasons, in the order rows are tested (a row counts under the first that applies).
 DROP_REASONS = ("bad_id", "video", "license", "date", "no_coordinates")
 
@@ -59,12 +66,27 @@ def _float(value: Any) -> float:
 
 
 def _seconds(value: Any) -> int | None:
+    """Unix seconds of a date cell; None when empty or not a number; raises ValueError for a
+    number no date can be (infinite, NaN, past 9999): a malformed row."""
     if isinstance(value, datetime):
         return int((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
     try:
-        return int(float(value))
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    if not 0 <= number <= _LAST_SECOND:  # False for NaN too
+        raise ValueError(f"date {str(value)[:40]!r} out of range")
+    return int(number)
+
+
+def _accuracy(value: Any) -> int:
+    """Flickr's geo accuracy (0 when absent); raises ValueError outside 0..16 (malformed)."""
+    if value is None or value == "":
+        return 0
+    number = float(value)
+    if not 0 <= number <= MAX_ACCURACY:
+        raise ValueError(f"accuracy {str(value)[:40]!r} out of range")
+    return int(number)
 
 
 def _taken(value: Any) -> str:
@@ -100,8 +122,8 @@ def drop_reason(row: Mapping[str, Any], filters: RowFilters) -> str:
 def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
     """A dump row as a flickr.photos.search result (with our EXTRAS) for photo_to_record."""
     pid = _photo_id(row.get("photo_id"))
-    url = str(row.get("url") or "")
-    if not url.startswith(("http://", "https://")):
+    url = strip_credentials(str(row.get("url") or "").strip())
+    if not url:
         server, secret = str(row.get("server") or ""), str(row.get("secret") or "")
         # The API path's size: z (640 px on the long side).
         url = (f"https://live.staticflickr.com/{server}/{pid}_{secret}_z.jpg"
@@ -111,7 +133,7 @@ def to_photo(row: Mapping[str, Any], matcher: ClassMatcher) -> dict[str, Any]:
         "id": pid, "owner": str(row.get("owner") or ""), "ownername": owner_name,
         "title": matcher.decode(str(row.get("title") or "")),
         "latitude": row.get("latitude"), "longitude": row.get("longitude"),
-        "accuracy": row.get("accuracy"), "license": license_id(row.get("license")),
+        "accuracy": _accuracy(row.get("accuracy")), "license": license_id(row.get("license")),
         "dateupload": _seconds(row.get("date_upload")),
         "datetaken": _taken(row.get("date_taken")),
         # best_url takes the first url_* present: the letter only orders the API's sizes.
@@ -145,19 +167,30 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
         names = matcher.match(*(row.get(f) for f, mask in masks.items() if mask[k]))
         if not names:
             continue  # a prefilter hit the exact rule rejects (e.g. "cat%C3%A9")
+        try:
+            reason = drop_reason(row, filters)
+            text = "" if reason else json.dumps(photo := to_photo(row, matcher), sort_keys=True)
+        except _BAD_CELL:  # an infinite date, an absurd accuracy, bytes where text belongs
+            counts["malformed"] += 1
+            continue
         counts["matched"] += 1
-        reason = drop_reason(row, filters)
         if reason:
             counts[f"dropped_{reason}"] += 1
             continue
         counts["candidates"] += 1
-        photo = to_photo(row, matcher)
-        text = json.dumps(photo, sort_keys=True)
         rank = rank_key(photo["id"], seed)
         staged += [(photo["id"], name, rank, text) for name in names]
     return staged, counts
 
 
-def staged_record(photo_json: str, class_name: str) -> PhotoRecord:
-    """The catalog record of a staged match (as search.py makes it from an API result)."""
-    return photo_to_record(json.loads(photo_json), get_class(class_name))
+def staged_record(photo_json: str, class_name: str, image_hosts: tuple[str, ...] = (),
+                  any_host: bool = False) -> PhotoRecord:
+    """The catalog record of a staged match (as search.py makes it from an API result); a URL
+    off the allowed image hosts makes it DOWNLOAD_FAILED ``url_refused``."""
+    photo = json.loads(photo_json)
+    record = photo_to_record(photo, get_class(class_name))
+    url = str(photo.get("url_z") or "")
+    if url and record.error != BAD_ID and not url_allowed(url, image_hosts, any_host):
+        record = record.evolve(status=Status.DOWNLOAD_FAILED, error=URL_REFUSED)
+    return record
+

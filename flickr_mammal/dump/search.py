@@ -25,7 +25,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,21 +34,12 @@ from tqdm import tqdm
 
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import get_class
+from flickr_mammal.dump.errors import DumpScanMismatch
+from flickr_mammal.dump.formats import Chunk
 from flickr_mammal.dump.match import ClassMatcher
-from flickr_mammal.dump.read import (
-    TEXT_FIELDS,
-    DumpScanMismatch,
-    MetadataConfig,
-    parquet_columns,
-    parquet_groups,
-    parse_tsv,
-    resolve_columns,
-    tsv_chunks,
-    tsv_layout,
-    tsv_rows,
-    tsv_spans,
-)
+from flickr_mammal.dump.read import TEXT_FIELDS, MetadataConfig, resolve_columns
 from flickr_mammal.dump.rows import DROP_REASONS, RowFilters, stage_rows, staged_record
+from flickr_mammal.records import PhotoRecord
 from flickr_mammal.search import SliceResult
 
 log = logging.getLogger(__name__)
@@ -70,15 +61,17 @@ _AMBIGUOUS_IDS = "temp.dump_ambiguous"  # filled once per selection (a connectio
 
 def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
                 licenses: Iterable[int], window: tuple[int, int], per_class: int,
-                progress: bool = False) -> dict[str, Any]:
+                progress: bool = False, image_hosts: tuple[str, ...] = (),
+                any_host: bool = False) -> dict[str, Any]:
     """Scan the dump (resuming), then select the candidates into the catalog; returns the
-    scan summary also stored as catalog meta ``metadata`` (it goes into stats.json)."""
+    scan summary also stored as catalog meta ``metadata`` (it goes into stats.json).
+    ``image_hosts``/``any_host``: the download stage's host rule (FetchConfig), applied as
+    records enter the catalog (a URL off it is recorded ``url_refused``)."""
     with catalog.transaction() as conn:
         for statement in _TABLES:
             conn.execute(statement)
     names = tuple(get_class(c).name for c in classes)
-    matcher = ClassMatcher([get_class(c) for c in names],
-                           url_encoded=config.format == "yfcc100m")
+    matcher = ClassMatcher([get_class(c) for c in names], url_encoded=config.reader.url_encoded)
     filters = RowFilters(frozenset(int(x) for x in licenses), int(window[0]), int(window[1]))
     files = config.files()
     root = Path(config.path)
@@ -91,7 +84,8 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
             _scan_source(config, catalog, source, path, layouts[source], matcher, filters, bar)
     finally:
         bar.close()
-    return _select(catalog, names, per_class, window)
+    return _select(catalog, names, per_class, window, partial(
+        staged_record, image_hosts=tuple(image_hosts), any_host=any_host))
 
 
 def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tuple[str, Path]],
@@ -113,11 +107,9 @@ def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tupl
 
 
 def _columns(config: MetadataConfig, path: Path) -> tuple[tuple[str, ...], dict[str, str]]:
-    """(TSV layout or (), field -> column) of one file; raises DumpColumnError."""
-    if config.format == "yfcc100m":
-        layout = tsv_layout(path)
-        return layout, resolve_columns(config.mapping, layout, str(path))
-    return (), resolve_columns(config.mapping, parquet_columns(path), str(path))
+    """(positional layout or (), field -> column) of one file; raises DumpColumnError."""
+    layout, available = config.reader.layout(path)
+    return layout, resolve_columns(config.mapping, available, str(path))
 
 
 def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Path,
@@ -129,10 +121,8 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     done = conn.execute("SELECT chunk, stop FROM dump_chunks WHERE source = ? ORDER BY chunk",
                         (source,)).fetchall()
     layout, fields = columns
-    if config.format == "yfcc100m":
-        chunks = _tsv_tables(path, layout, fields, config.chunk_bytes, done)
-    else:
-        chunks = _parquet_tables(path, fields, {c for c, _ in done})
+    chunks: Iterator[Chunk] = config.reader.chunks(path, layout, fields, TEXT_FIELDS,
+                                                   config.chunk_bytes, done)
     # The vectorised prefilter runs with the reading, so the reader thread (below) does all
     # the per-byte work and the main thread only the few hit rows and the commits.
     chunks = (replace(c, hits=matcher.prefilter_hits(list(c.texts.values())))
@@ -156,60 +146,6 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     with catalog.transaction() as tx:
         tx.execute("INSERT OR REPLACE INTO dump_sources VALUES (?, ?)", (source, count))
     log.info("metadata %s: scanned (%d chunks)", source, count)
-
-
-@dataclass(frozen=True)
-class _Chunk:
-    index: int                                         # chunk number in its source
-    start: int                                         # TSV byte offsets, or row group
-    stop: int                                          # and row group + 1
-    texts: dict[str, Any]                              # text columns, for the prefilter
-    rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
-    num_rows: int
-    malformed: int = 0
-    hits: Any = None                                   # prefilter_hits of texts, once known
-
-
-def _tsv_tables(path: Path, layout: Sequence[str], fields: dict[str, str], chunk_bytes: int,
-                done: list[tuple[int, int]]) -> Iterator[_Chunk]:
-    index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
-    texts = {f: fields[f] for f in TEXT_FIELDS if f in fields}
-    # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes.
-    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
-    # Parse only the text and id columns (about twice as fast as all of them); the few rows
-    # the prefilter keeps are split in full from the chunk's bytes.
-    columns = sorted({*texts.values(), fields["photo_id"]})
-    for offset, data in spans(path, chunk_bytes, start):
-        table, malformed = parse_tsv(data, layout, columns)
-        yield _Chunk(index, offset, offset + len(data), {f: table[c] for f, c in texts.items()},
-                     partial(tsv_rows, data, layout, fields, table, offset=offset),
-                     table.num_rows, malformed)
-        index += 1
-
-
-def _rows_at(table: Any, fields: dict[str, str], indices: list[int]) -> list[dict[str, Any]]:
-    """Field -> value rows of some rows of a chunk's table (the prefilter's hits)."""
-    picked = table.take(indices).to_pylist()
-    return [{f: r[c] for f, c in fields.items()} for r in picked]
-
-
-def _parquet_tables(path: Path, fields: dict[str, str],
-                    skip: set[int]) -> Iterator[_Chunk]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text_columns = {fields[f] for f in TEXT_FIELDS if f in fields}
-    for group, table in parquet_groups(path, sorted(set(fields.values())), skip):
-        for name in text_columns:  # tags may be a list column; any text column may be binary
-            column = table[name]
-            if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-                column = pc.binary_join(column, ",")
-            elif not pa.types.is_string(column.type):
-                column = pc.cast(column, pa.string())
-            table = table.set_column(table.schema.get_field_index(name), name, column)
-        texts = {f: table[fields[f]] for f in TEXT_FIELDS if f in fields}
-        yield _Chunk(group, group, group + 1, texts, partial(_rows_at, table, fields),
-                     table.num_rows)
 
 
 def _prefetched(items: Iterator[T]) -> Iterator[T]:
@@ -247,8 +183,8 @@ def _prefetched(items: Iterator[T]) -> Iterator[T]:
         stop.set()
 
 
-def _select(catalog: Catalog, names: Sequence[str], per_class: int,
-            window: tuple[int, int]) -> dict[str, Any]:
+def _select(catalog: Catalog, names: Sequence[str], per_class: int, window: tuple[int, int],
+            to_record: Callable[[str, str], PhotoRecord]) -> dict[str, Any]:
     conn = catalog.connection
     totals: Counter[str] = Counter()
     for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
@@ -269,7 +205,7 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
             f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY photo_id", (name,))]
-        records = tuple(staged_record(r, name) for r in chosen + doubled)
+        records = tuple(to_record(r, name) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}

@@ -27,8 +27,8 @@ def row(pid: int, title: str = "", *, description: str = "", tags: str = "",
         "dateuploaded": str(uploaded), "capturedevice": "Canon+EOS", "title": title,
         "description": description, "usertags": tags, "machinetags": "",
         "longitude": "" if lon is None else str(lon), "latitude": "" if lat is None else str(lat),
-        "accuracy": "16", "pageurl": f"http://127.0.0.1:9/photos/61048402@N08/{pid}/",
-        "downloadurl": (f"http://127.0.0.1:9/{server}/{pid}_{secret}.jpg"
+        "accuracy": "16", "pageurl": f"http://www.flickr.com/photos/61048402@N08/{pid}/",
+        "downloadurl": (f"http://farm7.staticflickr.com/{server}/{pid}_{secret}.jpg"
                         if url is None else url),
         "licensename": license, "licenseurl": "", "serverid": server, "farmid": "7",
         "secret": secret, "secretoriginal": "8ed1387833", "ext": "jpg", "marker": str(marker),

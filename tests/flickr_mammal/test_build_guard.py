@@ -85,3 +85,16 @@ def test_shard_options_reshard_when_the_shard_stage_runs(built, fake, capsys, tm
     code, err = _rerun(out, fake, capsys, "--shard-samples", "8", "--coord-decimals", "1",
                        "--stages", "geocode")
     assert code == 0, err
+
+
+def test_a_dump_search_into_an_api_built_folder_is_refused(built, fake, capsys, tmp_path):
+    from tests.flickr_mammal import dump_fixtures as d
+
+    dump = d.write_tsv([d.row(900 + i, "cat") for i in range(30)], tmp_path / "dump.tsv")
+    with sqlite3.connect(built / "catalog.sqlite") as conn:
+        before = conn.execute("SELECT count(*) FROM records").fetchone()[0]
+    code, err = _rerun(built, fake, capsys, "--metadata", str(dump))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--metadata none (the Flickr API) (now {dump})" in err
+    with sqlite3.connect(built / "catalog.sqlite") as conn:
+        assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == before

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flickr_mammal import download
+from flickr_mammal import download, download_procs
 from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_records
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
@@ -91,7 +91,8 @@ EXPECTED: dict[str, tuple[Status, str, tuple[int, int] | None]] = {
 ID = {name: str(1000 + i) for i, name in enumerate(EXPECTED)}
 NAME = {i: name for name, i in ID.items()}
 
-CONFIG = DownloadConfig(workers=6, per_host=4, timeout=0.4, max_retries=2, max_bytes=1_000_000)
+CONFIG = DownloadConfig(any_image_host=True,
+                        workers=6, per_host=4, timeout=0.4, max_retries=2, max_bytes=1_000_000)
 
 
 @pytest.fixture(scope="module")
@@ -166,11 +167,11 @@ def test_retry_after_is_honoured(outcome):
 def test_connection_refused_is_a_failure_not_a_crash(tmp_path):
     with ScriptedServer({}) as srv:
         dead = srv.base + "/x.jpg"
-    config = DownloadConfig(max_retries=1, timeout=1.0)
+    config = DownloadConfig(any_image_host=True, max_retries=1, timeout=1.0)
     out = list(download_records([_record("1", dead), _record("2", "ftp://x/y")],
                                 Layout.at(tmp_path), config, fetcher=Fetcher(config, FakeSleep())))
     assert sorted((r.photo_id, r.error) for r in out) == [
-        ("1", "connection_error"), ("2", "invalid_url")]
+        ("1", "connection_error"), ("2", "url_refused")]  # not http(s): never requested
 
 
 def test_input_is_streamed_with_bounded_in_flight(server, tmp_path):
@@ -184,7 +185,7 @@ def test_input_is_streamed_with_bounded_in_flight(server, tmp_path):
                 raise AssertionError("download_records read ahead: the input is not streamed")
             yield _record(str(pulled), server.base + "/gone.jpg")
 
-    config = DownloadConfig(workers=2, max_in_flight=3, max_retries=0)
+    config = DownloadConfig(any_image_host=True, workers=2, max_in_flight=3, max_retries=0)
     results = download_records(endless(), Layout.at(tmp_path), config)
     first = [next(results) for _ in range(5)]
     results.close()  # the consumer may stop early: the workers stop and are joined
@@ -229,9 +230,10 @@ def test_worker_processes_give_the_same_outcomes(server, tmp_path, caplog, max_i
     names = ["ok", "rotated", "gone", "truncated", "html", "moved"]
     records = [_record(f"{i}{ID[name]}", f"{server.base}/{name}.jpg")
                for i in range(copies) for name in names][:27]
-    config = DownloadConfig(workers=2, processes=2, max_in_flight=max_in_flight,
+    config = DownloadConfig(any_image_host=True,
+                            workers=2, processes=2, max_in_flight=max_in_flight,
                             max_retries=0)
-    assert download._ipc_batch(config) == max(1, max_in_flight // 4)
+    assert download_procs._ipc_batch(config) == max(1, max_in_flight // 4)
     with caplog.at_level(logging.INFO, logger="flickr_mammal.download"):
         out = {r.photo_id: r for r in download_records(iter(records), layout, config)}
     # The parent's one-line summary counts what the child processes did.
@@ -254,7 +256,7 @@ from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord
 records = [PhotoRecord(photo_id=str(i), owner="o", class_name="cat", label=7, latitude=1.0,
                        longitude=2.0, url=sys.argv[1]) for i in range(1, 9)]
-config = DownloadConfig(workers=2, processes=2, max_retries=0)
+config = DownloadConfig(any_image_host=True, workers=2, processes=2, max_retries=0)
 print(sorted(r.status.value for r in download_records(records, Layout.at(sys.argv[2]), config)))
 """
 
@@ -286,7 +288,7 @@ def test_at_most_decode_slots_photos_decode_at_once(server, tmp_path, monkeypatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(download, "process_image", tracked)
-    config = DownloadConfig(workers=6, decode_slots=slots, max_retries=0)
+    config = DownloadConfig(any_image_host=True, workers=6, decode_slots=slots, max_retries=0)
     records = [_record(f"{i}", f"{server.base}/ok.jpg") for i in range(12)]
     out = list(download_records(records, Layout.at(tmp_path), config))
     assert [r.status for r in out] == [Status.DOWNLOADED] * 12
@@ -306,7 +308,8 @@ def test_a_consumer_that_stops_early_lets_the_worker_processes_exit(tmp_path, mo
         real_terminate(self)
 
     monkeypatch.setattr(spawn_process, "terminate", spy)
-    config = DownloadConfig(workers=32, per_host=32, processes=2, max_in_flight=300,
+    config = DownloadConfig(any_image_host=True,
+                            workers=32, per_host=32, processes=2, max_in_flight=300,
                             max_retries=0, total_timeout=1.0)
     # A slow 404: every child has pulled its 300 records before the first result arrives.
     with ScriptedServer({"/gone.jpg": Reply(404, b"gone", delay=0.05)}) as srv:
@@ -321,7 +324,8 @@ def test_a_consumer_that_stops_early_lets_the_worker_processes_exit(tmp_path, mo
 def test_a_worker_process_that_dies_is_an_error_not_a_hang(tmp_path):
     # The killed worker may die holding the input queue's lock, which blocks the survivor for
     # good: it must be stopped at once, not after its join timeout (total_timeout + 10 s).
-    config = DownloadConfig(workers=2, per_host=4, processes=2, max_in_flight=4, max_retries=0,
+    config = DownloadConfig(any_image_host=True,
+                            workers=2, per_host=4, processes=2, max_in_flight=4, max_retries=0,
                             total_timeout=600.0)
     before = set(multiprocessing.active_children())
     with ScriptedServer({"/slow.jpg": Reply(404, b"gone", delay=0.2)}) as srv:

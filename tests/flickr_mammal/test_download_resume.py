@@ -27,7 +27,7 @@ def _record(photo_id: str, url: str) -> PhotoRecord:
 def _config(out: Path, **download) -> BuildConfig:
     return BuildConfig(out=out, stages=("download",), clean=CleanConfig("none"), progress=False,
                        download=DownloadConfig(workers=2, processes=1, max_retries=0,
-                                               timeout=2.0, **download))
+                                               timeout=2.0, any_image_host=True, **download))
 
 
 def _seed(out: Path, records: list[PhotoRecord]) -> None:
@@ -123,7 +123,8 @@ def test_a_rate_limited_host_slows_the_download_instead_of_failing_photos(tmp_pa
     routes = {f"/{i}.jpg": Reply(body=s.jpeg_ok()) for i in range(n)}
     with RateLimitedServer(routes, per_second=40) as srv:
         records = [_record(str(1000 + i), f"{srv.base}/{i}.jpg") for i in range(n)]
-        config = DownloadConfig(workers=4, max_retries=3, backoff_base=0.05, timeout=2.0)
+        config = DownloadConfig(any_image_host=True,
+                                workers=4, max_retries=3, backoff_base=0.05, timeout=2.0)
         out = list(download_records(records, Layout.at(tmp_path), config))
         throttled = srv.throttled
     assert Counter(r.error for r in out) == {"": n}

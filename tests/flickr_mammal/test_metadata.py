@@ -61,7 +61,7 @@ def test_match_rules_filters_and_counts(tmp_path, suffix):
     assert rows["113"][3] == 3 and rows["105"][3] == 4  # licence names -> Flickr ids
     assert rows["101"][5] == "A Sea Lion on the rocks"  # decoded like an API title
     assert rows["101"][7:] == (d.LO + 1000, "2011-11-07 07:20:22", "61048402@N08")
-    assert rows["105"][4] == "http://127.0.0.1:9/7205/105_5192fe3be9.jpg"
+    assert rows["105"][4] == "http://farm7.staticflickr.com/7205/105_5192fe3be9.jpg"
     assert rows["115"][4] == "https://live.staticflickr.com/7205/115_5192fe3be9_z.jpg"
     meta = stats["search"]["metadata"]
     assert (meta["rows"], meta["matched"], meta["candidates"], meta["ambiguous_photos"]) == \
@@ -220,6 +220,7 @@ def test_build_from_a_dump_end_to_end_with_a_local_image_server(tmp_path):
         out = tmp_path / "out"
         code = build_dataset.main([
             "--out", str(out), "--metadata", str(dump), "--classes", "cat,dog,zebra",
+            "--image-hosts", fake.base_url.split("//", 1)[1],
             "--classifier", "none", "--min-upload-date", str(d.LO), "--max-upload-date",
             str(d.HI), "--val-fraction", "0.2", "--shard-samples", "4", "--no-progress",
             "--workers", "2", "--download-processes", "1"])

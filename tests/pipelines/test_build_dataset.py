@@ -62,6 +62,20 @@ def test_bad_options_are_exit_2(tmp_path, capsys, bad):
     assert capsys.readouterr().err.startswith("error: ")
 
 
+@pytest.mark.parametrize("bad", [
+    ["--max-upload-date", "99999999999999999999"], ["--min-upload-date", "99999999999999999999"],
+    ["--max-upload-date", "2020-13-01"], ["--flickr-endpoint", "notaurl"],
+    ["--flickr-endpoint", "file:///etc/passwd"], ["--flickr-endpoint", "http://h:99999999/"],
+    ["--image-hosts", "http://cdn.example.org/"],
+])
+def test_bad_dates_endpoints_and_hosts_are_one_line_exit_2(tmp_path, capsys, bad):
+    assert main(["--out", str(tmp_path / "o"), "--api-key", "longer-key", *bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad[0]}") or "image_hosts" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_defaults_follow_the_contract(tmp_path):
     config = config_from_args(parser().parse_args(["--out", str(tmp_path), "--api-key", "k"]))
     assert len(config.classes) == 42 and config.per_class == 40_000
@@ -166,8 +180,9 @@ def test_every_cli_default_is_its_dataclass_default(tmp_path):
     assert config_from_args(args) == BuildConfig(out=tmp_path, api_key="k")
     for option in OPTIONS:  # each option, parsed default read back, is its field's default
         assert option.value(args) == field_default(option.owner, option.field), option.flag
-    dump = tmp_path / "dump.parquet"
-    dump.write_bytes(b"")
+    from tests.flickr_mammal import dump_fixtures
+
+    dump = dump_fixtures.write_parquet(dump_fixtures.RULE_ROWS, tmp_path / "dump.parquet")
     args = parser().parse_args(["--out", str(tmp_path), "--metadata", str(dump)])
     assert config_from_args(args).metadata == MetadataConfig(str(dump))
 

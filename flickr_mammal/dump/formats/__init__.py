@@ -1,0 +1,123 @@
+"""Metadata-dump formats as a registry: one module per format in this package, each registering
+a :class:`DumpFormat` (name -> reader) with :func:`register_format` when imported. Every module
+of the package is imported here, so adding a format is adding one file.
+
+A file's format is told by its content (:meth:`DumpFormat.detect`, magic bytes), or forced with
+``--metadata-format NAME``. A reader turns a file into deterministic :class:`Chunk` s (so a
+resumed scan meets the same ones); a malformed row or cell is counted in ``Chunk.malformed``
+and skipped, never raised; a file that cannot be read at all raises
+:class:`~flickr_mammal.dump.errors.DumpFileError` naming it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flickr_mammal.dump.errors import DumpFileError
+
+HEAD_BYTES = 64  # how much of a file detection looks at
+MAX_LINE_BYTES = 1 << 20  # longest accepted text line (YFCC100M's longest fields: ~500 KB)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One committed unit of a scan."""
+
+    index: int                                         # chunk number in its source
+    start: int                                         # resume position (bytes, row group)
+    stop: int
+    texts: dict[str, Any]                              # text columns (pyarrow), for the prefilter
+    rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
+    num_rows: int
+    malformed: int = 0                                 # rows skipped as unreadable
+    hits: Any = None                                   # prefilter_hits of texts, once known
+
+
+class DumpFormat:
+    """A dump format: subclass, set the attributes, implement the methods, register it."""
+
+    name: str = ""
+    description: str = ""       # for the --metadata-format help and errors ("parquet file")
+    folder_glob: str = "*"      # the files of a folder this format reads
+    url_encoded: bool = False   # text is URL-encoded (YFCC100M TSV)
+
+    def detect(self, head: bytes) -> bool:
+        """Is a file starting with ``head`` (HEAD_BYTES bytes) of this format?"""
+        raise NotImplementedError
+
+    def layout(self, path: Path) -> tuple[tuple[str, ...], list[str]]:
+        """(positional column names or (), the columns available to map fields to)."""
+        raise NotImplementedError
+
+    def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
+               text_fields: Sequence[str], chunk_bytes: int,
+               done: list[tuple[int, int]]) -> Iterator[Chunk]:
+        """The chunks after those in ``done`` ((index, stop) of each committed one)."""
+        raise NotImplementedError
+
+
+_FORMATS: dict[str, DumpFormat] = {}
+
+
+def register_format(fmt: DumpFormat) -> DumpFormat:
+    if not fmt.name or fmt.name in _FORMATS or fmt.name == "auto":
+        raise ValueError(f"dump format name {fmt.name!r} is empty, 'auto' or taken")
+    _FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def format_names() -> tuple[str, ...]:
+    return tuple(_FORMATS)
+
+
+def get_format(name: str) -> DumpFormat:
+    try:
+        return _FORMATS[name]
+    except KeyError:
+        raise ValueError(f"--metadata-format {name!r}: unknown; use auto or one of "
+                         f"{', '.join(_FORMATS)}") from None
+
+
+def read_head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(HEAD_BYTES)
+    except OSError as exc:
+        raise DumpFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def detect_format(path: Path) -> DumpFormat:
+    """The format of ``path`` by its first bytes; DumpFileError when none claims it."""
+    head = read_head(path)
+    if not head:
+        raise DumpFileError(f"{path} is empty; expected {_expected()}")
+    for fmt in _FORMATS.values():
+        if fmt.detect(head):
+            return fmt
+    raise DumpFileError(f"{path} is in no known metadata format (it starts {head[:8]!r}); "
+                        f"expected {_expected()}")
+
+
+def check_format(path: Path, fmt: DumpFormat) -> None:
+    """Raise DumpFileError unless ``path``'s content is of ``fmt`` (a forced or folder format)."""
+    head = read_head(path)
+    if not head:
+        raise DumpFileError(f"{path} is empty; expected a {fmt.description}")
+    if not fmt.detect(head):
+        found = next((f for f in _FORMATS.values() if f.detect(head)), None)
+        what = f"a {found.description}" if found else f"something else ({head[:8]!r})"
+        raise DumpFileError(f"{path} holds {what}; expected a {fmt.description} "
+                            "(--metadata-format)")
+
+
+def _expected() -> str:
+    return " or ".join(f"a {f.description}" for f in _FORMATS.values())
+
+
+for _module in pkgutil.iter_modules(__path__):  # each module registers its format on import
+    importlib.import_module(f"{__name__}.{_module.name}")
