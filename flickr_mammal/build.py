@@ -119,6 +119,7 @@ class BuildConfig:
     commit_every: int = 256               # records per catalog transaction
     progress: bool = True
     metadata: MetadataConfig | None = None  # search a local metadata dump, not the API
+    min_kept_fraction: float = 0.0        # a build keeping less of its cleaned images fails
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -142,6 +143,7 @@ class BuildConfig:
             "group_by": self.group_by in GROUP_BY,
             "coord_decimals": 0 <= self.coord_decimals <= 6,
             "commit_every": self.commit_every >= 1,
+            "min_kept_fraction": 0.0 <= self.min_kept_fraction <= 1.0,
             "max_upload_date": (self.max_upload_date is None
                                 or self.max_upload_date >= self.min_upload_date),
         }
@@ -150,7 +152,8 @@ class BuildConfig:
             raise ValueError(
                 f"invalid build option(s) {', '.join(bad)}: per_class >= 1, rate_limit > 0, "
                 "licenses non-negative ids, 0 <= val_fraction < 1, shard sizes >= 1, group_by "
-                f"in {GROUP_BY}, coord_decimals in 0..6, max date after min date")
+                f"in {GROUP_BY}, coord_decimals in 0..6, max date after min date, "
+                "0 <= min_kept_fraction <= 1")
 
     @property
     def layout(self) -> Layout:
@@ -175,13 +178,35 @@ class BuildSummary:
     shards: int
     stats: dict[str, Any]
     seconds: float
+    problem: str = ""  # why the build failed though every stage ran (too few kept images)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in self.status_counts.items())
         return [f"built {self.out} ({', '.join(self.stages_run) or 'no stages'}) "
                 f"in {self.seconds:.1f}s", f"records: {counts or 'none'}",
                 f"kept images: {self.kept} in {self.shards} shards",
-                f"manifest: {Layout.at(self.out).manifest}"]
+                f"manifest: {Layout.at(self.out).manifest}",
+                *([f"FAILED: {self.problem}"] if self.problem else [])]
+
+
+def kept_problem(config: BuildConfig, counts: dict[str, int]) -> str:
+    """Why a build that cleaned or sharded kept too few images ("" when it kept enough): a
+    cleaning model that rejects everything must not end in "kept images: 0" and success."""
+    if not {"clean", "shard"} & set(config.stages):
+        return ""
+    kept = counts.get(str(Status.KEPT), 0)
+    judged = kept + sum(counts.get(str(s), 0) for s in (Status.REJECTED, Status.CLEAN_FAILED))
+    if kept == 0:
+        return (f"no image kept ({judged} cleaned, {counts.get(str(Status.REJECTED), 0)} "
+                "rejected): check the classifier, its weights and --top-k")
+    if kept < config.min_kept_fraction * judged:
+        return (f"kept {kept} of {judged} cleaned images ({kept / judged:.1%}), under "
+                f"--min-kept-fraction {config.min_kept_fraction:g}")
+    return ""
 
 
 def _bar(config: BuildConfig, desc: str, total: int | None, unit: str = "img") -> tqdm:
@@ -433,5 +458,5 @@ def build(config: BuildConfig,
         out=config.out, stages_run=tuple(s for s in STAGES if s in config.stages),
         status_counts=counts, kept=counts.get(str(Status.KEPT), 0),
         shards=0 if shard_index is None else int(shard_index["shard"].nunique()),
-        stats=stats, seconds=time.monotonic() - start,
+        stats=stats, seconds=time.monotonic() - start, problem=kept_problem(config, counts),
     )

@@ -122,6 +122,8 @@ OPTIONS: tuple[FieldOption, ...] = (
                 read=parse_columns),
     FieldOption("--metadata-chunk-mb", _M, "chunk_bytes", "TSV megabytes per scan chunk",
                 type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
+    FieldOption("--min-kept-fraction", _B, "min_kept_fraction", "fail (exit 1) when cleaning "
+                "keeps less than this share of the images (a build keeping none always fails)"),
     FieldOption("--progress", _B, "progress", "progress bars (--no-progress: none)"),
 )
 
@@ -200,7 +202,7 @@ def _run(args: argparse.Namespace, secret: str) -> int:
         return _fail(str(exc), secret, 1)
     for line in summary.lines():
         print(line)
-    return 0
+    return 0 if summary.ok else 1
 
 
 if __name__ == "__main__":
