@@ -44,7 +44,7 @@ from flickr_mammal.build_guard import (
     shard_options,
 )
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.classes import CLASS_NAMES, get_class
+from flickr_mammal.classes import CLASS_NAMES, ClassList, load_classes
 from flickr_mammal.clean.config import CleanConfig, keep_all
 from flickr_mammal.download import (
     TRANSIENT_PATTERNS,
@@ -120,10 +120,15 @@ class BuildConfig:
     progress: bool = True
     metadata: MetadataConfig | None = None  # search a local metadata dump, not the API
     min_kept_fraction: float = 0.0        # a build keeping less of its cleaned images fails
+    classes_file: str | None = None       # a class list CSV (classes.py); None: the 42 mammals
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
-        object.__setattr__(self, "classes", tuple(get_class(c).name for c in self.classes))
+        class_list = self.class_list
+        if self.classes_file is not None and self.classes == CLASS_NAMES:  # "all" of the file
+            object.__setattr__(self, "classes", class_list.names)
+        object.__setattr__(self, "classes", tuple(class_list.get(c).name for c in self.classes))
+        _check_cleanable(self)
         if not self.classes:
             raise ValueError("no classes chosen: give class names such as cat,dog (or all)")
         if self.max_upload_date is None and self.min_upload_date > time.time():
@@ -159,12 +164,29 @@ class BuildConfig:
     def layout(self) -> Layout:
         return Layout.at(self.out)
 
+    @property
+    def class_list(self) -> ClassList:
+        return load_classes(self.classes_file)
+
     def to_meta(self) -> dict[str, Any]:
         """The config as JSON-able data for the catalog, without the API key."""
         meta = asdict(self)
         meta.pop("api_key")
         meta["out"] = str(self.out)
         return meta
+
+
+def _check_cleanable(config: BuildConfig) -> None:
+    """Cleaning judges a photo by its class's ImageNet indices, those of the 42 mammals."""
+    if not config.clean.enabled or config.classes_file is None:
+        return
+    mammals = load_classes(None)
+    odd = [c.name for c in map(config.class_list.get, config.classes)
+           if c.name not in mammals.names or c.imagenet_indices != mammals.get(c.name)
+           .imagenet_indices]
+    if odd:
+        raise ValueError(f"cleaning knows the ImageNet classes of the 42 mammals only, not of "
+                         f"{', '.join(odd[:3])}: use --classifier none with this class file")
 
 
 @dataclass(frozen=True)
@@ -258,7 +280,8 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | Non
     if config.metadata is not None:  # offline: the same candidates from a local dump
         from flickr_mammal.dump.search import search_dump
 
-        search_dump(config.metadata, catalog, classes=config.classes, licenses=config.licenses,
+        search_dump(config.metadata, catalog, licenses=config.licenses,
+                    classes=[config.class_list.get(n) for n in config.classes],
                     window=(lo, hi), per_class=config.per_class, progress=config.progress)
         return
     for name in config.classes:
@@ -271,7 +294,7 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | Non
         complete = [s for s in slices if s.complete]
         bar = _bar(config, f"search {name}", None, unit="photo")
         for result in search_class(
-            client, get_class(name), licenses=config.licenses, min_upload_date=lo,
+            client, config.class_list.get(name), licenses=config.licenses, min_upload_date=lo,
             max_upload_date=hi, per_class=config.per_class,
             done_slices={(name, s.min_date, s.max_date) for s in complete},
             found_before=sum(s.num_records for s in complete), config=config.search,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from flickr_mammal.classes import get_class
+from flickr_mammal.classes import MammalClass, get_class
 from flickr_mammal.dump.match import ClassMatcher, license_id
 from flickr_mammal.records import PhotoRecord
 from flickr_mammal.search import photo_to_record
@@ -158,6 +158,8 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
     return staged, counts
 
 
-def staged_record(photo_json: str, class_name: str) -> PhotoRecord:
+def staged_record(photo_json: str, mammal_class: MammalClass | str) -> PhotoRecord:
     """The catalog record of a staged match (as search.py makes it from an API result)."""
-    return photo_to_record(json.loads(photo_json), get_class(class_name))
+    if isinstance(mammal_class, str):
+        mammal_class = get_class(mammal_class)
+    return photo_to_record(json.loads(photo_json), mammal_class)

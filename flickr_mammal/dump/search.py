@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.classes import get_class
+from flickr_mammal.classes import MammalClass, get_class
 from flickr_mammal.dump.match import ClassMatcher
 from flickr_mammal.dump.read import (
     TEXT_FIELDS,
@@ -68,7 +68,8 @@ _AMBIGUOUS = "SELECT photo_id FROM dump_matches GROUP BY photo_id HAVING count(*
 _AMBIGUOUS_IDS = "temp.dump_ambiguous"  # filled once per selection (a connection's own)
 
 
-def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
+def search_dump(config: MetadataConfig, catalog: Catalog, *,
+                classes: Sequence[str | MammalClass],
                 licenses: Iterable[int], window: tuple[int, int], per_class: int,
                 progress: bool = False) -> dict[str, Any]:
     """Scan the dump (resuming), then select the candidates into the catalog; returns the
@@ -76,8 +77,9 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
     with catalog.transaction() as conn:
         for statement in _TABLES:
             conn.execute(statement)
-    names = tuple(get_class(c).name for c in classes)
-    matcher = ClassMatcher([get_class(c) for c in names],
+    chosen = [c if isinstance(c, MammalClass) else get_class(c) for c in classes]
+    names = tuple(c.name for c in chosen)
+    matcher = ClassMatcher(chosen,
                            url_encoded=config.format == "yfcc100m")
     filters = RowFilters(frozenset(int(x) for x in licenses), int(window[0]), int(window[1]))
     files = config.files()
@@ -91,7 +93,7 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
             _scan_source(config, catalog, source, path, layouts[source], matcher, filters, bar)
     finally:
         bar.close()
-    return _select(catalog, names, per_class, window)
+    return _select(catalog, chosen, per_class, window)
 
 
 def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tuple[str, Path]],
@@ -247,7 +249,7 @@ def _prefetched(items: Iterator[T]) -> Iterator[T]:
         stop.set()
 
 
-def _select(catalog: Catalog, names: Sequence[str], per_class: int,
+def _select(catalog: Catalog, classes: Sequence[MammalClass], per_class: int,
             window: tuple[int, int]) -> dict[str, Any]:
     conn = catalog.connection
     totals: Counter[str] = Counter()
@@ -259,7 +261,8 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
     conn.execute(f"INSERT INTO {_AMBIGUOUS_IDS} {_AMBIGUOUS}")
     num_ambiguous = conn.execute(f"SELECT count(*) FROM {_AMBIGUOUS_IDS}").fetchone()[0]
     per_class_counts: dict[str, dict[str, int]] = {}
-    for name in names:
+    for mammal_class in classes:
+        name = mammal_class.name
         candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
                                   (name,)).fetchone()[0]
         chosen = [r for (r,) in conn.execute(
@@ -269,7 +272,7 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int,
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
             f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY photo_id", (name,))]
-        records = tuple(staged_record(r, name) for r in chosen + doubled)
+        records = tuple(staged_record(r, mammal_class) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}
