@@ -44,7 +44,7 @@ from flickr_mammal.build_guard import (
     shard_options,
 )
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.classes import CLASS_NAMES, get_class
+from flickr_mammal.classes import CLASS_NAMES, ClassList, load_classes
 from flickr_mammal.clean.config import CleanConfig, keep_all
 from flickr_mammal.download import (
     TRANSIENT_PATTERNS,
@@ -124,6 +124,8 @@ class BuildConfig:
     commit_every: int = 256               # records per catalog transaction
     progress: bool = True
     metadata: MetadataConfig | None = None  # search a local metadata dump, not the API
+    min_kept_fraction: float = 0.0        # a build keeping less of its cleaned images fails
+    classes_file: str | None = None       # a class list CSV (classes.py); None: the 42 mammals
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -136,7 +138,11 @@ class BuildConfig:
         if scheme not in ("http", "https") or not host or port is None:
             raise ValueError(f"--flickr-endpoint {self.flickr_endpoint!r}: use an http(s) URL "
                              f"such as {DEFAULT_ENDPOINT}")
-        object.__setattr__(self, "classes", tuple(get_class(c).name for c in self.classes))
+        class_list = self.class_list
+        if self.classes_file is not None and self.classes == CLASS_NAMES:  # "all" of the file
+            object.__setattr__(self, "classes", class_list.names)
+        object.__setattr__(self, "classes", tuple(class_list.get(c).name for c in self.classes))
+        _check_cleanable(self)
         if not self.classes:
             raise ValueError("no classes chosen: give class names such as cat,dog (or all)")
         if self.max_upload_date is None and self.min_upload_date > time.time():
@@ -156,6 +162,7 @@ class BuildConfig:
             "group_by": self.group_by in GROUP_BY,
             "coord_decimals": 0 <= self.coord_decimals <= 6,
             "commit_every": self.commit_every >= 1,
+            "min_kept_fraction": 0.0 <= self.min_kept_fraction <= 1.0,
             "max_upload_date": (self.max_upload_date is None
                                 or self.max_upload_date >= self.min_upload_date),
         }
@@ -164,11 +171,16 @@ class BuildConfig:
             raise ValueError(
                 f"invalid build option(s) {', '.join(bad)}: per_class >= 1, rate_limit > 0, "
                 "licenses non-negative ids, 0 <= val_fraction < 1, shard sizes >= 1, group_by "
-                f"in {GROUP_BY}, coord_decimals in 0..6, max date after min date")
+                f"in {GROUP_BY}, coord_decimals in 0..6, max date after min date, "
+                "0 <= min_kept_fraction <= 1")
 
     @property
     def layout(self) -> Layout:
         return Layout.at(self.out)
+
+    @property
+    def class_list(self) -> ClassList:
+        return load_classes(self.classes_file)
 
     def to_meta(self) -> dict[str, Any]:
         """The config as JSON-able data for the catalog, without the API key."""
@@ -176,6 +188,19 @@ class BuildConfig:
         meta.pop("api_key")
         meta["out"] = str(self.out)
         return meta
+
+
+def _check_cleanable(config: BuildConfig) -> None:
+    """Cleaning judges a photo by its class's ImageNet indices, those of the 42 mammals."""
+    if not config.clean.enabled or config.classes_file is None:
+        return
+    mammals = load_classes(None)
+    odd = [c.name for c in map(config.class_list.get, config.classes)
+           if c.name not in mammals.names or c.imagenet_indices != mammals.get(c.name)
+           .imagenet_indices]
+    if odd:
+        raise ValueError(f"cleaning knows the ImageNet classes of the 42 mammals only, not of "
+                         f"{', '.join(odd[:3])}: use --classifier none with this class file")
 
 
 @dataclass(frozen=True)
@@ -189,13 +214,35 @@ class BuildSummary:
     shards: int
     stats: dict[str, Any]
     seconds: float
+    problem: str = ""  # why the build failed though every stage ran (too few kept images)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem
 
     def lines(self) -> list[str]:
         counts = ", ".join(f"{k} {v}" for k, v in self.status_counts.items())
         return [f"built {self.out} ({', '.join(self.stages_run) or 'no stages'}) "
                 f"in {self.seconds:.1f}s", f"records: {counts or 'none'}",
                 f"kept images: {self.kept} in {self.shards} shards",
-                f"manifest: {Layout.at(self.out).manifest}"]
+                f"manifest: {Layout.at(self.out).manifest}",
+                *([f"FAILED: {self.problem}"] if self.problem else [])]
+
+
+def kept_problem(config: BuildConfig, counts: dict[str, int]) -> str:
+    """Why a build that cleaned or sharded kept too few images ("" when it kept enough): a
+    cleaning model that rejects everything must not end in "kept images: 0" and success."""
+    if not {"clean", "shard"} & set(config.stages):
+        return ""
+    kept = counts.get(str(Status.KEPT), 0)
+    judged = kept + sum(counts.get(str(s), 0) for s in (Status.REJECTED, Status.CLEAN_FAILED))
+    if kept == 0:
+        return (f"no image kept ({judged} cleaned, {counts.get(str(Status.REJECTED), 0)} "
+                "rejected): check the classifier, its weights and --top-k")
+    if kept < config.min_kept_fraction * judged:
+        return (f"kept {kept} of {judged} cleaned images ({kept / judged:.1%}), under "
+                f"--min-kept-fraction {config.min_kept_fraction:g}")
+    return ""
 
 
 def _bar(config: BuildConfig, desc: str, total: int | None, unit: str = "img") -> tqdm:
@@ -247,7 +294,8 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | Non
     if config.metadata is not None:  # offline: the same candidates from a local dump
         from flickr_mammal.dump.search import search_dump
 
-        search_dump(config.metadata, catalog, classes=config.classes, licenses=config.licenses,
+        search_dump(config.metadata, catalog, licenses=config.licenses,
+                    classes=[config.class_list.get(n) for n in config.classes],
                     window=(lo, hi), per_class=config.per_class, progress=config.progress,
                     image_hosts=image_hosts(config),
                     any_host=config.download.any_image_host)
@@ -262,7 +310,7 @@ def run_search(config: BuildConfig, catalog: Catalog, client: FlickrClient | Non
         complete = [s for s in slices if s.complete]
         bar = _bar(config, f"search {name}", None, unit="photo")
         for result in search_class(
-            client, get_class(name), licenses=config.licenses, min_upload_date=lo,
+            client, config.class_list.get(name), licenses=config.licenses, min_upload_date=lo,
             max_upload_date=hi, per_class=config.per_class,
             done_slices={(name, s.min_date, s.max_date) for s in complete},
             found_before=sum(s.num_records for s in complete), config=config.search,
@@ -460,5 +508,5 @@ def build(config: BuildConfig,
         out=config.out, stages_run=tuple(s for s in STAGES if s in config.stages),
         status_counts=counts, kept=counts.get(str(Status.KEPT), 0),
         shards=0 if shard_index is None else int(shard_index["shard"].nunique()),
-        stats=stats, seconds=time.monotonic() - start,
+        stats=stats, seconds=time.monotonic() - start, problem=kept_problem(config, counts),
     )

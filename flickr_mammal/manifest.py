@@ -102,7 +102,11 @@ def normalize_manifest(frame: pd.DataFrame) -> pd.DataFrame:
         seen = set(out[name].dropna())
         categories = sorted(seen) if fixed is None else [*fixed, *sorted(seen - set(fixed))]
         out[name] = pd.Categorical(out[name], categories=categories)
-    return out[list(MANIFEST_COLUMNS)].reset_index(drop=True)
+    out = out[list(MANIFEST_COLUMNS)]
+    # An imported release's partition columns (flickr_mammal.release) follow, as they are.
+    paper = [c for c in frame.columns if str(c).startswith("paper_")]
+    return pd.concat([out, frame[paper]], axis=1).reset_index(drop=True) if paper \
+        else out.reset_index(drop=True)
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:

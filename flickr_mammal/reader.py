@@ -204,6 +204,21 @@ def split_rows(root: str | Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame
     return index, rows, _shard_folder(shard_dir, root, rows["shard"]), index_path
 
 
+def _paper_rows(root: str | Path, by: str, split: str
+                ) -> tuple[pd.DataFrame, pd.DataFrame, Path, Path]:
+    """Like :func:`split_rows`, for the column ``by`` of an imported release: its part
+    index k, on the train/val side ``split`` of that scheme."""
+    index_path, shard_dir = _locate(Path(root))
+    index = pd.read_parquet(index_path)
+    if by not in index.columns:
+        raise ValueError(f"no column {by!r} in {index_path}; paper columns there: "
+                         f"{[c for c in index.columns if c.startswith('paper_')]}")
+    rows = index[(index[f"{by}_split"] == split) & index[by].notna()]
+    if rows.empty:
+        raise ValueError(f"{by} has no {split!r} samples in {index_path}")
+    return index, rows, _shard_folder(shard_dir, Path(root), rows["shard"]), index_path
+
+
 def load_partitions(root: str | Path, by: str | None = "continent", split: str = "train",
                     transform: Callable[[Any], Any] | None = None, min_size: int = 0,
                     shuffle_buffer: int = 0, seed: int = 0, *,
@@ -211,7 +226,9 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
                     deal: int | None = None) -> GeoPartitions:
     """Partition name -> PyTorch dataset of ``(image, label)`` for one split of a shard set.
 
-    ``by``: "continent", "subcontinent", "country" or None (one partition "all"). Groups with
+    ``by``: "continent", "subcontinent", "country" or None (one partition "all"); for an
+    imported release also "paper_5parts_skewed" etc. (partitions "00", "01", ...: the
+    paper's parts on the train/val side ``split``, photos without coordinates included). Groups with
     fewer than ``min_size`` samples are merged into "other" (or left out with ``drop_small``).
     Partitions come in name order, "other" last. ``root`` is the shard folder or a build root.
     ``max_samples`` keeps at most that many samples of each partition, a uniform choice fixed by
@@ -222,18 +239,24 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
     """
     if deal is not None and (by is not None or deal < 1):
         raise ValueError(f"deal={deal}: deal N >= 1 IID partitions from by=None")
-    if by not in BY_COLUMNS:
-        raise ValueError(f"by must be one of {list(BY_COLUMNS)} (got {by!r})")
+    paper = by is not None and by.startswith("paper_")  # an imported release's partitions
+    if by not in BY_COLUMNS and not paper:
+        raise ValueError(f"by must be one of {list(BY_COLUMNS)} or an imported release's "
+                         f"paper_<scheme> (got {by!r})")
     if max_samples is not None and max_samples < 1:
         raise ValueError(f"max_samples must be >= 1 or None (got {max_samples})")
     if min_size < 0 or shuffle_buffer < 0:
         raise ValueError(f"min_size and shuffle_buffer must be >= 0 (got {min_size}, "
                          f"{shuffle_buffer})")
-    index, rows, shard_dir, index_path = split_rows(root, split)
+    if paper:
+        index, rows, shard_dir, index_path = _paper_rows(root, str(by), split)
+    else:
+        index, rows, shard_dir, index_path = split_rows(root, split)
     check_index(index, shard_dir, index_path)
-    unknown = rows["continent"].isin([UNKNOWN, ""])
+    unknown = rows["continent"].isin([UNKNOWN, ""]) & (not paper)  # the paper's have no geo
     rows = rows[~unknown]
     names = (_dealt(rows, deal, seed) if deal is not None
+             else rows[str(by)].map("{:02d}".format) if paper
              else _group_names(rows, by, min_size, drop_small).dropna())
     rows = rows.loc[names.index]
     if max_samples is not None:   # the lowest keyed-hash ranks of each partition

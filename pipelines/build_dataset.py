@@ -57,7 +57,10 @@ def _class_names(text: str) -> tuple[str, ...]:
     if not _names(text):  # parse_classes would read "" as all 42 and ",,," as none
         raise ValueError(f"--classes {text!r} names no class: give comma-separated "
                          "names such as cat,dog, or all")
-    return tuple(c.name for c in parse_classes(text))
+    try:
+        return tuple(c.name for c in parse_classes(text))
+    except KeyError:  # not all mammals: BuildConfig checks them against --classes-file
+        return _names(text)
 
 
 def _classes_text(names: Sequence[str]) -> str:
@@ -93,6 +96,9 @@ OPTIONS: tuple[FieldOption, ...] = (
     FieldOption("--flickr-endpoint", _B, "flickr_endpoint", "Flickr REST endpoint"),
     FieldOption("--classes", _B, "classes", "comma-separated class names, or all (42)", type=str,
                 show=_classes_text, read=_class_names),
+    FieldOption("--classes-file", _B, "classes_file", "CSV class list (header: name, and "
+                "optional search, synonyms, exclude, imagenet); default: the 42 mammals",
+                type=str),
     FieldOption("--per-class", _B, "per_class", "candidates searched per class"),
     FieldOption("--licenses", _B, "licenses", "comma-separated Flickr license ids "
                 "(CC 2.0 and public domain)", type=_ints, show=_joined),
@@ -138,6 +144,8 @@ OPTIONS: tuple[FieldOption, ...] = (
                 read=parse_columns),
     FieldOption("--metadata-chunk-mb", _M, "chunk_bytes", "TSV megabytes per scan chunk",
                 type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
+    FieldOption("--min-kept-fraction", _B, "min_kept_fraction", "fail (exit 1) when cleaning "
+                "keeps less than this share of the images (a build keeping none always fails)"),
     FieldOption("--progress", _B, "progress", "progress bars (--no-progress: none)"),
 )
 
@@ -216,7 +224,7 @@ def _run(args: argparse.Namespace, secret: str) -> int:
         return _fail(str(exc), secret, 1)
     for line in summary.lines():
         print(line)
-    return 0
+    return 0 if summary.ok else 1
 
 
 if __name__ == "__main__":

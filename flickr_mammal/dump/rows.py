@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from flickr_mammal.classes import get_class
+from flickr_mammal.classes import MammalClass, get_class
 from flickr_mammal.dump.match import ClassMatcher, license_id
 from flickr_mammal.image_hosts import URL_REFUSED, strip_credentials, url_allowed
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
@@ -183,12 +183,14 @@ def stage_rows(texts: Mapping[str, Any], rows_at: Callable[[list[int]], list[dic
     return staged, counts
 
 
-def staged_record(photo_json: str, class_name: str, image_hosts: tuple[str, ...] = (),
-                  any_host: bool = False) -> PhotoRecord:
+def staged_record(photo_json: str, mammal_class: MammalClass | str,
+                  image_hosts: tuple[str, ...] = (), any_host: bool = False) -> PhotoRecord:
     """The catalog record of a staged match (as search.py makes it from an API result); a URL
     off the allowed image hosts makes it DOWNLOAD_FAILED ``url_refused``."""
+    if isinstance(mammal_class, str):
+        mammal_class = get_class(mammal_class)
     photo = json.loads(photo_json)
-    record = photo_to_record(photo, get_class(class_name))
+    record = photo_to_record(photo, mammal_class)
     url = str(photo.get("url_z") or "")
     if url and record.error != BAD_ID and not url_allowed(url, image_hosts, any_host):
         record = record.evolve(status=Status.DOWNLOAD_FAILED, error=URL_REFUSED)

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from tqdm import tqdm
 
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.classes import get_class
+from flickr_mammal.classes import MammalClass, get_class
 from flickr_mammal.dump.errors import DumpScanMismatch
 from flickr_mammal.dump.formats import Chunk
 from flickr_mammal.dump.match import ClassMatcher
@@ -59,7 +59,8 @@ _AMBIGUOUS = "SELECT photo_id FROM dump_matches GROUP BY photo_id HAVING count(*
 _AMBIGUOUS_IDS = "temp.dump_ambiguous"  # filled once per selection (a connection's own)
 
 
-def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[str],
+def search_dump(config: MetadataConfig, catalog: Catalog, *,
+                classes: Sequence[str | MammalClass],
                 licenses: Iterable[int], window: tuple[int, int], per_class: int,
                 progress: bool = False, image_hosts: tuple[str, ...] = (),
                 any_host: bool = False) -> dict[str, Any]:
@@ -70,8 +71,9 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
     with catalog.transaction() as conn:
         for statement in _TABLES:
             conn.execute(statement)
-    names = tuple(get_class(c).name for c in classes)
-    matcher = ClassMatcher([get_class(c) for c in names], url_encoded=config.reader.url_encoded)
+    chosen = [c if isinstance(c, MammalClass) else get_class(c) for c in classes]
+    names = tuple(c.name for c in chosen)
+    matcher = ClassMatcher(chosen, url_encoded=config.reader.url_encoded)
     filters = RowFilters(frozenset(int(x) for x in licenses), int(window[0]), int(window[1]))
     files = config.files()
     root = Path(config.path)
@@ -84,7 +86,7 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *, classes: Sequence[s
             _scan_source(config, catalog, source, path, layouts[source], matcher, filters, bar)
     finally:
         bar.close()
-    return _select(catalog, names, per_class, window, partial(
+    return _select(catalog, chosen, per_class, window, partial(
         staged_record, image_hosts=tuple(image_hosts), any_host=any_host))
 
 
@@ -183,8 +185,9 @@ def _prefetched(items: Iterator[T]) -> Iterator[T]:
         stop.set()
 
 
-def _select(catalog: Catalog, names: Sequence[str], per_class: int, window: tuple[int, int],
-            to_record: Callable[[str, str], PhotoRecord]) -> dict[str, Any]:
+def _select(catalog: Catalog, classes: Sequence[MammalClass], per_class: int,
+            window: tuple[int, int],
+            to_record: Callable[[str, MammalClass], PhotoRecord]) -> dict[str, Any]:
     conn = catalog.connection
     totals: Counter[str] = Counter()
     for (counts,) in conn.execute("SELECT counts FROM dump_chunks"):
@@ -195,7 +198,8 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int, window: tupl
     conn.execute(f"INSERT INTO {_AMBIGUOUS_IDS} {_AMBIGUOUS}")
     num_ambiguous = conn.execute(f"SELECT count(*) FROM {_AMBIGUOUS_IDS}").fetchone()[0]
     per_class_counts: dict[str, dict[str, int]] = {}
-    for name in names:
+    for mammal_class in classes:
+        name = mammal_class.name
         candidates = conn.execute("SELECT count(*) FROM dump_matches WHERE class_name = ?",
                                   (name,)).fetchone()[0]
         chosen = [r for (r,) in conn.execute(
@@ -205,7 +209,7 @@ def _select(catalog: Catalog, names: Sequence[str], per_class: int, window: tupl
         doubled = [r for (r,) in conn.execute(
             f"SELECT photo FROM dump_matches WHERE class_name = ? AND photo_id IN "
             f"(SELECT photo_id FROM {_AMBIGUOUS_IDS}) ORDER BY photo_id", (name,))]
-        records = tuple(to_record(r, name) for r in chosen + doubled)
+        records = tuple(to_record(r, mammal_class) for r in chosen + doubled)
         catalog.add_slice(SliceResult(name, window[0], window[1], candidates, records))
         per_class_counts[name] = {"candidates": candidates, "selected": len(chosen),
                                   "ambiguous": len(doubled)}
