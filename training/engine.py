@@ -91,6 +91,16 @@ class TrainConfig:
         passed = sum(iteration >= round(m * self.iterations) for m in self.lr_milestones)
         return self.lr_gamma ** passed
 
+    def lr_phases(self) -> list[range]:
+        """The stretches of iterations run at one learning rate, in order (what a schedule
+        check measures an algorithm against: ``Algorithm.schedule_problems``)."""
+        if self.lr_gamma == 1:
+            return [range(self.iterations)]
+        cuts = sorted({round(m * self.iterations) for m in self.lr_milestones}
+                      & set(range(1, self.iterations)))
+        edges = [0, *cuts, self.iterations]
+        return [range(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
 
 @dataclass
 class RunResult:
@@ -173,7 +183,8 @@ class Trainer:
         return StepContext(iteration=self.iteration, lr=cfg.lr * factor, lr_factor=factor,
                            num_partitions=self.num_partitions, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay,
-                           final_lr_factor=cfg.lr_factor(max(cfg.iterations - 1, 0)))
+                           final_lr_factor=cfg.lr_factor(max(cfg.iterations - 1, 0)),
+                           final_iteration=cfg.iterations - 1)
 
     def step(self) -> StepStats:
         """One iteration of every local partition."""

@@ -64,6 +64,12 @@ class StepContext:
     momentum: float = 0.9        # SGD momentum; where the velocity lives is the algorithm's call
     weight_decay: float = 5e-4   # L2 coefficient, added to each partition's gradient
     final_lr_factor: float = 1.0  # lr_factor at the run's last iteration
+    final_iteration: int | None = None   # 0-based index of the run's last iteration (None: open)
+
+    @property
+    def is_final(self) -> bool:
+        """Whether this is the run's last iteration: the model is scored right after it."""
+        return self.iteration == self.final_iteration
 
     @property
     def decay_ahead(self) -> bool:
@@ -150,6 +156,13 @@ class Algorithm(ABC):
     def validate(self) -> None:
         """Raise ValueError, saying how to fix it, when a hyperparameter is out of range."""
         return None
+
+    def schedule_problems(self, iterations: int, lr_phases: Sequence[range]) -> list[str]:
+        """Why a run of ``iterations`` iterations in these learning-rate phases
+        (``TrainConfig.lr_phases()``) cannot mean what this algorithm, as configured, claims:
+        one sentence per problem, each ending with the fix; empty when the schedule gives the
+        algorithm what it needs. A study checks every run with it when it loads."""
+        return []
 
     # SkewScout's model traveling (training.skewscout) asks every algorithm these three things.
     def local_view(self, state: Any, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:
