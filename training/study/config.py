@@ -228,20 +228,21 @@ class StudyConfig:
         over their grid, whose every value is a checked grid run of the same experiment."""
         train = TrainConfig(**self.train)
         phases = train.lr_phases()
-        found: dict[str, ScheduleProblem] = {}
+        said: dict[str, tuple[str, ...]] = {}    # params -> problems (each built once)
+        found: dict[tuple[str, tuple[str, ...]], ScheduleProblem] = {}
         for exp in self.experiments:
             for spec in self.runs(exp):
                 if spec.mode != "fixed":
                     continue
-                key = json.dumps([spec.algorithm, spec.algorithm_params], sort_keys=True,
-                                 default=str)
-                if key not in found:
+                params = json.dumps([spec.algorithm, spec.algorithm_params], sort_keys=True,
+                                    default=str)
+                if params not in said:
                     algorithm = create_algorithm(spec.algorithm, **spec.algorithm_params)
-                    found[key] = ScheduleProblem(
-                        spec.algorithm, tuple(algorithm.schedule_problems(train.iterations,
-                                                                          phases)))
-                found[key].add(exp.name, spec)
-        return [p for p in found.values() if p.problems]
+                    said[params] = tuple(algorithm.schedule_problems(train.iterations, phases))
+                if said[params]:     # a default and its explicit value say the same: one entry
+                    key = (spec.algorithm, said[params])
+                    found.setdefault(key, ScheduleProblem(*key)).add(exp.name, spec)
+        return list(found.values())
 
     def _check_schedules(self) -> None:
         problems = self.schedule_problems()

@@ -98,3 +98,12 @@ def test_every_run_setting_is_checked_once_across_experiments():
     problems = {p.algorithm: p for p in study_from_dict(doc).schedule_problems()}
     dgc = problems["dgc"]    # the 0.999 runs at 0% and 100% of experiment n, once each
     assert dgc.experiments == ["n"] and len(dgc.runs) == 2
+
+
+def test_a_default_knob_and_its_explicit_value_are_one_entry():
+    # experiment n's FedAvg takes the default IterLocal (50); the grid names 50: one warning
+    doc = study_doc(experiment("n", "noniid", ["bsp", "fedavg"], [1.0]),
+                    experiment("s", "skewscout", ["fedavg"], [1.0]),
+                    train={"iterations": 10}, grids={"fedavg": [5, 50]})
+    [problem] = study_from_dict(doc).schedule_problems()
+    assert problem.experiments == ["n", "s"] and len(problem.runs) == 2
