@@ -455,7 +455,7 @@ def seeds_line(study: StudyConfig) -> str:
              f"{100 * study.target:.1f} points, the target (1 seed)")
     return (f"{n} seed{'s' if n != 1 else ''} ({seeds}): {cells}; a cell with fewer (a failed "
             f"run) says n=. A finding holds or does not hold only when its margin exceeds "
-            f"{floor}; otherwise it is inconclusive (docs/studies.md).")
+            f"{floor}; otherwise it is inconclusive (docs/training.md).")
 
 
 def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) -> str:

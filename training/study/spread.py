@@ -5,7 +5,7 @@ A cell (an accuracy, a loss, a byte ratio, a rank correlation) is measured once 
 deviation, ``ddof=1``) over its seeds. Two cells combine seed by seed (a loss is the IID minus
 the skewed accuracy *of the same seed*), so what the seeds share cancels out of the spread.
 
-The verdict rule (:func:`judge`, docs/studies.md "Findings and their spread"): a claim compares a
+The verdict rule (:func:`judge`; docs/training.md, "Findings and their spread"): a claim compares a
 cell with a threshold. Its margin is the distance from the cell's mean to the threshold.
 
 - two seeds or more: the claim **holds** (or **does not hold**) when the mean is on the claimed
