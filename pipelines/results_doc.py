@@ -14,7 +14,9 @@ from training.study.results_doc import write_results_doc
 CPU_NOTE = ("Numbers depend on the CPU and its thread count: training sums in an order that "
             "depends on them, so accuracies on another machine differ, by up to about a point "
             "where training is stable and by several points where it is not (DGC under strong "
-            "skew), and a verdict near its threshold can flip. The study fixes `threads` per run.")
+            "skew). The study fixes `threads` per run; each cell is a mean ± sd over the study's "
+            "seeds, and a verdict whose margin does not exceed that spread reads inconclusive "
+            "(docs/training.md, Findings and their spread).")
 
 
 def main(argv: list[str] | None = None) -> int:

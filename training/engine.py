@@ -103,6 +103,16 @@ class TrainConfig:
         passed = sum(iteration >= round(m * self.iterations) for m in self.lr_milestones)
         return self.lr_gamma ** passed
 
+    def lr_phases(self) -> list[range]:
+        """The stretches of iterations run at one learning rate, in order (what a schedule
+        check measures an algorithm against: ``Algorithm.schedule_problems``)."""
+        if self.lr_gamma == 1:
+            return [range(self.iterations)]
+        cuts = sorted({round(m * self.iterations) for m in self.lr_milestones}
+                      & set(range(1, self.iterations)))
+        edges = [0, *cuts, self.iterations]
+        return [range(a, b) for a, b in zip(edges, edges[1:], strict=False)]
+
 
 @dataclass
 class RunResult:
@@ -189,7 +199,8 @@ class Trainer:
                            weight_decay=cfg.weight_decay,
                            final_lr_factor=cfg.lr_factor(max(cfg.iterations - 1, 0)),
                            lr_mult=None if mult is None else mult.lr,
-                           decay_mult=None if mult is None else mult.decay)
+                           decay_mult=None if mult is None else mult.decay,
+                           final_iteration=cfg.iterations - 1)
 
     def step(self) -> StepStats:
         """One iteration of every local partition."""

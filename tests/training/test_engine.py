@@ -147,10 +147,11 @@ def test_run_bookkeeping_and_callbacks():
     assert result.iterations == 7
     p = trainer.num_parameters
     assert result.bsp_bytes_per_iteration == 4 * p
-    assert result.bytes_sent == [2 * 4.0 * p] * 2        # averaged at iterations 3 and 6
-    # bytes sent so far per partition at each evaluation (averaging counted at 3 and 6)
-    assert result.bytes_curve == [(3, 4.0 * p), (6, 8.0 * p), (7, 8.0 * p)]
-    assert result.relative_communication == pytest.approx(2 / 7)
+    # averaged at iterations 3 and 6, and at the last (7): FedAvg is scored averaged
+    assert result.bytes_sent == [3 * 4.0 * p] * 2
+    # bytes sent so far per partition at each evaluation (averaging counted at 3, 6 and 7)
+    assert result.bytes_curve == [(3, 4.0 * p), (6, 8.0 * p), (7, 12.0 * p)]
+    assert result.relative_communication == pytest.approx(3 / 7)
 
 
 def test_config_validation_and_schedule():

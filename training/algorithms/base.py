@@ -71,6 +71,12 @@ class StepContext:
     # its L2 term weight_decay * decay_mult[j]; None means 1 everywhere.
     lr_mult: torch.Tensor | None = None
     decay_mult: torch.Tensor | None = None
+    final_iteration: int | None = None   # 0-based index of the run's last iteration (None: open)
+
+    @property
+    def is_final(self) -> bool:
+        """Whether this is the run's last iteration: the model is scored right after it."""
+        return self.iteration == self.final_iteration
 
     @property
     def decay_ahead(self) -> bool:
@@ -165,6 +171,13 @@ class Algorithm(ABC):
     def validate(self) -> None:
         """Raise ValueError, saying how to fix it, when a hyperparameter is out of range."""
         return None
+
+    def schedule_problems(self, iterations: int, lr_phases: Sequence[range]) -> list[str]:
+        """Why a run of ``iterations`` iterations in these learning-rate phases
+        (``TrainConfig.lr_phases()``) cannot mean what this algorithm, as configured, claims:
+        one sentence per problem, each ending with the fix; empty when the schedule gives the
+        algorithm what it needs. A study checks every run with it when it loads."""
+        return []
 
     # SkewScout's model traveling (training.skewscout) asks every algorithm these three things.
     def local_view(self, state: Any, params: torch.Tensor, ctx: StepContext) -> torch.Tensor:

@@ -39,6 +39,11 @@ from training.algorithms.traffic import exchange_stats, sparse_bytes
 
 WARMUP_SPARSITY = (0.75, 0.9375, 0.984375, 0.996)
 RESIDUALS = ("lr_scaled", "raw")
+# What each learning-rate phase after a decay must be able to send, in model-equivalents (the
+# sum over its iterations of the share of values sent): below one, the residual held across the
+# decay cannot drain and dominates what is sent after it. The authors' runs send ~16 per phase
+# (64,000 iterations at 99.9%: 16,000-iteration phases).
+MIN_MODEL_EQUIVALENTS_PER_PHASE = 1.0
 
 
 @dataclass
@@ -88,6 +93,33 @@ class DGC(Algorithm):
             if stage < len(WARMUP_SPARSITY):
                 return min(WARMUP_SPARSITY[stage], self.sparsity)
         return self.sparsity
+
+    def schedule_problems(self, iterations: int, lr_phases: Sequence[range]) -> list[str]:
+        """The knob must be in force at some iteration (the warm-up must end within the run),
+        and every phase after a learning-rate decay must send at least
+        :data:`MIN_MODEL_EQUIVALENTS_PER_PHASE` model-equivalents (warm-up counted)."""
+        w = self.warmup_epoch_iterations
+        starts = [s * w for s in range(len(WARMUP_SPARSITY) + 1) if s * w < iterations]
+        if not any(self.sparsity_at(i) == self.sparsity for i in starts):
+            return [f"sparsity={self.sparsity:g} is never in force: the warm-up "
+                    f"({len(WARMUP_SPARSITY)} x warmup_epoch_iterations={w}) outlasts the "
+                    f"{iterations} iterations; give warmup_epoch_iterations < "
+                    f"{-(-iterations // len(WARMUP_SPARSITY))} (e.g. one epoch of a partition)"]
+        after_decay = list(lr_phases)[1:]
+        if not after_decay:
+            return []
+        sent = {p: sum(1.0 - self.sparsity_at(i) for i in p) for p in after_decay}
+        worst = min(after_decay, key=lambda p: sent[p])
+        if sent[worst] >= MIN_MODEL_EQUIVALENTS_PER_PHASE:
+            return []
+        scale = MIN_MODEL_EQUIVALENTS_PER_PHASE / max(sent[worst], 1e-12)
+        return [f"sparsity={self.sparsity:g} sends {sent[worst]:.2f} model-equivalents in the "
+                f"learning-rate phase of iterations {worst.start}-{worst.stop - 1} (at least "
+                f"{MIN_MODEL_EQUIVALENTS_PER_PHASE:g} needed): the residual held across the decay "
+                "cannot drain; give sparsity <= "
+                f"{1 - MIN_MODEL_EQUIVALENTS_PER_PHASE / len(worst):.4g} or train about "
+                f"{-(-iterations * scale // 100) * 100:.0f} iterations or more (warm-up scaled "
+                "alike)"]
 
     def init(self, params: torch.Tensor) -> DGCState:
         return DGCState(momentum=torch.zeros_like(params), accumulated=torch.zeros_like(params))

@@ -4,7 +4,9 @@ Each partition takes local momentum SGD steps; after every ``iter_local`` local 
 (and BatchNorm running statistics, :meth:`Algorithm.share_buffers`) are replaced by their mean.
 Momentum stays local and is kept across averaging. All partitions hold equal shares, so the mean
 is unweighted. The count of steps since the last averaging lives in the state, so SkewScout may
-change ``iter_local`` mid-run.
+change ``iter_local`` mid-run. The run's last iteration (``StepContext.is_final``) always
+averages, so FedAvg is scored on the averaged model, at the point of its cycle the authors
+score it (their 63,000 iterations are a multiple of every IterLocal they ran).
 
 Local learning rate (``local_lr``): ``"per_partition"`` (default, the authors' runs: each worker's
 Caffe solver has ``lr / N``, e.g. 0.01/5) or ``"global"`` (``lr``; then ``iter_local=1`` equals
@@ -13,6 +15,7 @@ BSP, while per-partition it is BSP at ``lr / N``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +60,22 @@ class FedAvg(Algorithm):
             raise ValueError(f"iter_local must be >= 1 (iterations between averaging), "
                              f"got {self.iter_local}")
 
+    def schedule_problems(self, iterations: int, lr_phases: Sequence[range]) -> list[str]:
+        """IterLocal must average within the run and divide its iterations, so that every
+        averaging cycle (the last one included) is ``iter_local`` steps long."""
+        k = self.iter_local
+        if k > iterations:
+            return [f"iter_local={k} never averages within {iterations} iterations (only the "
+                    f"final averaging: the same run as iter_local={iterations}); give a divisor "
+                    f"of the iterations <= {iterations}, e.g. {_divisor_near(iterations, k)}, "
+                    f"or train a multiple of {k} iterations"]
+        if iterations % k:
+            return [f"iter_local={k} does not divide {iterations} iterations: the last cycle is "
+                    f"{iterations % k} steps, not {k}; give a divisor of the iterations, e.g. "
+                    f"{_divisor_near(iterations, k)}, or train a multiple of {k} iterations "
+                    f"(e.g. {iterations + k - iterations % k})"]
+        return []
+
     def init(self, params: torch.Tensor) -> FedAvgState:
         return FedAvgState(momentum=torch.zeros_like(params))
 
@@ -66,7 +85,10 @@ class FedAvg(Algorithm):
         scale = ctx.num_partitions if self.local_lr == "per_partition" else 1
         params.sub_(per_value_lr(state.momentum, ctx), alpha=ctx.lr / scale)
         state.steps_since_sync += 1
-        if state.steps_since_sync < self.iter_local:
+        # the run's last iteration always averages, as the authors' schedule (63,000 iterations,
+        # a multiple of every IterLocal) does: the model scored is the averaged one, whatever
+        # iter_local is or how SkewScout changed it
+        if state.steps_since_sync < self.iter_local and not ctx.is_final:
             return silent_stats(params)
         params.copy_(comm.all_mean(params))
         state.steps_since_sync = 0
@@ -76,3 +98,9 @@ class FedAvg(Algorithm):
         # With iter_local=1 the models always agree: that is no accident of timing but the
         # truth (FedAvg is BSP), and the round measures it.
         return state.steps_since_sync == 0 and self.iter_local > 1
+
+
+def _divisor_near(iterations: int, k: int) -> int:
+    """The divisor of ``iterations`` nearest to ``k`` (the larger on a tie)."""
+    divisors = [d for d in range(1, iterations + 1) if iterations % d == 0]
+    return min(divisors, key=lambda d: (abs(d - k), -d))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +38,8 @@ ENGINES = ("simulation", "distributed")
 # algorithm -> its knob's name, read live from the algorithm registry (Algorithm.KNOB)
 KNOB_OF: Mapping[str, str] = KnobTable(lambda name, _: name, lambda _, knob: knob.name)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "pipelines" / "configs" / "default.toml"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,29 @@ class RunSpec:
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
+@dataclass
+class ScheduleProblem:
+    """One algorithm setting whose schedule is wrong, and the runs (and experiments) using it."""
+
+    algorithm: str
+    problems: tuple[str, ...]
+    experiments: list[str] = field(default_factory=list)
+    runs: dict[str, RunSpec] = field(default_factory=dict)
+
+    def add(self, experiment: str, spec: RunSpec) -> None:
+        if experiment not in self.experiments:
+            self.experiments.append(experiment)
+        self.runs.setdefault(spec.run_id, spec)
+
+    def message(self) -> str:
+        """The problem(s), then which runs: their number, experiments, and the first one."""
+        first = next(iter(self.runs.values()))
+        where = (f"{len(self.runs)} run(s) in {', '.join(self.experiments)}, e.g. run "
+                 f"{first.run_id}: {first.model} {first.noniid_fraction:.0%} non-IID "
+                 f"N={first.num_partitions} seed {first.seed}")
+        return f"{self.algorithm}: {'; '.join(self.problems)} ({where})"
+
+
 @dataclass(frozen=True)
 class StudyConfig:
     name: str
@@ -139,6 +165,9 @@ class StudyConfig:
     threads: int | None = None
     # where the runs execute ([executor] table; read by training.study.executors.ExecutorConfig)
     executor: dict[str, Any] = field(default_factory=dict)
+    # refuse (True) or only warn about (False) runs whose schedule cannot mean what they claim
+    # (schedule_problems)
+    strict: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.dataset, DatasetSpec):
@@ -148,6 +177,7 @@ class StudyConfig:
         check_type("target", self.target, float, "target = 0.03")
         check_type("partitioner", self.partitioner, str, 'partitioner = "label_skew"')
         check_type("engine", self.engine, str, 'engine = "simulation"')
+        check_type("strict", self.strict, bool, "strict = true")
         if self.threads is not None:
             check_type("threads", self.threads, int, "threads = 1")
         if self.engine not in ENGINES:
@@ -159,6 +189,7 @@ class StudyConfig:
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads}: give at least 1, or leave it out")
         self._check_runs()
+        self._check_schedules()
 
     def _check_runs(self) -> None:
         """Build what the runs will build (training settings, partitioner, models' names,
@@ -190,6 +221,37 @@ class StudyConfig:
                     scout_config({"target": self.target, **self.skewscout})
                 except TypeError as exc:     # e.g. travel_interval = "5"
                     raise ValueError(f"[skewscout]: {exc}") from None
+
+    def schedule_problems(self) -> list[ScheduleProblem]:
+        """The fixed-knob runs whose schedule cannot mean what they claim
+        (``Algorithm.schedule_problems``), one entry per algorithm setting. SkewScout runs move
+        over their grid, whose every value is a checked grid run of the same experiment."""
+        train = TrainConfig(**self.train)
+        phases = train.lr_phases()
+        said: dict[str, tuple[str, ...]] = {}    # params -> problems (each built once)
+        found: dict[tuple[str, tuple[str, ...]], ScheduleProblem] = {}
+        for exp in self.experiments:
+            for spec in self.runs(exp):
+                if spec.mode != "fixed":
+                    continue
+                params = json.dumps([spec.algorithm, spec.algorithm_params], sort_keys=True,
+                                    default=str)
+                if params not in said:
+                    algorithm = create_algorithm(spec.algorithm, **spec.algorithm_params)
+                    said[params] = tuple(algorithm.schedule_problems(train.iterations, phases))
+                if said[params]:     # a default and its explicit value say the same: one entry
+                    key = (spec.algorithm, said[params])
+                    found.setdefault(key, ScheduleProblem(*key)).add(exp.name, spec)
+        return list(found.values())
+
+    def _check_schedules(self) -> None:
+        problems = self.schedule_problems()
+        if problems and self.strict:
+            raise ValueError(f"strict = true and {len(problems)} run setting(s) cannot mean what "
+                             f"they claim: {' | '.join(p.message() for p in problems)}; fix them, "
+                             "or set strict = false to run them with a warning")
+        for problem in problems:
+            log.warning("study %s: %s", self.name, problem.message())
 
     def runs(self, experiment: Experiment) -> list[RunSpec]:
         """The runs an experiment needs, in a stable order."""

@@ -1,6 +1,8 @@
 """The study's figures (docs/reference.md §5), drawn from the results rows with matplotlib (Agg).
 
-One figure per experiment kind: accuracy vs iteration and the IID/non-IID loss bars (finding 1),
+One figure per experiment kind, every point a mean over the study's seeds with its sd (error bars,
+a band on the curves; none for one seed): accuracy vs iteration and the IID/non-IID loss bars
+(finding 1),
 BN vs GN bars (finding 2), accuracy vs degree of skew (finding 3), and communication vs accuracy
 with the grid, the Oracle, SkewScout and BSP (finding 4; one panel per model x non-IID fraction,
 each against its own BSP). Every function returns the file it wrote; an experiment without
@@ -10,6 +12,7 @@ finished runs draws nothing. The per-experiment frames come from
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,32 +25,39 @@ import pandas as pd  # noqa: E402
 from training.study.config import Experiment, StudyConfig  # noqa: E402
 from training.study.findings import (  # noqa: E402
     BspGroup,
+    accuracy,
     bsp_groups,
     experiment_frames,
     experiment_rows,
     oracle_of,
     partitions_table,
 )
+from training.study.spread import Spread  # noqa: E402
 
 MAX_PANEL_COLUMNS = 3    # wider studies wrap into rows of panels
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
 
 
 def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> Path | None:
-    recs = [r for r in experiment_rows(study, exp, rows) if r["seed"] == study.seeds[0]]
+    """Accuracy vs iteration, the seeds' mean with a ± sd band, IID and most skewed."""
+    recs = [r for r in experiment_rows(study, exp, rows) if r["curve"]]
     if not recs:
         return None
     fig, axes = plt.subplots(1, len(exp.models), figsize=(5 * len(exp.models), 3.6),
                              squeeze=False)
     lo, hi = min(exp.noniid_fractions), max(exp.noniid_fractions)
+    curves = pd.DataFrame([(r["model"], r["algorithm"], r["noniid_fraction"], r["seed"], i, a)
+                           for r in recs for i, a in r["curve"]],
+                          columns=["model", "algorithm", "frac", "seed", "it", "acc"])
     for ax, model in zip(axes[0], exp.models, strict=True):
-        for r in recs:
-            if r["model"] != model or r["noniid_fraction"] not in (lo, hi):
-                continue
-            it, acc = zip(*r["curve"], strict=True) if r["curve"] else ((), ())
-            style = "-" if r["noniid_fraction"] == lo else "--"
-            ax.plot(it, [100 * a for a in acc], style, color=COLORS.get(r["algorithm"]),
-                    label=f"{r['algorithm']} {int(100 * r['noniid_fraction'])}% non-IID")
+        mine = curves[(curves["model"] == model) & curves["frac"].isin([lo, hi])]
+        for (algo, frac), part in mine.groupby(["algorithm", "frac"], sort=False):
+            stats = part.groupby("it")["acc"].agg(["mean", "std"]).fillna(0.0) * 100
+            style, c = ("-" if frac == lo else "--"), COLORS.get(algo)
+            ax.plot(stats.index, stats["mean"], style, color=c,
+                    label=f"{algo} {int(100 * frac)}% non-IID")
+            ax.fill_between(stats.index, stats["mean"] - stats["std"],
+                            stats["mean"] + stats["std"], color=c, alpha=0.15, lw=0)
         ax.set(title=model, xlabel="iteration", ylabel="validation accuracy (%)")
         ax.legend(fontsize=7)
     return _save(fig, out / f"{exp.name}_curves.png")
@@ -62,15 +72,16 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
     if df.empty:
         return None
     lo, hi = min(exp.noniid_fractions), max(exp.noniid_fractions)
-    piv = df.pivot_table(index="algorithm", columns=["model", "noniid_fraction"],
-                         values="final_acc")
-    losses = pd.DataFrame({m: 100 * (piv[(m, lo)] - piv[(m, hi)]) for m in exp.models
-                           if (m, lo) in piv.columns and (m, hi) in piv.columns})
-    if losses.empty:
+    cells = {(m, a): _lo_hi_loss(df, m, a, lo, hi) for m in exp.models
+             for a in sorted(set(df["algorithm"]))}
+    cells = {k: v for k, v in cells.items() if v is not None}
+    if not cells:
         return None
-    order = [a for a in COLORS if a in losses.index]
+    means = pd.Series({k: v.mean for k, v in cells.items()}).unstack(0)
+    sds = pd.Series({k: v.sd for k, v in cells.items()}).unstack(0).fillna(0.0)
+    order = [a for a in COLORS if a in means.index]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    losses.loc[order].plot.bar(ax=ax, rot=0)
+    means.loc[order].plot.bar(ax=ax, rot=0, yerr=sds.loc[order], capsize=3)
     ax.axhline(100 * study.target, color="grey", lw=0.8, ls=":", label="target")
     ax.set(ylabel=f"accuracy loss, {int(100 * lo)}% -> {int(100 * hi)}% non-IID (points)",
            xlabel="", title=exp.name)
@@ -78,15 +89,25 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
     return _save(fig, out / f"{exp.name}_loss_bars.png")
 
 
+def _lo_hi_loss(df: pd.DataFrame, model: str, algo: str, lo: float, hi: float) -> Spread | None:
+    """Accuracy at ``lo`` minus at ``hi`` (points), seed by seed."""
+    a, b = accuracy(df, model, algo, lo), accuracy(df, model, algo, hi)
+    if a is None or b is None or not (a - b).n:
+        return None
+    return a - b
+
+
 def plot_skew_degree(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None:
-    """Final accuracy vs the non-IID fraction; ``df`` is the experiment's ``runs_frame``."""
+    """Final accuracy (mean ± sd over seeds) vs the non-IID fraction; ``df`` is the
+    experiment's ``runs_frame``."""
     if df.empty:
         return None
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for (model, algo), part in df.groupby(["model", "algorithm"]):
         part = part.sort_values("noniid_fraction")
-        ax.plot(100 * part["noniid_fraction"], 100 * part["final_acc"], "o-",
-                color=COLORS.get(algo), label=f"{algo} ({model})")
+        ax.errorbar(100 * part["noniid_fraction"], 100 * part["final_acc"],
+                    yerr=100 * part["final_acc_sd"].fillna(0.0), fmt="o-", capsize=3,
+                    color=COLORS.get(algo), label=f"{algo} ({model})")
     ax.set(xlabel="degree of skew (% non-IID)", ylabel="final accuracy (%)", title=exp.name)
     ax.legend(fontsize=8)
     return _save(fig, out / f"{exp.name}_accuracy_vs_skew.png")
@@ -95,7 +116,7 @@ def plot_skew_degree(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | Non
 def plot_partitions(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None:
     """Accuracy loss (IID minus most skewed) vs the number of partitions, per algorithm."""
     table = partitions_table(df) if not df.empty else pd.DataFrame()
-    cols = [c for c in table.columns if c.endswith("loss")]
+    cols = [c for c in table.columns if c.endswith(" loss")]
     if len(cols) < 2:
         return None
     ns = [int(c.split()[0][2:]) for c in cols]
@@ -103,8 +124,9 @@ def plot_partitions(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None
     styles = dict(zip(table.index.get_level_values(0).unique(), ("-", "--", ":", "-."),
                       strict=False))       # one line style per model, one colour per algorithm
     for (model, algo), row in table.iterrows():
-        ax.plot(ns, [row[c] for c in cols], marker="o", ls=styles.get(model, "-"),
-                color=COLORS.get(algo), label=f"{algo} ({model})")
+        ax.errorbar(ns, [row[c] for c in cols], yerr=[_zero_nan(row[f"{c} sd"]) for c in cols],
+                    marker="o", ls=styles.get(model, "-"), capsize=3, color=COLORS.get(algo),
+                    label=f"{algo} ({model})")
     ax.set_xticks(ns)
     ax.set(xlabel="number of partitions", ylabel="accuracy loss under skew (points)",
            title=exp.name)
@@ -116,31 +138,41 @@ def comm_points(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFram
     """The points of the communication-vs-accuracy figure, each against its own BSP.
 
     One row per point: ``model``, ``noniid_fraction``, ``algorithm``, ``series`` ("bsp", "grid",
-    "oracle" or "skewscout"), ``comm_vs_bsp`` (bytes/iteration over the BSP run's), ``final_acc``
-    and ``bsp_acc`` (fractions). BSP is the run of the same model and non-IID fraction
-    (:func:`~training.study.findings.bsp_groups`, as in the SkewScout table).
+    "oracle" or "skewscout"), ``comm_vs_bsp`` (bytes/iteration over the BSP run's), ``final_acc``,
+    ``final_acc_sd`` (over seeds; 0 for one) and ``bsp_acc`` (fractions; seeds' means). BSP is
+    the run of the same model and non-IID fraction (:func:`~training.study.findings.bsp_groups`,
+    as in the SkewScout table).
     """
     recs = [(g.model, g.noniid_fraction, *point, g.bsp_acc)
             for g in bsp_groups(df) for point in _group_points(g, exp, target)]
     return pd.DataFrame(recs, columns=["model", "noniid_fraction", "algorithm", "series",
-                                       "comm_vs_bsp", "final_acc", "bsp_acc"])
+                                       "comm_vs_bsp", "final_acc", "final_acc_sd", "bsp_acc"])
 
 
 def _group_points(g: BspGroup, exp: Experiment,
-                  target: float) -> list[tuple[str, str, float, float]]:
-    """``(algorithm, series, comm_vs_bsp, final_acc)`` of one BSP group, in drawing order."""
-    points = [("bsp", "bsp", 1.0, g.bsp_acc)]
+                  target: float) -> list[tuple[str, str, float, float, float]]:
+    """``(algorithm, series, comm_vs_bsp, final_acc, final_acc_sd)`` of one BSP group, in
+    drawing order."""
+    bsp = g.part[g.part["algorithm"] == "bsp"]
+    points = [("bsp", "bsp", 1.0, g.bsp_acc, _zero_nan(bsp["final_acc_sd"].iloc[0]))]
     for algo in exp.algorithms:
         mine = g.part[g.part["algorithm"] == algo]
         grid, scout = mine[mine["mode"] == "fixed"], mine[mine["mode"] == "skewscout"]
-        points += [(algo, "grid", r.bytes_per_iteration / g.bsp_bytes, r.final_acc)
-                   for r in grid.itertuples()]
+        points += [(algo, "grid", r.bytes_per_iteration / g.bsp_bytes, r.final_acc,
+                    _zero_nan(r.final_acc_sd)) for r in grid.itertuples()]
         if not grid.empty:
             o = oracle_of(grid, g.bsp_acc, target)
-            points.append((algo, "oracle", o.bytes_per_iteration / g.bsp_bytes, o.final_acc))
-        points += [(algo, "skewscout", r.bytes_per_iteration / g.bsp_bytes, r.final_acc)
-                   for r in scout.itertuples()]
+            sd = grid.loc[grid["knob"] == o.knob, "final_acc_sd"].iloc[0]
+            points.append((algo, "oracle", o.bytes_per_iteration / g.bsp_bytes, o.final_acc,
+                           _zero_nan(sd)))
+        points += [(algo, "skewscout", r.bytes_per_iteration / g.bsp_bytes, r.final_acc,
+                    _zero_nan(r.final_acc_sd)) for r in scout.itertuples()]
     return points
+
+
+def _zero_nan(value: float) -> float:
+    """An sd for an error bar: none (one seed) draws no bar."""
+    return 0.0 if math.isnan(value) else float(value)
 
 
 def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
@@ -164,20 +196,24 @@ def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
 def _comm_panel(ax: plt.Axes, exp: Experiment, pts: pd.DataFrame, target: float,
                 title: str) -> None:
     b_acc = float(pts["bsp_acc"].iloc[0])
-    ax.scatter([1.0], [100 * b_acc], marker="s", color="black", s=60, label="BSP")
+    bsp = pts[pts["series"] == "bsp"]
+    ax.errorbar([1.0], [100 * b_acc], yerr=100 * bsp["final_acc_sd"], fmt="s", color="black",
+                ms=8, capsize=3, label="BSP")
     for algo in exp.algorithms:
         mine = pts[pts["algorithm"] == algo]
         grid, scout = mine[mine["series"] == "grid"], mine[mine["series"] == "skewscout"]
         oracle = mine[mine["series"] == "oracle"]
         c = COLORS.get(algo)
-        ax.plot(grid["comm_vs_bsp"], 100 * grid["final_acc"], ".:", color=c, alpha=0.6,
-                label=f"{algo} grid")
+        ax.errorbar(grid["comm_vs_bsp"], 100 * grid["final_acc"],
+                    yerr=100 * grid["final_acc_sd"], fmt=".:", color=c, alpha=0.6, capsize=2,
+                    label=f"{algo} grid")
         if not oracle.empty:
             ax.scatter(oracle["comm_vs_bsp"].tolist(), (100 * oracle["final_acc"]).tolist(),
                        marker="D", facecolors="none", edgecolors=c, s=80, label=f"{algo} Oracle")
         if not scout.empty:
-            ax.scatter(scout["comm_vs_bsp"], 100 * scout["final_acc"], marker="*", color=c,
-                       s=160, label=f"{algo} SkewScout")
+            ax.errorbar(scout["comm_vs_bsp"], 100 * scout["final_acc"],
+                        yerr=100 * scout["final_acc_sd"], fmt="*", color=c, ms=13, capsize=3,
+                        label=f"{algo} SkewScout")
     ax.axhline(100 * (b_acc - target), color="grey", lw=0.8, ls=":", label="BSP - target")
     ax.set_xscale("log")
     ax.set(xlabel="communication relative to BSP (bytes/iteration)",

@@ -8,7 +8,8 @@ Accuracy losses are in points (percentage points of top-1 accuracy); seeds are a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -17,6 +18,7 @@ import pandas as pd
 from training.skewscout.scout import KNOBS
 from training.study.config import Experiment, StudyConfig
 from training.study.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
+from training.study.spread import RATIO_FLOOR, Spread, Verdict, all_of, judge, mean_of
 
 DECENTRALIZED = KNOBS        # the algorithms with a communication knob (live: the registry's)
 
@@ -25,12 +27,19 @@ DECENTRALIZED = KNOBS        # the algorithms with a communication knob (live: t
 class Claim:
     finding: str
     text: str
-    holds: bool
+    verdict: Verdict
     evidence: str
 
+    @property
+    def holds(self) -> bool:
+        return self.verdict is Verdict.HOLDS
+
     def line(self) -> str:
-        verdict = "holds" if self.holds else "does not hold on this data"
-        return f"- **{self.finding}** {self.text}: **{verdict}** ({self.evidence})"
+        return f"- **{self.finding}** {self.text}: **{self.verdict.value}** ({self.evidence})"
+
+
+VALUES = ("final_acc", "acc_at_half", "bytes_per_iteration", "bsp_bytes_per_iteration")
+BY_SEED = ("final_acc", "acc_at_half", "bytes_per_iteration")   # kept per seed for the claims
 
 
 def experiment_rows(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> list[dict]:
@@ -39,10 +48,13 @@ def experiment_rows(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) 
 
 
 def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd.DataFrame:
-    """The experiment's finished runs, seeds averaged (final_acc, bytes).
+    """The experiment's finished runs, one row per setting over its seeds.
 
-    A SkewScout row's ``knob`` is where that run's controller ended, which differs between
-    seeds; it is dropped (NaN) so that the seeds of one setting average into one row.
+    Columns: the setting's keys; the seeds' mean of :data:`VALUES`; ``final_acc_sd`` (sample sd,
+    NaN for one seed); ``seeds`` (how many); ``<value>_by_seed`` ({seed: value}) for
+    :data:`BY_SEED`, which the tables and claims pair seed by seed. A SkewScout row's ``knob`` is
+    where that run's controller ended, which differs between seeds; it is dropped (NaN) so that
+    the seeds of one setting make one row.
     """
     recs = experiment_rows(study, exp, rows)
     if not recs:
@@ -54,9 +66,16 @@ def runs_frame(study: StudyConfig, exp: Experiment, rows: dict[str, dict]) -> pd
     if "num_partitions" not in df:
         df["num_partitions"] = study.num_partitions
     keys = ["model", "algorithm", "mode", "knob", "noniid_fraction", "num_partitions"]
-    return (df.groupby(keys, dropna=False, as_index=False)
-              [["final_acc", "acc_at_half", "bytes_per_iteration",
-                "bsp_bytes_per_iteration"]].mean())
+    out = []
+    for key, part in df.groupby(keys, dropna=False, sort=True):
+        rec = dict(zip(keys, key, strict=True))
+        rec.update({v: float(part[v].mean()) for v in VALUES})
+        rec["final_acc_sd"] = float(part["final_acc"].std(ddof=1)) if len(part) > 1 else math.nan
+        rec["seeds"] = int(part["seed"].nunique())
+        rec.update({f"{v}_by_seed": dict(zip(part["seed"].astype(int), part[v].astype(float),
+                                             strict=True)) for v in BY_SEED})
+        out.append(rec)
+    return pd.DataFrame(out)
 
 
 def experiment_frames(study: StudyConfig, rows: dict[str, dict]) -> dict[str, pd.DataFrame]:
@@ -68,84 +87,164 @@ def experiment_frames(study: StudyConfig, rows: dict[str, dict]) -> dict[str, pd
     return {name: df for name, df in frames.items() if not df.empty}
 
 
-def loss_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy (%) per model x algorithm x fraction, and the loss vs the IID (0%) run."""
-    fixed = df[df["mode"] == "fixed"]
-    piv = fixed.pivot_table(index=["model", "algorithm"], columns="noniid_fraction",
-                            values="final_acc") * 100
-    if 0.0 in piv.columns:
-        for col in [c for c in piv.columns if c != 0.0]:
-            piv[f"loss@{int(round(col * 100))}%"] = piv[0.0] - piv[col]
-    piv.columns = [f"acc@{int(round(c * 100))}%" if isinstance(c, float) else c
-                   for c in piv.columns]
-    return piv.round(1)
-
-
-def _loss(table: pd.DataFrame, model: str, algo: str, frac: float) -> float | None:
-    col = f"loss@{int(round(frac * 100))}%"
-    if (model, algo) not in table.index or col not in table.columns:
+def cell(part: pd.DataFrame, value: str = "final_acc") -> Spread | None:
+    """The one setting in ``part`` (rows of :func:`runs_frame`) as a :class:`Spread` of
+    ``value`` over its seeds; None when ``part`` is empty."""
+    if part.empty:
         return None
-    return float(table.loc[(model, algo), col])
+    return Spread.of(part[f"{value}_by_seed"].iloc[0])
 
 
-def claims_noniid(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+def accuracy(df: pd.DataFrame, model: str, algo: str, frac: float,
+             n: int | None = None) -> Spread | None:
+    """A fixed run's final accuracy in points (at ``n`` partitions, if given)."""
+    part = df[(df["mode"] == "fixed") & (df["model"] == model) & (df["algorithm"] == algo)
+              & (df["noniid_fraction"] == frac)]
+    if n is not None:
+        part = part[part["num_partitions"] == n]
+    acc = cell(part)
+    return None if acc is None else acc.map(lambda a: 100 * a)
+
+
+def loss(df: pd.DataFrame, model: str, algo: str, frac: float,
+         n: int | None = None) -> Spread | None:
+    """IID minus ``frac`` accuracy, in points, seed by seed (None: either missing, or no seed
+    in common)."""
+    iid, skewed = accuracy(df, model, algo, 0.0, n), accuracy(df, model, algo, frac, n)
+    if iid is None or skewed is None:
+        return None
+    out = iid - skewed
+    return out if out.n else None
+
+
+def spread_table(cells: Mapping[tuple, Mapping[str, Spread | None]], index: Sequence[str],
+                 digits: int = 1) -> pd.DataFrame:
+    """A table of cells: for each column ``c`` the mean, ``c sd`` and ``c n`` (seeds), rounded;
+    :func:`markdown_table` shows them as ``mean ± sd``."""
+    recs = []
+    for key, row in cells.items():
+        rec = dict(zip(index, key, strict=True))
+        for col, value in row.items():
+            ok = value is not None and value.n > 0
+            rec[col] = round(value.mean, digits) if ok else math.nan
+            rec[f"{col} sd"] = round(value.sd, digits) if ok else math.nan
+            rec[f"{col} n"] = value.n if ok else 0
+        recs.append(rec)
+    if not recs:
+        return pd.DataFrame()
+    return pd.DataFrame(recs).set_index(list(index))
+
+
+def _fixed_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:
+    fixed = df[df["mode"] == "fixed"]
+    return sorted({(r.model, r.algorithm) for r in fixed.itertuples()})
+
+
+def loss_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (%) per model x algorithm x fraction, and the loss vs the IID (0%) run, each a
+    mean ± sd over the seeds (the loss seed by seed)."""
+    fracs = sorted(df.loc[df["mode"] == "fixed", "noniid_fraction"].unique())
+    cells = {}
+    for model, algo in _fixed_pairs(df):
+        row: dict[str, Spread | None] = {f"acc@{_pct(f)}": accuracy(df, model, algo, f)
+                                         for f in fracs}
+        if 0.0 in fracs:
+            row.update({f"loss@{_pct(f)}": loss(df, model, algo, f) for f in fracs if f != 0.0})
+        cells[(model, algo)] = row
+    return spread_table(cells, ["model", "algorithm"])
+
+
+def _pct(frac: float) -> str:
+    return f"{int(round(frac * 100))}%"
+
+
+def _losses_evidence(losses: Mapping[str, Spread]) -> str:
+    return ", ".join(f"{a} {v.fmt(sign=True)}" for a, v in losses.items())
+
+
+def claims_noniid(df: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
     frac = max(exp.noniid_fractions)
     out = []
     for model in exp.models:
-        losses = {a: _loss(table, model, a, frac) for a in exp.algorithms}
-        dec = {a: v for a, v in losses.items() if a in DECENTRALIZED and v is not None}
-        ev = ", ".join(f"{a} {v:+.1f}" for a, v in losses.items() if v is not None)
+        losses = {a: loss(df, model, a, frac) for a in exp.algorithms}
+        losses = {a: v for a, v in losses.items() if v is not None}
+        dec = {a: v for a, v in losses.items() if a in DECENTRALIZED}
         if dec:
+            parts = [judge(v, sig, above=True, floor=sig) for v in dec.values()]
             out.append(Claim("F1", f"{model}: every decentralized algorithm loses > {sig:.1f} "
-                             "points under label skew", all(v > sig for v in dec.values()), ev))
-        if losses.get("bsp") is not None:
-            out.append(Claim("F1", f"{model}: BSP loses <= {sig:.1f} points",
-                             losses["bsp"] <= sig, f"bsp {losses['bsp']:+.1f}"))
+                             "points under label skew", all_of(p[0] for p in parts),
+                             f"{_losses_evidence(losses)}; " + "; ".join(
+                                 f"{a}: {p[1]}" for a, p in zip(dec, parts, strict=True))))
+        if "bsp" in losses:
+            verdict, ev = judge(losses["bsp"], sig, above=False, floor=sig)
+            out.append(Claim("F1", f"{model}: BSP loses <= {sig:.1f} points", verdict,
+                             f"bsp {ev}"))
     return out
 
 
-def claims_norm(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+def claims_norm(df: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
     frac = max(exp.noniid_fractions)
     bn = [m for m in exp.models if "bn" in m]
     gn = [m for m in exp.models if "gn" in m]
     out = []
     for b, g in zip(bn, gn, strict=False):
-        lb, lg = _loss(table, b, "bsp", frac), _loss(table, g, "bsp", frac)
+        lb, lg = loss(df, b, "bsp", frac), loss(df, g, "bsp", frac)
         if lb is not None:
             out.append(Claim("F2", f"BSP with BatchNorm ({b}) loses > {sig:.1f} points",
-                             lb > sig, f"{lb:+.1f}"))
+                             *judge(lb, sig, above=True, floor=sig)))
         if lg is not None:
             out.append(Claim("F2", f"GroupNorm ({g}) recovers BSP's accuracy (loss <= "
-                             f"{sig:.1f})", lg <= sig, f"{lg:+.1f}"))
-        dec_b = [_loss(table, b, a, frac) for a in exp.algorithms if a in DECENTRALIZED]
-        dec_g = [_loss(table, g, a, frac) for a in exp.algorithms if a in DECENTRALIZED]
-        pairs = [(x, y) for x, y in zip(dec_b, dec_g, strict=True)
-                 if x is not None and y is not None]
-        if pairs:
-            mb = sum(x for x, _ in pairs) / len(pairs)
-            mg = sum(y for _, y in pairs) / len(pairs)
+                             f"{sig:.1f})", *judge(lg, sig, above=False, floor=sig)))
+        pairs = [(loss(df, b, a, frac), loss(df, g, a, frac))
+                 for a in exp.algorithms if a in DECENTRALIZED]
+        pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
+        mb, mg = mean_of(x for x, _ in pairs), mean_of(y for _, y in pairs)
+        if mb is not None and mg is not None and (mb - mg).n:
+            verdict, ev = judge(mb - mg, 0.0, above=True, floor=sig)
             out.append(Claim("F2", "GroupNorm reduces the decentralized algorithms' mean loss",
-                             mg < mb, f"BN {mb:+.1f} vs GN {mg:+.1f}"))
+                             verdict, f"BN {mb.fmt(sign=True)} vs GN {mg.fmt(sign=True)}; "
+                             f"BN - GN {ev}"))
     return out
 
 
-def claims_skew_degree(table: pd.DataFrame, exp: Experiment,
+def _trend(points: Mapping[float, Spread]) -> Spread | None:
+    """Spearman's rank correlation of ``x -> loss`` seed by seed, over the seeds every point
+    has (a flat series, with no rank order, counts as 0)."""
+    if len(points) < 2:
+        return None
+    seeds = set.intersection(*(set(p.by_seed) for p in points.values()))
+    rho = {}
+    for s in seeds:
+        r = _spearman([(x, p.by_seed[s]) for x, p in points.items()])
+        rho[s] = 0.0 if math.isnan(r) else r
+    return Spread.of(rho) if rho else None
+
+
+def _trend_claim(model: str, what: str, points: Mapping[float, Spread],
+                 label: Callable[[float], str]) -> Claim | None:
+    rho = _trend(points)
+    if rho is None:
+        return None
+    verdict, ev = judge(rho, 0.8, above=True, floor=None, digits=2)
+    means = ", ".join(f"{label(x)}: {v.fmt(sign=True)}" for x, v in points.items())
+    return Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with {what} "
+                 "(Spearman >= 0.8)", verdict, f"rho {ev}; {means}")
+
+
+def claims_skew_degree(df: pd.DataFrame, exp: Experiment,
                        sig: float) -> list[Claim]:  # noqa: ARG001  (same signature as the others)
     fracs = sorted(f for f in exp.noniid_fractions if f > 0)
     out = []
     for model in exp.models:
-        mean_loss = []
+        points = {}
         for f in fracs:
-            vals = [_loss(table, model, a, f) for a in exp.algorithms if a in DECENTRALIZED]
-            vals = [v for v in vals if v is not None]
-            if vals:
-                mean_loss.append((f, sum(vals) / len(vals)))
-        if len(mean_loss) < 2:
-            continue
-        rho = _spearman(mean_loss)
-        ev = ", ".join(f"{int(f * 100)}%: {v:+.1f}" for f, v in mean_loss)
-        out.append(Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with the "
-                         "degree of skew (Spearman >= 0.8)", rho >= 0.8, f"rho {rho:.2f}; {ev}"))
+            m = mean_of(v for a in exp.algorithms if a in DECENTRALIZED
+                        and (v := loss(df, model, a, f)) is not None)
+            if m is not None:
+                points[f] = m
+        claim = _trend_claim(model, "the degree of skew", points, _pct)
+        if claim is not None:
+            out.append(claim)
     return out
 
 
@@ -155,48 +254,62 @@ def _spearman(points: Sequence[tuple[float, float]]) -> float:
     return float(pd.Series(xs).corr(pd.Series(ys), method="spearman"))
 
 
+def _skewed(df: pd.DataFrame) -> float:
+    return float(df.loc[df["mode"] == "fixed", "noniid_fraction"].max())
+
+
 def partitions_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per model x algorithm: the IID and most-skewed accuracy (%) and the loss at each number
-    of partitions (columns ``N=n IID``, ``N=n non-IID``, ``N=n loss``)."""
+    of partitions (columns ``N=n IID``, ``N=n non-IID``, ``N=n loss``), each mean ± sd."""
     fixed = df[df["mode"] == "fixed"]
-    skewed = fixed["noniid_fraction"].max()
-    out = {}
-    for n, part in fixed.groupby("num_partitions"):
-        piv = part.pivot_table(index=["model", "algorithm"], columns="noniid_fraction",
-                               values="final_acc") * 100
-        if 0.0 in piv.columns and skewed in piv.columns and skewed > 0:  # else no skewed runs
-            out[f"N={n} IID"], out[f"N={n} non-IID"] = piv[0.0], piv[skewed]
-            out[f"N={n} loss"] = piv[0.0] - piv[skewed]
-    return pd.DataFrame(out).round(1)
+    skewed = _skewed(df)
+    ns = sorted(int(n) for n in fixed["num_partitions"].unique())
+    if not skewed > 0:
+        return pd.DataFrame()
+    at = fixed.groupby("num_partitions")["noniid_fraction"].agg(set)
+    ns = [n for n in ns if {0.0, skewed} <= at[n]]      # else no IID or no skewed run at N
+    cells = {}
+    for model, algo in _fixed_pairs(df):
+        row: dict[str, Spread | None] = {}
+        for n in ns:
+            row[f"N={n} IID"] = accuracy(df, model, algo, 0.0, n)
+            row[f"N={n} non-IID"] = accuracy(df, model, algo, skewed, n)
+            row[f"N={n} loss"] = loss(df, model, algo, skewed, n)
+        cells[(model, algo)] = row
+    table = spread_table(cells, ["model", "algorithm"])
+    return table if any(c.endswith(" loss") for c in table.columns) else pd.DataFrame()
 
 
-def claims_partitions(table: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
+def claims_partitions(df: pd.DataFrame, exp: Experiment, sig: float) -> list[Claim]:
     """Finding 3's second half: more partitions are worse (the mean decentralized loss grows
     with N), and BSP stays within ``sig`` at every N."""
-    ns = sorted({int(c.split()[0][2:]) for c in table.columns if c.endswith("loss")})
+    skewed = _skewed(df)
+    if not skewed > 0:
+        return []
+    ns = sorted(int(n) for n in df["num_partitions"].unique())
+    ns = [n for n in ns if any(loss(df, m, a, skewed, n) is not None
+                               for m in exp.models for a in exp.algorithms)]
     out = []
     for model in exp.models:
-        losses = [f"N={n} loss" for n in ns]
         # only algorithms measured at every N, so that a failed run cannot bend the trend
-        dec = [(model, a) for a in exp.algorithms if a in DECENTRALIZED
-               and (model, a) in table.index and table.loc[(model, a), losses].notna().all()]
-        mean = [(n, float(table.loc[dec, f"N={n} loss"].mean())) for n in ns if dec]
-        if len(mean) >= 2:
-            rho = _spearman(mean)
-            ev = ", ".join(f"N={n}: {v:+.1f}" for n, v in mean)
-            out.append(Claim("F3", f"{model}: the decentralized algorithms' mean loss grows with "
-                             "the number of partitions (Spearman >= 0.8)", rho >= 0.8,
-                             f"rho {rho:.2f}; {ev}"))
-        bsp = table.loc[(model, "bsp"), losses].dropna() if (model, "bsp") in table.index else []
-        if len(bsp):
-            worst = float(bsp.max())
+        dec = [a for a in exp.algorithms if a in DECENTRALIZED
+               and all(loss(df, model, a, skewed, n) is not None for n in ns)]
+        points = {n: m for n in ns if dec and (m := mean_of(
+            loss(df, model, a, skewed, n) for a in dec)) is not None}
+        claim = _trend_claim(model, "the number of partitions", points, lambda n: f"N={n}")
+        if claim is not None:
+            out.append(claim)
+        bsp = {n: v for n in ns if (v := loss(df, model, "bsp", skewed, n)) is not None}
+        if bsp:
+            parts = {n: judge(v, sig, above=False, floor=sig) for n, v in bsp.items()}
             out.append(Claim("F3", f"{model}: BSP loses <= {sig:.1f} points at every number of "
-                             "partitions", worst <= sig, f"worst {worst:+.1f}"))
+                             "partitions", all_of(p[0] for p in parts.values()),
+                             "; ".join(f"N={n}: {p[1]}" for n, p in parts.items())))
     return out
 
 
 def oracle_of(grid: pd.DataFrame, baseline_acc: float, target: float) -> OracleChoice:
-    """The Oracle among an algorithm's fixed-knob rows of :func:`runs_frame`."""
+    """The Oracle among an algorithm's fixed-knob rows of :func:`runs_frame` (seeds' means)."""
     return select_oracle([KnobOutcome(float(r.knob), float(r.final_acc),
                                       float(r.bytes_per_iteration)) for r in grid.itertuples()],
                          baseline_acc, target)
@@ -227,47 +340,79 @@ def bsp_groups(df: pd.DataFrame) -> Iterator[BspGroup]:
                        float(bsp["bytes_per_iteration"].iloc[0]))
 
 
-def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
-    """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy and communication."""
-    recs = []
-    for model, frac, part, b_acc, b_bytes in bsp_groups(df):
+class ScoutCell(NamedTuple):
+    """One model x fraction x algorithm of a SkewScout experiment: the table's row (means) and
+    the cells its claims judge, seed by seed."""
+
+    row: dict
+    acc_vs_bsp: Spread            # SkewScout minus BSP accuracy, points
+    saving_vs_bsp: Spread         # BSP bytes / SkewScout bytes
+    vs_oracle: Spread             # SkewScout bytes / the Oracle's
+
+
+def skewscout_cells(df: pd.DataFrame, exp: Experiment, target: float) -> list[ScoutCell]:
+    out = []
+    for g in bsp_groups(df):
+        bsp = g.part[g.part["algorithm"] == "bsp"]
+        b_acc, b_bytes = cell(bsp), cell(bsp, "bytes_per_iteration")
         for algo in exp.algorithms:
-            grid = part[(part["algorithm"] == algo) & (part["mode"] == "fixed")]
-            scout = part[(part["algorithm"] == algo) & (part["mode"] == "skewscout")]
+            grid = g.part[(g.part["algorithm"] == algo) & (g.part["mode"] == "fixed")]
+            scout = g.part[(g.part["algorithm"] == algo) & (g.part["mode"] == "skewscout")]
             if grid.empty or scout.empty:
                 continue
-            oracle = oracle_of(grid, b_acc, target)
-            o_half = float(grid.loc[grid["knob"] == oracle.knob, "acc_at_half"].iloc[0])
-            s_acc = float(scout["final_acc"].iloc[0])
-            s_bytes = float(scout["bytes_per_iteration"].iloc[0])
-            recs.append({
-                "model": model, "noniid": f"{int(round(frac * 100))}%", "algorithm": algo,
-                "bsp_acc": 100 * b_acc, "oracle_knob": oracle.knob, "oracle_ok": oracle.feasible,
-                "oracle_acc": 100 * oracle.final_acc, "oracle_acc_at_half": 100 * o_half,
-                "skewscout_acc": 100 * s_acc,
+            oracle = oracle_of(grid, g.bsp_acc, target)
+            o_row = grid[grid["knob"] == oracle.knob]
+            o_acc, o_bytes = cell(o_row), cell(o_row, "bytes_per_iteration")
+            s_acc, s_bytes = cell(scout), cell(scout, "bytes_per_iteration")
+            s_mean, sb_mean = float(scout["final_acc"].iloc[0]), float(
+                scout["bytes_per_iteration"].iloc[0])
+            row = {
+                "model": g.model, "noniid": _pct(g.noniid_fraction), "algorithm": algo,
+                "seeds": int(scout["seeds"].iloc[0]),
+                "bsp_acc": 100 * g.bsp_acc, "bsp_acc sd": 100 * b_acc.sd,
+                "oracle_knob": oracle.knob, "oracle_ok": oracle.feasible,
+                "oracle_acc": 100 * oracle.final_acc, "oracle_acc sd": 100 * o_acc.sd,
+                "oracle_acc_at_half": 100 * float(o_row["acc_at_half"].iloc[0]),
+                "skewscout_acc": 100 * s_mean, "skewscout_acc sd": 100 * s_acc.sd,
                 "skewscout_acc_at_half": 100 * float(scout["acc_at_half"].iloc[0]),
-                "skewscout_ok": meets_target(s_acc, b_acc, target),
-                "saving_vs_bsp": b_bytes / max(s_bytes, 1e-12),
-                "oracle_saving_vs_bsp": b_bytes / max(oracle.bytes_per_iteration, 1e-12),
-                "vs_oracle": s_bytes / max(oracle.bytes_per_iteration, 1e-12),
-            })
-    return pd.DataFrame(recs).round(2)
+                "skewscout_ok": meets_target(s_mean, g.bsp_acc, target),
+                "saving_vs_bsp": g.bsp_bytes / max(sb_mean, 1e-12),
+                "oracle_saving_vs_bsp": g.bsp_bytes / max(oracle.bytes_per_iteration, 1e-12),
+                "vs_oracle": sb_mean / max(oracle.bytes_per_iteration, 1e-12),
+            }
+            out.append(ScoutCell(
+                row, (s_acc - b_acc).map(lambda d: 100 * d),
+                b_bytes.paired(s_bytes, lambda b, s: b / max(s, 1e-12)),
+                s_bytes.paired(o_bytes, lambda s, o: s / max(o, 1e-12))))
+    return out
 
 
-def claims_skewscout(table: pd.DataFrame) -> list[Claim]:
+def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:
+    """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy (means, ``... sd``
+    across seeds) and communication (ratios of the seeds' mean bytes). The Oracle is the grid
+    value chosen on the seeds' means; ``skewscout_ok`` compares means (the claims judge the
+    spread)."""
+    return pd.DataFrame([c.row for c in skewscout_cells(df, exp, target)]).round(2)
+
+
+def claims_skewscout(cells: Sequence[ScoutCell], sig: float) -> list[Claim]:
     out = []
-    for r in table.itertuples():
-        tag = f"{r.model} {r.noniid} {r.algorithm}"
-        ev = (f"acc {r.skewscout_acc:.1f} vs BSP {r.bsp_acc:.1f}, {r.saving_vs_bsp:.1f}x less than "
-              f"BSP, {r.vs_oracle:.2f}x the Oracle (knob {r.oracle_knob:g})")
+    for c in cells:
+        r = c.row
+        tag = f"{r['model']} {r['noniid']} {r['algorithm']}"
+        acc = judge(c.acc_vs_bsp, -sig, above=True, floor=sig)
+        ev = (f"acc {r['skewscout_acc']:.1f} vs BSP {r['bsp_acc']:.1f}, "
+              f"{r['saving_vs_bsp']:.1f}x less than BSP, {r['vs_oracle']:.2f}x the Oracle "
+              f"(knob {r['oracle_knob']:g}); SkewScout - BSP {acc[1]}")
         out.append(Claim("F4", f"{tag}: SkewScout stays within the target of BSP's accuracy",
-                         bool(r.skewscout_ok), ev))
+                         acc[0], ev))
         out.append(Claim("F4", f"{tag}: SkewScout sends less than BSP",
-                         r.saving_vs_bsp > 1.0, f"{r.saving_vs_bsp:.1f}x"))
-        out.append(Claim("F4", f"{tag}: SkewScout within 1.5x the Oracle (paper)",
-                         bool(r.skewscout_ok) and r.vs_oracle <= 1.5, f"{r.vs_oracle:.2f}x"))
-        out.append(Claim("F4", f"{tag}: SkewScout within 1.2x the Oracle (our goal)",
-                         bool(r.skewscout_ok) and r.vs_oracle <= 1.2, f"{r.vs_oracle:.2f}x"))
+                         *judge(c.saving_vs_bsp, 1.0, above=True, floor=RATIO_FLOOR, digits=2)))
+        for limit, who in ((1.5, "paper"), (1.2, "our goal")):
+            ratio = judge(c.vs_oracle, limit, above=False, floor=RATIO_FLOOR, digits=2)
+            out.append(Claim("F4", f"{tag}: SkewScout within {limit:g}x the Oracle ({who})",
+                             all_of([acc[0], ratio[0]]),
+                             f"x the Oracle {ratio[1]}; accuracy: {acc[0].value}"))
     return out
 
 
@@ -286,23 +431,38 @@ def all_claims(study: StudyConfig, rows: dict[str, dict],
         if df is None or df.empty:
             continue
         if exp.kind == "skewscout":
-            tables[exp.name] = t = skewscout_table(df, exp, study.target)
-            claims += claims_skewscout(t) if not t.empty else []
+            cells = skewscout_cells(df, exp, study.target)
+            tables[exp.name] = pd.DataFrame([c.row for c in cells]).round(2)
+            claims += claims_skewscout(cells, sig)
             continue
         if exp.kind == "partitions":
-            tables[exp.name] = t = partitions_table(df)
-            claims += claims_partitions(t, exp, sig)
+            tables[exp.name] = partitions_table(df)
+            claims += claims_partitions(df, exp, sig)
             continue
-        tables[exp.name] = t = loss_table(df)
+        tables[exp.name] = loss_table(df)
         rule = {"noniid": claims_noniid, "norm": claims_norm, "skew_degree": claims_skew_degree}
-        claims += rule[exp.kind](t, exp, sig)
+        claims += rule[exp.kind](df, exp, sig)
     return claims, tables
+
+
+def seeds_line(study: StudyConfig) -> str:
+    """How many seeds a cell has, and the verdict rule, for the summary's header."""
+    n = len(study.seeds)
+    seeds = ", ".join(str(s) for s in study.seeds)
+    cells = ("each cell is the mean ± sd (sample sd) over its seeds" if n > 1
+             else "each cell is one run: no spread")
+    floor = ("the sd across seeds" if n > 1 else
+             f"{100 * study.target:.1f} points, the target (1 seed)")
+    return (f"{n} seed{'s' if n != 1 else ''} ({seeds}): {cells}; a cell with fewer (a failed "
+            f"run) says n=. A finding holds or does not hold only when its margin exceeds "
+            f"{floor}; otherwise it is inconclusive (docs/training.md).")
 
 
 def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) -> str:
     parts = [f"# Study `{study.name}`\n",
              f"Dataset {study.dataset.name}, {study.num_partitions} partitions, "
-             f"target accuracy loss {100 * study.target:.1f} points.\n"]
+             f"target accuracy loss {100 * study.target:.1f} points.\n",
+             seeds_line(study) + "\n"]
     for exp in study.experiments:
         if exp.name in tables and not tables[exp.name].empty:
             parts.append(f"## {exp.name} ({exp.kind})\n\n{markdown_table(tables[exp.name])}\n")
@@ -312,11 +472,35 @@ def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) 
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub markdown table (pandas' to_markdown needs tabulate, which we avoid)."""
+    """A GitHub markdown table (pandas' to_markdown needs tabulate, which we avoid). A column
+    ``c`` with companions ``c sd`` and ``c n`` (:func:`spread_table`) shows as ``mean ± sd``,
+    with ``(n=k)`` where a cell has fewer seeds than the table's most."""
     flat = df.reset_index() if df.index.name or df.index.nlevels > 1 else df
-    head = [str(c) for c in flat.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in flat.itertuples(index=False):
-        cells = [f"{v:g}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
+    cols = [str(c) for c in flat.columns]
+    shown = [c for c in cols if not _companion(c, cols)]
+    counts = [c for c in cols if c.endswith(" n") and c[:-2] in cols]
+    most = int(flat[counts].max().max()) if counts and len(flat) else 0
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for rec in flat.to_dict("records"):
+        lines.append("| " + " | ".join(_cell_text(rec, c, most) for c in shown) + " |")
     return "\n".join(lines)
+
+
+def _companion(col: str, cols: Sequence[str]) -> bool:
+    return any(col.endswith(suffix) and col[:-len(suffix)] in cols for suffix in (" sd", " n"))
+
+
+def _cell_text(rec: dict, col: str, most: int) -> str:
+    v = rec[col]
+    if not isinstance(v, float):
+        return str(v)
+    n = rec.get(f"{col} n")
+    if n == 0 or math.isnan(v):
+        return "-"
+    text = f"{v:g}"
+    sd = rec.get(f"{col} sd")
+    if sd is not None and not math.isnan(sd):
+        text += f" ± {sd:g}"
+    if n is not None and n < most:
+        text += f" (n={n})"
+    return text

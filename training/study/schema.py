@@ -28,6 +28,7 @@ TOP_LEVEL: dict[str, tuple[type, str]] = {
     "engine": (str, 'engine = "simulation"'),
     "threads": (int, "threads = 1"),
     "executor": (dict, '[executor] kind = "local"'),
+    "strict": (bool, "strict = true"),
 }
 # an experiment's keys (all lists but name and kind); num_partitions is optional
 EXPERIMENT: dict[str, tuple[type, str]] = {
@@ -39,7 +40,7 @@ EXPERIMENT: dict[str, tuple[type, str]] = {
     "num_partitions": (int, "num_partitions = [5]"),
 }
 _TYPE_WORDS = {str: "a string", int: "a whole number", float: "a number", dict: "a table",
-               list: "a list"}
+               list: "a list", bool: "true or false"}
 
 
 def is_type(value: Any, kind: type) -> bool:

@@ -135,3 +135,24 @@ def test_skewscout_seeds_that_end_at_different_knobs_average_into_one_point():
     assert point(points, "gn-lenet", "skewscout") == pytest.approx((22 / 100, 0.91))
     table = skewscout_table(df, exp, study.target).set_index("model")
     assert table.loc["bn-lenet", "saving_vs_bsp"] == pytest.approx(400 / 50, abs=0.01)
+
+
+def test_points_and_figures_carry_the_spread_over_seeds(tmp_path):
+    study = study_from_dict({**DOC, "seeds": [0, 1], "algorithms": {"fedavg": {"iter_local": 50}},
+                             "experiments": [
+        *DOC["experiments"], {"name": "n", "kind": "noniid", "models": ["gn-lenet"],
+                              "algorithms": ["bsp", "fedavg"], "noniid_fractions": [0.0, 1.0]}]})
+    rows = rows_of(study)
+    for row in rows.values():        # seed 1 scores 4 points lower than seed 0 everywhere
+        if row["seed"] == 1:
+            row["final_acc"] -= 0.04
+        row["curve"] = [[5, row["final_acc"] / 2], [10, row["final_acc"]]]
+    exp = study.experiments[0]
+    points = comm_points(runs_frame(study, exp, rows), exp, study.target)
+    scout = points[(points["model"] == "gn-lenet") & (points["series"] == "skewscout")]
+    # the sample sd of two values 0.04 apart
+    assert scout["final_acc_sd"].tolist() == pytest.approx([0.04 / 2 ** 0.5])
+    assert (points["final_acc_sd"] > 0).all()
+    made = draw_all(study, rows, tmp_path)
+    assert sorted(p.name for p in made) == ["n_curves.png", "n_loss_bars.png",
+                                            "s_comm_vs_accuracy.png"]
