@@ -98,13 +98,6 @@ class DownloadConfig(FetchConfig):
 TRANSIENT_REASONS: tuple[str, ...] = ("http_408", "http_429", "timeout", "connection_error")
 TRANSIENT_PATTERNS: tuple[str, ...] = ("http_5[0-9][0-9]",)  # SQLite GLOB: every 5xx
 
-
-def is_transient(reason: str) -> bool:
-    """Is a download failure reason worth another build's attempt? (TRANSIENT_REASONS)"""
-    return reason in TRANSIENT_REASONS or (
-        len(reason) == 8 and reason.startswith("http_5") and reason[5:].isdigit())
-
-
 _TMP_GLOB = ".*.tmp"  # skewtools._io's temp files: .{name}.{hex}.tmp
 
 

@@ -11,7 +11,12 @@ from pathlib import Path
 from flickr_mammal.build import BuildConfig, build
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.clean.stage import CleanConfig
-from flickr_mammal.download import DownloadConfig, download_records, is_transient
+from flickr_mammal.download import (
+    TRANSIENT_PATTERNS,
+    TRANSIENT_REASONS,
+    DownloadConfig,
+    download_records,
+)
 from flickr_mammal.imaging import process_image
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
@@ -40,12 +45,21 @@ def _by_id(out: Path) -> dict[str, PhotoRecord]:
         return {r.photo_id: r for r in catalog.records()}
 
 
-def test_reasons_split_into_transient_and_permanent():
-    assert all(map(is_transient, ["http_429", "http_503", "http_500", "http_599", "timeout",
-                                  "connection_error", "http_408"]))
-    assert not any(map(is_transient, ["http_404", "http_410", "http_403", "not_an_image",
-                                      "too_many_pixels", "bad_id", "redirect_refused",
-                                      "unavailable", "truncated", "http_5000", ""]))
+def test_reasons_split_into_transient_and_permanent(tmp_path):
+    transient = ["http_429", "http_503", "http_500", "http_599", "timeout", "connection_error",
+                 "http_408"]
+    permanent = ["http_404", "http_410", "http_403", "not_an_image", "too_many_pixels",
+                 "bad_id", "redirect_refused", "url_refused", "unavailable", "truncated",
+                 "http_5000", ""]
+    failed = [_record(str(1000 + i), "http://x/1.jpg").evolve(
+        status=Status.DOWNLOAD_FAILED, error=reason) for i, reason in enumerate(transient
+                                                                               + permanent)]
+    with Catalog.open(tmp_path / "catalog.sqlite") as catalog:
+        catalog.update(failed)
+        # the rule the build applies (flickr_mammal/build.py), in SQL over the catalog
+        assert catalog.retry_failed_downloads(TRANSIENT_REASONS, TRANSIENT_PATTERNS, 3) == 7
+        retried = {r.photo_id for r in catalog.records() if r.status == Status.SEARCHED}
+    assert retried == {r.photo_id for r in failed[:len(transient)]}
 
 
 def test_transient_failures_are_retried_by_the_next_builds_up_to_max_attempts(tmp_path):

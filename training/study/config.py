@@ -29,11 +29,10 @@ from training.algorithms.base import KnobTable
 from training.engine import TrainConfig
 from training.models import check_model_name
 from training.skewscout.scout import DEFAULT_GRIDS, ordered_grid, scout_config
-from training.study.data_specs import SPECS, DatasetSpec, dataset_spec
+from training.study.data_specs import DatasetSpec, dataset_spec
 from training.study.schema import check_type, parse_experiment, parse_top_level
 
 EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout")
-DATASETS = tuple(SPECS)
 ENGINES = ("simulation", "distributed")
 # algorithm -> its knob's name, read live from the algorithm registry (Algorithm.KNOB)
 KNOB_OF: Mapping[str, str] = KnobTable(lambda name, _: name, lambda _, knob: knob.name)

@@ -10,7 +10,7 @@ Oracle falls back to the most-communicating value and says so (``feasible=False`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -62,21 +62,3 @@ def select_oracle(outcomes: Sequence[KnobOutcome], baseline_acc: float,
     return OracleChoice(best.knob, best.final_acc, best.bytes_per_iteration, bool(feasible),
                         baseline_acc - target, tuple(outcomes))
 
-
-def grid_search(grid: Sequence[float], run: Callable[[float], KnobOutcome], baseline_acc: float,
-                target: float, *, stop_early: bool = False) -> OracleChoice:
-    """Run ``run(knob)`` for each grid value and select the Oracle.
-
-    ``grid`` is ordered from most to least communication. With ``stop_early`` the search walks it
-    from the least-communicating end and stops at the first value that meets the target, which
-    assumes communication falls along the grid (true of Gaia, FedAvg and DGC by construction).
-    """
-    if not grid:
-        raise ValueError("the grid is empty; give at least one knob value")
-    outcomes: list[KnobOutcome] = []
-    for knob in (reversed(grid) if stop_early else grid):
-        outcome = run(knob)
-        outcomes.append(outcome)
-        if stop_early and meets_target(outcome.final_acc, baseline_acc, target):
-            break
-    return select_oracle(outcomes, baseline_acc, target)

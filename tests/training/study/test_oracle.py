@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.study.oracle import KnobOutcome, grid_search, select_oracle
+from training.study.oracle import KnobOutcome, select_oracle
 
 # A tiny FedAvg grid: bigger IterLocal sends less and (here) loses accuracy.
 TABLE = {5: (0.90, 80.0), 10: (0.89, 40.0), 50: (0.86, 8.0), 200: (0.70, 2.0)}
@@ -27,20 +27,6 @@ def test_threshold_is_inclusive_and_infeasible_falls_back_to_most_communication(
     assert select_oracle([run(k) for k in TABLE], 0.90, 0.04).knob == 50   # 0.86 == 0.90 - 0.04
     none = select_oracle([run(k) for k in TABLE], baseline_acc=0.99, target=0.01)
     assert not none.feasible and none.knob == 5
-
-
-def test_grid_search_full_and_early_stop_agree_and_early_stop_runs_less():
-    calls = []
-
-    def counted(knob):
-        calls.append(knob)
-        return run(knob)
-
-    full = grid_search((5, 10, 50, 200), counted, 0.90, 0.05)
-    assert calls == [5, 10, 50, 200] and full.knob == 50
-    calls.clear()
-    early = grid_search((5, 10, 50, 200), counted, 0.90, 0.05, stop_early=True)
-    assert calls == [200, 50] and early.knob == 50
 
 
 def test_validation():
