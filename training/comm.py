@@ -2,7 +2,9 @@
 
 Implements the :class:`training.algorithms.base.Comm` protocol for the one-device engine
 (docs/reference.md §4); ``training.distributed.DistributedComm`` is its torch.distributed twin.
-:func:`gather_partitions` collects per-partition numbers over any Comm.
+:class:`GroupedComm` holds several independent runs (a seed group, docs/engine.md) in one tensor:
+it reduces within each run's block of rows. :func:`gather_partitions` collects per-partition
+numbers over any Comm.
 """
 
 from __future__ import annotations
@@ -37,6 +39,42 @@ class LocalComm:
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
         return x.mean(dim=0, keepdim=True).expand_as(x)
+
+
+class GroupedComm:
+    """Reductions within each of ``num_groups`` consecutive blocks of ``num_partitions`` rows.
+
+    A seed group stacks ``S`` runs of ``N`` partitions as one ``[S*N, ...]`` tensor (run ``s``
+    holds rows ``s*N .. s*N+N-1``); every algorithm sees ``num_partitions = N`` and its
+    collectives never mix runs. Each block is reduced exactly as :class:`LocalComm` reduces a
+    run held alone (a sum over its leading axis), so a run's numbers do not depend on the group.
+    Results are new tensors.
+    """
+
+    def __init__(self, num_groups: int, num_partitions: int) -> None:
+        if num_groups < 1 or num_partitions < 1:
+            raise ValueError(f"num_groups and num_partitions must be >= 1, got {num_groups}, "
+                             f"{num_partitions}")
+        self.num_groups = num_groups
+        self.num_partitions = num_partitions
+
+    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self.num_groups * self.num_partitions
+        if x.shape[0] != rows:
+            raise ValueError(f"GroupedComm holds {self.num_groups} x {self.num_partitions} = "
+                             f"{rows} rows; got a tensor with leading axis {x.shape[0]}")
+        return x.reshape(self.num_groups, self.num_partitions, *x.shape[1:])
+
+    def all_sum(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = self._blocks(x)
+        # one block at a time: the same reduction, in the same order, as LocalComm on a lone run
+        sums = torch.stack([block.sum(dim=0) for block in blocks])
+        return sums.unsqueeze(1).expand_as(blocks).reshape(x.shape)
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        blocks = self._blocks(x)
+        means = torch.stack([block.mean(dim=0) for block in blocks])
+        return means.unsqueeze(1).expand_as(blocks).reshape(x.shape)
 
 
 def gather_partitions(local: torch.Tensor | Sequence[float], partition_ids: Sequence[int],

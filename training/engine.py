@@ -13,6 +13,12 @@ Traffic counters are tensors on the parameters' device, read once per evaluation
 gradient (so a non-finite loss) or parameter ends the run with :class:`DivergedError`: each step
 records on the device the first iteration a partition's gradient was non-finite, and every
 evaluation (the final one included) reads it, without a host sync per step.
+
+A *seed group* (``seeds=[s0, s1, ...]``, docs/engine.md) trains ``S`` runs that differ only by
+seed as one ``[S*N, P]`` stack: each run has its own initial model, partitions, sampling,
+evaluation, byte counters and divergence check, and a :class:`training.comm.GroupedComm` keeps
+the algorithms' collectives within each run. :meth:`Trainer.run_group` returns one result per
+seed.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from tqdm.auto import tqdm
 
 from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
 from training.algorithms.traffic import dense_bytes
-from training.comm import LocalComm, gather_partitions
+from training.comm import GroupedComm, LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
@@ -141,20 +147,36 @@ class RunResult:
 
 class Trainer:
     """Runs one algorithm over k local partitions (k = N in simulation, 1 per process under
-    torch.distributed), the same code for both engines."""
+    torch.distributed), the same code for both engines.
+
+    ``seeds`` (simulation only): train one run per seed at once, a seed group; ``train`` then
+    holds the runs' partitions one run after another (``S * N`` in all) and ``config.seed`` is
+    ignored. Every run's result equals that seed trained alone (docs/engine.md, seed groups).
+    """
 
     def __init__(self, model_fn: Callable[[], nn.Module], algorithm: Algorithm,
                  train: Sequence[PartitionData | BatchSource], val: PartitionData,
                  config: TrainConfig, *, comm: Comm | None = None,
                  partition_ids: Sequence[int] | None = None,
-                 callbacks: Sequence[Callable[[Trainer], None]] = ()) -> None:
+                 callbacks: Sequence[Callable[[Trainer], None]] = (),
+                 seeds: Sequence[int] | None = None) -> None:
         if not train:
             raise ValueError("train needs at least one partition")
-        self.comm = comm if comm is not None else LocalComm(len(train))
+        self.seeds = tuple(seeds) if seeds is not None else (config.seed,)
+        runs = len(self.seeds)
+        if runs < 1 or len(train) % runs:
+            raise ValueError(f"{len(train)} partitions cannot be split evenly between "
+                             f"{runs} seeds; give each seed's run the same number of partitions")
+        if runs > 1 and (comm is not None or callbacks):
+            raise ValueError("a seed group runs in the one-device simulation without callbacks; "
+                             "train a run that needs a comm or callbacks (SkewScout) alone")
+        local = len(train) // runs
+        self.comm = comm if comm is not None else (
+            LocalComm(local) if runs == 1 else GroupedComm(runs, local))
         self.num_partitions = self.comm.num_partitions
-        self.partition_ids = list(range(len(train)) if partition_ids is None else partition_ids)
-        if len(self.partition_ids) != len(train):
-            raise ValueError(f"{len(train)} local partitions but {len(self.partition_ids)} ids")
+        self.partition_ids = list(range(local) if partition_ids is None else partition_ids)
+        if len(self.partition_ids) != local:
+            raise ValueError(f"{local} local partitions but {len(self.partition_ids)} ids")
         self.local_batch = config.batch_size // self.num_partitions
         if self.local_batch < 1:
             raise ValueError(f"batch_size {config.batch_size} < {self.num_partitions} partitions")
@@ -164,19 +186,24 @@ class Trainer:
                              "shard of it; give it more samples")
         self.algorithm, self.train_data, self.val, self.config = algorithm, list(train), val, config
         self.callbacks = list(callbacks)
-        torch.manual_seed(config.seed)   # identical initial replicas in every process
+        torch.manual_seed(self.seeds[0])   # identical initial replicas in every process
         vectorize = (config.vectorize if config.vectorize is not None
                      else torch.device(config.device).type != "cpu")
         module, multipliers = config.protocol.prepare(model_fn())
         self.stack = StackedModel(module, len(train), config.device, vectorize,
                                   channels_last=config.channels_last, bf16=config.bf16)
         self.multipliers = None if multipliers is None else multipliers.to(config.device)
+        for run, seed in enumerate(self.seeds[1:], start=1):   # each run's own initial model
+            torch.manual_seed(seed)
+            self.stack.set_replicas(run * local, (run + 1) * local,
+                                   config.protocol.prepare(model_fn())[0])
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
         self.state = algorithm.init(self.stack.params)
         # in-memory partitions live on the device and are gathered there (training.sampling)
         self._batches = stacked_batches(
             self.train_data, self.local_batch,
-            [np.random.default_rng([config.seed, p]) for p in self.partition_ids], config.device)
+            [np.random.default_rng([seed, p]) for seed in self.seeds for p in self.partition_ids],
+            config.device)
         counter = dict(dtype=torch.float64, device=self.stack.params.device)
         self.bytes_sent = torch.zeros(len(train), **counter)
         self.bytes_received = torch.zeros(len(train), **counter)
@@ -208,7 +235,9 @@ class Trainer:
         ctx = self.context()
         before = self._buffers_flat() if self._float_buffers else None
         grads = self.stack.gradients(x, y)
-        bad = ~torch.isfinite(grads).all(dim=1)
+        # a row's float64 sum is finite iff every gradient in it is (no float32 values can
+        # overflow it): one pass instead of isfinite's three and a reduction
+        bad = ~torch.isfinite(grads.sum(dim=1, dtype=torch.float64))
         self._nonfinite_at = torch.where((self._nonfinite_at < 0) & bad, self.iteration,
                                          self._nonfinite_at)
         stats = self.algorithm.apply(self.state, self.stack.params, grads, ctx, self.comm)
@@ -232,12 +261,22 @@ class Trainer:
         for buffer, values in zip(self._float_buffers, flat.split(sizes, dim=1), strict=True):
             buffer.copy_(values.view_as(buffer))
 
-    def check_finite(self) -> None:
+    def _run(self, run: int) -> tuple[StackedModel, Comm, slice]:
+        """Run ``run`` of the group: its replicas, the comm over its partitions, its rows."""
+        if len(self.seeds) == 1:
+            return self.stack, self.comm, slice(None)
+        k = len(self.partition_ids)
+        rows = slice(run * k, (run + 1) * k)
+        return self.stack.rows(rows.start, rows.stop), LocalComm(k), rows
+
+    def check_finite(self, run: int = 0) -> None:
         """Raise :class:`DivergedError` if a partition's gradient was ever non-finite or its
-        parameters are now (one host read; collective, so every process raises together)."""
-        first = gather_partitions(self._nonfinite_at, self.partition_ids, self.comm)
-        finite = torch.isfinite(self.stack.params).all(dim=1)
-        params_ok = gather_partitions(finite, self.partition_ids, self.comm)
+        parameters are now (one host read; collective, so every process raises together);
+        ``run``: which run of a seed group."""
+        stack, comm, rows = self._run(run)
+        first = gather_partitions(self._nonfinite_at[rows], self.partition_ids, comm)
+        finite = torch.isfinite(stack.params).all(dim=1)
+        params_ok = gather_partitions(finite, self.partition_ids, comm)
         bad = [p for p, it in enumerate(first) if it >= 0]
         if bad:
             at = int(min(first[p] for p in bad))
@@ -248,55 +287,98 @@ class Trainer:
             raise DivergedError(f"non-finite parameters by iteration {self.iteration} in "
                                 f"partition(s) {broken}; lower the lr")
 
-    def evaluate(self) -> EvalResult:
-        """Each partition's model on its round-robin 1/N shard of val, and the global model."""
-        return evaluate(self.stack, self.val, self.partition_ids, self.comm,
+    def evaluate(self, run: int = 0) -> EvalResult:
+        """Each partition's model on its round-robin 1/N shard of val, and the global model
+        (``run``: which run of a seed group)."""
+        stack, comm, _ = self._run(run)
+        return evaluate(stack, self.val, self.partition_ids, comm,
                         self.config.eval_batch_size, self.algorithm.has_global_model)
 
     def run(self) -> RunResult:
         """Train to ``config.iterations``, evaluating every ``eval_every`` and at the end."""
-        cfg, curve, global_curve, sent_at = self.config, [], [], []
-        final: EvalResult | None = None
+        if len(self.seeds) > 1:
+            raise ValueError(f"a seed group of {len(self.seeds)} runs has one result per "
+                             "seed: call run_group()")
+        (result,) = self.run_group()
+        if isinstance(result, DivergedError):
+            raise result
+        return result
+
+    def run_group(self) -> list[RunResult | DivergedError]:
+        """Train every run of the group to ``config.iterations`` (evaluating every
+        ``eval_every`` and at the end); one result per seed, or the :class:`DivergedError` that
+        ended that run (the others train on). ``wall_time_s`` is the group's time / S."""
+        cfg, runs = self.config, range(len(self.seeds))
+        logs = [_RunLog() for _ in runs]
         start = time.perf_counter()
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not cfg.progress,
                    desc=self.algorithm.name, leave=False)
-        while self.iteration < cfg.iterations:
+        while self.iteration < cfg.iterations and not all(log_.failed for log_ in logs):
             self.step()
             for callback in self.callbacks:
                 callback(self)
             bar.update(1)
             if self.iteration % cfg.eval_every == 0 or self.iteration == cfg.iterations:
-                self.check_finite()
-                final = self.evaluate()
-                curve.append((self.iteration, final.mean))
-                sent_at.append(self.bytes_sent.clone())
-                if final.global_acc is not None:
-                    global_curve.append((self.iteration, final.global_acc))
-                bar.set_postfix(acc=f"{final.mean:.3f}")
-                log.info("%s iteration %d: mean accuracy %.4f", self.algorithm.name,
-                         self.iteration, final.mean)
+                for run in runs:
+                    self._checkpoint(run, logs[run], record=True)
+                final = next((log_.final for log_ in logs if log_.final is not None), None)
+                if final is not None:
+                    bar.set_postfix(acc=f"{final.mean:.3f}")
         bar.close()
-        if final is None:   # nothing left to train
-            self.check_finite()
-            final = self.evaluate()
-        return self._result(curve, global_curve, sent_at, final, time.perf_counter() - start)
+        for run in runs:
+            if logs[run].final is None:   # nothing left to train
+                self._checkpoint(run, logs[run], record=False)
+        wall = (time.perf_counter() - start) / len(self.seeds)
+        return [log_.failed or self._result(run, log_, wall) for run, log_ in enumerate(logs)]
 
-    def _result(self, curve: list[tuple[int, float]], global_curve: list[tuple[int, float]],
-                sent_at: list[torch.Tensor], final: EvalResult, wall_time_s: float) -> RunResult:
-        sent = gather_partitions(self.bytes_sent, self.partition_ids, self.comm)
+    def _checkpoint(self, run: int, log_: _RunLog, record: bool) -> None:
+        """Check and evaluate one run (unless it already failed); ``record``: on its curves."""
+        if log_.failed is not None:
+            return
+        try:
+            self.check_finite(run)
+        except DivergedError as error:
+            log_.failed = error
+            return
+        log_.final = final = self.evaluate(run)
+        if not record:
+            return
+        _, _, rows = self._run(run)
+        log_.curve.append((self.iteration, final.mean))
+        log_.sent_at.append(self.bytes_sent[rows].clone())
+        if final.global_acc is not None:
+            log_.global_curve.append((self.iteration, final.global_acc))
+        log.info("%s iteration %d: mean accuracy %.4f", self.algorithm.name, self.iteration,
+                 final.mean)
+
+    def _result(self, run: int, log_: _RunLog, wall_time_s: float) -> RunResult:
+        _, comm, rows = self._run(run)
+        assert log_.final is not None
+        curve, sent_at = log_.curve, log_.sent_at
+        sent = gather_partitions(self.bytes_sent[rows], self.partition_ids, comm)
         # one collective for the whole curve: rows are local partitions, columns evaluations
-        totals = self.comm.all_sum(torch.stack(sent_at, dim=1))[0] if sent_at else []
-        received = gather_partitions(self.bytes_received, self.partition_ids, self.comm)
-        wire = gather_partitions(self.wire_bytes_sent, self.partition_ids, self.comm)
+        totals = comm.all_sum(torch.stack(sent_at, dim=1))[0] if sent_at else []
+        received = gather_partitions(self.bytes_received[rows], self.partition_ids, comm)
+        wire = gather_partitions(self.wire_bytes_sent[rows], self.partition_ids, comm)
         iterations = max(self.iteration, 1)
         return RunResult(
-            curve=curve, final=final, bytes_sent=sent, bytes_received=received,
+            curve=curve, final=log_.final, bytes_sent=sent, bytes_received=received,
             bytes_per_iteration=sum(sent) / len(sent) / iterations,
             # BSP's message: the parameters and the floating buffers (BN running statistics)
             bsp_bytes_per_iteration=dense_bytes(self.num_parameters + sum(
                 b[0].numel() for b in self._float_buffers)),
-            wall_time_s=wall_time_s, iterations=self.iteration, global_curve=global_curve,
+            wall_time_s=wall_time_s, iterations=self.iteration, global_curve=log_.global_curve,
             bytes_curve=[(i, float(t) / self.num_partitions)
                          for (i, _), t in zip(curve, totals, strict=True)],
             wire_bytes_sent=wire, wire_bytes_per_iteration=sum(wire) / len(wire) / iterations)
 
+
+@dataclass
+class _RunLog:
+    """What :meth:`Trainer.run_group` records of one run of the group."""
+
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    global_curve: list[tuple[int, float]] = field(default_factory=list)
+    sent_at: list[torch.Tensor] = field(default_factory=list)
+    final: EvalResult | None = None
+    failed: DivergedError | None = None

@@ -9,6 +9,7 @@ statistics and updates its own running statistics in place, exactly as ``k`` sep
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass
 
@@ -77,6 +78,25 @@ class StackedModel:
     @property
     def num_parameters(self) -> int:
         return self.layout.size
+
+    def set_replicas(self, start: int, stop: int, module: nn.Module) -> None:
+        """Rows ``start:stop`` become copies of ``module``'s weights and buffers (another run's
+        initial model in a seed group); ``module`` has this stack's architecture."""
+        if ParamLayout.of(module) != self.layout:
+            raise ValueError("set_replicas needs a module of the stack's architecture")
+        flat = torch.cat([p.detach().reshape(-1) for p in module.parameters()])
+        self.params[start:stop] = flat.to(self.params.device)
+        for name, buffer in module.named_buffers():
+            self.buffers[name][start:stop] = buffer.detach().to(self.params.device)
+
+    def rows(self, start: int, stop: int) -> StackedModel:
+        """Replicas ``start:stop`` as a stack of their own that shares this one's memory and
+        module (one run of a seed group, for evaluation)."""
+        view = copy.copy(self)
+        view.params = self.params[start:stop]
+        view.buffers = {name: b[start:stop] for name, b in self.buffers.items()}
+        view.k = stop - start
+        return view
 
     def replica(self, i: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Views of replica ``i``'s parameters and buffers (writes go to the stack)."""

@@ -25,6 +25,7 @@ import torch
 
 from training.study import run
 from training.study.config import RunSpec, StudyConfig
+from training.study.groups import SeedGroup, execute_group
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,8 @@ def run_one(spec: RunSpec, threads: int | None) -> dict[str, Any]:
     if threads is not None:
         torch.set_num_threads(threads)
     try:
+        if isinstance(spec, SeedGroup):   # one outcome per run of the group (groups.py)
+            return {"outcomes": execute_group(spec)}
         return {"row": run.execute_run(spec)}
     except Exception as exc:     # recorded by the driver, never raised through a backend
         return {"error": f"{type(exc).__name__}: {exc}",

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from training.study.claims import Heartbeat, Lease, claims, release, try_claim
 from training.study.config import RunSpec
 from training.study.executors import Backend
+from training.study.groups import Unit, as_unit, members, units
 from training.study.results import ResultsStore, _read_row
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class _Driver:
     def __init__(self, store: ResultsStore, backend: Backend, started: float,
                  lease: Lease) -> None:
         self.store, self.backend, self.started, self.lease = store, backend, started, lease
-        self.pending: dict[Future, RunSpec] = {}
+        self.pending: dict[Future, Unit] = {}   # a run, or a seed group (groups.py)
         self.outcome = Outcome()
 
     def settled(self, spec: RunSpec) -> bool:
@@ -60,25 +61,29 @@ class _Driver:
         """Claim and submit runs up to the backend's capacity; returns the settled ones."""
         settled, batch = [], []
         room = self.backend.capacity - len(self.pending)
-        for spec in waiting:
+        for unit in units(waiting):      # runs that differ only by seed go as one unit
             if len(batch) >= room:
                 break
-            if spec.run_id in self.running:
-                continue
-            if self.settled(spec):
-                settled.append(spec)
-            elif try_claim(self.store.runs_dir, spec.run_id, self.lease):
-                if self.settled(spec):       # finished just before we claimed it
-                    release(self.store.runs_dir, spec.run_id)
+            claimed = []
+            for spec in unit:
+                if spec.run_id in self.running:
+                    continue
+                if self.settled(spec):
                     settled.append(spec)
-                else:
-                    batch.append(spec)
+                elif try_claim(self.store.runs_dir, spec.run_id, self.lease):
+                    if self.settled(spec):       # finished just before we claimed it
+                        release(self.store.runs_dir, spec.run_id)
+                        settled.append(spec)
+                    else:
+                        claimed.append(spec)
+            if claimed:
+                batch.append(as_unit(claimed))
         self.outcome.by_others += len(settled)
         if batch:
             try:
                 futures = self.backend.submit_many(batch)
             except BaseException:        # e.g. Ctrl-C in an inline run: leave no live claim
-                for spec in batch:
+                for spec in (s for unit in batch for s in members(unit)):
                     release(self.store.runs_dir, spec.run_id)
                 raise
             for fut, spec in zip(futures, batch, strict=True):
@@ -87,7 +92,7 @@ class _Driver:
 
     @property
     def running(self) -> set[str]:
-        return {spec.run_id for spec in self.pending.values()}
+        return {spec.run_id for unit in self.pending.values() for spec in members(unit)}
 
     def collect(self, timeout: float) -> list[RunSpec]:
         """Commit the runs that finished within ``timeout``."""
@@ -96,13 +101,16 @@ class _Driver:
         done, _ = wait(list(self.pending), timeout=timeout, return_when=FIRST_COMPLETED)
         finished = []
         for fut in done:
-            spec = self.pending.pop(fut)
+            unit = self.pending.pop(fut)
             try:
                 result = fut.result()
             except Exception as exc:     # the backend lost the run (worker died, job killed)
                 result = {"error": f"{type(exc).__name__}: {exc}", "traceback": ""}
-            self.commit(spec, result)
-            finished.append(spec)
+            runs = members(unit)
+            for spec, outcome in zip(runs, result.get("outcomes", [result] * len(runs)),
+                                     strict=True):
+                self.commit(spec, outcome)
+                finished.append(spec)
         return finished
 
     def commit(self, spec: RunSpec, result: dict[str, Any]) -> None:
@@ -120,9 +128,10 @@ class _Driver:
             release(self.store.runs_dir, spec.run_id)
 
     def release_all(self) -> None:
-        for fut, spec in self.pending.items():
+        for fut, unit in self.pending.items():
             fut.cancel()
-            release(self.store.runs_dir, spec.run_id)
+            for spec in members(unit):
+                release(self.store.runs_dir, spec.run_id)
 
 
 def execute_all(todo: Sequence[RunSpec], store: ResultsStore, backend: Backend, *,
