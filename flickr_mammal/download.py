@@ -53,7 +53,7 @@ from flickr_mammal.imaging import (
 from flickr_mammal.layout import Layout
 from flickr_mammal.ratelimit import rate_text
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
-from skewtools._io import atomic_write_bytes
+from skewtools.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def is_transient(reason: str) -> bool:
         len(reason) == 8 and reason.startswith("http_5") and reason[5:].isdigit())
 
 
-_TMP_GLOB = ".*.tmp"  # skewtools._io's temp files: .{name}.{hex}.tmp
+_TMP_GLOB = ".*.tmp"  # skewtools.io's temp files: .{name}.{hex}.tmp
 
 
 def remove_partial_writes(folder: Path) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from skewtools import metrics
-from skewtools._io import atomic_write_text, atomic_write_with
+from skewtools.io import atomic_write_text, atomic_write_with
 from skewtools.partitioners import partition
 from skewtools.samples import as_samples
 
