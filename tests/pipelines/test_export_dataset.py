@@ -24,20 +24,34 @@ def test_cli_writes_hub_layout_and_card(build, tmp_path, capsys):
     out = tmp_path / "hub"
     assert main([str(build), str(out), "--format", "hf-parquet"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == [
-        "train-00000-of-00001.parquet", "val-00000-of-00001.parquet"]
+        "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
     assert "train: 24 rows in 1 files" in capsys.readouterr().out   # 1 unplaced a split
     card = (out / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
-    assert header["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*"},
-                                                  {"split": "val", "path": "data/val-*"}]
+    assert header["configs"][0]["data_files"] == [
+        {"split": "train", "path": "data/train-*"},
+        {"split": "validation", "path": "data/validation-*"}]
     assert {s["name"]: s["num_examples"] for s in header["dataset_info"]["splits"]} == \
-        {"train": 24, "val": 5}
+        {"train": 24, "validation": 5}
+    assert header["license"] == "other" and header["license_name"] == "flickr-per-image-licenses"
+    assert header["size_categories"] == ["n<1K"]
+    assert header["task_categories"] == ["image-classification"]
+    assert "## Licences" in card and "| licence id | licence | images |" in card
     assert "## 5. Geocoding scheme" in card                          # DATASET.md's sections
     assert "### Statistics of this export's build" in card          # from this build
     assert "| geocode: unplaced (antarctica 1, null_island 1) | 2 |" in card
+    assert "synthetic build" not in card and "NOT real data" not in card
+    assert "python -m" not in card and "How to rebuild" not in card   # no repository commands
+    assert "FederatedDataset(dataset=" in card
 
     local = datasets.load_dataset(str(out))                          # the folder, as on the Hub
-    assert local["train"].num_rows == 24 and local["val"].num_rows == 5
+    assert local["train"].num_rows == 24 and local["validation"].num_rows == 5
+    assert set(local["train"]["license_name"]) <= {"", "CC BY-NC-SA 2.0", "CC BY-NC 2.0",
+                                                   "CC BY-NC-ND 2.0", "CC BY 2.0",
+                                                   "CC BY-SA 2.0", "CC BY-ND 2.0",
+                                                   "No known copyright restrictions",
+                                                   "United States Government Work",
+                                                   "CC0 1.0", "Public Domain Mark 1.0"}
     assert local["train"].features["label"].names[6] == "cat"
     image = local["train"][0]["image"]
     assert image.size[0] > 0                                          # bytes embedded
@@ -56,6 +70,20 @@ def test_shards_split_by_size_and_keep_every_row(tmp_path):
     assert len(names) > 1 and names[0].endswith(f"-of-{len(names):05d}.parquet")
     rows = sum(pq.read_metadata(tmp_path / "hub" / "data" / n).num_rows for n in names)
     assert rows == result["rows"]["train"] == 10                    # 11 minus the unplaced one
+
+
+def test_federated_dataset_reads_the_export(build, tmp_path):
+    """docs/ecosystem.md's example: flwr-datasets' FederatedDataset over the exported folder."""
+    flwr = pytest.importorskip("flwr_datasets")
+    from flwr_datasets.partitioner import NaturalIdPartitioner
+
+    out = tmp_path / "hub"
+    assert main([str(build), str(out)]) == 0
+    fds = flwr.FederatedDataset(dataset=str(out), partitioners={
+        "train": NaturalIdPartitioner(partition_by="continent")})
+    sizes = [len(fds.load_partition(i)) for i in range(fds.partitioners["train"].num_partitions)]
+    assert sum(sizes) == 24 and len(sizes) == 5
+    assert fds.load_split("validation").num_rows == 5
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
