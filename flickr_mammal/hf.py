@@ -35,10 +35,15 @@ from typing import Any, Final
 import pandas as pd
 
 from flickr_mammal.classes import CLASS_NAMES
-from flickr_mammal.integrity import ShardTotals, checked_samples, row_facts
+from flickr_mammal.integrity import (
+    DatasetIntegrityError,
+    ShardTotals,
+    checked_samples,
+    row_facts,
+)
 from flickr_mammal.regions import UNKNOWN
 from flickr_mammal.shard_index import open_split, shard_totals
-from skewtools.loaders.shard_files import shard_path, shard_samples
+from skewtools.loaders.shard_files import ShardPathError, shard_path, shard_samples
 
 MISSING_EXTRA = "flickr_mammal.hf needs the 'datasets' package: pip install -e '.[hf]'"
 GEO_COLUMNS = ("continent", "subcontinent", "country", "country_code")
@@ -170,6 +175,13 @@ def to_hf_dataset(root: str | Path, split: str = "train", streaming: bool = Fals
     if streaming:
         return ds.IterableDataset.from_generator(_generate, features=features(),
                                                  gen_kwargs=kwargs)
-    return ds.Dataset.from_generator(_generate, features=features(), gen_kwargs=kwargs,
-                                     split=ds.NamedSplit(hf_split(build_split(split))),
-                                     cache_dir=None if cache_dir is None else str(cache_dir))
+    try:
+        return ds.Dataset.from_generator(_generate, features=features(), gen_kwargs=kwargs,
+                                         split=ds.NamedSplit(hf_split(build_split(split))),
+                                         cache_dir=None if cache_dir is None else str(cache_dir))
+    except ds.exceptions.DatasetGenerationError as exc:
+        # datasets wraps the generator's error: a damaged build is the reader's own error.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, DatasetIntegrityError | ShardPathError):
+            raise cause from None
+        raise

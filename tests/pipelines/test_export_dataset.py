@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -91,3 +92,65 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "hub" / "x").write_text("")
     assert main([str(tmp_path), str(tmp_path / "hub")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def _tamper(root, how: str) -> None:
+    index_path = root / "shards" / "shards.parquet"
+    index = pd.read_parquet(index_path)
+    row = index[(index["split"] == "train") & (index["continent"] != "unknown")].index[0]
+    if how == "lost_row":
+        index = index.drop(index=row)
+    elif how == "planted":
+        index.loc[row, "shard"] = "../../planted.tar"
+    else:
+        index.loc[row, how] = {"label": (int(index.loc[row, "label"]) + 1) % 42, "split": "val",
+                               "continent": "Oceania" if index.loc[row, "continent"] != "Oceania"
+                               else "Asia", "subcontinent": "Melanesia"}[how]
+    index.to_parquet(index_path)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("how", ["label", "split", "continent", "subcontinent", "lost_row",
+                                 "planted"])
+def test_export_exits_non_zero_on_a_tampered_build(copy, tmp_path, capsys, how):
+    _tamper(copy, how)
+    assert main([str(copy), str(tmp_path / "hub")]) == 2
+    last = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("error: ") and ("sample fm" in last or "shard" in last)
+    assert "Traceback" not in last
+
+
+def test_to_hf_dataset_refuses_a_build_that_lost_a_row(copy, tmp_path):
+    from flickr_mammal.hf import to_hf_dataset
+    from flickr_mammal.integrity import DatasetIntegrityError
+
+    _tamper(copy, "lost_row")
+    with pytest.raises(DatasetIntegrityError, match="samples of split train, the manifest"):
+        to_hf_dataset(copy, "train", cache_dir=tmp_path / "cache")
+    with pytest.raises(DatasetIntegrityError, match="index row is missing"):
+        to_hf_dataset(copy / "shards", "train", cache_dir=tmp_path / "cache")
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_removes_the_temp_folder(build, tmp_path):
+    """An export stopped by SIGTERM leaves no fm-export-* folder behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": os.getcwd()}
+    # A datasheet that blocks the card step is not needed: stop as soon as the cache exists.
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.export_dataset", str(build),
+                             str(tmp_path / "hub")], env=env, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not any(temp.glob("fm-export-*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the export never created its temp folder"
+        time.sleep(0.01)
+    assert proc.poll() is None, "the export ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) != 0
+    assert not list(temp.glob("fm-export-*"))
