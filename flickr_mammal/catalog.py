@@ -40,7 +40,7 @@ from flickr_mammal.records import (
     PhotoRecord,
     Status,
 )
-from skewtools._io import atomic_write_with
+from skewtools.io import atomic_write_with
 
 SCHEMA_VERSION = 1
 

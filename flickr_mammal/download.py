@@ -48,7 +48,7 @@ from flickr_mammal.imaging import (
 from flickr_mammal.layout import Layout
 from flickr_mammal.ratelimit import rate_text
 from flickr_mammal.records import BAD_ID, PhotoRecord, Status
-from skewtools._io import atomic_write_bytes
+from skewtools.io import atomic_write_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class DownloadConfig(FetchConfig):
 TRANSIENT_REASONS: tuple[str, ...] = ("http_408", "http_429", "timeout", "connection_error")
 TRANSIENT_PATTERNS: tuple[str, ...] = ("http_5[0-9][0-9]",)  # SQLite GLOB: every 5xx
 
-_TMP_GLOB = ".*.tmp"  # skewtools._io's temp files: .{name}.{hex}.tmp
+_TMP_GLOB = ".*.tmp"  # skewtools.io's temp files: .{name}.{hex}.tmp
 
 
 def remove_partial_writes(folder: Path) -> int:

@@ -2,11 +2,22 @@
 
 ``export_hf_parquet(root, out)`` writes every split of the shard set as
 ``out/data/{split}-NNNNN-of-NNNNN.parquet`` (image bytes embedded, the typed columns of
-:func:`flickr_mammal.hf.features`) and ``out/README.md``: a dataset card whose YAML header
-declares the features, splits and the ``default`` config's data files, and whose body is
-DATASET.md, its statistics section regenerated from this build when the build folder holds
-``manifest.parquet`` and ``stats.json``. ``load_dataset(out)`` and
-``load_dataset("parquet", data_files=...)`` then read it with no other file.
+:func:`flickr_mammal.hf.features`; the build's ``val`` split is named ``validation``) and
+``out/README.md``: a dataset card whose YAML header declares the licence (``other``, with a
+``license_name``: each image carries its own Flickr licence), ``task_categories``,
+``size_categories``, the features, splits and the ``default`` config's data files, and whose
+body is a usage note, the per-image licences of this export, and DATASET.md's datasheet
+sections, their statistics regenerated from this build when the build folder holds
+``manifest.parquet`` and ``stats.json`` (and left out otherwise). Repository commands
+(``python -m ...``) and the sections on building and loading with this repository's code are
+left out of the card. ``load_dataset(out)`` and ``load_dataset("parquet", data_files=...)``
+then read it with no other file.
+
+Every sample is checked as it is read (:func:`flickr_mammal.hf.to_hf_dataset`): a damaged or
+edited build stops the export with :class:`~flickr_mammal.integrity.DatasetIntegrityError`.
+The temporary ``datasets`` cache (``fm-export-*``) is removed on return, on an error and on
+SIGTERM/SIGINT (a SIGTERM is turned into ``SystemExit(143)`` while the export runs in the main
+thread).
 """
 
 from __future__ import annotations
@@ -15,7 +26,11 @@ import json
 import logging
 import math
 import re
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -23,11 +38,11 @@ from typing import Any, Final
 import pandas as pd
 import yaml
 
-from flickr_mammal.hf import features, to_hf_dataset
+from flickr_mammal.hf import FLICKR_LICENSES, features, hf_split, to_hf_dataset
 from flickr_mammal.layout import Layout
 from flickr_mammal.manifest import read_manifest
-from flickr_mammal.reader import _locate
-from flickr_mammal.report import SECTION_BEGIN, datasheet_section, replace_section
+from flickr_mammal.report import SECTION_BEGIN, datasheet_section
+from flickr_mammal.shard_index import locate
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +52,21 @@ from datasets import load_dataset
 
 ds = load_dataset("PATH_OR_REPO")            # splits: {splits}
 ds["train"].features["label"].names[:3]      # ['alpaca', 'antelope', 'armadillo']
+
+# one federated partition per continent (flwr-datasets)
+from flwr_datasets import FederatedDataset
+from flwr_datasets.partitioner import NaturalIdPartitioner
+
+fds = FederatedDataset(dataset="PATH_OR_REPO",
+                       partitioners={{"train": NaturalIdPartitioner(partition_by="continent")}})
+africa = fds.load_partition(0)
 ```
 """
+LICENSE_NAME: Final = "flickr-per-image-licenses"
+# The card's sections made of this repository's commands and code, left out of the card.
+REPO_SECTIONS: Final = ("How to load partitions", "How to rebuild")
+SIZE_CATEGORIES: Final = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                          (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))
 
 
 @dataclass(frozen=True)
@@ -58,11 +86,19 @@ class ExportConfig:
             raise ValueError(f"{self.out} exists and is not empty; choose a new folder")
 
 
+def size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` value for ``rows`` examples."""
+    return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "n>10M")
+
+
 def _card_yaml(split_sizes: dict[str, int]) -> str:
     header = {
         "pretty_name": "Flickr-Mammal (rebuild)",
-        "task_categories": ["image-classification"],
         "license": "other",
+        "license_name": LICENSE_NAME,
+        "task_categories": ["image-classification"],
+        "task_ids": ["multi-class-image-classification"],
+        "size_categories": [size_category(sum(split_sizes.values()))],
         "configs": [{"config_name": "default", "data_files": [
             {"split": s, "path": f"data/{s}-*"} for s in split_sizes]}],
         "dataset_info": {"features": features()._to_yaml_list(),
@@ -72,42 +108,98 @@ def _card_yaml(split_sizes: dict[str, int]) -> str:
     return "---\n" + yaml.safe_dump(header, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def _card_body(config: ExportConfig, split_sizes: dict[str, int]) -> str:
+def _licence_table(licences: pd.Series) -> str:
+    counts = licences.fillna(-1).astype(int).value_counts().sort_index()
+    lines = ["| licence id | licence | images |", "|---:|---|---:|"]
+    lines += [f"| {i} | {FLICKR_LICENSES.get(i, 'unknown')} | {n} |" for i, n in counts.items()]
+    return "\n".join(lines)
+
+
+def _licence_section(licences: pd.Series) -> str:
+    return ("## Licences\n\nEach image keeps its own Flickr licence: the `license` column (the "
+            "Flickr licence id) and `license_name`; credit the `owner` "
+            "(`https://www.flickr.com/photos/<owner>/<photo_id>`) when you share an image. "
+            "NC licences forbid commercial use, ND licences derivatives. This export:\n\n"
+            + _licence_table(licences) + "\n")
+
+
+def datasheet_for_card(sheet: str, stats_section: str | None) -> str:
+    """DATASET.md for a card: no title, no repository sections or commands; its statistics
+    section replaced by ``stats_section`` (or removed when None)."""
+    sheet = re.sub(r"\A# .*\n", "", sheet)     # the card has its own title
+    parts = re.split(r"(?m)^(?=## )", sheet)
+    kept = []
+    for part in parts:
+        heading = part.splitlines()[0] if part.startswith("## ") else ""
+        if any(name in heading for name in REPO_SECTIONS):
+            continue
+        if SECTION_BEGIN in part:   # only the heading and this build's statistics
+            part = heading + "\n\n" + (stats_section or "") + "\n\n"
+            if stats_section is None:
+                continue
+        kept.append(part)
+    text = "".join(kept)
+    text = re.sub(r"```[a-z]*\n(?:(?!```).)*?python -m .*?```\n?", "", text, flags=re.S)
+    return re.sub(r" ?\(`python -m [^`]*`\)", "", text)
+
+
+def _card_body(config: ExportConfig, split_sizes: dict[str, int], licences: pd.Series) -> str:
     usage = USAGE.format(splits=", ".join(split_sizes))
-    text = "# Flickr-Mammal (rebuild)\n\n" + usage
+    text = "# Flickr-Mammal (rebuild)\n\n" + usage + "\n" + _licence_section(licences)
     if config.datasheet is None:
         return text
     sheet = Path(config.datasheet).read_text(encoding="utf-8")
-    sheet = re.sub(r"\A# .*\n", "", sheet)     # the card has its own title
     layout = Layout.at(config.root)
+    section = None
     if SECTION_BEGIN in sheet and layout.manifest.is_file() and layout.stats.is_file():
         stats = json.loads(layout.stats.read_text(encoding="utf-8"))
         section = datasheet_section(read_manifest(layout.manifest), stats, "Statistics of "
                                     "this export's build")
-        sheet = replace_section(sheet, section)
-    return text + "\n" + sheet
+    return text + "\n" + datasheet_for_card(sheet, section)
+
+
+@contextmanager
+def _signals_end_the_export() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) (SIGINT raises KeyboardInterrupt anyway), so ``with``
+    blocks clean up; only in the main thread, where Python delivers signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def export_hf_parquet(config: ExportConfig) -> dict[str, Any]:
     """Write the parquet shards and the card; return ``{split: [file names]}`` and sizes."""
-    index_path, _ = _locate(Path(config.root))
+    index_path = locate(config.root).index
     splits = config.splits or tuple(sorted(pd.read_parquet(index_path,
                                                            columns=["split"])["split"].unique()))
     data = Path(config.out) / "data"
     data.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="fm-export-") as cache:
+    licences = []
+    with _signals_end_the_export(), tempfile.TemporaryDirectory(prefix="fm-export-") as cache:
         for split in splits:
             ds = to_hf_dataset(config.root, split, cache_dir=cache)
+            name = hf_split(split)
             n = max(1, math.ceil(ds.data.nbytes / config.max_shard_bytes))
-            files[split] = []
+            files[name] = []
             for i in range(n):
-                name = f"{split}-{i:05d}-of-{n:05d}.parquet"
-                ds.shard(n, i, contiguous=True).to_parquet(data / name)
-                files[split].append(name)
-            sizes[split] = len(ds)
-            log.info("split %s: %d rows in %d parquet files", split, len(ds), n)
-    card = _card_yaml(sizes) + "\n" + _card_body(config, sizes)
+                file = f"{name}-{i:05d}-of-{n:05d}.parquet"
+                ds.shard(n, i, contiguous=True).to_parquet(data / file)
+                files[name].append(file)
+            sizes[name] = len(ds)
+            licences.append(pd.Series(ds["license"], dtype="float64"))
+            log.info("split %s: %d rows in %d parquet files", name, len(ds), n)
+    card = (_card_yaml(sizes) + "\n"
+            + _card_body(config, sizes, pd.concat(licences, ignore_index=True)))
     (Path(config.out) / "README.md").write_text(card, encoding="utf-8")
     return {"files": files, "rows": sizes}

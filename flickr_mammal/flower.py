@@ -2,8 +2,9 @@
 
 Flower's simulation gives each ClientApp an integer ``partition-id`` (0 .. num-partitions - 1);
 :func:`load_partitions` keys partitions by name ("Africa", ...). ``geo_partitions`` fixes the
-bridge once: partition ids follow the sorted names (stable across runs and machines), the
-mapping is logged, and ``load_partition(partition_id)`` returns that partition's PyTorch
+bridge once: partition ids follow :func:`load_partitions`' order (skewtools' ``by_attribute``
+order: largest first, ties by name, "other" last; the same for the same build), the mapping is
+logged, and ``load_partition(partition_id)`` returns that partition's PyTorch
 dataset. No Flower import is needed here; see ``examples/flower_continents`` for a FedAvg app.
 """
 
@@ -45,7 +46,7 @@ def geo_partitions(root: str | Path, by: str = "continent", split: str = "train"
     """One Flower partition per geographic group of ``split`` (``load_partitions`` keywords
     pass through, e.g. ``min_size``, ``max_samples``, ``shuffle_buffer``, ``seed``)."""
     parts = load_partitions(root, by=by, split=split, transform=transform, **load_kwargs)
-    names = dict(enumerate(sorted(parts)))
+    names = dict(enumerate(parts))
     log.info("Flower partition ids (by=%s, split=%s): %s", by, split,
              ", ".join(f"{i}={name} ({len(parts[name])})" for i, name in names.items()))
     return FlowerPartitions(names, parts)

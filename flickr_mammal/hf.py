@@ -3,8 +3,18 @@
 ``to_hf_dataset(root, split)`` reads one split of a shard set (the tars plus ``shards.parquet``)
 into a ``datasets.Dataset`` whose columns are plain features: ``image`` (Image), ``label``
 (ClassLabel over the 42 class names), the geography as strings, coordinates as floats and the
-two dates as timestamps. So the tools built on ``datasets`` work with no glue, e.g.
-``flwr_datasets.partitioner.NaturalIdPartitioner(partition_by="continent")``.
+dates as numbers and text that every formatter takes: ``date_upload`` in Unix seconds (int64,
+UTC), ``date_upload_utc`` the same instant as ISO 8601 text with its ``+00:00`` offset, and
+``date_taken`` the camera's local time as Flickr gives it (``YYYY-MM-DD HH:MM:SS``, no zone).
+So the tools built on ``datasets`` work with no glue: ``with_format("torch")`` in a
+``DataLoader`` (a timestamp column would raise there), and
+``flwr_datasets.partitioner.NaturalIdPartitioner(partition_by="continent")``. Missing text is
+``""`` (a ``None`` first in a batch stops torch's default collate); a missing number is null.
+
+The build's ``val`` split is named ``validation`` here, the Hub's name (``split="val"`` and
+``split="validation"`` both read it). Every sample is checked against its index row as
+:func:`flickr_mammal.reader.load_partitions` checks it (label, split, geography, JPEG digest,
+the sample count of each shard, the index against the manifest).
 
 Unplaced photos (continent "unknown": at sea, Antarctica, bad coordinates) are left out, the
 rule of :func:`flickr_mammal.reader.load_partitions`, so every continent partition here holds
@@ -17,20 +27,44 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pandas as pd
 
 from flickr_mammal.classes import CLASS_NAMES
-from flickr_mammal.reader import split_rows
+from flickr_mammal.integrity import (
+    DatasetIntegrityError,
+    ShardTotals,
+    checked_samples,
+    row_facts,
+)
 from flickr_mammal.regions import UNKNOWN
+from flickr_mammal.shard_index import open_split, shard_totals
+from skewtools.loaders.shard_files import ShardPathError, shard_path, shard_samples
 
 MISSING_EXTRA = "flickr_mammal.hf needs the 'datasets' package: pip install -e '.[hf]'"
 GEO_COLUMNS = ("continent", "subcontinent", "country", "country_code")
+# Flickr's licence ids (flickr.photos.licenses.getInfo) -> names.
+FLICKR_LICENSES: Final = {
+    0: "All Rights Reserved", 1: "CC BY-NC-SA 2.0", 2: "CC BY-NC 2.0", 3: "CC BY-NC-ND 2.0",
+    4: "CC BY 2.0", 5: "CC BY-SA 2.0", 6: "CC BY-ND 2.0", 7: "No known copyright restrictions",
+    8: "United States Government Work", 9: "CC0 1.0", 10: "Public Domain Mark 1.0",
+}
+# The build's split names -> the Hub's.
+HF_SPLITS: Final = {"train": "train", "val": "validation"}
+
+
+def hf_split(split: str) -> str:
+    """The Hub's name of a build split (``val`` -> ``validation``; others unchanged)."""
+    return HF_SPLITS.get(split, split)
+
+
+def build_split(split: str) -> str:
+    """The build's name of a split given by either name."""
+    return {hub: build for build, hub in HF_SPLITS.items()}.get(split, split)
 
 
 def require_datasets() -> Any:
@@ -52,21 +86,23 @@ def features() -> Any:
         **{name: text for name in GEO_COLUMNS},
         "latitude": real, "longitude": real,
         "photo_id": text, "owner": text, "license": ds.Value("int32"),
-        "date_upload": ds.Value("timestamp[s]"),   # UTC
-        "date_taken": ds.Value("timestamp[s]"),    # the camera's local time, as Flickr gives it
+        "license_name": text,
+        "date_upload": ds.Value("int64"),       # Unix seconds: an instant, UTC
+        "date_upload_utc": text,                # the same, ISO 8601 with "+00:00"
+        "date_taken": text,                     # the camera's local time, as Flickr gives it
         "key": text,
     })
 
 
-def _text(value: Any) -> str | None:
-    return None if value in (None, "", UNKNOWN) else str(value)
+def _text(value: Any) -> str:
+    return "" if value in (None, "", UNKNOWN) else str(value)
 
 
-def _date_taken(value: Any) -> datetime | None:
+def _date_taken(value: Any) -> str:
     try:
-        return datetime.fromisoformat(value) if value else None
+        return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S") if value else ""
     except (TypeError, ValueError):   # Flickr sometimes gives "0000-00-00 00:00:00"
-        return None
+        return ""
 
 
 def sample_row(key: str, members: dict[str, bytes]) -> dict[str, Any]:
@@ -81,57 +117,71 @@ def sample_row(key: str, members: dict[str, bytes]) -> dict[str, Any]:
         "latitude": meta.get("latitude"), "longitude": meta.get("longitude"),
         "photo_id": str(meta["photo_id"]), "owner": _text(meta.get("owner")),
         "license": None if license_id is None or license_id < 0 else int(license_id),
-        "date_upload": (datetime.fromtimestamp(upload, UTC).replace(tzinfo=None)
-                        if upload > 0 else None),
+        "license_name": ("" if license_id is None or license_id < 0
+                         else FLICKR_LICENSES.get(int(license_id), f"Flickr licence {license_id}")),
+        "date_upload": upload if upload > 0 else None,
+        "date_upload_utc": (datetime.fromtimestamp(upload, UTC).isoformat()
+                            if upload > 0 else ""),
         "date_taken": _date_taken(meta.get("date_taken")),
         "key": key,
     }
 
 
-def _generate(shards: list[str], keys: frozenset[str], token: str) -> Iterator[dict[str, Any]]:
-    """Rows of the kept ``keys`` in the ``shards``, in shard order (``token`` only keys the
-    cache: it changes when the shards do)."""
+def _generate(shards: list[str], rows: pd.DataFrame, totals: dict[str, int],
+              token: str) -> Iterator[dict[str, Any]]:
+    """Rows of the index ``rows`` from their ``shards``, in shard order, each sample checked
+    against its index row (``token`` only keys the cache: it changes when the shards do)."""
     del token
-    for path in shards:
-        pending: dict[str, dict[str, bytes]] = {}
-        with tarfile.open(path) as tar:
-            for info in tar:
-                key, _, ext = info.name.partition(".")
-                if key not in keys or not info.isfile():
-                    continue   # another split's or an unplaced sample: never read
-                got = pending.setdefault(key, {})
-                got[ext] = tar.extractfile(info).read()
-                if {"cls", "jpg", "json"} <= got.keys():
-                    yield sample_row(key, pending.pop(key))
+    keys = frozenset(rows["key"])
+    digests = (dict(zip(rows["key"], zip(rows["jpg_bytes"].astype(int), rows["jpg_sha256"],
+                                         strict=True), strict=True))
+               if "jpg_sha256" in rows.columns else None)
+    raw = (s for s in shard_samples(shards, on_shard_end=ShardTotals(totals))
+           if s["__key__"] in keys)   # another split's or an unplaced sample: skipped
+    for sample in checked_samples(raw, shards, rows["shard"].value_counts().to_dict(), digests,
+                                  row_facts(rows)):
+        yield sample_row(sample["__key__"], sample)
 
 
-def placed_rows(root: str | Path, split: str) -> tuple[pd.DataFrame, Path]:
-    """The shard-index rows of ``split`` that have a continent, and the shard folder."""
-    _, rows, shard_dir, _ = split_rows(root, split)
+def placed_rows(root: str | Path, split: str) -> tuple[pd.DataFrame, Path, dict[str, int]]:
+    """The checked shard-index rows of ``split`` that have a continent, the shard folder and
+    the samples per shard of the whole index."""
+    index, rows, files = open_split(root, build_split(split))
     placed = ~(rows["continent"].isna() | rows["continent"].isin([UNKNOWN, ""]))
-    return rows[placed], shard_dir
+    return rows[placed], files.shard_dir, shard_totals(index)
 
 
 def to_hf_dataset(root: str | Path, split: str = "train", streaming: bool = False,
                   cache_dir: str | Path | None = None) -> Any:
     """One split as a ``datasets.Dataset`` (``IterableDataset`` with ``streaming``).
 
-    ``root`` is a shard folder or a build root with ``shards/``. The Dataset is written once
-    to the ``datasets`` cache (``cache_dir``, default ~/.cache/huggingface/datasets) and
-    rebuilt when the shards change; the streaming one reads the tars on every pass, its
-    shards divided between DataLoader workers.
+    ``root`` is a shard folder or a build root with ``shards/``; ``split`` a build split or its
+    Hub name (``validation`` for ``val``). The Dataset is written once to the ``datasets``
+    cache (``cache_dir``, default ~/.cache/huggingface/datasets) and rebuilt when the shards
+    change; the streaming one reads the tars on every pass. A damaged or edited build raises
+    :class:`~flickr_mammal.integrity.DatasetIntegrityError` naming the shard and sample.
     """
     ds = require_datasets()
-    rows, shard_dir = placed_rows(root, split)
-    shards = [str(shard_dir / name) for name in sorted(rows["shard"].unique())]
+    rows, shard_dir, totals = placed_rows(root, split)
+    shards = [str(shard_path(shard_dir, name)) for name in sorted(rows["shard"].unique())]
     stamp = hashlib.sha256()
     for path in shards:
         st = Path(path).stat()
         stamp.update(f"{path}:{st.st_size}:{st.st_mtime_ns};".encode())
-    kwargs = {"shards": shards, "keys": frozenset(rows["key"]), "token": stamp.hexdigest()}
+    columns = [c for c in ("key", "shard", "split", "label", "jpg_bytes", "jpg_sha256",
+                           "continent", "subcontinent", "country") if c in rows.columns]
+    kwargs = {"shards": shards, "rows": rows[columns].reset_index(drop=True),
+              "totals": totals, "token": stamp.hexdigest()}
     if streaming:
         return ds.IterableDataset.from_generator(_generate, features=features(),
                                                  gen_kwargs=kwargs)
-    return ds.Dataset.from_generator(_generate, features=features(), gen_kwargs=kwargs,
-                                     split=ds.NamedSplit(split),
-                                     cache_dir=None if cache_dir is None else str(cache_dir))
+    try:
+        return ds.Dataset.from_generator(_generate, features=features(), gen_kwargs=kwargs,
+                                         split=ds.NamedSplit(hf_split(build_split(split))),
+                                         cache_dir=None if cache_dir is None else str(cache_dir))
+    except ds.exceptions.DatasetGenerationError as exc:
+        # datasets wraps the generator's error: a damaged build is the reader's own error.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, DatasetIntegrityError | ShardPathError):
+            raise cause from None
+        raise

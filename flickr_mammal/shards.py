@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from flickr_mammal.records import PUBLIC_FIELDS, PhotoRecord
 from flickr_mammal.regions import UNKNOWN
-from skewtools._io import AtomicFile, atomic_write_with
+from skewtools.io import AtomicFile, atomic_write_with
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.records import WITH_IMAGE, Status
-from skewtools._io import atomic_write_text
+from skewtools.io import atomic_write_text
 
 STATS_VERSION = 1
 

@@ -5,9 +5,13 @@ Reads every shard once and checks that
 - every sample of the index is in its shard exactly once, with its ``.cls``, ``.jpg`` and
   ``.json`` members, and no shard holds a sample the index does not list;
 - every JPEG has the length and sha256 the index records and, where ``manifest.parquet`` is
-  beside the shards, the sha256 the manifest records for that photo; every label is the index's;
-- the index is consistent in itself (integrity.index_problems), with the shard files in the
-  folder (none missing, none stray) and with the manifest (same photos, shards, splits, labels).
+  beside the shards, the sha256 the manifest records for that photo; every sample's ``.cls``
+  label and its ``.json`` label, split, shard, continent, subcontinent and country are the
+  index's (integrity.sample_problem, the readers' own check);
+- the index is consistent in itself (integrity.index_problems: shard names that stay inside the
+  shard folder and are regular files, keys, sizes), with the shard files in the folder (none
+  missing, none stray) and with the manifest (same photos; same shard, split, label, continent,
+  subcontinent and country).
 
 Problems are collected as data (one line each), never raised, so one run lists them all.
 """
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tarfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +28,9 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from flickr_mammal.integrity import index_problems
-from flickr_mammal.shards import INDEX_NAME
+from flickr_mammal.integrity import index_problems, row_facts, sample_problem
+from flickr_mammal.shard_index import locate
+from skewtools.loaders.shard_files import ShardPathError, shard_path, shard_samples
 
 log = logging.getLogger(__name__)
 
@@ -64,43 +68,29 @@ class _Seen:
     label: str | None = None
     size: int = -1
     sha256: str = ""
-
-
-def _locate(root: Path) -> tuple[Path, Path | None]:
-    """(shard folder, manifest or None) for a build root or a shard folder."""
-    for shard_dir in (root / "shards", root):
-        if (shard_dir / INDEX_NAME).is_file():
-            manifest = shard_dir.parent / "manifest.parquet" if shard_dir != root else None
-            return shard_dir, manifest if manifest is not None and manifest.is_file() else None
-    raise FileNotFoundError(f"no {INDEX_NAME} in {root} or {root / 'shards'}: not a built "
-                            "Flickr-Mammal folder")
+    members: dict[str, bytes] | None = None   # cls and json, for the index-row comparison
 
 
 def _scan_shard(path: Path, seen: dict[str, list[_Seen]], problems: list[str]) -> None:
     """Every member of one tar, hashed; a tar that cannot be read to its end is a problem."""
-    current: dict[str, _Seen] = {}
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                key, _, ext = member.name.partition(".")
-                entry = current.get(key)
-                if entry is None:
-                    entry = current[key] = _Seen(path.name, Counter())
-                    seen[key].append(entry)
-                entry.parts[ext] += 1
-                if ext in ("cls", "jpg"):
-                    handle = tar.extractfile(member)
-                    data = handle.read() if handle is not None else b""
-                    if ext == "cls":
-                        entry.label = data.decode("ascii", "replace").strip()
-                    else:
-                        entry.size, entry.sha256 = len(data), hashlib.sha256(data).hexdigest()
-    except (tarfile.TarError, OSError, EOFError) as exc:
+        for sample in shard_samples([path]):
+            parts = Counter({k: 1 for k in sample if not k.startswith("__")})
+            entry = _Seen(path.name, parts, members={k: sample[k] for k in ("cls", "json")
+                                                     if k in sample})
+            seen[sample["__key__"]].append(entry)
+            if "cls" in sample:
+                entry.label = sample["cls"].decode("ascii", "replace").strip()
+            if "jpg" in sample:
+                entry.size = len(sample["jpg"])
+                entry.sha256 = hashlib.sha256(sample["jpg"]).hexdigest()
+    except (ShardPathError, ValueError, OSError, EOFError) as exc:
         problems.append(f"shard {path.name} cannot be read to its end "
                         f"({type(exc).__name__}: {exc}): truncated or corrupt")
 
 
-def _sample_problems(row: Any, found: list[_Seen], manifest_sha: dict[str, str]) -> list[str]:
+def _sample_problems(row: Any, found: list[_Seen], manifest_sha: dict[str, str],
+                     facts: Any = None) -> list[str]:
     where = f"sample {row.key} ({row.shard})"
     if not found:
         return [f"{where}: missing from the shards"]
@@ -114,6 +104,10 @@ def _sample_problems(row: Any, found: list[_Seen], manifest_sha: dict[str, str])
         problems.append(f"{where}: members {dict(got.parts)}, expected one each of {_PARTS}")
     if got.label is not None and got.label != str(row.label):
         problems.append(f"{where}: label {got.label} in the shard, {row.label} in the index")
+    elif facts is not None and got.members is not None and {"cls", "json"} <= got.members.keys():
+        differs = sample_problem(got.members, facts)
+        if differs is not None:
+            problems.append(f"{where}: {differs}")
     if "jpg_sha256" in row._fields and got.sha256 and got.sha256 != row.jpg_sha256:
         problems.append(f"{where}: JPEG sha256 differs from the index (corrupt image)")
     elif got.size >= 0 and got.size != row.jpg_bytes:
@@ -122,6 +116,11 @@ def _sample_problems(row: Any, found: list[_Seen], manifest_sha: dict[str, str])
     if want and got.sha256 and got.sha256 != want:
         problems.append(f"{where}: JPEG sha256 differs from the manifest's")
     return problems
+
+
+def _same(value: Any) -> str:
+    """A cell as comparable text: null, "" and "unknown" are one missing value."""
+    return "" if value is None or pd.isna(value) or str(value) in ("", "unknown") else str(value)
 
 
 def _manifest_problems(manifest: pd.DataFrame, index: pd.DataFrame) -> list[str]:
@@ -138,9 +137,9 @@ def _manifest_problems(manifest: pd.DataFrame, index: pd.DataFrame) -> list[str]
     for pid in sorted(set(i.index) - set(m.index))[:20]:
         problems.append(f"photo {pid}: in the index but not in the manifest")
     both = sorted(set(m.index) & set(i.index))
-    for column in ("shard", "split", "label"):
+    for column in ("shard", "split", "label", "continent", "subcontinent", "country"):
         if column in m.columns and column in i.columns:
-            differ = [p for p in both if str(m.at[p, column]) != str(i.at[p, column])]
+            differ = [p for p in both if _same(m.at[p, column]) != _same(i.at[p, column])]
             for pid in differ[:20]:
                 problems.append(f"photo {pid}: {column} {m.at[pid, column]} in the manifest, "
                                 f"{i.at[pid, column]} in the index")
@@ -150,8 +149,9 @@ def _manifest_problems(manifest: pd.DataFrame, index: pd.DataFrame) -> list[str]
 def verify_dataset(root: str | Path, progress: bool = True) -> VerifyReport:
     """Check a build folder (or a shard folder) completely; see the module docstring."""
     root = Path(root)
-    shard_dir, manifest_path = _locate(root)
-    index = pd.read_parquet(shard_dir / INDEX_NAME)
+    files = locate(root)
+    shard_dir, manifest_path = files.shard_dir, files.manifest
+    index = pd.read_parquet(files.index)
     problems = index_problems(index, shard_dir)
     manifest = pd.read_parquet(manifest_path) if manifest_path is not None else None
     manifest_sha: dict[str, str] = {}
@@ -166,10 +166,15 @@ def verify_dataset(root: str | Path, progress: bool = True) -> VerifyReport:
     seen: dict[str, list[_Seen]] = defaultdict(list)
     for path in tqdm(on_disk, desc="verify", unit="shard", disable=None if progress else True):
         if path.name in listed:
-            _scan_shard(path, seen, problems)
+            try:   # index_problems has reported a shard no reader may open
+                _scan_shard(shard_path(shard_dir, path.name), seen, problems)
+            except ShardPathError:
+                continue
     index_keys = set(index["key"])
-    for row in index.drop_duplicates("key").itertuples(index=False):
-        problems += _sample_problems(row, seen.get(row.key, []), manifest_sha)
+    unique = index.drop_duplicates("key")
+    facts = row_facts(unique)
+    for row in unique.itertuples(index=False):
+        problems += _sample_problems(row, seen.get(row.key, []), manifest_sha, facts[row.key])
     problems += [f"sample {key} ({found[0].shard}): in the shards but not in the index"
                  for key, found in sorted(seen.items()) if key not in index_keys]
     report = VerifyReport(root, len(index), len(listed), None if manifest is None

@@ -1,6 +1,6 @@
 """Regenerate a build's report/ and DATASET.md's statistics section from the build folder.
 
-    python -m pipelines.dataset_report --build DIR [--datasheet DATASET.md] [--title TEXT]
+    python -m pipelines.dataset_report DIR [--datasheet DATASET.md] [--title TEXT]
 
 Reads DIR/manifest.parquet and DIR/stats.json (written by ``pipelines.build_dataset``), rewrites
 DIR/report/, and replaces the text between the ``build-stats`` markers of the datasheet.
@@ -27,10 +27,14 @@ from flickr_mammal.report import (
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.dataset_report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--build", required=True, help="a build's --out folder")
+    p.add_argument("dir", nargs="?", metavar="DIR", help="a build's --out folder")
+    p.add_argument("--build", help=argparse.SUPPRESS)   # deprecated spelling of DIR
     p.add_argument("--datasheet", default=None, help="markdown file to update (DATASET.md)")
     p.add_argument("--title", default="Statistics of the build", help="section title")
     args = p.parse_args(argv)
+    if (args.dir is None) == (args.build is None):
+        p.error("give the build folder once, as DIR")
+    args.build = args.dir or args.build
     layout = Layout.at(args.build)
     if not layout.manifest.is_file() or not layout.stats.is_file():
         print(f"error: no manifest.parquet / stats.json in {args.build}; run "

@@ -1,4 +1,4 @@
-"""Partition a labelled dataset and report how skewed it is (issue #4; docs/reference.md §3, §5).
+"""Partition a labelled dataset and report how skewed it is (docs/reference.md §3, §5).
 
     python -m pipelines.skew_report manifest.parquet --scheme by_attribute \
         --param attribute=subcontinent --class-names flickr_mammal --out report/
@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipelines._cli import parse_param
 from skewtools import get_partitioner, list_partitioners
@@ -30,6 +31,16 @@ def class_names(value: str | None) -> tuple[str, ...] | None:
 
         return tuple(CLASS_NAMES)
     return tuple(line.strip() for line in Path(value).read_text().splitlines() if line.strip())
+
+
+def prepare_manifest(frame: Any) -> Any:
+    """A Flickr-Mammal manifest, old or new, in its one typed form ("unknown" -> null);
+    other tables unchanged."""
+    if {"photo_id", "continent", "label"} <= set(frame.columns):
+        from flickr_mammal.manifest import normalize_manifest
+
+        return normalize_manifest(frame)
+    return frame
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             label_column=args.label_column,
             class_names=class_names(args.class_names),
         )
-        report, paths = run_report(config)
+        report, paths = run_report(config, prepare_manifest)
     except (ValueError, TypeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@
 >>> p.indices  # one sorted int64 index array per partition
 >>> skewtools.skew_report(skewtools.count_matrix(p, labels)).summary["skew_score"]
 
-The names below load on first use (PEP 562), so ``import skewtools._io`` (the atomic-write
+The names below load on first use (PEP 562), so ``import skewtools.io`` (the atomic-write
 helper flickr_mammal's build stages use) does not pull in scipy and pandas at start-up.
 """
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from skewtools._io import atomic_write_text, atomic_write_with
+from skewtools.io import atomic_write_text, atomic_write_with
 
 
 @dataclass(frozen=True, eq=False)

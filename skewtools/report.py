@@ -1,4 +1,4 @@
-"""Skew reports: a per-partition metrics table, a summary, CSV files and figures (issue #4).
+"""Skew reports: a per-partition metrics table, a summary, CSV files and figures.
 
 :func:`skew_report` is a pure function of the count matrix (see :mod:`skewtools.metrics`);
 :func:`write_report` saves it; :func:`run_report` is the whole job behind
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from skewtools import metrics
-from skewtools._io import atomic_write_text, atomic_write_with
+from skewtools.io import atomic_write_text, atomic_write_with
 from skewtools.partitioners import partition
 from skewtools.samples import as_samples
 
@@ -131,25 +131,27 @@ class ReportConfig:
             raise ValueError(f"no such file: {self.data}")
 
 
-def load_labels(path: str | Path) -> pd.DataFrame | np.ndarray:
-    """A manifest DataFrame (``.parquet``) or a 1-D label array (``.npy``)."""
+def load_labels(path: str | Path,
+                prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+                ) -> pd.DataFrame | np.ndarray:
+    """A manifest DataFrame (``.parquet``, passed through ``prepare`` when given: e.g. a
+    dataset's own reader that types its columns) or a 1-D label array (``.npy``)."""
     path = Path(path)
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
-        if {"photo_id", "continent", "label"} <= set(frame.columns):
-            # A Flickr-Mammal manifest, old or new: one typed form ("unknown" -> null).
-            from flickr_mammal.manifest import normalize_manifest
-
-            return normalize_manifest(frame)
-        return frame
+        return prepare(frame) if prepare is not None else frame
     labels = np.load(path, allow_pickle=False)
     return labels.reshape(-1) if labels.ndim == 2 and 1 in labels.shape else labels
 
 
-def run_report(config: ReportConfig) -> tuple[SkewReport, dict[str, Path]]:
-    """Partition the labels, measure the skew, write tables, figures and the partitioning."""
+def run_report(config: ReportConfig,
+               prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+               ) -> tuple[SkewReport, dict[str, Path]]:
+    """Partition the labels, measure the skew, write tables, figures and the partitioning.
+
+    ``prepare`` goes to :func:`load_labels` (skewtools knows no dataset: the caller does)."""
     # One Samples view for both steps, so the labels are encoded to class codes only once.
-    samples = as_samples(load_labels(config.data), config.label_column)
+    samples = as_samples(load_labels(config.data, prepare), config.label_column)
     p = partition(config.scheme, samples, label_column=config.label_column, **config.params)
     log.info("%s: %d partitions, %d dropped", config.scheme, p.num_partitions, p.dropped)
     report = skew_report(metrics.count_matrix(p, samples))

@@ -3,23 +3,30 @@
 from collections.abc import Sequence
 from typing import Any
 
+from skewtools.loaders.shard_files import ShardPathError, open_shard, shard_path, shard_samples
 from skewtools.loaders.torch_subsets import partition_subset, partition_subsets
 from skewtools.loaders.wds_shards import (
     KeyFilter,
     ShardPlan,
     partition_webdataset,
     plan_partition,
+    shard_pipeline,
 )
 from skewtools.partitioning import Partitioning
 
 __all__ = [
     "KeyFilter",
+    "ShardPathError",
     "ShardPlan",
     "as_flower_partitioner",
+    "open_shard",
     "partition_subset",
     "partition_subsets",
     "partition_webdataset",
     "plan_partition",
+    "shard_path",
+    "shard_pipeline",
+    "shard_samples",
 ]
 
 

@@ -4,7 +4,9 @@ The index is a DataFrame with one row per sample, aligned with the data the part
 made from (same rows, same order), holding the sample ``key`` and the ``shard`` file it lives
 in (``{split}-{NNNNNN}.tar``, relative to ``shards_dir``; Flickr-Mammal's ``shards.parquet``).
 A partition's dataset opens only the shards that hold its keys and yields only its keys
-(shards may mix partitions); ``select_files`` skips other samples' members unread.
+(shards may mix partitions); other samples' members are skipped unread. Every shard name is
+checked and opened by :mod:`skewtools.loaders.shard_files` (inside the folder, a regular file,
+an uncompressed tar), never by webdataset's own URL opener.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Any
 
 import pandas as pd
 import webdataset as wds
+from torch.utils.data import IterableDataset
 
 from skewtools._checks import check_aligned
+from skewtools.loaders.shard_files import shard_path, shard_samples
 from skewtools.partitioning import Partitioning
 
 
@@ -65,8 +69,27 @@ def plan_partition(
             raise ValueError(f"index has no {column!r} column; columns: {list(index.columns)}")
     rows = index.iloc[partitioning.indices[partitioning.partition_id(partition)]]
     shards = sorted(set(rows[shard_column].astype(str)))
-    urls = tuple(str(Path(shards_dir) / s) for s in shards)
+    urls = tuple(str(shard_path(shards_dir, s)) for s in shards)
     return ShardPlan(keys=frozenset(rows[key_column].astype(str)), urls=urls)
+
+
+class ShardSource(IterableDataset):
+    """The raw samples of checked shard paths, in order (the first stage of a pipeline)."""
+
+    def __init__(self, urls: tuple[str, ...], select_files: Any = None,
+                 on_shard_end: Any = None) -> None:
+        super().__init__()
+        self.urls, self.select_files, self.on_shard_end = urls, select_files, on_shard_end
+
+    def __iter__(self) -> Any:
+        return shard_samples(self.urls, self.select_files, self.on_shard_end)
+
+
+def shard_pipeline(urls: tuple[str, ...], select_files: Any = None,
+                   on_shard_end: Any = None) -> wds.FluidWrapper:
+    """A webdataset pipeline (``.select``, ``.shuffle``, ``.decode``, ...) over the raw samples
+    of ``urls``, read by :func:`~skewtools.loaders.shard_files.shard_samples`."""
+    return wds.FluidWrapper(ShardSource(urls, select_files, on_shard_end))
 
 
 def partition_webdataset(
@@ -77,12 +100,11 @@ def partition_webdataset(
     *,
     key_column: str = "key",
     shard_column: str = "shard",
-    **webdataset_kwargs: Any,
-) -> wds.WebDataset:
-    """A ``wds.WebDataset`` of one partition's samples (raw: decode with ``.decode(...)``).
+) -> wds.FluidWrapper:
+    """A webdataset pipeline of one partition's samples (raw: decode with ``.decode(...)``).
 
-    Shards are read in sorted order and not shuffled by default; ``nodesplitter`` is off
-    because a partition is already one rank's share. ``webdataset_kwargs`` go to WebDataset.
+    Shards are read in sorted order, whole (a partition is already one rank's share); add
+    ``.shuffle(n)`` for a sample buffer.
     """
     plan = plan_partition(
         index, partitioning, partition, shards_dir, key_column=key_column, shard_column=shard_column
@@ -90,6 +112,4 @@ def partition_webdataset(
     if not plan.urls:
         raise ValueError(f"partition {partition!r} holds no samples; there is nothing to read")
     keep = KeyFilter(plan.keys)
-    options: dict[str, Any] = {"shardshuffle": False, "nodesplitter": None, **webdataset_kwargs}
-    options.setdefault("select_files", keep.member)
-    return wds.WebDataset(list(plan.urls), **options).select(keep.sample)
+    return shard_pipeline(plan.urls, keep.member).select(keep.sample)

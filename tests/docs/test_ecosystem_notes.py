@@ -20,12 +20,13 @@ def build(synthetic_build):
 
 
 def test_the_notes_have_snippets():
-    assert len(BLOCKS) == 4
+    assert len(BLOCKS) == 5
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_snippet_runs(build, index, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
     code = BLOCKS[index].replace('"DIR"', repr(str(build)))
+    code = code.replace('"EXPORT"', repr(str(tmp_path / "export")))
     exec(compile(code, f"ecosystem.md block {index}", "exec"), {})
     assert capsys.readouterr().out.strip()

@@ -23,7 +23,7 @@ from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
-from skewtools._io import atomic_write_bytes
+from skewtools.io import atomic_write_bytes
 from tests.flickr_mammal import sample_images as s
 from tests.flickr_mammal.scripted_server import FakeSleep, Reply, ScriptedServer
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 
@@ -42,7 +42,7 @@ def train(shard_root, tmp_path_factory):
 def test_flat_typed_columns(train):
     assert train.features["label"].names == list(CLASS_NAMES)
     assert isinstance(train.features["image"], datasets.Image)
-    assert train.features["date_upload"].dtype == "timestamp[s]"
+    assert train.features["date_upload"].dtype == "int64"
     assert train.split == "train"
     rows = {r["photo_id"]: r for r in train}
     assert sorted(rows) == [f"10{i:02d}" for i in range(1, 10)]   # no val, no unplaced 1011
@@ -51,10 +51,15 @@ def test_flat_typed_columns(train):
     assert (first["continent"], first["subcontinent"], first["country"],
             first["country_code"]) == ("Africa", "Eastern Africa", "Kenya", "KE")
     assert first["latitude"] == pytest.approx(-1.23) and first["longitude"] == pytest.approx(36.79)
-    assert first["date_upload"] == datetime(2017, 7, 14, 2, 40)
-    assert first["date_taken"] is None                          # "" -> null
-    assert rows["1002"]["date_taken"] == datetime(2016, 5, 4, 10, 20, 30)
+    assert first["date_upload"] == UPLOAD                       # Unix seconds, UTC
+    assert datetime.fromisoformat(first["date_upload_utc"]) == datetime(2017, 7, 14, 2, 40,
+                                                                        tzinfo=UTC)
+    assert first["date_upload_utc"].endswith("+00:00")          # the timezone is kept
+    assert first["date_taken"] == ""                            # no date
+    assert rows["1002"]["date_taken"] == "2016-05-04 10:20:30"  # camera time, no zone
     assert rows["1003"]["license"] == 2 and first["owner"] == "owner"
+    assert rows["1003"]["license_name"] == "CC BY-NC 2.0"
+    assert first["license_name"] == "All Rights Reserved"
     assert first["image"].size == (width_of(geo_records()[0]), 12)
 
 
@@ -99,3 +104,25 @@ def test_natural_id_partitioner_equals_load_partitions(shard_root, train):
         by_width = {width_of(r): r.label for r in geo_records()}
         assert sorted(labels.values()) == sorted(label for _, label in parts[name])
         assert all(by_width[widths[k]] == labels[k] for k in labels)
+
+
+def test_torch_format_in_a_dataloader_needs_no_glue(train):
+    """The documented torch path: every column converts, dates included."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    torch_ds = train.with_format("torch")
+    batches = list(DataLoader(torch_ds, batch_size=1))
+    assert len(batches) == len(train)
+    first = batches[0]
+    assert first["date_upload"].dtype == torch.int64 and first["label"].dtype == torch.int64
+    assert first["image"].dtype == torch.uint8 and first["image"].shape[1] == 3
+    assert sorted(int(b["date_upload"]) for b in batches) == sorted(train["date_upload"])
+    strings = list(DataLoader(torch_ds.remove_columns("image"), batch_size=4))
+    assert sum(len(b["key"]) for b in strings) == len(train)
+
+
+def test_validation_is_the_hub_name_of_val(shard_root, tmp_path):
+    val = to_hf_dataset(shard_root, "validation", cache_dir=tmp_path)
+    assert val.split == "validation" and val["photo_id"] == ["1010"]
+    assert to_hf_dataset(shard_root, "val", cache_dir=tmp_path)["key"] == val["key"]

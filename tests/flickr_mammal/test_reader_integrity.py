@@ -4,6 +4,7 @@ shuffle epoch reaches persistent DataLoader workers. Data: the synthetic fixture
 from __future__ import annotations
 
 import hashlib
+import os
 import tarfile
 from pathlib import Path
 
@@ -112,3 +113,114 @@ def test_set_epoch_reaches_persistent_workers(built):
     assert sorted(first[0]) == sorted(first[1]) == sorted(first[2])  # the same samples
     assert first[0] != first[1] and first[1] != first[2]             # in another order
     assert orders(seed=5) == first                                    # reproducibly
+
+
+# ---- edited index rows and shards pointing elsewhere ----------------------------------------
+def _edit_index(root: Path, edit) -> pd.DataFrame:
+    """Apply ``edit(index) -> index`` to the copy's index; return the original index."""
+    path = root / "shards" / "shards.parquet"
+    index = pd.read_parquet(path)
+    edit(index.copy()).to_parquet(path)
+    return index
+
+
+def _placed_train_row(index: pd.DataFrame) -> int:
+    return index[(index["split"] == "train") & (index["continent"] != "unknown")].index[0]
+
+
+def _set(index: pd.DataFrame, row: int, column: str, value) -> pd.DataFrame:
+    index.loc[row, column] = value
+    return index
+
+
+@pytest.mark.parametrize("column", ["label", "split", "continent", "subcontinent"])
+def test_an_edited_index_cell_is_refused_naming_shard_and_key(copy, column):
+    index = pd.read_parquet(copy / "shards" / "shards.parquet")
+    row = _placed_train_row(index)
+    key, shard = index.loc[row, "key"], index.loc[row, "shard"]
+    value = {"label": (int(index.loc[row, "label"]) + 1) % 42, "split": "val",
+             "continent": "Oceania" if index.loc[row, "continent"] != "Oceania" else "Asia",
+             "subcontinent": "Melanesia"}[column]
+    _edit_index(copy, lambda ix: _set(ix, row, column, value))
+    split = "val" if column == "split" else "train"
+    # The shard folder alone: no manifest, so only the samples themselves can tell.
+    with pytest.raises(DatasetIntegrityError, match=f"sample {key} in shard {shard}: {column}"):
+        for ds in load_partitions(copy / "shards", by="continent", split=split).values():
+            list(ds)
+    if column == "split":   # a build folder's manifest tells at open
+        with pytest.raises(DatasetIntegrityError, match="samples of split train, the manifest"):
+            load_partitions(copy, split=split)
+
+
+def test_a_cls_member_disagreeing_with_the_index_is_refused(copy):
+    path, members = _fullest_shard(copy)
+    cls = next(m for m in members if m.name.endswith(".cls"))
+    with open(path, "r+b") as f:   # one digit for another: same length, same tar
+        f.seek(cls.offset_data)
+        digit = f.read(1)
+        f.seek(cls.offset_data)
+        f.write(b"9" if digit != b"9" else b"8")
+    with pytest.raises(DatasetIntegrityError, match=f"sample {cls.name[:-4]} in shard "
+                                                    f"{path.name}: label .* in its .cls member"):
+        _read_all(copy)
+
+
+def test_a_build_whose_index_lost_a_row_is_refused(copy):
+    index = _edit_index(copy, lambda ix: ix.drop(index=_placed_train_row(ix)))
+    lost = index.loc[_placed_train_row(index), "photo_id"]
+    with pytest.raises(DatasetIntegrityError, match=r"the index lists (\d+) samples of split "
+                                                    rf"train, the manifest (?!\1)\d+.*{lost}"):
+        load_partitions(copy, by=None)
+    # A shard folder alone (no manifest to compare with): reading the shard tells.
+    shard = index.loc[_placed_train_row(index), "shard"]
+    with pytest.raises(DatasetIntegrityError, match=f"shard {shard} holds .* index row is "
+                                                    "missing"):
+        _read_all(copy / "shards")
+
+
+def test_index_shard_values_must_stay_inside_the_shard_folder(copy, tmp_path, built):
+    planted = copy.parent / "planted.tar"
+    planted.write_bytes((built / "shards" / _fullest_shard(built)[0].name).read_bytes())
+    for value, why in (("../../planted.tar", "not a plain shard file name"),
+                       (str(planted), "not a plain shard file name")):
+        _edit_index(copy, lambda ix, v=value: ix.assign(shard=ix["shard"].where(
+            ix.index != _placed_train_row(ix), v)))
+        with pytest.raises(DatasetIntegrityError, match=why):
+            load_partitions(copy, by=None)
+
+
+@pytest.mark.timeout(60)
+def test_a_shard_symlinked_to_dev_zero_or_a_fifo_fails_fast(copy):
+    path, _ = _fullest_shard(copy)
+    path.unlink()
+    path.symlink_to("/dev/zero")
+    with pytest.raises(DatasetIntegrityError, match=f"shard {path.name}: leads outside"):
+        load_partitions(copy, by=None)
+    path.unlink()
+    os.mkfifo(path)         # inside the folder, but a reader would wait for a writer forever
+    with pytest.raises(DatasetIntegrityError, match=f"shard {path.name}: not a regular file"):
+        load_partitions(copy, by=None)
+
+
+def test_a_shard_symlinked_to_another_builds_tar_is_refused(copy, built):
+    path, _ = _fullest_shard(copy)
+    path.unlink()
+    path.symlink_to(built / "shards" / path.name)     # the same bytes, but another build
+    with pytest.raises(DatasetIntegrityError, match=f"shard {path.name}: leads outside"):
+        load_partitions(copy, by=None)
+
+
+def test_epochs_advance_without_set_epoch_and_train_shuffles_by_default(built):
+    def orders(workers: int) -> list[list[str]]:
+        data = load_partitions(built, by=None, seed=5, transform=_fingerprint)["all"]
+        assert data.shuffle_buffer > 0                          # train: shuffled by default
+        loader = DataLoader(data, batch_size=None, num_workers=workers)
+        return [[image for image, _ in loader] for _ in range(3)]
+
+    for workers in (0, 2):
+        first = orders(workers)
+        assert sorted(first[0]) == sorted(first[1]) == sorted(first[2])
+        assert first[0] != first[1] and first[1] != first[2]   # a new order every epoch
+        assert orders(workers) == first                         # reproducibly
+    val = load_partitions(built, by=None, split="val")["all"]
+    assert val.shuffle_buffer == 0                              # other splits: shard order

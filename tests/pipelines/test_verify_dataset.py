@@ -109,3 +109,17 @@ def test_not_a_build_folder_is_exit_2(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_an_edited_continent_or_subcontinent_is_a_problem(copy, capsys):
+    index_path = copy / "shards" / "shards.parquet"
+    index = pd.read_parquet(index_path)
+    row = index[index["continent"] != "unknown"].index[0]
+    key = index.loc[row, "key"]
+    index.loc[row, "continent"] = "Oceania" if index.loc[row, "continent"] != "Oceania" else "Asia"
+    index.loc[row + 1, "subcontinent"] = "Melanesia"
+    index.to_parquet(index_path)
+    code, lines = _verify(capsys, copy)
+    assert code == 1
+    assert any(line.startswith(f"sample {key} ") and "continent" in line for line in lines)
+    assert any("Melanesia in the index" in line for line in lines), lines

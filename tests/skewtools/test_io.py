@@ -1,4 +1,4 @@
-"""skewtools/_io.py: atomic writes that leave no temp file and obey the umask."""
+"""skewtools/io.py: atomic writes that leave no temp file and obey the umask."""
 
 import os
 import stat
@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from skewtools import _io
-from skewtools._io import AtomicFile, atomic_write_bytes, atomic_write_text, atomic_write_with
+from skewtools import io as atomic_io
+from skewtools.io import AtomicFile, atomic_write_bytes, atomic_write_text, atomic_write_with
 
 
 @pytest.fixture
@@ -82,8 +82,8 @@ def test_fsync_syncs_the_data_before_the_rename(tmp_path, monkeypatch, fsync):
     path = tmp_path / "x.bin"
     events = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(_io.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
-    monkeypatch.setattr(_io.os, "replace", lambda a, b: (events.append("replace"),
+    monkeypatch.setattr(atomic_io.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd)))
+    monkeypatch.setattr(atomic_io.os, "replace", lambda a, b: (events.append("replace"),
                                                           real_replace(a, b)))
     with AtomicFile(path, fsync=fsync) as f:
         f.write(b"data")
@@ -94,6 +94,6 @@ def test_fsync_syncs_the_data_before_the_rename(tmp_path, monkeypatch, fsync):
 
 def test_importing_the_helper_stays_light():
     """flickr_mammal's stages import it: it must not pull in scipy/pandas via skewtools."""
-    code = ("import sys, skewtools._io; "
+    code = ("import sys, skewtools.io; "
             "sys.exit(any(m in sys.modules for m in ('scipy', 'pandas', 'torch')))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

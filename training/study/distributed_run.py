@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from skewtools._io import atomic_write_text
+from skewtools.io import atomic_write_text
 from training.distributed import ProcessInfo, init_distributed, local_trainer
 from training.engine import RunResult, TrainConfig
 from training.study.config import RunSpec

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from skewtools._io import atomic_write_text, atomic_write_with
+from skewtools.io import atomic_write_text, atomic_write_with
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from skewtools._io import atomic_write_text
+from skewtools.io import atomic_write_text
 from training.study.config import RunSpec, StudyConfig
 from training.study.executors import ExecutorConfig, InlineBackend, make_backend
 from training.study.figures import draw_all
