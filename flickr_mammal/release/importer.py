@@ -49,7 +49,7 @@ from flickr_mammal.release.layout import (
 )
 from flickr_mammal.shards import INDEX_NAME, write_shards
 from flickr_mammal.splits import TRAIN, VAL
-from skewtools._io import atomic_write_bytes, atomic_write_with
+from skewtools.io import atomic_write_bytes, atomic_write_with
 
 log = logging.getLogger(__name__)
 
