@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,15 +63,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no experiment {', '.join(unknown)}; known: {known}", file=sys.stderr)
             return 2
     out = Path(args.out) if args.out else Path("runs") / study.name
-    try:
-        if args.list:
+    if args.list:
+        try:
             print_runs(study, out, only=args.only)
-            return 0
+        except ResultsCorrupt as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
         report = run_study(study, out, progress=not args.no_progress, only=args.only,
                            executor=executor)
     except (StudyCannotRun, ResultsCorrupt, ImportError) as exc:     # raised before any run
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:       # Ctrl-C or SIGTERM: workers stopped, claims released
+        print(f"stopped: finished runs are kept in {out}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     others = f", {report.by_others} by another driver" if report.by_others else ""
     print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done{others} "
           f"-> {out}")
@@ -89,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the study as Ctrl-C does: the driver's ``finally`` blocks release its
+    claims and stop its workers (the default action would kill the driver alone)."""
+    raise KeyboardInterrupt
 
 
 def print_runs(study: StudyConfig, out: Path, only: Sequence[str] | None = None) -> None:

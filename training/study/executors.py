@@ -8,10 +8,13 @@ serial study (only ``wall_time_s`` differs).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -23,13 +26,14 @@ from typing import Any, Protocol
 
 import torch
 
-from training.study.config import RunSpec, StudyConfig
 from training.study import run
+from training.study.config import RunSpec, StudyConfig
 
 log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "ray", "slurm")
 EXTRA_OF = {"ray": "ray", "submitit": "slurm"}
+PR_SET_PDEATHSIG = 1           # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -144,30 +148,83 @@ class InlineBackend:
 
 
 def _pin_gpu(queue: Any) -> None:
-    """Worker initializer: this worker sees one GPU (taken from the queue) as cuda:0."""
+    """This worker sees one GPU (taken from the queue) as cuda:0."""
     os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
 
 
+PARENT_POLL_S = 1.0      # how often a worker's watchdog looks for its driver
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when process ``parent`` ends, however it ends (SIGKILL included), so a
+    killed driver leaves no worker behind (each holds a run's model and data: ~1 GB).
+
+    Linux: the kernel sends SIGKILL at the parent's death (prctl PR_SET_PDEATHSIG). Everywhere:
+    a daemon thread polls the parent pid and exits when this process was reparented. Checked
+    once at once too, for a parent that died before either was in place.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):      # no prctl: the watchdog alone
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent: int, gpus: Any | None) -> None:
+    """Worker initializer: die with the driver; on CUDA studies, take one GPU."""
+    die_with_parent(parent)
+    if gpus is not None:
+        _pin_gpu(gpus)
+
+
 class LocalBackend:
-    """``jobs`` spawned worker processes (spawn: no CUDA or thread state copied from here)."""
+    """``jobs`` spawned worker processes (spawn: no CUDA or thread state copied from here).
+
+    The workers die with the driver (:func:`die_with_parent`); :meth:`close` stops them, also
+    in the middle of runs (Ctrl-C, SIGTERM), rather than waiting for their runs to finish."""
 
     def __init__(self, jobs: int, threads: int | None, pin_gpus: bool) -> None:
         ctx = multiprocessing.get_context("spawn")
-        init: dict[str, Any] = {}
+        gpus = None
         if pin_gpus:
-            queue = ctx.Queue()
+            gpus = ctx.Queue()
             for worker in range(jobs):      # more workers than GPUs: they share round-robin
-                queue.put(worker % max(1, torch.cuda.device_count()))
-            init = {"initializer": _pin_gpu, "initargs": (queue,)}
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **init)
+                gpus.put(worker % max(1, torch.cuda.device_count()))
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                        initializer=_worker_init, initargs=(os.getpid(), gpus))
         self.capacity = jobs
         self.threads = threads
+        self.futures: list[Future] = []
 
     def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]:
-        return [self.pool.submit(run_one, spec, self.threads) for spec in specs]
+        futures = [self.pool.submit(run_one, spec, self.threads) for spec in specs]
+        self.futures = [f for f in self.futures if not f.done()] + futures
+        return futures
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        busy = any(not f.done() for f in self.futures)
+        # the pool's own processes: ProcessPoolExecutor has no public way to stop a running task
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=not busy, cancel_futures=True)
+        if busy:
+            for proc in workers:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in workers:
+                proc.join(timeout=10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
 
 
 def _resources(spec: RunSpec, threads: int | None, cfg: ExecutorConfig) -> tuple[int, int]:
