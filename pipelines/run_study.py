@@ -19,7 +19,7 @@ from pathlib import Path
 
 from training.study.claims import Lease, claims
 from training.study.config import DEFAULT_CONFIG, StudyConfig, load_study
-from training.study.executors import EXECUTORS, ExecutorConfig
+from training.study.executors import ExecutorConfig, list_executors
 from training.study.findings import markdown_table
 from training.study.results import ResultsCorrupt, ResultsStore
 from training.study.runner import StudyCannotRun, run_study
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="list the runs (done, failed, running where, to do), train nothing")
     parser.add_argument("--jobs", type=int, default=None,
                         help="local runs at once (default: cores // threads; one per GPU)")
-    parser.add_argument("--executor", choices=EXECUTORS, default=None,
+    parser.add_argument("--executor", choices=list_executors(), default=None,
                         help="local (default), ray or slurm (submitit); or [executor] kind")
     parser.add_argument("--address", help="ray: the cluster's address (ray.init)")
     parser.add_argument("--partition", help="slurm: the partition")
@@ -92,12 +92,17 @@ def main(argv: list[str] | None = None) -> int:
     for claim in report.claims:
         print(claim.line())
     print(f"\nsummary: {report.summary_path}; figures: {len(report.figures)} in {out / 'figures'}")
+    if report.invalid:
+        print(f"\n{len(report.invalid)} result file(s) were not valid rows; their runs were "
+              "redone:", file=sys.stderr)
+        for path, why in report.invalid.items():
+            print(f"  {path}: {why}", file=sys.stderr)
     if report.failures:
         print(f"\n{len(report.failures)} run(s) failed (a re-run retries them; details in "
               f"{out / 'failures.json'}):", file=sys.stderr)
         for f in report.failures:
-            print(f"  {f['run_id']} {f['model']} {f['algorithm']} knob={f['knob']} "
-                  f"non-IID={f['noniid_fraction']} seed={f['seed']}: {f['error']}",
+            print(f"  {f['run_id']} {f.get('model')} {f.get('algorithm')} knob={f.get('knob')} "
+                  f"non-IID={f.get('noniid_fraction')} seed={f.get('seed')}: {f['error']}",
                   file=sys.stderr)
         return 1
     return 0
@@ -118,6 +123,9 @@ def print_runs(study: StudyConfig, out: Path, only: Sequence[str] | None = None)
     for spec in runs:
         knob = "SkewScout" if spec.mode == "skewscout" else (spec.knob or "-")
         state, where = "todo", ""
+        why = done.invalid.get(done.row_path(spec.run_id))
+        if why is not None:
+            where = f" (its row is invalid: {why})"
         if spec.run_id in done:
             state = "done"
         elif spec.run_id in held:

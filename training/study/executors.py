@@ -13,12 +13,13 @@ import importlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,7 +32,6 @@ from training.study.config import RunSpec, StudyConfig
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "ray", "slurm")
 EXTRA_OF = {"ray": "ray", "submitit": "slurm"}
 PR_SET_PDEATHSIG = 1           # <linux/prctl.h>
 
@@ -53,7 +53,8 @@ class ExecutorConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
-            raise ValueError(f"executor kind={self.kind!r}; choose one of {', '.join(EXECUTORS)}")
+            raise ValueError(f"executor kind={self.kind!r}; choose one of "
+                             f"{', '.join(list_executors())}")
         if self.jobs is not None and self.jobs < 1:
             raise ValueError(f"jobs={self.jobs}: give at least 1")
         for name in ("time_min", "array_parallelism"):
@@ -319,15 +320,68 @@ class SubmititBackend:
                 job.cancel(check=False)
 
 
+# Where runs execute, by name (``[executor] kind``, ``--executor``): a factory of the backend
+# from the executor's config, the study, the runs to do and the output folder.
+BackendFactory = Callable[[ExecutorConfig, StudyConfig, Sequence[RunSpec], Path], Backend]
+EXECUTORS: dict[str, BackendFactory] = {}
+
+
+def register_executor(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Decorator: make a backend factory available as ``[executor] kind = name``."""
+    def add(factory: BackendFactory) -> BackendFactory:
+        EXECUTORS[name] = factory
+        return factory
+    return add
+
+
+def list_executors() -> list[str]:
+    return sorted(EXECUTORS)
+
+
 def make_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
                  out: Path) -> Backend:
-    if cfg.kind == "ray":
-        return RayBackend(cfg, study.threads)
-    if cfg.kind == "slurm":
-        return SubmititBackend(cfg, study.threads, out, study.name)
+    """The backend ``cfg.kind`` names; ValueError listing the known ones for any other name."""
+    factory = EXECUTORS.get(cfg.kind)
+    if factory is None:
+        raise ValueError(f"executor kind={cfg.kind!r}; choose one of "
+                         f"{', '.join(list_executors())}")
+    return factory(cfg, study, specs, out)
+
+
+@register_executor("local")
+def local_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                  out: Path) -> Backend:
+    """This machine: ``jobs`` worker processes (:func:`default_jobs`), or inline for one."""
     jobs = min(cfg.jobs or default_jobs(study, specs), max(1, len(specs)))
     if jobs == 1:
         return InlineBackend(study.threads)
     pin = any(uses_cuda(s) and s.engine != "distributed"
               and str(s.train.get("device")) == "cuda" for s in specs)
     return LocalBackend(jobs, study.threads, pin)
+
+
+@register_executor("ray")
+def ray_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                out: Path) -> Backend:
+    return RayBackend(cfg, study.threads)
+
+
+@register_executor("slurm")
+def slurm_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                  out: Path) -> Backend:
+    check_slurm(cfg)
+    return SubmititBackend(cfg, study.threads, out, study.name)
+
+
+def check_slurm(cfg: ExecutorConfig) -> None:
+    """Refuse a SLURM executor on a machine without SLURM, unless submitit's local stand-in is
+    asked for (``cluster = "local"``): submitit would otherwise fall back to running every run
+    here, silently."""
+    if cfg.cluster is None and shutil.which("sbatch") is None:
+        raise SlurmMissing("--executor slurm: no SLURM on this machine (no sbatch on PATH); run "
+                           "it on a SLURM login node, set [executor] cluster = \"local\" to "
+                           "run the jobs as local processes, or use --executor local")
+
+
+class SlurmMissing(RuntimeError):
+    """The slurm executor was asked for where SLURM is not installed."""
