@@ -377,6 +377,7 @@ def check_slurm(cfg: ExecutorConfig) -> None:
     """Refuse a SLURM executor on a machine without SLURM, unless submitit's local stand-in is
     asked for (``cluster = "local"``): submitit would otherwise fall back to running every run
     here, silently."""
+    require("submitit")          # no package: say which extra installs it, first
     if cfg.cluster is None and shutil.which("sbatch") is None:
         raise SlurmMissing("--executor slurm: no SLURM on this machine (no sbatch on PATH); run "
                            "it on a SLURM login node, set [executor] cluster = \"local\" to "

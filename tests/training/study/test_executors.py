@@ -250,3 +250,18 @@ def test_a_killed_driver_leaves_no_worker_behind(how, tmp_path):
         err = proc.stderr.read().strip().splitlines()
         assert proc.returncode == 130 and err[-1].startswith("stopped:"), err
         assert not list((out / "runs").glob("*.claim"))
+
+
+def test_executors_are_a_registry(tmp_path, monkeypatch):
+    from training.study import executors
+
+    with pytest.raises(ValueError, match="kind='nope'; choose one of local, ray, slurm"):
+        ExecutorConfig(kind="nope")
+    made = []
+    monkeypatch.setitem(executors.EXECUTORS, "mine",
+                        lambda cfg, study, specs, out: made.append(cfg.kind) or
+                        executors.InlineBackend(None))
+    backend = executors.make_backend(ExecutorConfig(kind="mine"), study_from_dict(DOC), [],
+                                     tmp_path)
+    assert made == ["mine"] and isinstance(backend, executors.InlineBackend)
+    assert "mine" in executors.list_executors()
