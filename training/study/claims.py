@@ -317,6 +317,8 @@ def _take_over(runs_dir: Path, stale: Claim, lease: Lease) -> bool:
         try:
             if fs_now(runs_dir) - lock.stat().st_mtime < TAKEOVER_LOCK_TIMEOUT_S:
                 return False
+            if lock.is_dir():                  # never a lock of ours
+                move_aside(lock)
             lock.unlink(missing_ok=True)       # its owner died mid-takeover
         except FileNotFoundError:
             pass

@@ -219,18 +219,23 @@ class ResultsStore:
         path = self.row_path(run_id)
         if path.is_dir():
             move_aside(path)
-        text = json.dumps(row, indent=1, default=float, allow_nan=False)
+        text = json.dumps(row, indent=1, default=float)
         atomic_write_with(path, lambda p: p.write_text(text))
         self.rows[run_id] = row
         self.invalid.pop(path, None)
-        (self.runs_dir / f"{run_id}.error.json").unlink(missing_ok=True)
+        failed = self.runs_dir / f"{run_id}.error.json"
+        if failed.is_dir():
+            move_aside(failed)
+        failed.unlink(missing_ok=True)
 
     def add_failure(self, record: dict[str, Any]) -> None:
         """Record a failed run (retried by the next invocation)."""
         self._migrate()
         text = json.dumps(record, indent=1, default=str)
-        atomic_write_with(self.runs_dir / f"{record['run_id']}.error.json",
-                      lambda p: p.write_text(text))
+        path = self.runs_dir / f"{record['run_id']}.error.json"
+        if path.is_dir():
+            move_aside(path)
+        atomic_write_with(path, lambda p: p.write_text(text))
 
     def failure(self, run_id: str) -> tuple[dict[str, Any], float] | None:
         """The run's last failure record and when it was written (None: no failure, or a

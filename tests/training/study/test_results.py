@@ -88,3 +88,17 @@ def test_a_failure_record_that_is_not_one_is_ignored(record, tmp_path, caplog):
     path.unlink()
     path.mkdir()
     assert ResultsStore(tmp_path).failure(RUN) is None
+
+
+def test_directories_where_failure_records_go_are_moved_aside(tmp_path):
+    store = ResultsStore(tmp_path)
+    failed = tmp_path / "runs" / f"{RUN}.error.json"
+    failed.mkdir(parents=True)
+    store.add_failure({"run_id": RUN, "error": "E: x", "time": 1.0})
+    assert store.failure(RUN)[0]["error"] == "E: x"
+    failed.unlink()
+    failed.mkdir()
+    store.add(GOOD)                      # a success forgets the failure, whatever is there
+    assert not failed.exists() and store.finished(RUN)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        f"{RUN}.error.json.invalid-0", f"{RUN}.error.json.invalid-1", f"{RUN}.json"]
