@@ -277,7 +277,8 @@ def test_a_corrupt_row_file_is_reported_and_its_run_redone(tmp_path, capsys, cap
     broken.write_text(broken.read_text()[:40])        # truncated
     capsys.readouterr()
     assert main([str(cfg), "--out", str(out), "--list"]) == 0
-    assert f"todo {broken.stem}" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert f"todo {broken.stem}" in listed and "(its row is invalid: not JSON" in listed
     assert f"{broken} is not a valid result row (not JSON" in caplog.text
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "1 runs now, 1 already done" in capsys.readouterr().out
