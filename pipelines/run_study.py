@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from training.study.claims import Lease, claims
 from training.study.config import DEFAULT_CONFIG, StudyConfig, load_study
-from training.study.executors import EXECUTORS, ExecutorConfig
+from training.study.executors import ExecutorConfig, list_executors
 from training.study.findings import markdown_table
 from training.study.results import ResultsCorrupt, ResultsStore
 from training.study.runner import StudyCannotRun, run_study
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="list the runs (done, failed, running where, to do), train nothing")
     parser.add_argument("--jobs", type=int, default=None,
                         help="local runs at once (default: cores // threads; one per GPU)")
-    parser.add_argument("--executor", choices=EXECUTORS, default=None,
+    parser.add_argument("--executor", choices=list_executors(), default=None,
                         help="local (default), ray or slurm (submitit); or [executor] kind")
     parser.add_argument("--address", help="ray: the cluster's address (ray.init)")
     parser.add_argument("--partition", help="slurm: the partition")
@@ -62,15 +63,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no experiment {', '.join(unknown)}; known: {known}", file=sys.stderr)
             return 2
     out = Path(args.out) if args.out else Path("runs") / study.name
-    try:
-        if args.list:
+    if args.list:
+        try:
             print_runs(study, out, only=args.only)
-            return 0
+        except ResultsCorrupt as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
         report = run_study(study, out, progress=not args.no_progress, only=args.only,
                            executor=executor)
     except (StudyCannotRun, ResultsCorrupt, ImportError) as exc:     # raised before any run
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:       # Ctrl-C or SIGTERM: workers stopped, claims released
+        print(f"stopped: finished runs are kept in {out}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     others = f", {report.by_others} by another driver" if report.by_others else ""
     print(f"study {study.name}: {report.ran} runs now, {report.skipped} already done{others} "
           f"-> {out}")
@@ -80,15 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     for claim in report.claims:
         print(claim.line())
     print(f"\nsummary: {report.summary_path}; figures: {len(report.figures)} in {out / 'figures'}")
+    if report.invalid:
+        print(f"\n{len(report.invalid)} result file(s) were not valid rows; their runs were "
+              "redone:", file=sys.stderr)
+        for path, why in report.invalid.items():
+            print(f"  {path}: {why}", file=sys.stderr)
     if report.failures:
         print(f"\n{len(report.failures)} run(s) failed (a re-run retries them; details in "
               f"{out / 'failures.json'}):", file=sys.stderr)
         for f in report.failures:
-            print(f"  {f['run_id']} {f['model']} {f['algorithm']} knob={f['knob']} "
-                  f"non-IID={f['noniid_fraction']} seed={f['seed']}: {f['error']}",
+            print(f"  {f['run_id']} {f.get('model')} {f.get('algorithm')} knob={f.get('knob')} "
+                  f"non-IID={f.get('noniid_fraction')} seed={f.get('seed')}: {f['error']}",
                   file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the study as Ctrl-C does: the driver's ``finally`` blocks release its
+    claims and stop its workers (the default action would kill the driver alone)."""
+    raise KeyboardInterrupt
 
 
 def print_runs(study: StudyConfig, out: Path, only: Sequence[str] | None = None) -> None:
@@ -100,6 +123,9 @@ def print_runs(study: StudyConfig, out: Path, only: Sequence[str] | None = None)
     for spec in runs:
         knob = "SkewScout" if spec.mode == "skewscout" else (spec.knob or "-")
         state, where = "todo", ""
+        why = done.invalid.get(done.row_path(spec.run_id))
+        if why is not None:
+            where = f" (its row is invalid: {why})"
         if spec.run_id in done:
             state = "done"
         elif spec.run_id in held:

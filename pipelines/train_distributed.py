@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from pipelines._cli import parse_param
-from skewtools import get_partitioner
-from training.algorithms import create_algorithm
-from training.engine import TrainConfig
-from training.models import check_model_name
 from training.study.config import RunSpec
+from training.study.data_specs import Cifar10Spec, DigitsSpec
+from training.study.run import check_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--spec", type=Path, help="a RunSpec as JSON (overrides the run flags)")
     ap.add_argument("--dataset", default="digits", choices=["digits", "cifar10"])
     ap.add_argument("--data-root", help="folder holding cifar-10-batches-py (cifar10)")
-    ap.add_argument("--image-size", type=int, default=16, help="digits are resized to this")
+    ap.add_argument("--image-size", type=int, help="digits are resized to this (default 16)")
     ap.add_argument("--model", default="gn-lenet",
                     help="as in the study: gn-lenet, resnet20, gn-timm:resnet18, ...")
     ap.add_argument("--algorithm", default="bsp")
@@ -57,17 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
 def spec_from_args(args: argparse.Namespace, world_size: int) -> RunSpec:
     if args.spec is not None:
         return RunSpec(**json.loads(args.spec.read_text()))
-    dataset: dict[str, Any] = {"name": args.dataset}
-    if args.dataset == "digits":
-        dataset["image_size"] = args.image_size
-    else:
-        dataset["root"] = args.data_root
+    data = (DigitsSpec(image_size=args.image_size) if args.dataset == "digits"
+            else Cifar10Spec(root=args.data_root))
+    dataset: dict[str, Any] = data.to_dict()
     train = {"iterations": args.iterations, "batch_size": args.batch_size, **dict(args.train)}
     return RunSpec(dataset, args.model, args.algorithm, dict(args.param), args.noniid_fraction,
                    world_size, args.partitioner, args.seed, train, "distributed")
 
 
-def check_run(args: argparse.Namespace) -> str | None:
+def run_problem(args: argparse.Namespace) -> str | None:
     """What is wrong with the run the flags (or ``--spec``) describe, or None; checked in every
     process before any starts the process group, so a typo is one line, not a traceback per
     rank."""
@@ -77,24 +73,18 @@ def check_run(args: argparse.Namespace) -> str | None:
     except FileNotFoundError:
         return f"--spec {args.spec}: no such file"
     except (OSError, ValueError, TypeError) as exc:    # bad JSON, or not a RunSpec's fields
+        if args.spec is None:                          # a flag's value (the dataset's spec)
+            return str(exc)
         return f"--spec {args.spec}: not a run spec ({exc})"
     if "WORLD_SIZE" in os.environ and spec.num_partitions != world:
         return (f"the run has {spec.num_partitions} partitions but {world} processes: use "
                 f"torchrun --nproc_per_node={spec.num_partitions}")
-    if not 0.0 <= spec.noniid_fraction <= 1.0:
-        return f"--noniid-fraction {spec.noniid_fraction}: give a fraction in [0, 1]"
-    name = spec.dataset.get("name")
-    if name == "cifar10":
+    if spec.dataset.get("name") == "cifar10":     # checked here: every rank would fail
         folder = Path(str(spec.dataset.get("root"))) / "cifar-10-batches-py"
         if not folder.is_dir():
             return f"--data-root {spec.dataset.get('root')}: no {folder.name} folder in it"
-    elif name not in ("digits", "flickr_mammal"):
-        return f"dataset {name!r}: choose digits or cifar10"
     try:
-        check_model_name(spec.model)
-        get_partitioner(spec.partitioner)
-        create_algorithm(spec.algorithm, **spec.algorithm_params)
-        TrainConfig(**spec.train)
+        check_run(spec)       # the study's checks, for this one run
     except (KeyError, ValueError, TypeError) as exc:
         return str(exc.args[0] if exc.args else exc)
     return None
@@ -105,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.spec is None and args.dataset != "digits" and args.data_root is None:
         parser.error(f"--dataset {args.dataset} needs --data-root (the dataset's folder)")
-    problem = check_run(args)
+    problem = run_problem(args)
     if problem is not None:
         if os.environ.get("RANK", "0") == "0":      # once, not once per process
             print(f"error: {problem}", file=sys.stderr)

@@ -205,6 +205,9 @@ def test_list_and_only(tmp_path, capsys):
     assert main([str(cfg), "--out", str(out), "--only", "degree", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "3 runs now, 0 already done" in printed
+    # it prints what ran: not the tables of experiments that share some of its runs
+    assert "\n## degree\n" in printed
+    assert "\n## noniid\n" not in printed and "\n## scout\n" not in printed
     # the summary still covers the whole study, from the runs finished so far
     assert "## degree (skew_degree)" in (out / "summary.md").read_text()
     assert "## noniid (noniid)" in (out / "summary.md").read_text()
@@ -274,8 +277,9 @@ def test_a_corrupt_row_file_is_reported_and_its_run_redone(tmp_path, capsys, cap
     broken.write_text(broken.read_text()[:40])        # truncated
     capsys.readouterr()
     assert main([str(cfg), "--out", str(out), "--list"]) == 0
-    assert f"todo {broken.stem}" in capsys.readouterr().out
-    assert f"{broken} is not a readable result row" in caplog.text
+    listed = capsys.readouterr().out
+    assert f"todo {broken.stem}" in listed and "(its row is invalid: not JSON" in listed
+    assert f"{broken} is not a valid result row (not JSON" in caplog.text
     assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
     assert "1 runs now, 1 already done" in capsys.readouterr().out
     after = {r["run_id"]: r["final_acc"] for r in json.loads((out / "results.json").read_text())}
@@ -299,3 +303,61 @@ def test_list_shows_where_a_run_is_running(tmp_path, capsys):
     assert lines[0].startswith(f"running {first.run_id} gn-lenet bsp")
     assert "on node7 pid 4242" in lines[0]
     assert lines[1].startswith("todo ") and socket.gethostname() != "node7"
+
+
+def test_invalid_rows_are_reported_and_their_runs_redone(tmp_path, capsys):
+    cfg, out = tmp_path / "small.toml", tmp_path / "out"
+    write_toml(cfg, SMALL)
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    before = json.loads((out / "results.json").read_text())
+    nan, folder = sorted((out / "runs").glob("*.json"))
+    nan.write_text(json.dumps({**json.loads(nan.read_text()), "final_acc": float("nan")}))
+    folder.unlink()
+    folder.mkdir()
+    capsys.readouterr()
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert "2 runs now, 0 already done" in printed.out and "nan" not in printed.out.lower()
+    assert "2 result file(s) were not valid rows; their runs were redone:" in printed.err
+    assert f"{nan}: final_acc is nan, expected an accuracy in [0, 1]" in printed.err
+    assert f"{folder}: a directory, not a row file" in printed.err
+    after = json.loads((out / "results.json").read_text())
+    assert {r["run_id"]: r["final_acc"] for r in after} == {
+        r["run_id"]: r["final_acc"] for r in before}         # redone to the same numbers
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert "0 runs now, 2 already done" in capsys.readouterr().out
+
+
+def test_a_directory_where_the_merged_results_go_is_a_one_line_error(tmp_path, capsys,
+                                                                    monkeypatch):
+    ran = _count_runs(monkeypatch)
+    cfg, out = tmp_path / "small.toml", tmp_path / "out"
+    write_toml(cfg, SMALL)
+    (out / "runs").mkdir(parents=True)
+    (out / "results.json").mkdir()
+    assert main([str(cfg), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: {out / 'results.json'} is a directory where the study writes its "
+                   "merged results; move it away\n")
+    assert ran == []
+
+
+def test_two_experiments_with_one_name_are_a_one_line_error(tmp_path, capsys):
+    cfg = tmp_path / "twice.toml"
+    write_toml(cfg, study_doc(experiment("a", "noniid", ["bsp"], [1.0]),
+                              experiment("a", "norm", ["bsp"], [1.0])))
+    assert main([str(cfg), "--out", str(tmp_path / "o"), "--list"]) == 2
+    assert capsys.readouterr().err == ("error: experiment name(s) a used twice; give each "
+                                       "[[experiments]] its own name\n")
+
+
+def test_slurm_without_slurm_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("submitit")
+    ran = _count_runs(monkeypatch)
+    monkeypatch.setenv("PATH", str(tmp_path))          # no sbatch here
+    cfg, out = tmp_path / "small.toml", tmp_path / "out"
+    write_toml(cfg, SMALL)
+    assert main([str(cfg), "--out", str(out), "--executor", "slurm", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --executor slurm: no SLURM on this machine (no sbatch on PATH)")
+    assert len(err.splitlines()) == 1 and ran == [] and not out.exists()

@@ -54,7 +54,8 @@ def test_two_processes_reproduce_the_simulation_run(tmp_path):
     (["--model", "gn-lenett"], "unknown model 'gn-lenett'"),
     (["--algorithm", "gaiaa"], "unknown algorithm 'gaiaa'"),
     (["--param", "t0s=0.2"], "t0s"),
-    (["--noniid-fraction", "1.5"], "--noniid-fraction 1.5: give a fraction in [0, 1]"),
+    (["--noniid-fraction", "1.5"], "noniid_fractions [1.5] must be in [0, 1]"),
+    (["--image-size", "0"], "image_size = 0 (digits): give a whole number >= 1"),
     (["--partitioner", "nope"], "unknown partitioner 'nope'"),
     (["--train", "lrr=0.1"], "lrr"),
     (["--dataset", "cifar10", "--data-root", "/nonexistent"], "no cifar-10-batches-py folder"),
@@ -87,3 +88,16 @@ def test_a_bad_spec_file_is_one_line_and_only_rank_0_says_it(tmp_path, capsys, m
     monkeypatch.setenv("RANK", "0")
     assert main(["--spec", str(tmp_path / "spec.json")]) == 2
     assert "use torchrun --nproc_per_node=2" in capsys.readouterr().err
+
+
+def test_a_spec_is_checked_as_the_study_checks_its_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    spec = spec_from_args(build_parser().parse_args(ARGV), world_size=2)
+    assert spec.dataset == {"name": "digits", "image_size": 8}
+    (tmp_path / "spec.json").write_text(json.dumps({**asdict(spec), "dataset": {"name": "mnist"}}))
+    assert main(["--spec", str(tmp_path / "spec.json")]) == 2
+    assert capsys.readouterr().err == ("error: dataset.name='mnist'; choose one of digits, "
+                                       "cifar10, flickr_mammal\n")
+    default = spec_from_args(build_parser().parse_args(["--model", "gn-lenet"]), world_size=2)
+    assert default.dataset == {"name": "digits"}     # the study's default digits: 16 px

@@ -8,6 +8,12 @@ its heartbeat is older than its lease (its driver is gone, whatever the host: ki
 network cut) or, at once, when it is held by a process of this host that no longer exists.
 A stale claim is taken over; exactly one of several drivers racing for it wins.
 
+A claim is checked when read: a lease above ``MAX_LEASE_S`` (a day) counts as that day, so a
+claim written with ``lease_s: 1e300`` (or by a driver configured so) still expires; a claim
+whose fields are not a host, a pid, a time and a lease reads as held by an unknown driver for
+``TAKEOVER_LOCK_TIMEOUT_S`` (as a claim being written does), then is taken over; a directory
+where a claim file belongs is moved aside (``ID.claim.invalid-N``, logged) and the run claimed.
+
 Clocks: a claim's age is the filesystem's "now" (the mtime of ``runs/.clock``, touched by this
 driver) minus the claim file's mtime, both stamped by the same clock, the file server's on NFS
 (writes and utime(NULL) take the server's time). So host clocks need not agree. On a filesystem
@@ -27,11 +33,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training.study.results import move_aside
+
 log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 TAKEOVER_LOCK_TIMEOUT_S = 60.0     # a takeover (or claim being written) this old was abandoned
 LEASE_S = 600.0                    # a claim without a heartbeat for this long is stale
+MAX_LEASE_S = 86400.0              # no claim holds longer than a day without a heartbeat
+MAX_PID = 1 << 22                  # Linux's largest pid_max
 LEASE_RENEW_S = 30.0               # how often a driver renews its claims
 MIN_LEASE_RATIO = 4.0              # lease >= this x renew: a few late heartbeats lose nothing
 FS_CLOCK_REFRESH_S = 60.0          # re-read the filesystem's clock this often
@@ -54,6 +64,10 @@ class Lease:
             raise ValueError(f"lease_s ({self.lease_s}) must be at least {MIN_LEASE_RATIO:g}x "
                              f"renew_s ({self.renew_s}) so that late heartbeats do not lose a "
                              "live run's claim; raise lease_s or lower renew_s")
+        if self.lease_s > MAX_LEASE_S:
+            raise ValueError(f"lease_s ({self.lease_s:g}) is over the maximum {MAX_LEASE_S:g} s "
+                             "(a day): a claim of a killed driver would block its run that "
+                             "long; give a shorter lease")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Lease:
@@ -103,7 +117,7 @@ def _alive(pid: int) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:       # someone else's live process
         return True
@@ -137,24 +151,64 @@ def claim_path(runs_dir: Path, run_id: str) -> Path:
 
 
 def read_claim(runs_dir: Path, run_id: str) -> Claim | None:
-    """The run's claim, or None. A claim being written (empty for an instant) reads as held by
-    an unknown driver with a lease of TAKEOVER_LOCK_TIMEOUT_S (its driver died writing it)."""
+    """The run's claim, or None. A claim being written (empty for an instant) or not a claim
+    reads as held by an unknown driver with a lease of TAKEOVER_LOCK_TIMEOUT_S (its driver died
+    writing it); a lease over MAX_LEASE_S counts as MAX_LEASE_S; a directory in the claim's
+    place is moved aside (None: the run is free)."""
     path = claim_path(runs_dir, run_id)
     try:
         text = path.read_text()
         mtime = path.stat().st_mtime     # after the text: a takeover in between reads as fresh
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        try:
+            move_aside(path)
+        except FileNotFoundError:        # another driver moved it first
+            pass
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("claim %s is unreadable (%s): treated as abandoned", path, exc)
+        text, mtime = "", _mtime(path)
     age = fs_now(runs_dir) - mtime
     try:
-        doc = json.loads(text)
-        lease = float(doc.get("lease_s", LEASE_S))    # claims of older drivers have none
-        if not (math.isfinite(lease) and lease > 0):
-            lease = LEASE_S
-        return Claim(run_id, str(doc["host"]), int(doc["pid"]), float(doc["time"]), lease,
-                     mtime, age)
+        return _parse_claim(run_id, json.loads(text), mtime, age)
     except (ValueError, KeyError, TypeError, AttributeError):
         return Claim(run_id, "?", -1, mtime, TAKEOVER_LOCK_TIMEOUT_S, mtime, age)
+
+
+def _parse_claim(run_id: str, doc: dict, mtime: float, age: float) -> Claim:
+    """A claim's fields, checked (ValueError, TypeError, KeyError: not a claim)."""
+    lease = float(doc.get("lease_s", LEASE_S))    # claims of older drivers have none
+    if not (math.isfinite(lease) and lease > 0):
+        lease = LEASE_S
+    if lease > MAX_LEASE_S:
+        _warn_once((run_id, lease), "claim of run %s asks a lease of %gs: held at most %gs",
+                   run_id, lease, MAX_LEASE_S)
+        lease = MAX_LEASE_S
+    pid, since = doc["pid"], float(doc["time"])
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid <= MAX_PID:
+        raise ValueError(f"pid {pid!r}")
+    if not isinstance(doc["host"], str) or not math.isfinite(since):
+        raise ValueError("host or time")
+    return Claim(run_id, doc["host"], pid, since, lease, mtime, age)
+
+
+_warned: set[object] = set()
+
+
+def _warn_once(key: object, msg: str, *args: object) -> None:
+    """A claim is read every second while it lives: say what is wrong with it once."""
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(msg, *args)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def try_claim(runs_dir: Path, run_id: str, lease: Lease | None = None) -> bool:
@@ -263,6 +317,8 @@ def _take_over(runs_dir: Path, stale: Claim, lease: Lease) -> bool:
         try:
             if fs_now(runs_dir) - lock.stat().st_mtime < TAKEOVER_LOCK_TIMEOUT_S:
                 return False
+            if lock.is_dir():                  # never a lock of ours
+                move_aside(lock)
             lock.unlink(missing_ok=True)       # its owner died mid-takeover
         except FileNotFoundError:
             pass

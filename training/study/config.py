@@ -187,6 +187,11 @@ class StudyConfig:
             raise ValueError(f"target={self.target}: give the accuracy loss as a fraction")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads={self.threads}: give at least 1, or leave it out")
+        names = [e.name for e in self.experiments]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:       # tables, figures and --only go by name: the second would hide the first
+            raise ValueError(f"experiment name(s) {', '.join(twice)} used twice; give each "
+                             "[[experiments]] its own name")
         self._check_runs()
         self._check_schedules()
 

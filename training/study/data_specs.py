@@ -191,11 +191,31 @@ class FlickrMammalSpec(DatasetSpec):
 
     name: ClassVar[str] = "flickr_mammal"
     default_partitioner: ClassVar[str] = "by_attribute"
+    # the defaults of the keys left out (kept out of to_dict: run ids do not change)
+    DEFAULT_PARTITION_BY: ClassVar[str] = "continent"
+    DEFAULT_IMAGE_SIZE: ClassVar[int] = 224
+    DEFAULT_VAL_SAMPLES: ClassVar[int] = 5000
     root: str = ""
-    partition_by: str | None = None    # "continent" when left out
-    image_size: int | None = None      # 224
-    val_samples: int | None = None     # 5000
+    partition_by: str | None = None    # DEFAULT_PARTITION_BY when left out
+    image_size: int | None = None      # the crop's side; DEFAULT_IMAGE_SIZE
+    val_samples: int | None = None     # DEFAULT_VAL_SAMPLES
     num_workers: int | None = None     # DataLoader workers decoding each partition's JPEGs (0)
+
+    @property
+    def partition_column(self) -> str:
+        return self.partition_by or self.DEFAULT_PARTITION_BY
+
+    @property
+    def crop(self) -> int:
+        return self.image_size or self.DEFAULT_IMAGE_SIZE
+
+    @property
+    def val_limit(self) -> int:
+        return self.val_samples or self.DEFAULT_VAL_SAMPLES
+
+    @property
+    def workers(self) -> int:
+        return self.num_workers or 0
 
     def __post_init__(self) -> None:
         _path("flickr_mammal", "root", self.root)
@@ -229,9 +249,8 @@ class FlickrMammalSpec(DatasetSpec):
         from training.study.flickr import flickr_partitions
 
         # streamed from shards, opened lazily: building every partition's source is cheap
-        table = {k: v for k, v in self.to_dict().items() if k != "name"}
-        train, val = flickr_partitions(table, num_partitions, noniid_fraction, seed)
-        shape = (NUM_CLASSES, 3, self.image_size or 224)
+        train, val = flickr_partitions(self, num_partitions, noniid_fraction, seed)
+        shape = (NUM_CLASSES, 3, self.crop)
         return (train if rank is None else [train[rank]]), val, shape
 
 

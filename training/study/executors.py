@@ -8,14 +8,18 @@ serial study (only ``wall_time_s`` differs).
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import logging
 import multiprocessing
 import os
+import shutil
+import signal
+import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -29,8 +33,8 @@ from training.study.groups import SeedGroup, execute_group
 
 log = logging.getLogger(__name__)
 
-EXECUTORS = ("local", "ray", "slurm")
 EXTRA_OF = {"ray": "ray", "submitit": "slurm"}
+PR_SET_PDEATHSIG = 1           # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class ExecutorConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
-            raise ValueError(f"executor kind={self.kind!r}; choose one of {', '.join(EXECUTORS)}")
+            raise ValueError(f"executor kind={self.kind!r}; choose one of "
+                             f"{', '.join(list_executors())}")
         if self.jobs is not None and self.jobs < 1:
             raise ValueError(f"jobs={self.jobs}: give at least 1")
         for name in ("time_min", "array_parallelism"):
@@ -147,30 +152,83 @@ class InlineBackend:
 
 
 def _pin_gpu(queue: Any) -> None:
-    """Worker initializer: this worker sees one GPU (taken from the queue) as cuda:0."""
+    """This worker sees one GPU (taken from the queue) as cuda:0."""
     os.environ["CUDA_VISIBLE_DEVICES"] = str(queue.get())
 
 
+PARENT_POLL_S = 1.0      # how often a worker's watchdog looks for its driver
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when process ``parent`` ends, however it ends (SIGKILL included), so a
+    killed driver leaves no worker behind (each holds a run's model and data: ~1 GB).
+
+    Linux: the kernel sends SIGKILL at the parent's death (prctl PR_SET_PDEATHSIG). Everywhere:
+    a daemon thread polls the parent pid and exits when this process was reparented. Checked
+    once at once too, for a parent that died before either was in place.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):      # no prctl: the watchdog alone
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker_init(parent: int, gpus: Any | None) -> None:
+    """Worker initializer: die with the driver; on CUDA studies, take one GPU."""
+    die_with_parent(parent)
+    if gpus is not None:
+        _pin_gpu(gpus)
+
+
 class LocalBackend:
-    """``jobs`` spawned worker processes (spawn: no CUDA or thread state copied from here)."""
+    """``jobs`` spawned worker processes (spawn: no CUDA or thread state copied from here).
+
+    The workers die with the driver (:func:`die_with_parent`); :meth:`close` stops them, also
+    in the middle of runs (Ctrl-C, SIGTERM), rather than waiting for their runs to finish."""
 
     def __init__(self, jobs: int, threads: int | None, pin_gpus: bool) -> None:
         ctx = multiprocessing.get_context("spawn")
-        init: dict[str, Any] = {}
+        gpus = None
         if pin_gpus:
-            queue = ctx.Queue()
+            gpus = ctx.Queue()
             for worker in range(jobs):      # more workers than GPUs: they share round-robin
-                queue.put(worker % max(1, torch.cuda.device_count()))
-            init = {"initializer": _pin_gpu, "initargs": (queue,)}
-        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, **init)
+                gpus.put(worker % max(1, torch.cuda.device_count()))
+        self.pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx,
+                                        initializer=_worker_init, initargs=(os.getpid(), gpus))
         self.capacity = jobs
         self.threads = threads
+        self.futures: list[Future] = []
 
     def submit_many(self, specs: Sequence[RunSpec]) -> list[Future]:
-        return [self.pool.submit(run_one, spec, self.threads) for spec in specs]
+        futures = [self.pool.submit(run_one, spec, self.threads) for spec in specs]
+        self.futures = [f for f in self.futures if not f.done()] + futures
+        return futures
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        busy = any(not f.done() for f in self.futures)
+        # the pool's own processes: ProcessPoolExecutor has no public way to stop a running task
+        workers = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=not busy, cancel_futures=True)
+        if busy:
+            for proc in workers:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in workers:
+                proc.join(timeout=10)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
 
 
 def _resources(spec: RunSpec, threads: int | None, cfg: ExecutorConfig) -> tuple[int, int]:
@@ -265,15 +323,69 @@ class SubmititBackend:
                 job.cancel(check=False)
 
 
+# Where runs execute, by name (``[executor] kind``, ``--executor``): a factory of the backend
+# from the executor's config, the study, the runs to do and the output folder.
+BackendFactory = Callable[[ExecutorConfig, StudyConfig, Sequence[RunSpec], Path], Backend]
+EXECUTORS: dict[str, BackendFactory] = {}
+
+
+def register_executor(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Decorator: make a backend factory available as ``[executor] kind = name``."""
+    def add(factory: BackendFactory) -> BackendFactory:
+        EXECUTORS[name] = factory
+        return factory
+    return add
+
+
+def list_executors() -> list[str]:
+    return sorted(EXECUTORS)
+
+
 def make_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
                  out: Path) -> Backend:
-    if cfg.kind == "ray":
-        return RayBackend(cfg, study.threads)
-    if cfg.kind == "slurm":
-        return SubmititBackend(cfg, study.threads, out, study.name)
+    """The backend ``cfg.kind`` names; ValueError listing the known ones for any other name."""
+    factory = EXECUTORS.get(cfg.kind)
+    if factory is None:
+        raise ValueError(f"executor kind={cfg.kind!r}; choose one of "
+                         f"{', '.join(list_executors())}")
+    return factory(cfg, study, specs, out)
+
+
+@register_executor("local")
+def local_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                  out: Path) -> Backend:
+    """This machine: ``jobs`` worker processes (:func:`default_jobs`), or inline for one."""
     jobs = min(cfg.jobs or default_jobs(study, specs), max(1, len(specs)))
     if jobs == 1:
         return InlineBackend(study.threads)
     pin = any(uses_cuda(s) and s.engine != "distributed"
               and str(s.train.get("device")) == "cuda" for s in specs)
     return LocalBackend(jobs, study.threads, pin)
+
+
+@register_executor("ray")
+def ray_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                out: Path) -> Backend:
+    return RayBackend(cfg, study.threads)
+
+
+@register_executor("slurm")
+def slurm_backend(cfg: ExecutorConfig, study: StudyConfig, specs: Sequence[RunSpec],
+                  out: Path) -> Backend:
+    check_slurm(cfg)
+    return SubmititBackend(cfg, study.threads, out, study.name)
+
+
+def check_slurm(cfg: ExecutorConfig) -> None:
+    """Refuse a SLURM executor on a machine without SLURM, unless submitit's local stand-in is
+    asked for (``cluster = "local"``): submitit would otherwise fall back to running every run
+    here, silently."""
+    require("submitit")          # no package: say which extra installs it, first
+    if cfg.cluster is None and shutil.which("sbatch") is None:
+        raise SlurmMissing("--executor slurm: no SLURM on this machine (no sbatch on PATH); run "
+                           "it on a SLURM login node, set [executor] cluster = \"local\" to "
+                           "run the jobs as local processes, or use --executor local")
+
+
+class SlurmMissing(RuntimeError):
+    """The slurm executor was asked for where SLURM is not installed."""

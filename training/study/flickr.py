@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.datasets import IterableBatchSource, PartitionData, materialize
+
+if TYPE_CHECKING:      # data_specs imports this module lazily, only for Flickr studies
+    from training.study.data_specs import FlickrMammalSpec
 
 
 def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
@@ -46,35 +49,30 @@ def _transform(image_size: int) -> Any:
         transforms.ToTensor(), transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
 
 
-def flickr_partitions(dataset: dict[str, Any], num_partitions: int, noniid_fraction: float,
+def flickr_partitions(spec: FlickrMammalSpec, num_partitions: int, noniid_fraction: float,
                       seed: int) -> tuple[list[IterableBatchSource], PartitionData]:
-    """Training batch sources (one per partition) and the in-memory validation set."""
-    root, size = dataset["root"], int(dataset.get("image_size", 224))
-    workers = int(dataset.get("num_workers", 0))
-    if workers < 0:
-        raise ValueError(f"dataset.num_workers={workers}: use 0 (decode in the training "
-                         "thread) or more worker processes per partition")
-    tf = _transform(size)
+    """Training batch sources (one per partition) and the in-memory validation set of the
+    study's ``[dataset]`` (its typed spec, defaults resolved there)."""
+    tf = _transform(spec.crop)
+    common = {"split": "train", "transform": tf, "shuffle_buffer": 1000, "seed": seed,
+              "num_workers": spec.workers}
     if noniid_fraction == 1.0:
-        parts = flickr_batch_sources(root, by=dataset.get("partition_by", "continent"),
-                                     split="train", transform=tf, shuffle_buffer=1000, seed=seed,
-                                     num_workers=workers)
+        parts = flickr_batch_sources(spec.root, by=spec.partition_column, **common)
         names = list(parts)[:num_partitions]
         if len(names) < num_partitions:
             raise ValueError(f"{len(names)} geographic partitions ({names}) but "
                              f"num_partitions={num_partitions}; lower it")
         train = [parts[n] for n in names]
     elif noniid_fraction == 0.0:     # the same samples dealt into IID partitions
-        train = list(flickr_batch_sources(root, by=None, deal=num_partitions, split="train",
-                                          transform=tf, shuffle_buffer=1000, seed=seed,
-                                          num_workers=workers).values())
+        train = list(flickr_batch_sources(spec.root, by=None, deal=num_partitions,
+                                          **common).values())
     else:
         raise ValueError(f"noniid_fraction={noniid_fraction}: Flickr-Mammal's partitions are "
                          "natural; use 1.0 (geographic) or 0.0 (IID control)")
     # A uniform sample of the val split (the same for every run), not its first shards' images,
     # which would be one continent's.
-    limit = int(dataset.get("val_samples", 5000))
-    val_all = flickr_batch_sources(root, by=None, split="val", transform=tf, max_samples=limit,
-                                   seed=0)["all"].samples
+    limit = spec.val_limit
+    val_all = flickr_batch_sources(spec.root, by=None, split="val", transform=tf,
+                                   max_samples=limit, seed=0)["all"].samples
     val = materialize(val_all, limit=limit)
     return train, val

@@ -18,7 +18,7 @@ from training.datasets import PartitionData
 from training.engine import TrainConfig, Trainer
 from training.models import create_model
 from training.skewscout.scout import SkewScout, ordered_grid, scout_config
-from training.study.config import KNOB_OF, RunSpec
+from training.study.config import KNOB_OF, Experiment, RunSpec, StudyConfig
 
 
 def execute_run(spec: RunSpec) -> dict[str, Any]:
@@ -32,6 +32,28 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
                       callbacks=[scout] if scout is not None else [])
     result = trainer.run()
     return result_row(spec, result, scout, algorithm.knob)
+
+
+def check_run(spec: RunSpec) -> None:
+    """Raise ValueError (saying how to fix it) if ``spec`` could not run: the study's own load
+    checks (:class:`~training.study.config.StudyConfig`), applied to a study of this one run."""
+    scout = dict(spec.skewscout or {})
+    grid, target = scout.pop("grid", None), scout.pop("target", 0.03)
+    params = dict(spec.algorithm_params)
+    if spec.skewscout is not None and spec.algorithm in KNOB_OF:
+        params.pop(KNOB_OF[spec.algorithm], None)
+    exp = Experiment("this run", "skewscout" if spec.skewscout is not None else "noniid",
+                     (spec.model,), (spec.algorithm,), (spec.noniid_fraction,),
+                     (spec.num_partitions,))
+    try:
+        StudyConfig(name="this run", dataset=spec.data, experiments=(exp,),
+                    num_partitions=spec.num_partitions, partitioner=spec.partitioner,
+                    partitioner_params=dict(spec.partitioner_params), train=dict(spec.train),
+                    algorithms={spec.algorithm: params}, target=target, skewscout=scout,
+                    engine=spec.engine,
+                    **({"grids": {spec.algorithm: tuple(grid)}} if grid is not None else {}))
+    except TypeError as exc:          # e.g. a grid that is not a list
+        raise ValueError(str(exc)) from None
 
 
 def run_data(spec: RunSpec, rank: int | None = None

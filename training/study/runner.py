@@ -20,7 +20,13 @@ import torch
 
 from skewtools.io import atomic_write_text
 from training.study.config import RunSpec, StudyConfig
-from training.study.executors import ExecutorConfig, InlineBackend, make_backend
+from training.study.executors import (
+    ExecutorConfig,
+    InlineBackend,
+    SlurmMissing,
+    check_slurm,
+    make_backend,
+)
 from training.study.figures import draw_all
 from training.study.findings import Claim, all_claims, experiment_frames, summary_markdown
 from training.study.results import ResultsStore
@@ -44,6 +50,7 @@ class StudyReport:
     skipped: int        # runs found finished in the store
     failures: list[dict[str, Any]] = field(default_factory=list)   # see failures.json
     by_others: int = 0  # runs other drivers on the same folder finished meanwhile
+    invalid: dict[Path, str] = field(default_factory=dict)   # files found invalid -> why
 
     @property
     def summary_path(self) -> Path:
@@ -56,6 +63,7 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     """Run the missing runs of ``study`` (of its experiments named in ``only``, if given) into
     ``out_dir`` on ``executor`` (default: this machine, :func:`default_jobs` at once), then
     write the merged results, figures and summary.md for the whole study from all finished runs.
+    The report's claims and tables are those of the experiments named in ``only`` (all without).
 
     Other drivers may work on the same ``out_dir`` at once: they share the runs (claims.py).
     """
@@ -63,10 +71,16 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     executor = executor or ExecutorConfig.from_table(study.executor)
     specs = study.all_runs(only)
     store = ResultsStore(out)           # ResultsCorrupt: a folder it cannot read
+    invalid = dict(store.invalid)       # found before the runs (redone now)
     todo = [s for s in specs if s.run_id not in store]
     missing = missing_device(todo) if executor.kind == "local" else None
     if missing:     # every run would fail the same way: say it once, before any (and no folder)
         raise StudyCannotRun(missing)
+    if todo and executor.kind == "slurm":
+        try:
+            check_slurm(executor)
+        except SlurmMissing as exc:
+            raise StudyCannotRun(str(exc)) from None
     check_writable(out)
     log.info("study %s: %d runs, %d already finished", study.name, len(specs),
              len(specs) - len(todo))
@@ -79,12 +93,20 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     claims, tables = all_claims(study, store.rows, frames)
     figures = draw_all(study, store.rows, out / "figures", frames)
     summary = summary_markdown(study, claims, tables)
+    if only is not None:     # the report shows what ran: the claims of those experiments only
+        claims, tables = all_claims(study, store.rows,
+                                    {k: v for k, v in frames.items() if k in only})
     if failures:
         summary += (f"\n{len(failures)} run(s) failed and are left out above; see "
                     "failures.json (a re-run retries them).\n")
     atomic_write_text(out / "summary.md", summary)
     return StudyReport(out, store.rows, claims, tables, figures, outcome.ran,
-                       len(specs) - len(todo), failures, outcome.by_others)
+                       len(specs) - len(todo), failures, outcome.by_others,
+                       {**invalid, **store.invalid})
+
+
+VIEWS = ("results.json", "results.csv", "results.parquet", "summary.md", "failures.json",
+         "figures")
 
 
 def check_writable(out: Path) -> None:
@@ -97,6 +119,12 @@ def check_writable(out: Path) -> None:
     except OSError as exc:
         raise StudyCannotRun(f"cannot write results to {out}: {exc.strerror or exc}; pass "
                              "--out a folder you can write") from None
+    for name in VIEWS:
+        path, folder = out / name, name == "figures"
+        if path.exists() and path.is_dir() != folder:
+            raise StudyCannotRun(f"{path} is a {'file' if folder else 'directory'} where the "
+                                 f"study writes its {'figures' if folder else 'merged results'}"
+                                 "; move it away")
 
 
 def study_failures(store: ResultsStore, specs: Sequence[RunSpec]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from training.study.claims import Heartbeat, Lease, claims, release, try_claim
 from training.study.config import RunSpec
 from training.study.executors import Backend
 from training.study.groups import Unit, as_unit, members, units
-from training.study.results import ResultsStore, _read_row
+from training.study.results import InvalidRow, ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ class _Driver:
 
     def settled(self, spec: RunSpec) -> bool:
         """Finished (a readable row) or failed during this driver's time, by anyone."""
-        path = self.store.runs_dir / f"{spec.run_id}.json"
-        if path.exists() and _read_row(path) is not None:
+        if self.store.finished(spec.run_id):
             return True
         failed = self.store.failure(spec.run_id)
         return failed is not None and failed[0].get("time", 0.0) >= self.started
@@ -117,13 +116,16 @@ class _Driver:
         self.outcome.ran += 1
         try:
             if "row" in result:
-                self.store.add(result["row"])
-            else:
-                log.error("run %s (%s %s) failed: %s", spec.run_id, spec.model, spec.algorithm,
-                          result["error"])
-                record = spec_failure(spec, result["error"], result["traceback"])
-                self.store.add_failure(record)
-                self.outcome.failures.append(record)
+                try:
+                    self.store.add(result["row"])
+                    return
+                except InvalidRow as exc:       # e.g. a NaN accuracy: a failure, not a row
+                    result = {"error": str(exc), "traceback": ""}
+            log.error("run %s (%s %s) failed: %s", spec.run_id, spec.model, spec.algorithm,
+                      result["error"])
+            record = spec_failure(spec, result["error"], result["traceback"])
+            self.store.add_failure(record)
+            self.outcome.failures.append(record)
         finally:
             release(self.store.runs_dir, spec.run_id)
 

@@ -39,3 +39,11 @@ def write_toml(path: Path, doc: dict[str, Any]) -> Path:
     """``doc`` as a TOML study config at ``path``."""
     path.write_text(toml_text(doc), encoding="utf-8")
     return path
+
+
+def fake_row(spec: Any, acc: float, bytes_per_iteration: float = 1.0) -> dict[str, Any]:
+    """A valid result row of run ``spec`` (the fields the report reads) with these numbers."""
+    return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
+            "algorithm": spec.algorithm, "knob": spec.knob, "noniid_fraction": spec.noniid_fraction,
+            "seed": spec.seed, "final_acc": acc, "bytes_per_iteration": bytes_per_iteration,
+            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]], "acc_at_half": acc / 2}

@@ -189,3 +189,43 @@ def test_a_killed_drivers_claim_is_takeable_after_its_lease(tmp_path, monkeypatc
     os.utime(runs / "abc.claim", (old, old))       # the lease runs out with no heartbeat
     assert read_claim(runs, "abc").stale
     assert try_claim(runs, "abc") and read_claim(runs, "abc").host == "another-host"
+
+
+def test_a_lease_has_a_maximum(monkeypatch):
+    with pytest.raises(ValueError, match="over the maximum 86400 s"):
+        Lease(lease_s=1e300)
+    with pytest.raises(ValueError, match="over the maximum"):
+        Lease.from_env({"STUDY_LEASE_S": "1e300"})
+    assert Lease(lease_s=claims_mod.MAX_LEASE_S).lease_s == 86400
+
+
+def test_a_foreign_claim_with_a_huge_lease_still_expires(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    _foreign(runs, "r1", age_s=claims_mod.MAX_LEASE_S - 100, lease_s=1e300)
+    held = read_claim(runs, "r1")
+    assert held.lease_s == claims_mod.MAX_LEASE_S and not held.stale
+    assert "asks a lease of 1e+300s: held at most 86400s" in caplog.text
+    _foreign(runs, "r1", age_s=claims_mod.MAX_LEASE_S + 100, lease_s=1e300)
+    assert read_claim(runs, "r1").stale
+    assert try_claim(runs, "r1") and read_claim(runs, "r1").mine
+
+
+@pytest.mark.parametrize("doc", [{"host": "node7", "pid": 10**30, "time": 0.0},
+                                 {"host": "node7", "pid": 4242, "time": 1e400},
+                                 {"host": ["x"], "pid": 4242, "time": 0.0},
+                                 {"host": "node7", "pid": "4242", "time": 0.0}, [1, 2]])
+def test_a_claim_that_is_not_one_reads_as_abandoned_mid_write(doc, tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "r1.claim").write_text(json.dumps(doc))
+    held = read_claim(runs, "r1")
+    assert (held.host, held.pid, held.lease_s) == ("?", -1, claims_mod.TAKEOVER_LOCK_TIMEOUT_S)
+    assert held.where()          # printable (by --list) whatever the file held
+
+
+def test_a_directory_in_a_claims_place_is_moved_aside_and_the_run_claimed(tmp_path, caplog):
+    runs = tmp_path / "runs"
+    (runs / "r1.claim").mkdir(parents=True)
+    assert try_claim(runs, "r1") and read_claim(runs, "r1").mine
+    assert (runs / "r1.claim.invalid-0").is_dir()
+    assert f"{runs / 'r1.claim'} is a directory where a file belongs" in caplog.text

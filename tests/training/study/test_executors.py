@@ -73,10 +73,10 @@ def test_submitit_local_equals_serial(serial, tmp_path):
     assert report.ran == 6 and not report.failures and rows_of(tmp_path) == serial
 
 
-def _driver(cfg: Path, out: Path) -> subprocess.Popen:
+def _driver(cfg: Path, out: Path, jobs: int = 1) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "pipelines.run_study", str(cfg), "--out",
-                             str(out), "--jobs", "1", "--no-progress"], cwd=ROOT, env=env,
+                             str(out), "--jobs", str(jobs), "--no-progress"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -194,3 +194,74 @@ def test_a_gpu_worker_sees_only_its_gpu(monkeypatch):
     gpus.put(2)
     _pin_gpu(gpus)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2"
+
+
+def _children(pid: int) -> set[int]:
+    """Live processes whose parent is ``pid`` (from /proc: psutil is not a dependency)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its new parent to reap it counts as gone)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _loaded_torch(pid: int) -> bool:
+    try:
+        return "libtorch" in (Path("/proc") / str(pid) / "maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_driver_leaves_no_worker_behind(how, tmp_path):
+    cfg, out = tmp_path / "long.toml", tmp_path / "out"
+    write_toml(cfg, {**DOC, "train": {**DOC["train"], "iterations": 10**6}})   # never ends
+    proc = _driver(cfg, out, jobs=2)
+    deadline = time.monotonic() + 300
+    workers: set[int] = set()
+    while proc.poll() is None and time.monotonic() < deadline:
+        workers = {p for p in _children(proc.pid) if _loaded_torch(p)}
+        if len(workers) >= 2:           # both workers started (the tracker loads no torch)
+            break
+        time.sleep(0.2)
+    assert len(workers) >= 2, proc.communicate()
+    children = _children(proc.pid)      # the workers and multiprocessing's resource tracker
+    proc.send_signal(how)
+    proc.wait(timeout=120)      # not communicate(): a surviving worker holds the pipes open
+    deadline = time.monotonic() + 60
+    while any(_alive(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in children if _alive(p)]
+    proc.stdout.close()
+    if how == signal.SIGTERM:          # stopped cleanly: claims released, one line said so
+        err = proc.stderr.read().strip().splitlines()
+        assert proc.returncode == 130 and err[-1].startswith("stopped:"), err
+        assert not list((out / "runs").glob("*.claim"))
+
+
+def test_executors_are_a_registry(tmp_path, monkeypatch):
+    from training.study import executors
+
+    with pytest.raises(ValueError, match="kind='nope'; choose one of local, ray, slurm"):
+        ExecutorConfig(kind="nope")
+    made = []
+    monkeypatch.setitem(executors.EXECUTORS, "mine",
+                        lambda cfg, study, specs, out: made.append(cfg.kind) or
+                        executors.InlineBackend(None))
+    backend = executors.make_backend(ExecutorConfig(kind="mine"), study_from_dict(DOC), [],
+                                     tmp_path)
+    assert made == ["mine"] and isinstance(backend, executors.InlineBackend)
+    assert "mine" in executors.list_executors()

@@ -9,6 +9,7 @@ import torch
 import flickr_mammal
 from tests.training.study.studies import changed, experiment, study_doc, write_toml
 from training.datasets import materialize
+from training.study.data_specs import FlickrMammalSpec
 from training.study.flickr import flickr_batch_sources, flickr_partitions
 
 GEO = {"Africa": [7, 7, 7], "Americas": [1, 1], "Europe": [2, 2, 2, 2]}
@@ -40,7 +41,7 @@ def labels(source, batch_size: int) -> list[int]:
 
 
 def test_geographic_partitions_are_the_first_n_in_name_order(fake_shards):
-    dataset = {"root": "shards", "val_samples": 2}
+    dataset = FlickrMammalSpec(root="shards", val_samples=2)
     train, val = flickr_partitions(dataset, num_partitions=2, noniid_fraction=1.0, seed=3)
     assert [labels(s, 2) for s in train] == [[7, 7], [1, 1]]        # Africa, Americas
     assert val.y.tolist() == [5, 6]                                   # val_samples=2
@@ -54,7 +55,8 @@ def test_geographic_partitions_are_the_first_n_in_name_order(fake_shards):
 
 
 def test_iid_control_asks_the_reader_to_deal_n_partitions(fake_shards):
-    train, _ = flickr_partitions({"root": "r", "partition_by": "country"}, 3, 0.0, seed=1)
+    train, _ = flickr_partitions(FlickrMammalSpec(root="r", partition_by="country"), 3, 0.0,
+                                 seed=1)
     assert len(train) == 3
     assert fake_shards[0] == {"root": "r", "by": None, "split": "train", "deal": 3,
                               "shuffle_buffer": 1000, "seed": 1}
@@ -62,7 +64,7 @@ def test_iid_control_asks_the_reader_to_deal_n_partitions(fake_shards):
 
 def test_other_fractions_are_refused(fake_shards):
     with pytest.raises(ValueError, match="use 1.0 .* or 0.0"):
-        flickr_partitions({"root": "r"}, 2, 0.5, seed=0)
+        flickr_partitions(FlickrMammalSpec(root="r"), 2, 0.5, seed=0)
 
 
 FLICKR_STUDY = study_doc(

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tests.training.study.studies import experiment, study_doc, write_toml
+from tests.training.study.studies import experiment, fake_row, study_doc, write_toml
 from training.study.config import load_study, study_from_dict
 from training.study.findings import all_claims, markdown_table, summary_markdown
 from training.study.results import ResultsStore
@@ -130,13 +130,6 @@ def test_the_load_check_accepts_external_models_and_algorithms_without_defaults(
 def test_an_experiment_may_run_at_its_own_number_of_partitions():
     study = study_from_dict({**DOC, "experiments": [{**EXP_N, "num_partitions": [4]}]})
     assert {r.num_partitions for r in study.all_runs()} == {4}
-
-
-def fake_row(spec, acc, bytes_per_iteration):
-    return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
-            "algorithm": spec.algorithm, "knob": spec.knob, "noniid_fraction": spec.noniid_fraction,
-            "seed": spec.seed, "final_acc": acc, "bytes_per_iteration": bytes_per_iteration,
-            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]], "acc_at_half": acc / 2}
 
 
 def scripted_rows(study, scout_acc, scout_bytes):

@@ -12,6 +12,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from tests.training.study.studies import fake_row
 from training.study.claims import Lease, fs_now, read_claim
 from training.study.config import RunSpec, study_from_dict
 from training.study.results import ResultsStore
@@ -42,7 +43,7 @@ class CountingBackend:
             self.ran[spec.run_id] += 1
             self.during(spec)
             fut: Future = Future()
-            fut.set_result({"row": {"run_id": spec.run_id, "final_acc": 0.5}})
+            fut.set_result({"row": fake_row(spec, 0.5)})
             futures.append(fut)
         return futures
 
@@ -71,7 +72,7 @@ def test_a_run_with_a_fresh_foreign_heartbeat_is_left_to_its_host(tmp_path):
 
     def other_host_finishes(spec: RunSpec) -> None:      # node7 commits its run meanwhile
         if spec is specs[-1]:
-            (store.runs_dir / f"{theirs}.json").write_text(json.dumps({"run_id": theirs}))
+            (store.runs_dir / f"{theirs}.json").write_text(json.dumps(fake_row(specs[0], 0.5)))
             (store.runs_dir / f"{theirs}.claim").unlink()
 
     backend = CountingBackend(other_host_finishes)
