@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from training.datasets import IterableBatchSource, PartitionData, materialize
+from training.study.flickr_loader import PersistentBatchSource  # one loader per partition
 
 
 def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
@@ -34,7 +35,7 @@ def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: 
 
     parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform,
                                                     **options)
-    return {name: IterableBatchSource(dataset, num_workers) for name, dataset in parts.items()}
+    return {name: PersistentBatchSource(dataset, num_workers) for name, dataset in parts.items()}
 
 
 def _transform(image_size: int) -> Any:
