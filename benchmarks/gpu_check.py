@@ -14,7 +14,17 @@ Sections (each timed; ``--sections`` picks some):
 - ``speed``: ``bench_simulation``'s table (images/s, ops per step vs plain training, host syncs
   per step: any is a failure) and its K-scaling table;
 - ``clean``: the cleaning stage's images/s for pnasnet5large and efficientnet_lite0 (random
-  weights) and how often bf16 autocast picks the same top-5 classes as float32.
+  weights) and how often bf16 autocast picks the same top-5 classes as float32;
+- ``precision``: one CIFAR-10 GoogLeNet run in float32 and one under bf16 autocast with
+  channels-last inputs (on CPU: channels-last only; bf16 autocast is a CUDA option), s/step each;
+- ``flickr``: one Flickr-Mammal non-IID run (geographic partitions) read through one persistent
+  DataLoader per partition (``training.study.flickr_loader``), long enough to pass over each
+  partition's shards more than once;
+- ``skewscout``: one SkewScout run (CIFAR-10 GoogLeNet, DGC) that travels models.
+
+Every run also prints an estimate of the full check's time on one H100, per section, from a cost
+model priced with what this machine measures (``gpu_check_estimate``: FLOPs and op counts per
+model, JPEG decode time per photo); ``--device cpu --quick`` is how to get it without a GPU.
 
 Fails (exit 1) on any error or non-finite value; writes a JSON summary to ``--out``.
 """
@@ -38,11 +48,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_simulation, gpu_check_data
 from bench_simulation import Setup, scaling_table, speed_table  # noqa: E402
 from gpu_check_data import clean_speed, write_fake_cifar, write_fake_flickr  # noqa: E402
+from gpu_check_plan import h100_estimate, one_run, print_estimate  # noqa: E402
 
 from training.study.config import DEFAULT_CONFIG, RunSpec, load_study  # noqa: E402
 from training.study.run import execute_run  # noqa: E402
 
-SECTIONS = ("configs", "torchrun", "speed", "clean")
+SECTIONS = ("configs", "torchrun", "speed", "clean", "precision", "flickr", "skewscout")
 log = logging.getLogger("gpu_check")
 
 
@@ -195,8 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                     # the engine reads nothing back per step (counters are read per evaluation)
                     failures += sum(r["syncs_per_step"] > 0 for r in result["speed"]
                                     if r["config"] != "limit")
-                else:
+                elif section == "clean":
                     result = clean_speed(args.device, args.quick)
+                    failures += sum(not r["ok"] for r in result)
+                else:
+                    result = one_run(section, args, data, shrink, run_checked)
                     failures += sum(not r["ok"] for r in result)
             except Exception as exc:  # noqa: BLE001 - a section's crash is a failure, not the end
                 result = {"error": f"{type(exc).__name__}: {exc}",
@@ -206,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             seconds = time.perf_counter() - start
             summary["sections"][section] = {"seconds": round(seconds, 1), "result": result}
             print(f"[{section}] {seconds:.1f} s", flush=True)
+        summary["h100_estimate"] = h100_estimate(args, data)
+        print_estimate(summary["h100_estimate"])
     summary["failures"] = failures
     Path(args.out).write_text(json.dumps(summary, indent=1, default=str))
     print(f"{'FAILED' if failures else 'passed'}: {failures} failure(s); summary in {args.out}")

@@ -23,7 +23,7 @@ from training.datasets import Batch, BatchSource, PartitionData, index_batches
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """``t`` on ``device``; from the host to a GPU through pinned memory, without blocking."""
     if device.type == "cuda" and t.device.type == "cpu":
-        return t.pin_memory().to(device, non_blocking=True)
+        return (t if t.is_pinned() else t.pin_memory()).to(device, non_blocking=True)
     return t.to(device)
 
 
@@ -87,6 +87,9 @@ class StreamedBatches:
 
     def __next__(self) -> Batch:
         batches = [next(it) for it in self._streams]
+        if self.device.type == "cuda":   # each (loader-pinned) batch goes over, stacked there
+            return (torch.stack([to_device(b[0], self.device) for b in batches]),
+                    torch.stack([to_device(b[1], self.device) for b in batches]))
         return (to_device(torch.stack([b[0] for b in batches]), self.device),
                 to_device(torch.stack([b[1] for b in batches]), self.device))
 

@@ -48,7 +48,8 @@ def test_non_finite_results_and_failed_runs_fail_the_check(monkeypatch, tmp_path
         monkeypatch.setattr(gpu_check, "execute_run", fake)
         assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(out),
                                "--sections", "configs"]) == 1
-        assert json.loads(out.read_text())["failures"] == 6
+        shipped = len(list((BENCHMARKS.parent / "pipelines" / "configs").glob("*.toml")))
+        assert json.loads(out.read_text())["failures"] == shipped
 
 
 def test_cuda_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
@@ -66,3 +67,39 @@ def test_pick_runs_takes_every_kind_first():
     picked = gpu_check.pick_runs(specs, 4)
     kinds = [(s.model, s.algorithm, s.mode) for s in picked]
     assert len(picked) == 4 and len(set(kinds)) == 4
+
+
+def test_quick_mode_runs_the_precision_flickr_and_skewscout_sections_and_estimates_an_h100(
+        tmp_path):
+    out = tmp_path / "summary.json"
+    code = gpu_check.main(["--device", "cpu", "--quick", "--out", str(out),
+                           "--sections", "precision", "flickr", "skewscout"])
+    summary = json.loads(out.read_text())
+    assert code == 0 and summary["failures"] == 0
+    rows = {s: summary["sections"][s]["result"] for s in ("precision", "flickr", "skewscout")}
+    assert [r["variant"] for r in rows["precision"]] == ["fp32", "channels_last"]
+    assert rows["flickr"][0]["dataset"] == "flickr_mammal"
+    assert rows["skewscout"][0]["mode"] == "skewscout"
+    estimate = summary["h100_estimate"]
+    assert set(estimate["seconds"]) == set(gpu_check.SECTIONS)
+    assert 0 < estimate["total_seconds"] < 8 * 60
+    assert estimate["basis"]["models"]["torchvision:googlenet/42/3/224"]["fwd_flops"] > 1e9
+
+
+def test_a_step_costs_the_largest_of_compute_launches_and_decoding():
+    from gpu_check_estimate import (
+        EFFICIENCY,
+        H100_TFLOPS,
+        OPS_PER_STEP_FACTOR,
+        SECONDS_PER_OP,
+        step_seconds,
+    )
+
+    tiny = {"fwd_flops": 1e6, "ops": 100.0}       # launch-bound
+    assert step_seconds(tiny, 10) == pytest.approx(100 * OPS_PER_STEP_FACTOR * SECONDS_PER_OP)
+    big = {"fwd_flops": 1e10, "ops": 10.0}        # compute-bound: 3 x forward per image
+    throughput = H100_TFLOPS["fp32"] * 1e12 * EFFICIENCY
+    assert step_seconds(big, 100) == pytest.approx(3e12 / throughput)
+    bf16 = H100_TFLOPS["bf16"] * 1e12 * EFFICIENCY
+    assert step_seconds(big, 100, "bf16") == pytest.approx(3e12 / bf16)
+    assert step_seconds(tiny, 160, decode_seconds=0.1) == pytest.approx(160 * 0.1 / 16)

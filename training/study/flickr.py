@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.datasets import IterableBatchSource, PartitionData, materialize
+from training.study.flickr_loader import PersistentBatchSource  # one loader per partition
 
 if TYPE_CHECKING:      # data_specs imports this module lazily, only for Flickr studies
     from training.study.data_specs import FlickrMammalSpec
@@ -37,7 +38,7 @@ def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: 
 
     parts: Mapping[str, Iterable] = load_partitions(root, by=by, split=split, transform=transform,
                                                     **options)
-    return {name: IterableBatchSource(dataset, num_workers) for name, dataset in parts.items()}
+    return {name: PersistentBatchSource(dataset, num_workers) for name, dataset in parts.items()}
 
 
 def _transform(image_size: int) -> Any:
