@@ -41,9 +41,22 @@ def write_toml(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def fake_row(spec: Any, acc: float, bytes_per_iteration: float = 1.0) -> dict[str, Any]:
-    """A valid result row of run ``spec`` (the fields the report reads) with these numbers."""
+def fake_row(spec: Any, acc: float, bytes_per_iteration: float = 1.0,
+             acc_at_half: float | None = None) -> dict[str, Any]:
+    """A valid result row of run ``spec`` (the fields the report reads) with these numbers
+    (``acc_at_half``: half of ``acc`` unless given)."""
     return {"run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
             "algorithm": spec.algorithm, "knob": spec.knob, "noniid_fraction": spec.noniid_fraction,
             "seed": spec.seed, "final_acc": acc, "bytes_per_iteration": bytes_per_iteration,
-            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]], "acc_at_half": acc / 2}
+            "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]],
+            "acc_at_half": acc / 2 if acc_at_half is None else acc_at_half}
+
+
+def fake_rows(study: Any, outcome: Any) -> dict[str, dict[str, Any]]:
+    """Hand-made rows of every run of ``study``: ``outcome(spec) -> (final_acc, bytes per
+    iteration)``, the same accuracy all along the run."""
+    rows = {}
+    for spec in study.all_runs():
+        acc, b = outcome(spec)
+        rows[spec.run_id] = fake_row(spec, acc, b, acc_at_half=acc)
+    return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.training.study.studies import fake_rows
 from training.study import figures
 from training.study.config import study_from_dict
 from training.study.figures import comm_points, draw_all, plot_comm_vs_accuracy
@@ -36,16 +37,8 @@ OUTCOMES = {
 
 
 def rows_of(study) -> dict[str, dict]:
-    rows = {}
-    for spec in study.all_runs():
-        acc, b = OUTCOMES[(spec.model, spec.algorithm, spec.mode, spec.knob)]
-        rows[spec.run_id] = {
-            "run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
-            "algorithm": spec.algorithm, "knob": spec.knob,
-            "noniid_fraction": spec.noniid_fraction, "seed": spec.seed, "final_acc": acc,
-            "bytes_per_iteration": b, "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]],
-            "acc_at_half": acc}
-    return rows
+    return fake_rows(study, lambda spec: OUTCOMES[(spec.model, spec.algorithm, spec.mode,
+                                                   spec.knob)])
 
 
 def point(points, model: str, series: str) -> tuple[float, float]:

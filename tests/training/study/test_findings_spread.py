@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.training.study.studies import experiment, study_doc
+from tests.training.study.studies import experiment, fake_rows, study_doc
 from training.study.config import study_from_dict
 from training.study.findings import all_claims, markdown_table, runs_frame, summary_markdown
 from training.study.spread import Spread, Verdict, all_of, judge, mean_of
@@ -21,16 +21,7 @@ DOC = study_doc(experiment("n", "noniid", ["bsp", "fedavg"], [0.0, 1.0]),
 
 def rows_for(study, acc_of):
     """Hand-made rows: ``acc_of(spec) -> (final_acc, bytes/iteration)``."""
-    rows = {}
-    for spec in study.all_runs():
-        acc, b = acc_of(spec)
-        rows[spec.run_id] = {
-            "run_id": spec.run_id, "mode": spec.mode, "model": spec.model,
-            "algorithm": spec.algorithm, "knob": spec.knob,
-            "noniid_fraction": spec.noniid_fraction, "seed": spec.seed, "final_acc": acc,
-            "bytes_per_iteration": b, "bsp_bytes_per_iteration": 100.0, "curve": [[10, acc]],
-            "acc_at_half": acc}
-    return rows
+    return fake_rows(study, acc_of)
 
 
 def test_spread_mean_sd_and_seed_pairing():
