@@ -89,64 +89,66 @@ def _columns_text(columns: Sequence[tuple[str, str]]) -> str:
 
 _MB = 1 << 20
 # Every option that sets a config field; its default comes from the field (pipelines/_cli.py).
-# Fields of BuildConfig (_B), of its download / clean configs (_D / _C + name), and of the
-# MetadataConfig built when --metadata is given (_M).
-_B, _D, _C, _M = BuildConfig, "download.", "clean.", MetadataConfig
+# Fields of BuildConfig, of its download / clean configs ("download." / "clean." + name), and
+# of the MetadataConfig built when --metadata is given.
+BUILD, DOWNLOAD, CLEAN, METADATA = BuildConfig, "download.", "clean.", MetadataConfig
 OPTIONS: tuple[FieldOption, ...] = (
-    FieldOption("--flickr-endpoint", _B, "flickr_endpoint", "Flickr REST endpoint"),
-    FieldOption("--classes", _B, "classes", "comma-separated class names, or all (42)", type=str,
+    FieldOption("--flickr-endpoint", BUILD, "flickr_endpoint", "Flickr REST endpoint"),
+    FieldOption("--classes", BUILD, "classes", "comma-separated class names, or all (42)", type=str,
                 show=_classes_text, read=_class_names),
-    FieldOption("--classes-file", _B, "classes_file", "CSV class list (header: name, and "
+    FieldOption("--classes-file", BUILD, "classes_file", "CSV class list (header: name, and "
                 "optional search, synonyms, exclude, imagenet); default: the 42 mammals",
                 type=str),
-    FieldOption("--per-class", _B, "per_class", "candidates searched per class"),
-    FieldOption("--licenses", _B, "licenses", "comma-separated Flickr license ids "
+    FieldOption("--per-class", BUILD, "per_class", "candidates searched per class"),
+    FieldOption("--licenses", BUILD, "licenses", "comma-separated Flickr license ids "
                 "(CC 2.0 and public domain)", type=_ints, show=_joined),
-    FieldOption("--min-upload-date", _B, "min_upload_date", "YYYY-MM-DD or unix seconds",
+    FieldOption("--min-upload-date", BUILD, "min_upload_date", "YYYY-MM-DD or unix seconds",
                 type=str, show=_date_text, read=_date("--min-upload-date")),
-    FieldOption("--max-upload-date", _B, "max_upload_date", "YYYY-MM-DD or unix seconds "
+    FieldOption("--max-upload-date", BUILD, "max_upload_date", "YYYY-MM-DD or unix seconds "
                 "(default: the first run's day, then remembered)", type=str,
                 read=_date("--max-upload-date")),
-    FieldOption("--classifier", _B, _C + "classifier", "cleaning classifier: pnasnet5large, "
+    FieldOption("--classifier", BUILD, CLEAN + "classifier", "cleaning classifier: pnasnet5large, "
                 "efficientnet_lite0_pypi, a timm name, or none"),
-    FieldOption("--classifier-weights", _B, _C + "weights",
+    FieldOption("--classifier-weights", BUILD, CLEAN + "weights",
                 "checkpoint file for the classifier (default: its own weights)", type=str),
-    FieldOption("--top-k", _B, _C + "top_k", "keep when a class index is in the top-k"),
-    FieldOption("--device", _B, _C + "device", "cleaning device", choices=DEVICES),
-    FieldOption("--batch-size", _B, _C + "batch_size", "cleaning batch size"),
-    FieldOption("--clean-workers", _B, _C + "num_workers", "DataLoader workers decoding images"),
-    FieldOption("--precision", _B, _C + "precision", "cleaning precision (auto: bf16 on CUDA "
+    FieldOption("--top-k", BUILD, CLEAN + "top_k", "keep when a class index is in the top-k"),
+    FieldOption("--device", BUILD, CLEAN + "device", "cleaning device", choices=DEVICES),
+    FieldOption("--batch-size", BUILD, CLEAN + "batch_size", "cleaning batch size"),
+    FieldOption("--clean-workers", BUILD, CLEAN + "num_workers",
+                "DataLoader workers decoding images"),
+    FieldOption("--precision", BUILD, CLEAN + "precision", "cleaning precision (auto: bf16 on CUDA "
                 "with an fp32 recheck near the top-k line)", choices=PRECISIONS),
-    FieldOption("--download-attempts", _B, _D + "max_attempts",
+    FieldOption("--download-attempts", BUILD, DOWNLOAD + "max_attempts",
                 "builds that may try a photo that failed for a transient reason (429, 5xx, ...)"),
-    FieldOption("--workers", _B, _D + "workers", "download threads (per process)"),
-    FieldOption("--download-processes", _B, _D + "processes",
+    FieldOption("--workers", BUILD, DOWNLOAD + "workers", "download threads (per process)"),
+    FieldOption("--download-processes", BUILD, DOWNLOAD + "processes",
                 "download processes, each decoding one photo at a time: about one per core"),
-    FieldOption("--stages", _B, "stages", f"comma-separated subset of {','.join(STAGES)}",
+    FieldOption("--stages", BUILD, "stages", f"comma-separated subset of {','.join(STAGES)}",
                 type=_names, show=_joined),
-    FieldOption("--image-size", _B, _D + "max_side", "longest side of stored images (px)"),
-    FieldOption("--image-hosts", _B, _D + "image_hosts", "comma-separated hosts (host, "
+    FieldOption("--image-size", BUILD, DOWNLOAD + "max_side", "longest side of stored images (px)"),
+    FieldOption("--image-hosts", BUILD, DOWNLOAD + "image_hosts", "comma-separated hosts (host, "
                 "host:port, *.domain) image URLs may name besides Flickr's; other URLs are "
                 "recorded url_refused, never fetched", type=_names, show=_joined),
-    FieldOption("--rate-limit", _B, "rate_limit", "Flickr API calls per hour"),
-    FieldOption("--val-fraction", _B, "val_fraction", "share of each class held out as val"),
-    FieldOption("--shard-samples", _B, "shard_samples", "samples per shard"),
-    FieldOption("--group-by", _B, "group_by", "shard grouping", choices=GROUP_BY),
-    FieldOption("--coord-decimals", _B, "coord_decimals", "decimals kept of exported coordinates"),
-    FieldOption("--commit-every", _B, "commit_every", "records per catalog transaction"),
-    FieldOption("--metadata", _B, "metadata", "search a local metadata dump instead of the API: "
+    FieldOption("--rate-limit", BUILD, "rate_limit", "Flickr API calls per hour"),
+    FieldOption("--val-fraction", BUILD, "val_fraction", "share of each class held out as val"),
+    FieldOption("--shard-samples", BUILD, "shard_samples", "samples per shard"),
+    FieldOption("--group-by", BUILD, "group_by", "shard grouping", choices=GROUP_BY),
+    FieldOption("--coord-decimals", BUILD, "coord_decimals",
+                "decimals kept of exported coordinates"),
+    FieldOption("--commit-every", BUILD, "commit_every", "records per catalog transaction"),
+    FieldOption("--metadata", BUILD, "metadata", "search a local metadata dump instead of the API: "
                 "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key "
                 "needed)", type=str),
-    FieldOption("--metadata-format", _M, "format", "format of --metadata: auto (told by each "
+    FieldOption("--metadata-format", METADATA, "format", "format of --metadata: auto (told by each "
                 f"file's content) or one of {', '.join(format_names())}"),
-    FieldOption("--metadata-columns", _M, "columns", "field=column,... to map the dump's column "
-                "names (flickr_mammal.dump.read.FIELDS)", type=str, show=_columns_text,
+    FieldOption("--metadata-columns", METADATA, "columns", "field=column,... to map the dump's "
+                "column names (flickr_mammal.dump.read.FIELDS)", type=str, show=_columns_text,
                 read=parse_columns),
-    FieldOption("--metadata-chunk-mb", _M, "chunk_bytes", "TSV megabytes per scan chunk",
+    FieldOption("--metadata-chunk-mb", METADATA, "chunk_bytes", "TSV megabytes per scan chunk",
                 type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
-    FieldOption("--min-kept-fraction", _B, "min_kept_fraction", "fail (exit 1) when cleaning "
+    FieldOption("--min-kept-fraction", BUILD, "min_kept_fraction", "fail (exit 1) when cleaning "
                 "keeps less than this share of the images (a build keeping none always fails)"),
-    FieldOption("--progress", _B, "progress", "progress bars (--no-progress: none)"),
+    FieldOption("--progress", BUILD, "progress", "progress bars (--no-progress: none)"),
 )
 
 

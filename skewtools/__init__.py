@@ -1,4 +1,4 @@
-"""skewtools: build non-IID partitions of any labelled dataset and measure their skew (issue #4).
+"""skewtools: build non-IID partitions of any labelled dataset and measure their skew.
 
 >>> import skewtools
 >>> p = skewtools.partition("label_skew", labels, num_partitions=5, noniid_fraction=0.6, seed=0)

@@ -1,4 +1,4 @@
-"""Partitioners, one scheme per module, all reachable through the registry (issue #4)."""
+"""Partitioners, one scheme per module, all reachable through the registry."""
 
 # Importing each module registers its scheme.
 from skewtools.partitioners import (  # noqa: F401

@@ -4,8 +4,8 @@ protocol, and :class:`TrainerHost`, the adapter that gives it over a ``training.
 SkewScout reads a partition's model as a flat payload (to send), judges a received payload as
 the destination's algorithm says (``Algorithm.traveled_view``), scores models on samples of a
 partition's training data, and adds the traveling bytes to the run's totals. Keeping those
-seven operations here keeps the Trainer a training loop and SkewScout free of the engine's
-internals: a test may hand SkewScout any object with this shape.
+operations (the methods of :class:`ScoutHost`) here keeps the Trainer a training loop and
+SkewScout free of the engine's internals: a test may hand SkewScout any object with this shape.
 """
 
 from __future__ import annotations

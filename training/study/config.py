@@ -114,7 +114,7 @@ class RunSpec:
     @property
     def run_id(self) -> str:
         fields_ = asdict(self)
-        if not self.partitioner_params:     # added later: runs without any keep their ids
+        if not self.partitioner_params:     # runs without any keep the ids they had before it
             del fields_["partitioner_params"]
         blob = json.dumps(fields_, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
