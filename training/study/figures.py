@@ -38,6 +38,17 @@ MAX_PANEL_COLUMNS = 3    # wider studies wrap into rows of panels
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
 
 
+# A figure's title says what it shows, in words (the experiment's name is in its file name).
+TITLES = {"noniid": "Accuracy loss under label skew", "norm": "BatchNorm vs GroupNorm under skew",
+          "skew_degree": "Accuracy vs degree of skew",
+          "partitions": "Accuracy loss vs number of partitions",
+          "skewscout": "SkewScout vs the Oracle's grid: communication and accuracy"}
+
+
+def title_of(exp: Experiment) -> str:
+    return TITLES.get(exp.kind, exp.name)
+
+
 def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> Path | None:
     """Accuracy vs iteration, the seeds' mean with a ± sd band, IID and most skewed."""
     recs = [r for r in experiment_rows(study, exp, rows) if r["curve"]]
@@ -58,7 +69,8 @@ def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> P
                     label=f"{algo} {int(100 * frac)}% non-IID")
             ax.fill_between(stats.index, stats["mean"] - stats["std"],
                             stats["mean"] + stats["std"], color=c, alpha=0.15, lw=0)
-        ax.set(title=model, xlabel="iteration", ylabel="validation accuracy (%)")
+        ax.set(title=f"Accuracy during training ({model})", xlabel="iteration",
+               ylabel="validation accuracy (%)")
         ax.legend(fontsize=7)
     return _save(fig, out / f"{exp.name}_curves.png")
 
@@ -82,9 +94,12 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
     order = [a for a in COLORS if a in means.index]
     fig, ax = plt.subplots(figsize=(6, 3.6))
     means.loc[order].plot.bar(ax=ax, rot=0, yerr=sds.loc[order], capsize=3)
+    for bars in ax.containers:      # every bar labelled, so a zero loss (BSP) is seen too
+        if hasattr(bars, "patches"):
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
     ax.axhline(100 * study.target, color="grey", lw=0.8, ls=":", label="target")
     ax.set(ylabel=f"accuracy loss, {int(100 * lo)}% -> {int(100 * hi)}% non-IID (points)",
-           xlabel="", title=exp.name)
+           xlabel="", title=title_of(exp))
     ax.legend(fontsize=8)
     return _save(fig, out / f"{exp.name}_loss_bars.png")
 
@@ -108,7 +123,8 @@ def plot_skew_degree(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | Non
         ax.errorbar(100 * part["noniid_fraction"], 100 * part["final_acc"],
                     yerr=100 * part["final_acc_sd"].fillna(0.0), fmt="o-", capsize=3,
                     color=COLORS.get(algo), label=f"{algo} ({model})")
-    ax.set(xlabel="degree of skew (% non-IID)", ylabel="final accuracy (%)", title=exp.name)
+    ax.set(xlabel="degree of skew (% non-IID)", ylabel="final accuracy (%)",
+           title=title_of(exp))
     ax.legend(fontsize=8)
     return _save(fig, out / f"{exp.name}_accuracy_vs_skew.png")
 
@@ -129,7 +145,7 @@ def plot_partitions(exp: Experiment, df: pd.DataFrame, out: Path) -> Path | None
                     label=f"{algo} ({model})")
     ax.set_xticks(ns)
     ax.set(xlabel="number of partitions", ylabel="accuracy loss under skew (points)",
-           title=exp.name)
+           title=title_of(exp))
     ax.legend(fontsize=8)
     return _save(fig, out / f"{exp.name}_loss_vs_partitions.png")
 
@@ -184,10 +200,10 @@ def plot_comm_vs_accuracy(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
     panels = list(points.groupby(["model", "noniid_fraction"], sort=False))
     cols = min(len(panels), MAX_PANEL_COLUMNS)
     rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 5.2 * rows), squeeze=False)
     for ax, ((model, frac), pts) in zip(axes.flat, panels, strict=False):
-        title = exp.name if len(panels) == 1 else f"{exp.name}: {model}, {100 * frac:g}% non-IID"
-        _comm_panel(ax, exp, pts, study.target, title)
+        _comm_panel(ax, exp, pts, study.target, f"{title_of(exp)}\n{model}, "
+                    f"{100 * frac:g}% non-IID")
     for ax in list(axes.flat)[len(panels):]:    # the last row's empty cells
         ax.set_axis_off()
     return _save(fig, out / f"{exp.name}_comm_vs_accuracy.png")
@@ -218,7 +234,8 @@ def _comm_panel(ax: plt.Axes, exp: Experiment, pts: pd.DataFrame, target: float,
     ax.set_xscale("log")
     ax.set(xlabel="communication relative to BSP (bytes/iteration)",
            ylabel="final accuracy (%)", title=title)
-    ax.legend(fontsize=7, ncol=2)
+    # the legend below the axes, so crowded points (grid, Oracle, SkewScout) stay readable
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
 
 
 def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
@@ -458,7 +459,10 @@ def seeds_line(study: StudyConfig) -> str:
             f"{floor}; otherwise it is inconclusive (docs/training.md).")
 
 
-def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) -> str:
+def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict,
+                     figures: Sequence[str] = ()) -> str:
+    """The study's summary page: tables (mean ± sd), findings, and links to ``figures`` (paths
+    relative to the page)."""
     parts = [f"# Study `{study.name}`\n",
              f"Dataset {study.dataset.name}, {study.num_partitions} partitions, "
              f"target accuracy loss {100 * study.target:.1f} points.\n",
@@ -468,6 +472,9 @@ def summary_markdown(study: StudyConfig, claims: Sequence[Claim], tables: dict) 
             parts.append(f"## {exp.name} ({exp.kind})\n\n{markdown_table(tables[exp.name])}\n")
     parts.append("## Findings\n")
     parts += [c.line() for c in claims]
+    if figures:
+        parts.append("\n## Figures\n")
+        parts += [f"![{Path(f).stem.replace('_', ' ')}]({f})\n" for f in figures]
     return "\n".join(parts) + "\n"
 
 

@@ -92,7 +92,8 @@ def run_study(study: StudyConfig, out_dir: str | Path, *, progress: bool = True,
     frames = experiment_frames(study, store.rows)      # once, for the claims and the figures
     claims, tables = all_claims(study, store.rows, frames)
     figures = draw_all(study, store.rows, out / "figures", frames)
-    summary = summary_markdown(study, claims, tables)
+    summary = summary_markdown(study, claims, tables,
+                               [str(p.relative_to(out)) for p in figures])
     if only is not None:     # the report shows what ran: the claims of those experiments only
         claims, tables = all_claims(study, store.rows,
                                     {k: v for k, v in frames.items() if k in only})

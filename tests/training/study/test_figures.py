@@ -149,3 +149,19 @@ def test_points_and_figures_carry_the_spread_over_seeds(tmp_path):
     made = draw_all(study, rows, tmp_path)
     assert sorted(p.name for p in made) == ["n_curves.png", "n_loss_bars.png",
                                             "s_comm_vs_accuracy.png"]
+
+
+def test_summary_links_figures_and_titles_are_words(tmp_path):
+    from training.study.findings import all_claims, summary_markdown
+    from training.study.results_doc import results_markdown
+
+    study = study_from_dict(DOC)
+    rows = rows_of(study)
+    claims, tables = all_claims(study, rows)
+    paths = draw_all(study, rows, tmp_path / "figures")
+    assert all(figures.title_of(e) != e.name for e in study.experiments)
+    text = summary_markdown(study, claims, tables, [str(p.relative_to(tmp_path)) for p in paths])
+    assert all(f"](figures/{p.name})" in text for p in paths)
+    # the results page links its own copies only, once each
+    page = results_markdown(text, [f"results/{p.name}" for p in paths], source="s", command="c")
+    assert page.count("## Figures") == 1 and "](figures/" not in page
