@@ -48,7 +48,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_simulation, gpu_check_data
 from bench_simulation import Setup, scaling_table, speed_table  # noqa: E402
 from gpu_check_data import clean_speed, write_fake_cifar, write_fake_flickr  # noqa: E402
-from gpu_check_plan import h100_estimate, one_run, print_estimate  # noqa: E402
+from gpu_check_plan import h100_estimate, one_run, pick_runs, print_estimate  # noqa: E402
 
 from training.study.config import DEFAULT_CONFIG, RunSpec, load_study  # noqa: E402
 from training.study.run import execute_run  # noqa: E402
@@ -70,15 +70,6 @@ def finite(value: Any) -> bool:
     return True
 
 
-def pick_runs(specs: list[RunSpec], limit: int | None) -> list[RunSpec]:
-    """The distinct (model, algorithm, mode) kinds first, then the rest, at most ``limit``."""
-    seen: set[tuple] = set()
-    first, rest = [], []
-    for spec in specs:
-        kind = (spec.model, spec.algorithm, spec.mode)
-        (rest if kind in seen else first).append(spec)
-        seen.add(kind)
-    return (first + rest)[:limit]
 
 
 def shrink(spec: RunSpec, args: argparse.Namespace, data: dict[str, str],

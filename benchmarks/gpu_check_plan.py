@@ -58,6 +58,17 @@ def section_specs(section: str) -> list[tuple[str, RunSpec, dict[str, Any]]]:
     raise KeyError(f"unknown single-run section {section!r}; known: precision, flickr, skewscout")
 
 
+def pick_runs(specs: list[RunSpec], limit: int | None) -> list[RunSpec]:
+    """The distinct (model, algorithm, mode) kinds first, then the rest, at most ``limit``."""
+    seen: set[tuple] = set()
+    first, rest = [], []
+    for spec in specs:
+        kind = (spec.model, spec.algorithm, spec.mode)
+        (rest if kind in seen else first).append(spec)
+        seen.add(kind)
+    return (first + rest)[:limit]
+
+
 def one_run(section: str, args: Any, data: dict[str, str],
             shrink: Callable[..., RunSpec], run_checked: Callable[[RunSpec], dict]) -> list[dict]:
     """Run a single-run section; each row gets its variant and seconds per step."""
@@ -128,7 +139,6 @@ def _spec_seconds(profiles: Profiles, spec: RunSpec, decode: float, fixed: str =
 
 
 def _configs(profiles: Profiles, decode: float) -> float:
-    from gpu_check import pick_runs
 
     total = 0.0
     for path in sorted(DEFAULT_CONFIG.parent.glob("*.toml")):

@@ -29,31 +29,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 
 from training.algorithms.traffic import (  # noqa: F401  (re-exported: the API names)
     BYTES_PER_INDEX,
     BYTES_PER_VALUE,
+    Comm,
     StepStats,
     dense_stats,
     silent_stats,
 )
-
-
-class Comm(Protocol):
-    """Collective operations over the partition axis.
-
-    ``x`` always has a leading axis of this process's ``k`` partitions. Results have the same
-    shape, every row holding the reduction over all ``num_partitions`` partitions.
-    """
-
-    num_partitions: int
-
-    def all_sum(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def all_mean(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)

@@ -9,15 +9,26 @@ DGC sparsity 0 the traffic equals BSP's, not twice it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from training.algorithms.base import Comm
-
 BYTES_PER_VALUE = 4   # fp32
 BYTES_PER_INDEX = 4   # int32 index of a sparse element
+
+
+class Comm(Protocol):
+    """Collective operations over the partition axis.
+
+    ``x`` always has a leading axis of this process's ``k`` partitions. Results have the same
+    shape, every row holding the reduction over all ``num_partitions`` partitions.
+    """
+
+    num_partitions: int
+
+    def all_sum(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from training.datasets import IterableBatchSource, PartitionData, materialize
 from training.study.flickr_loader import PersistentBatchSource  # one loader per partition
-
-if TYPE_CHECKING:      # data_specs imports this module lazily, only for Flickr studies
-    from training.study.data_specs import FlickrMammalSpec
 
 
 def flickr_batch_sources(root: str | Path, by: str | None = "continent", split: str = "train",
@@ -50,7 +47,18 @@ def _transform(image_size: int) -> Any:
         transforms.ToTensor(), transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
 
 
-def flickr_partitions(spec: FlickrMammalSpec, num_partitions: int, noniid_fraction: float,
+
+class FlickrSource(Protocol):
+    """What the study reads of its ``[dataset]`` spec (training.study.data_specs.FlickrMammalSpec,
+    defaults resolved there)."""
+
+    root: str
+    partition_column: str
+    crop: int
+    workers: int
+    val_limit: int
+
+def flickr_partitions(spec: FlickrSource, num_partitions: int, noniid_fraction: float,
                       seed: int) -> tuple[list[IterableBatchSource], PartitionData]:
     """Training batch sources (one per partition) and the in-memory validation set of the
     study's ``[dataset]`` (its typed spec, defaults resolved there)."""
