@@ -5,7 +5,7 @@ Flower's simulation gives each ClientApp an integer ``partition-id`` (0 .. num-p
 bridge once: partition ids follow :func:`load_partitions`' order (skewtools' ``by_attribute``
 order: largest first, ties by name, "other" last; the same for the same build), the mapping is
 logged, and ``load_partition(partition_id)`` returns that partition's PyTorch
-dataset. No Flower import is needed here; see ``examples/flower_continents`` for a FedAvg app.
+dataset. No Flower import is needed here; see ``examples/flower_continents`` for a Flower app.
 """
 
 from __future__ import annotations
