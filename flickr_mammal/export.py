@@ -64,7 +64,8 @@ africa = fds.load_partition(0)
 """
 LICENSE_NAME: Final = "flickr-per-image-licenses"
 # The card's sections made of this repository's commands and code, left out of the card.
-REPO_SECTIONS: Final = ("How to load partitions", "How to rebuild")
+REPO_SECTIONS: Final = ("How to load partitions", "How to rebuild",
+                         "The authors' release vs a fresh build")
 SIZE_CATEGORIES: Final = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                           (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"))
 
