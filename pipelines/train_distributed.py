@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines._cli import parse_param
+from training.datasets import DIGITS_IMAGE_SIZE
 from training.study.config import RunSpec
 from training.study.data_specs import Cifar10Spec, DigitsSpec
 from training.study.run import check_run
@@ -34,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--spec", type=Path, help="a RunSpec as JSON (overrides the run flags)")
     ap.add_argument("--dataset", default="digits", choices=["digits", "cifar10"])
     ap.add_argument("--data-root", help="folder holding cifar-10-batches-py (cifar10)")
-    ap.add_argument("--image-size", type=int, help="digits are resized to this (default 16)")
+    ap.add_argument("--image-size", type=int, help="digits are resized to this "
+                    f"(default {DIGITS_IMAGE_SIZE})")
     ap.add_argument("--model", default="gn-lenet",
                     help="as in the study: gn-lenet, resnet20, gn-timm:resnet18, ...")
     ap.add_argument("--algorithm", default="bsp")

@@ -150,7 +150,10 @@ class StudyDataset:
     image_size: int
 
 
-def load_digits_dataset(image_size: int = 16, val_fraction: float = 0.2,
+DIGITS_IMAGE_SIZE = 16   # digits' default side (upsampled from 8x8) when a caller gives none
+
+
+def load_digits_dataset(image_size: int = DIGITS_IMAGE_SIZE, val_fraction: float = 0.2,
                         seed: int = 0) -> StudyDataset:
     """scikit-learn's digits (1,797 8x8 images, 10 classes), resized, normalised, split.
 

@@ -33,7 +33,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from training.algorithms.base import Algorithm, Comm, StepContext, StepStats
+from training.algorithms.base import (
+    MOMENTUM,
+    WEIGHT_DECAY,
+    Algorithm,
+    Comm,
+    StepContext,
+    StepStats,
+)
 from training.algorithms.traffic import dense_bytes
 from training.comm import GroupedComm, LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
@@ -58,8 +65,8 @@ class TrainConfig:
     iterations: int = 64_000
     batch_size: int = 100            # GLOBAL batch; each partition takes batch_size // N
     lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = MOMENTUM
+    weight_decay: float = WEIGHT_DECAY
     lr_milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of iterations (32K, 48K of 64K)
     lr_gamma: float = 0.1
     eval_every: int = 1000

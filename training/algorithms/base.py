@@ -42,6 +42,10 @@ from training.algorithms.traffic import (  # noqa: F401  (re-exported: the API n
     silent_stats,
 )
 
+# The SGD defaults of every run (the paper's; TrainConfig takes them from here).
+MOMENTUM = 0.9
+WEIGHT_DECAY = 5e-4
+
 
 @dataclass(frozen=True)
 class StepContext:
@@ -51,8 +55,8 @@ class StepContext:
     lr: float             # learning rate now (after decay)
     lr_factor: float      # lr / base lr: Gaia scales its threshold by it (T = T0 * factor)
     num_partitions: int   # global N
-    momentum: float = 0.9        # SGD momentum; where the velocity lives is the algorithm's call
-    weight_decay: float = 5e-4   # L2 coefficient, added to each partition's gradient
+    momentum: float = MOMENTUM          # SGD momentum; where the velocity lives is the algorithm's
+    weight_decay: float = WEIGHT_DECAY  # L2 coefficient, added to each partition's gradient
     final_lr_factor: float = 1.0  # lr_factor at the run's last iteration
     # Per-value multipliers ([P], training.protocol): the step of value j is lr * lr_mult[j] and
     # its L2 term weight_decay * decay_mult[j]; None means 1 everywhere.

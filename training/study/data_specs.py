@@ -30,7 +30,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 import skewtools
-from training.datasets import StudyDataset, load_cifar10, load_digits_dataset, split_partitions
+from training.datasets import (
+    DIGITS_IMAGE_SIZE,
+    StudyDataset,
+    load_cifar10,
+    load_digits_dataset,
+    split_partitions,
+)
 
 LABEL_SPLITS = (0.0, 1.0)   # the fractions a partitioner without a degree of skew understands
 
@@ -149,7 +155,7 @@ class DigitsSpec(LabelDatasetSpec):
     """scikit-learn's digits, embedded and offline (``training.datasets.load_digits_dataset``)."""
 
     name: ClassVar[str] = "digits"
-    image_size: int | None = None      # 16 when left out
+    image_size: int | None = None      # DIGITS_IMAGE_SIZE when left out
     val_fraction: float | None = None  # 0.2
     split_seed: int | None = None      # 0
 
@@ -166,7 +172,7 @@ class DigitsSpec(LabelDatasetSpec):
                              ">= 0, e.g. split_seed = 0")
 
     def _load(self) -> StudyDataset:
-        return load_digits_dataset(image_size=self.image_size or 16,
+        return load_digits_dataset(image_size=self.image_size or DIGITS_IMAGE_SIZE,
                                    val_fraction=float(self.val_fraction or 0.2),
                                    seed=self.split_seed or 0)
 
