@@ -1,6 +1,8 @@
 """FixBN in the engine (TrainConfig(norm_stats="fixbn")): ordinary BatchNorm until the switch,
 then the running statistics averaged over partitions once, frozen, and used to normalise."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import nn
@@ -199,3 +201,23 @@ def test_batch_is_the_default_and_never_freezes():
         seen.append(statistics(trainer))
     assert not trainer.stack.norm_frozen
     assert not torch.equal(seen[2], seen[3])
+
+
+@pytest.mark.parametrize("algorithm, norm_stats", [("fedavg", "fixbn"), ("fedbn", "batch")])
+def test_a_seed_group_equals_its_runs_alone(algorithm, norm_stats):
+    """Each run of a seed group freezes (FixBN) or keeps (FedBN) its own statistics."""
+    seeds = (0, 1)
+    cfg = config(iterations=4, norm_stats=norm_stats)
+    data = {seed: partitions(seed=10 + seed) for seed in seeds}
+    group = Trainer(tiny_bn, create_algorithm(algorithm, iter_local=2),
+                    [p for seed in seeds for p in data[seed]], data[0][0], cfg, seeds=seeds)
+    results = group.run_group()
+    for run, seed in enumerate(seeds):
+        alone = Trainer(tiny_bn, create_algorithm(algorithm, iter_local=2), data[seed],
+                        data[0][0], replace(cfg, seed=seed))
+        result = alone.run()
+        rows = slice(run * K, (run + 1) * K)
+        assert torch.equal(group.stack.params[rows], alone.stack.params)
+        assert torch.equal(statistics(group)[rows], statistics(alone))
+        assert results[run].bytes_sent == result.bytes_sent
+        assert results[run].final == result.final
