@@ -81,6 +81,7 @@ class StackedModel:
         self._probed = not vectorize
         # FixBN after its switch: BatchNorm normalises with (and keeps) its running statistics
         self.norm_frozen = False
+        self._batch_norms = [m for m in self.module.modules() if isinstance(m, _BatchNorm)]
 
     @property
     def num_parameters(self) -> int:
@@ -159,9 +160,8 @@ class StackedModel:
         """Training mode, BatchNorm layers excepted once their statistics are frozen."""
         self.module.train()
         if self.norm_frozen:
-            for module in self.module.modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
+            for module in self._batch_norms:
+                module.eval()
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.params.device.type, dtype=torch.bfloat16, enabled=self.bf16)
