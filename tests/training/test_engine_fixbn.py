@@ -8,7 +8,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from training.algorithms import create_algorithm
+from training.algorithms import create_algorithm, list_algorithms
+from training.algorithms.base import algorithm_class
 from training.datasets import PartitionData
 from training.engine import TrainConfig, Trainer
 from training.models import create_model
@@ -221,3 +222,20 @@ def test_a_seed_group_equals_its_runs_alone(algorithm, norm_stats):
         assert torch.equal(statistics(group)[rows], statistics(alone))
         assert results[run].bytes_sent == result.bytes_sent
         assert results[run].final == result.final
+
+
+@pytest.mark.parametrize("name", [n for n in list_algorithms()
+                                  if not algorithm_class(n).local_batch_norm])
+def test_every_algorithm_that_shares_statistics_runs_fixbn(name):
+    """Across the switch every partition holds the mean of the statistics, and keeps it."""
+    train = partitions(seed=3)
+    trainer = Trainer(tiny_bn, create_algorithm(name), train, train[0], config(iterations=6))
+    for _ in range(3):
+        trainer.step()
+    before = statistics(trainer)
+    trainer.step()                                  # the switch: iteration 3
+    frozen = statistics(trainer)
+    torch.testing.assert_close(frozen, before.mean(0, keepdim=True).expand_as(frozen))
+    result = trainer.run()
+    assert torch.equal(statistics(trainer), frozen)
+    assert result.iterations == 6 and all(b > 0 for b in result.bytes_sent)
