@@ -63,9 +63,16 @@ def test_the_switch_iteration():
     assert config(norm_stats="batch").fixbn_iteration is None
 
 
+def bn_and_a_float_buffer() -> nn.Module:
+    model = tiny_bn()
+    model.register_buffer("scale", torch.ones(1))
+    return model
+
+
 @pytest.mark.parametrize("model, algorithm, message", [
     (tiny_gn, "bsp", "this model has none"),
     (tiny_bn, "fedbn", "fedbn keeps each partition's own: pick one"),
+    (bn_and_a_float_buffer, "bsp", "every floating buffer of the model to be a BatchNorm"),
 ])
 def test_fixbn_is_refused_where_it_cannot_mean_anything(model, algorithm, message):
     train = partitions()
