@@ -7,7 +7,8 @@ same :class:`training.engine.Trainer` as the one-device simulation, with ``k = 1
 BSP, Gaia, FedAvg and DGC run unchanged; the Trainer seeds the model from ``config.seed`` (identical
 replicas everywhere) and draws partition ``rank``'s batches from the same ``[seed, rank]`` stream
 as the simulation, so both engines compute the same run (:func:`local_trainer` fails fast if
-the processes built different initial models). Validation follows the paper's protocol:
+the processes built different initial models); FedBN's BatchNorm masks and FixBN's switch come
+from that Trainer too, so they run here unchanged. Validation follows the paper's protocol:
 each rank evaluates its model on its round-robin shard and the per-partition accuracies are
 gathered with an all-reduce.
 

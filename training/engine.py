@@ -7,7 +7,10 @@ partitions are resident on the device and gathered there: :mod:`training.samplin
 gradients of all ``k`` replicas come from one ``vmap`` pass (``vectorize=True``) or a loop over
 partitions, and the algorithm turns them into updates and traffic. The algorithm also decides
 what becomes of the BatchNorm running statistics (``Algorithm.share_buffers``: averaged at each
-sync by default, docs/reference.md §3; filtered by Gaia), and counts their bytes.
+sync by default, docs/reference.md §3; filtered by Gaia), and counts their bytes. With
+``TrainConfig(norm_stats="fixbn")`` (FixBN, Zhong et al. 2023) the statistics are averaged over
+partitions once at the switch iteration and frozen: from then on BatchNorm normalises with them
+and no longer updates or sends them (:meth:`Trainer._freeze_batch_norm`).
 
 Traffic counters are tensors on the parameters' device, read once per evaluation. A non-finite
 gradient (so a non-finite loss) or parameter ends the run with :class:`DivergedError`: each step
@@ -41,11 +44,12 @@ from training.algorithms.base import (
     StepContext,
     StepStats,
 )
-from training.algorithms.traffic import dense_bytes
+from training.algorithms.traffic import dense_bytes, dense_stats
 from training.comm import GroupedComm, LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
+from training.norm import NORM_STATS
 from training.protocol import Protocol
 from training.sampling import stacked_batches
 
@@ -88,6 +92,11 @@ class TrainConfig:
     layer_multipliers: str = "none"
     bn_average: str = "pytorch"
     bn_fraction: float = 0.999
+    # BatchNorm statistics in training (docs/training.md "BatchNorm under skew"): "batch" (each
+    # minibatch's, throughout) or "fixbn" (FixBN: the global running statistics are frozen at
+    # iteration round(fixbn_switch x iterations) and normalise from then on)
+    norm_stats: str = "batch"
+    fixbn_switch: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
@@ -103,6 +112,12 @@ class TrainConfig:
             raise ValueError(f"bf16 autocast is a CUDA option; device is {self.device!r}: set "
                              "device='cuda' or bf16=False")
         Protocol(self.layer_multipliers, self.bn_average, self.bn_fraction)   # validates
+        if self.norm_stats not in NORM_STATS:
+            raise ValueError(f"norm_stats={self.norm_stats!r}; choose one of "
+                             f"{', '.join(NORM_STATS)}")
+        if not 0 < self.fixbn_switch < 1:
+            raise ValueError(f"fixbn_switch={self.fixbn_switch} must be a fraction of the "
+                             "iterations in (0, 1), e.g. 0.5 (FixBN's switch at half of training)")
         if any(not 0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of iterations in (0, 1], "
                              f"got {self.lr_milestones}")
@@ -110,6 +125,13 @@ class TrainConfig:
     @property
     def protocol(self) -> Protocol:
         return Protocol(self.layer_multipliers, self.bn_average, self.bn_fraction)
+
+    @property
+    def fixbn_iteration(self) -> int | None:
+        """The 0-based iteration from which FixBN's statistics are frozen (None: never)."""
+        if self.norm_stats != "fixbn":
+            return None
+        return max(1, round(self.fixbn_switch * self.iterations))
 
     def lr_factor(self, iteration: int) -> float:
         """The step-decay factor at ``iteration`` (x ``lr_gamma`` at each milestone passed)."""
@@ -205,6 +227,7 @@ class Trainer:
             self.stack.set_replicas(run * local, (run + 1) * local,
                                    config.protocol.prepare(model_fn())[0])
         algorithm.bind_layers([shape.numel() for shape in self.stack.layout.shapes])
+        self._bind_batch_norm(algorithm, config)
         self.state = algorithm.init(self.stack.params)
         # in-memory partitions live on the device and are gathered there (training.sampling)
         self._batches = stacked_batches(
@@ -240,7 +263,9 @@ class Trainer:
         """One iteration of every local partition."""
         x, y = next(self._batches)
         ctx = self.context()
-        before = self._buffers_flat() if self._float_buffers else None
+        frozen = self._freeze_batch_norm() if self.iteration == self._fixbn_at else None
+        before = (self._buffers_flat() if self._float_buffers and not self.stack.norm_frozen
+                  else None)
         grads = self.stack.gradients(x, y)
         # a row's float64 sum is finite iff every gradient in it is (no float32 values can
         # overflow it): one pass instead of isfinite's three and a reduction
@@ -253,11 +278,42 @@ class Trainer:
                 self.state, before, self._buffers_flat(), stats, ctx, self.comm)
             self._set_buffers(kept)
             stats = stats + buffer_stats
+        if frozen is not None:
+            stats = stats + frozen
         self.bytes_sent += stats.bytes_sent
         self.bytes_received += stats.bytes_received
         self.wire_bytes_sent += stats.wire_bytes_sent
         self.iteration += 1
         return stats
+
+    def _bind_batch_norm(self, algorithm: Algorithm, config: TrainConfig) -> None:
+        """Tell the algorithm which values are BatchNorm ones; check FixBN can run here."""
+        params, buffers = self.stack.batch_norm_masks()
+        algorithm.bind_batch_norm(params, buffers)
+        self._fixbn_at = config.fixbn_iteration
+        if self._fixbn_at is None:
+            return
+        if not buffers.any():
+            raise ValueError("norm_stats='fixbn' freezes BatchNorm running statistics, and this "
+                             "model has none (GroupNorm or no norm layers): use a BatchNorm "
+                             "model or norm_stats='batch'")
+        if not buffers.all():
+            raise ValueError("norm_stats='fixbn' needs every floating buffer of the model to be "
+                             "a BatchNorm running statistic; this model has others: use "
+                             "norm_stats='batch'")
+        if algorithm.local_batch_norm:
+            raise ValueError(f"norm_stats='fixbn' freezes global BatchNorm statistics, and "
+                             f"{algorithm.name} keeps each partition's own: pick one of them")
+
+    def _freeze_batch_norm(self) -> StepStats:
+        """FixBN's switch: every partition takes the mean over partitions of the running
+        statistics (one dense message of them), and BatchNorm normalises with these from now on
+        without updating them (training.functional.StackedModel.norm_frozen). Frozen, they are
+        no longer the algorithm's to share, nor traffic."""
+        flat = self._buffers_flat()
+        self._set_buffers(self.comm.all_mean(flat))
+        self.stack.norm_frozen = True
+        return dense_stats(flat, self.comm, synced=False)
 
     def _buffers_flat(self) -> torch.Tensor:
         """The floating buffers (BN running statistics) as one ``[k, B]`` copy."""

@@ -5,6 +5,9 @@ so that algorithms see ``[k, P]`` and the forward/backward of all partitions can
 vectorised pass (``torch.func.vmap`` over ``functional_call``). BatchNorm running statistics are
 stacked buffers passed as batched inputs, so each partition normalises with its own minibatch
 statistics and updates its own running statistics in place, exactly as ``k`` separate models.
+With :attr:`StackedModel.norm_frozen` (FixBN after its switch, training.engine) the BatchNorm
+layers run in eval mode during training: each replica normalises with its running statistics
+and leaves them unchanged, while the rest of the model (dropout) still trains.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from training.algorithms.base import Comm
+from training.norm import batch_norm_names
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +79,9 @@ class StackedModel:
         self.channels_last = channels_last
         self.bf16 = bf16
         self._probed = not vectorize
+        # FixBN after its switch: BatchNorm normalises with (and keeps) its running statistics
+        self.norm_frozen = False
+        self._batch_norms = [m for m in self.module.modules() if isinstance(m, _BatchNorm)]
 
     @property
     def num_parameters(self) -> int:
@@ -97,6 +105,21 @@ class StackedModel:
         view.buffers = {name: b[start:stop] for name, b in self.buffers.items()}
         view.k = stop - start
         return view
+
+    def batch_norm_masks(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which values belong to BatchNorm layers, as two bool masks on the CPU: ``[P]`` over
+        the flat parameters, and ``[B]`` over the floating buffers in :attr:`buffers` order
+        (the columns of ``Algorithm.share_buffers``)."""
+        names = batch_norm_names(self.module)
+        params = torch.zeros(self.layout.size, dtype=torch.bool)
+        for name, shape, start in zip(self.layout.names, self.layout.shapes, self.layout.offsets,
+                                      strict=True):
+            params[start:start + shape.numel()] = name in names.params
+        floating = [(n, b[0].numel()) for n, b in self.buffers.items() if b.is_floating_point()]
+        buffers = torch.cat([torch.zeros(0, dtype=torch.bool)]
+                            + [torch.full((size,), n in names.buffers, dtype=torch.bool)
+                               for n, size in floating])
+        return params, buffers
 
     def replica(self, i: int) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Views of replica ``i``'s parameters and buffers (writes go to the stack)."""
@@ -124,7 +147,7 @@ class StackedModel:
         """
         if not self._probed:
             self._probe_vmap(x, y)
-        self.module.train()
+        self._train_mode()
         if self.channels_last and x.dim() == 5:
             # each replica's [b, C, H, W] slice channels-last (NHWC strides)
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
@@ -132,6 +155,13 @@ class StackedModel:
             if self.vectorize:
                 return self._vmap_gradients(self.params, self.buffers, x, y)
             return self._loop_gradients(x, y)
+
+    def _train_mode(self) -> None:
+        """Training mode, BatchNorm layers excepted once their statistics are frozen."""
+        self.module.train()
+        if self.norm_frozen:
+            for module in self._batch_norms:
+                module.eval()
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.params.device.type, dtype=torch.bfloat16, enabled=self.bf16)
@@ -174,7 +204,7 @@ class StackedModel:
         n = min(2, x.shape[1])
         buffers = {name: b.clone() for name, b in self.buffers.items()}
         devices = [self.params.device] if self.params.device.type == "cuda" else []
-        self.module.train()
+        self._train_mode()
         with torch.random.fork_rng(devices=devices):
             try:
                 self._vmap_gradients(self.params, buffers, x[:, :n], y[:, :n])

@@ -26,7 +26,7 @@ from torch import nn
 from training.models_cifar import NORMS, AlexNetCifar, GoogLeNetCifar, LeNet, ResNet20
 from training.norm import convert_bn_to_gn
 
-__all__ = ["ModelSpec", "create_model", "list_models", "model_spec"]
+__all__ = ["ModelSpec", "create_model", "has_batch_norm", "list_models", "model_spec"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,16 @@ def check_model_name(name: str) -> None:
     """Raise ``KeyError`` (listing the known names) for a name :func:`create_model` cannot
     build; ``timm:``/``torchvision:`` names are looked up only when built."""
     _split_name(name)
+
+
+def has_batch_norm(name: str) -> bool | None:
+    """Whether the model ``name`` builds has BatchNorm layers, told by its name alone: a
+    ``bn-``/``gn-`` prefix, else a built-in's paper norm; None for an unprefixed
+    ``timm:``/``torchvision:`` name (known once built)."""
+    base, prefix_norm = _split_name(name)
+    if prefix_norm is not None:
+        return prefix_norm == "bn"
+    return _REGISTRY[base].default_norm == "bn" if base in _REGISTRY else None
 
 
 def _split_name(name: str) -> tuple[str, str | None]:

@@ -25,11 +25,16 @@ A BatchNorm instance shared by several parents becomes one shared GroupNorm.
 :func:`use_caffe_moving_average` swaps each BatchNorm for :class:`CaffeBatchNorm`, which keeps its
 running statistics as Caffe's BatchNorm layer does (the authors' runs) instead of PyTorch's
 momentum-0.1 average.
+
+:func:`batch_norm_names` names the values that belong to BatchNorm layers (their affine
+parameters and running statistics): what FedBN keeps local and FixBN freezes
+(training.algorithms.fedbn, training.engine; docs/training.md "BatchNorm under skew").
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -38,8 +43,13 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.lazy import LazyModuleMixin
 
-__all__ = ["CaffeBatchNorm", "convert_bn_to_gn", "default_num_groups",
-           "use_caffe_moving_average"]
+__all__ = ["NORM_STATS", "BatchNormNames", "CaffeBatchNorm", "batch_norm_names",
+           "convert_bn_to_gn", "default_num_groups", "use_caffe_moving_average"]
+
+# How BatchNorm layers get their statistics in training (TrainConfig.norm_stats): "batch" from
+# each minibatch throughout; "fixbn" from each minibatch until the switch, then from the frozen
+# global running statistics (Zhong et al. 2023)
+NORM_STATS = ("batch", "fixbn")
 
 
 def default_num_groups(num_channels: int, max_groups: int = 32) -> int:
@@ -49,6 +59,31 @@ def default_num_groups(num_channels: int, max_groups: int = 32) -> int:
             f"num_channels and max_groups must be >= 1, got {num_channels} and {max_groups}"
         )
     return next(g for g in range(min(num_channels, max_groups), 0, -1) if num_channels % g == 0)
+
+
+@dataclass(frozen=True)
+class BatchNormNames:
+    """Qualified names (as ``named_parameters`` / ``named_buffers`` give them) of the values
+    held by a model's BatchNorm layers."""
+
+    params: frozenset[str]     # affine weight and bias
+    buffers: frozenset[str]    # running mean / var and num_batches_tracked
+
+    def __bool__(self) -> bool:
+        return bool(self.params or self.buffers)
+
+
+def batch_norm_names(model: nn.Module) -> BatchNormNames:
+    """The parameters and buffers of every BatchNorm flavour in ``model`` (any ``_BatchNorm``
+    subclass: 1d/2d/3d, SyncBatchNorm, :class:`CaffeBatchNorm`, timm's ``BatchNormAct2d``)."""
+    params: set[str] = set()
+    buffers: set[str] = set()
+    for path, module in model.named_modules():
+        if isinstance(module, _BatchNorm):
+            prefix = f"{path}." if path else ""
+            params.update(prefix + n for n, _ in module.named_parameters(recurse=False))
+            buffers.update(prefix + n for n, _ in module.named_buffers(recurse=False))
+    return BatchNormNames(frozenset(params), frozenset(buffers))
 
 
 def convert_bn_to_gn(

@@ -85,7 +85,7 @@ def test_the_shipped_algorithms_declare_their_knobs():
     from training.skewscout.controller import KNOBS
 
     assert {a: k.name for a, k in KNOBS.items()} == {"gaia": "t0", "fedavg": "iter_local",
-                                                     "dgc": "sparsity"}
+                                                     "dgc": "sparsity", "fedbn": "iter_local"}
     assert create_algorithm("bsp").KNOB is None and create_algorithm("bsp").knob is None
 
 
@@ -93,7 +93,7 @@ def test_the_registry_refuses_duplicates_and_lists_the_known_names(gossip):
     with pytest.raises(ValueError, match="an algorithm named 'gossip' is already registered"):
         register_algorithm(Gossip)
     with pytest.raises(ValueError, match="unknown algorithm 'fedsgd'; known: bsp, dgc, fedavg, "
-                                         "gaia, gossip"):
+                                         "fedbn, gaia, gossip"):
         create_algorithm("fedsgd")
     with pytest.raises(ValueError, match="default_grid"):
         KnobSpec("x", True, ())

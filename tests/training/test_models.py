@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.models import check_model_name, create_model, list_models, model_spec
+from training.models import check_model_name, create_model, has_batch_norm, list_models, model_spec
 from training.models_cifar import pool_size
 
 
@@ -128,3 +128,10 @@ def test_check_model_name_accepts_what_create_model_builds():
     for bad in ("gn-lenett", "gn-", "resnet", "lenet:timm"):
         with pytest.raises(KeyError, match=f"unknown model '{bad}'; known:"):
             check_model_name(bad)
+
+
+def test_has_batch_norm_tells_by_the_name():
+    assert has_batch_norm("bn-lenet") and has_batch_norm("resnet20")
+    assert has_batch_norm("gn-resnet20") is False and has_batch_norm("lenet") is False
+    assert has_batch_norm("bn-timm:resnet18") and has_batch_norm("gn-timm:resnet18") is False
+    assert has_batch_norm("timm:resnet18") is None        # known once built

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from training.models import create_model
-from training.norm import convert_bn_to_gn, default_num_groups
+from training.norm import batch_norm_names, convert_bn_to_gn, default_num_groups
 
 
 class MyBatchNorm(nn.BatchNorm2d):
@@ -142,3 +142,14 @@ def test_better_than_opacus_fix():
     assert not torch.equal(theirs[2].weight, model[2].weight)   # learned scale reset to 1
     assert not _bns(ours) and torch.equal(ours[2].weight, model[2].weight)
     assert isinstance(ours[3], GroupNormAct)
+
+
+def test_batch_norm_names_are_every_batchnorm_flavours_values():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4),
+                          nn.Sequential(MyBatchNorm(4, affine=False), BatchNormAct2d(4)),
+                          nn.GroupNorm(2, 4))
+    names = batch_norm_names(model)
+    assert names.params == {"1.weight", "1.bias", "2.1.weight", "2.1.bias"}
+    assert names.buffers == {f"{m}.{b}" for m in ("1", "2.0", "2.1")
+                             for b in ("running_mean", "running_var", "num_batches_tracked")}
+    assert not batch_norm_names(convert_bn_to_gn(model))

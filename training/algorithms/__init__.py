@@ -15,6 +15,7 @@ from training.algorithms.base import (
 from training.algorithms.bsp import BSP
 from training.algorithms.dgc import DGC
 from training.algorithms.fedavg import FedAvg
+from training.algorithms.fedbn import FedBN  # noqa: F401  (registers "fedbn")
 from training.algorithms.gaia import Gaia
 
 __all__ = [

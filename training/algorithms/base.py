@@ -120,10 +120,21 @@ class Algorithm(ABC):
     # Whether the mean of the replicas is a meaningful global model to evaluate (BSP/DGC: replicas
     # are identical; FedAvg: the model its next averaging would produce; Gaia: none).
     has_global_model: ClassVar[bool] = False
+    # Whether each partition keeps BatchNorm values of its own for good (FedBN): there are then
+    # no global statistics for FixBN to freeze (the engine refuses the pair).
+    local_batch_norm: ClassVar[bool] = False
 
     def bind_layers(self, sizes: Sequence[int]) -> None:
         """Told by the engine, before :meth:`init`, how many values each of the model's
         parameter tensors holds (in flat order); algorithms that work per layer keep it."""
+        return None
+
+    def bind_batch_norm(self, params: torch.Tensor, buffers: torch.Tensor) -> None:
+        """Told by the engine, before :meth:`init`, which values belong to BatchNorm layers:
+        ``params`` a ``[P]`` bool mask over the flat parameters (affine weight and bias),
+        ``buffers`` a ``[B]`` bool mask over the floating buffers :meth:`share_buffers` sees
+        (running mean and variance); both on the CPU. Algorithms that treat them apart (FedBN
+        keeps them local) keep it; not told, an algorithm sees no BatchNorm values."""
         return None
 
     @abstractmethod

@@ -90,8 +90,13 @@ class FedAvg(Algorithm):
         # iter_local is or how SkewScout changed it
         if state.steps_since_sync < self.iter_local and not ctx.is_final:
             return silent_stats(params)
-        params.copy_(comm.all_mean(params))
         state.steps_since_sync = 0
+        return self.average(state, params, comm)
+
+    def average(self, state: FedAvgState, params: torch.Tensor, comm: Comm) -> StepStats:
+        """The averaging step (in place) and its traffic: every value, dense. Variants that
+        average only part of the model (FedBN) override it."""
+        params.copy_(comm.all_mean(params))
         return dense_stats(params, comm, synced=True)
 
     def views_just_agreed(self, state: FedAvgState) -> bool:

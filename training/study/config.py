@@ -25,9 +25,9 @@ from typing import Any
 import yaml
 
 from training.algorithms import create_algorithm, list_algorithms
-from training.algorithms.base import KnobTable
+from training.algorithms.base import KnobTable, algorithm_class
 from training.engine import TrainConfig
-from training.models import check_model_name
+from training.models import check_model_name, has_batch_norm
 from training.skewscout.scout import DEFAULT_GRIDS, ordered_grid, scout_config
 from training.study.data_specs import DatasetSpec, dataset_spec
 from training.study.schema import check_type, parse_experiment, parse_top_level
@@ -193,6 +193,7 @@ class StudyConfig:
             raise ValueError(f"experiment name(s) {', '.join(twice)} used twice; give each "
                              "[[experiments]] its own name")
         self._check_runs()
+        self._check_norm_stats()
         self._check_schedules()
 
     def _check_runs(self) -> None:
@@ -225,6 +226,24 @@ class StudyConfig:
                     scout_config({"target": self.target, **self.skewscout})
                 except TypeError as exc:     # e.g. travel_interval = "5"
                     raise ValueError(f"[skewscout]: {exc}") from None
+
+    def _check_norm_stats(self) -> None:
+        """FixBN freezes global BatchNorm statistics: every model must have BatchNorm (by its
+        name; a timm/torchvision model is checked when built) and no algorithm may keep the
+        statistics each partition's own (FedBN)."""
+        if TrainConfig(**self.train).norm_stats != "fixbn":
+            return
+        for exp in self.experiments:
+            for model in exp.models:
+                if has_batch_norm(model) is False:
+                    raise ValueError(f'[train] norm_stats = "fixbn": experiment {exp.name!r} '
+                                     f"trains {model!r}, which has no BatchNorm to freeze; use "
+                                     'a BatchNorm model (bn-...) or norm_stats = "batch"')
+            for algorithm in exp.algorithms:
+                if algorithm_class(algorithm).local_batch_norm:
+                    raise ValueError(f'[train] norm_stats = "fixbn" freezes global BatchNorm '
+                                     f"statistics and experiment {exp.name!r} runs {algorithm}, "
+                                     "which keeps each partition's own: drop one of them")
 
     def schedule_problems(self) -> list[ScheduleProblem]:
         """The fixed-knob runs whose schedule cannot mean what they claim
