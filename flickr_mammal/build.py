@@ -35,11 +35,13 @@ from tqdm import tqdm
 
 from flickr_mammal._util import batched
 from flickr_mammal.build_guard import (
+    CLASSES_DIGEST,
     SHARD_META,
     BuildFolderError,
     catalog_errors,
     check_output_folder,
     check_same_data,
+    classes_file_digest,
     folder_error,
     shard_options,
 )
@@ -187,6 +189,7 @@ class BuildConfig:
         meta = asdict(self)
         meta.pop("api_key")
         meta["out"] = str(self.out)
+        meta[CLASSES_DIGEST] = classes_file_digest(self.classes_file)  # content, not path
         return meta
 
 

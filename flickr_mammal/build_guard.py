@@ -3,7 +3,9 @@
 A build folder holds one dataset. Running the build again with options that change what the
 data *is* (classes, licences, upload dates, image size, cleaning classifier) would add records
 of another kind to the ones already there and rewrite the recorded config, so it is refused with
-one line naming each differing option. Shard-layout options (split, shard size, grouping,
+one line naming each differing option; the class file counts by its content (a sha256 of its
+bytes), not its path, so an edited synonym or exclusion is another kind of data and a copy of
+the file elsewhere is not. Shard-layout options (split, shard size, grouping,
 coordinate rounding) only shape the shards, which the shard stage rewrites from the catalog on
 every run: they may change when the shard stage runs, and are refused otherwise. Options that
 change no data (workers, device, batch size, rate limit, stages, per-class cap) never count.
@@ -11,16 +13,19 @@ change no data (workers, device, batch size, rate limit, stages, per-class cap) 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
 from flickr_mammal.catalog import Catalog
+from flickr_mammal.classes import DEFAULT_FILE
 from flickr_mammal.records import WITH_IMAGE, Status
 from flickr_mammal.shards import INDEX_NAME
 
@@ -37,6 +42,7 @@ SHARD_OPTIONS: Final = (
     ("--group-by", ("group_by",)), ("--coord-decimals", ("coord_decimals",)),
 )
 SHARD_META: Final = "shard_options"  # catalog meta: the shard options the shards were written with
+CLASSES_DIGEST: Final = "classes_file_sha256"  # BuildConfig.to_meta()'s key for the content hash
 
 
 class BuildFolderError(ValueError):
@@ -80,6 +86,29 @@ def catalog_error(path: Path, exc: sqlite3.DatabaseError) -> BuildFolderError:
     return BuildFolderError(
         f"{path} is not a readable build catalog ({exc}); restore it from a backup, or move it "
         "away and run the build again to start a new catalog (searches and downloads are redone)")
+
+
+def classes_file_digest(path: str | Path | None) -> str:
+    """The sha256 of a class file's bytes (``None``: the shipped mammals file): what the build
+    guard compares, so two files count as the same class list exactly when their bytes agree."""
+    if path is None:
+        data = (resources.files("flickr_mammal") / DEFAULT_FILE).read_bytes()
+    else:
+        data = Path(path).read_bytes()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _classes_file_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The class file's content changed (a build recorded before the digest was kept: no check;
+    its class names still are)."""
+    before, after = old.get(CLASSES_DIGEST), new.get(CLASSES_DIGEST)
+    if before is None or before == after:
+        return []
+    return [f"--classes-file {_shown_file(old)} (now {_shown_file(new)})"]
+
+
+def _shown_file(meta: dict[str, Any]) -> str:
+    return f"{meta.get('classes_file') or DEFAULT_FILE} (sha256 {meta[CLASSES_DIGEST][:12]})"
 
 
 def _get(meta: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -135,7 +164,7 @@ def check_same_data(catalog: Catalog, new: dict[str, Any], stages: Sequence[str]
         return
     differ = []
     if catalog.count():
-        differ += _differences(old, new, SEARCH_OPTIONS)
+        differ += _differences(old, new, SEARCH_OPTIONS) + _classes_file_change(old, new)
         if "search" in stages:
             differ += _source_change(old, new)
         window = catalog.get_meta("search_window")

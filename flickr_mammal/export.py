@@ -38,7 +38,7 @@ from typing import Any, Final
 import pandas as pd
 import yaml
 
-from flickr_mammal.hf import FLICKR_LICENSES, features, hf_split, to_hf_dataset
+from flickr_mammal.hf import FLICKR_LICENSES, hf_split, to_hf_dataset
 from flickr_mammal.layout import Layout
 from flickr_mammal.manifest import read_manifest
 from flickr_mammal.report import SECTION_BEGIN, datasheet_section
@@ -92,7 +92,7 @@ def size_category(rows: int) -> str:
     return next((name for limit, name in SIZE_CATEGORIES if rows < limit), "n>10M")
 
 
-def _card_yaml(split_sizes: dict[str, int]) -> str:
+def _card_yaml(split_sizes: dict[str, int], features: Any) -> str:
     header = {
         "pretty_name": "Flickr-Mammal (rebuild)",
         "license": "other",
@@ -102,7 +102,7 @@ def _card_yaml(split_sizes: dict[str, int]) -> str:
         "size_categories": [size_category(sum(split_sizes.values()))],
         "configs": [{"config_name": "default", "data_files": [
             {"split": s, "path": f"data/{s}-*"} for s in split_sizes]}],
-        "dataset_info": {"features": features()._to_yaml_list(),
+        "dataset_info": {"features": features._to_yaml_list(),  # the build's classes
                          "splits": [{"name": s, "num_examples": n}
                                     for s, n in split_sizes.items()]},
     }
@@ -187,6 +187,7 @@ def export_hf_parquet(config: ExportConfig) -> dict[str, Any]:
     files: dict[str, list[str]] = {}
     sizes: dict[str, int] = {}
     licences = []
+    feats: Any = None  # the splits' datasets.Features (the build's class names)
     with _signals_end_the_export(), tempfile.TemporaryDirectory(prefix="fm-export-") as cache:
         for split in splits:
             ds = to_hf_dataset(config.root, split, cache_dir=cache)
@@ -197,10 +198,10 @@ def export_hf_parquet(config: ExportConfig) -> dict[str, Any]:
                 file = f"{name}-{i:05d}-of-{n:05d}.parquet"
                 ds.shard(n, i, contiguous=True).to_parquet(data / file)
                 files[name].append(file)
-            sizes[name] = len(ds)
+            sizes[name], feats = len(ds), ds.features
             licences.append(pd.Series(ds["license"], dtype="float64"))
             log.info("split %s: %d rows in %d parquet files", name, len(ds), n)
-    card = (_card_yaml(sizes) + "\n"
+    card = (_card_yaml(sizes, feats) + "\n"
             + _card_body(config, sizes, pd.concat(licences, ignore_index=True)))
     (Path(config.out) / "README.md").write_text(card, encoding="utf-8")
     return {"files": files, "rows": sizes}

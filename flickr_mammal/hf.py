@@ -2,10 +2,12 @@
 
 ``to_hf_dataset(root, split)`` reads one split of a shard set (the tars plus ``shards.parquet``)
 into a ``datasets.Dataset`` whose columns are plain features: ``image`` (Image), ``label``
-(ClassLabel over the 42 class names), the geography as strings, coordinates as floats and the
-dates as numbers and text that every formatter takes: ``date_upload`` in Unix seconds (int64,
-UTC), ``date_upload_utc`` the same instant as ISO 8601 text with its ``+00:00`` offset, and
-``date_taken`` the camera's local time as Flickr gives it (``YYYY-MM-DD HH:MM:SS``, no zone).
+(ClassLabel over the build's class names in label order: the 42 mammals, or those of the class
+file it was built from, as its shard index records them), the geography as strings, coordinates
+as floats and the dates as numbers and text that every formatter takes: ``date_upload`` in Unix
+seconds (int64, UTC), ``date_upload_utc`` the same instant as ISO 8601 text with its ``+00:00``
+offset, and ``date_taken`` the camera's local time as Flickr gives it (``YYYY-MM-DD HH:MM:SS``,
+no zone).
 So the tools built on ``datasets`` work with no glue: ``with_format("torch")`` in a
 ``DataLoader`` (a timestamp column would raise there), and
 ``flwr_datasets.partitioner.NaturalIdPartitioner(partition_by="continent")``. Missing text is
@@ -27,14 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import pandas as pd
 
-from flickr_mammal.classes import CLASS_NAMES
 from flickr_mammal.integrity import (
     DatasetIntegrityError,
     ShardTotals,
@@ -42,7 +43,7 @@ from flickr_mammal.integrity import (
     row_facts,
 )
 from flickr_mammal.regions import UNKNOWN
-from flickr_mammal.shard_index import open_split, shard_totals
+from flickr_mammal.shard_index import class_names, open_split, shard_totals
 from skewtools.loaders.shard_files import ShardPathError, shard_path, shard_samples
 
 MISSING_EXTRA = "flickr_mammal.hf needs the 'datasets' package: pip install -e '.[hf]'"
@@ -76,13 +77,14 @@ def require_datasets() -> Any:
     return datasets
 
 
-def features() -> Any:
-    """The ``datasets.Features`` of every Flickr-Mammal split."""
+def features(names: Sequence[str]) -> Any:
+    """The ``datasets.Features`` of every split of a build whose classes are ``names`` (label
+    order; :func:`flickr_mammal.shard_index.class_names` reads them from a shard index)."""
     ds = require_datasets()
     text, real = ds.Value("string"), ds.Value("float64")
     return ds.Features({
         "image": ds.Image(),
-        "label": ds.ClassLabel(names=list(CLASS_NAMES)),
+        "label": ds.ClassLabel(names=list(names)),
         **{name: text for name in GEO_COLUMNS},
         "latitude": real, "longitude": real,
         "photo_id": text, "owner": text, "license": ds.Value("int32"),
@@ -143,12 +145,13 @@ def _generate(shards: list[str], rows: pd.DataFrame, totals: dict[str, int],
         yield sample_row(sample["__key__"], sample)
 
 
-def placed_rows(root: str | Path, split: str) -> tuple[pd.DataFrame, Path, dict[str, int]]:
-    """The checked shard-index rows of ``split`` that have a continent, the shard folder and
-    the samples per shard of the whole index."""
+def placed_rows(root: str | Path, split: str
+                ) -> tuple[pd.DataFrame, Path, dict[str, int], tuple[str, ...]]:
+    """The checked shard-index rows of ``split`` that have a continent, the shard folder, the
+    samples per shard of the whole index and the build's class names (label order)."""
     index, rows, files = open_split(root, build_split(split))
     placed = ~(rows["continent"].isna() | rows["continent"].isin([UNKNOWN, ""]))
-    return rows[placed], files.shard_dir, shard_totals(index)
+    return rows[placed], files.shard_dir, shard_totals(index), class_names(index)
 
 
 def to_hf_dataset(root: str | Path, split: str = "train", streaming: bool = False,
@@ -162,7 +165,7 @@ def to_hf_dataset(root: str | Path, split: str = "train", streaming: bool = Fals
     :class:`~flickr_mammal.integrity.DatasetIntegrityError` naming the shard and sample.
     """
     ds = require_datasets()
-    rows, shard_dir, totals = placed_rows(root, split)
+    rows, shard_dir, totals, names = placed_rows(root, split)
     shards = [str(shard_path(shard_dir, name)) for name in sorted(rows["shard"].unique())]
     stamp = hashlib.sha256()
     for path in shards:
@@ -173,10 +176,11 @@ def to_hf_dataset(root: str | Path, split: str = "train", streaming: bool = Fals
     kwargs = {"shards": shards, "rows": rows[columns].reset_index(drop=True),
               "totals": totals, "token": stamp.hexdigest()}
     if streaming:
-        return ds.IterableDataset.from_generator(_generate, features=features(),
+        return ds.IterableDataset.from_generator(_generate, features=features(names),
                                                  gen_kwargs=kwargs)
     try:
-        return ds.Dataset.from_generator(_generate, features=features(), gen_kwargs=kwargs,
+        return ds.Dataset.from_generator(_generate, features=features(names),
+                                         gen_kwargs=kwargs,
                                          split=ds.NamedSplit(hf_split(build_split(split))),
                                          cache_dir=None if cache_dir is None else str(cache_dir))
     except ds.exceptions.DatasetGenerationError as exc:

@@ -7,6 +7,7 @@
 - categories (class, geography, split, geo_status) as pandas categoricals, so parquet stores
   them as dictionary columns; ``class_name``, ``continent`` and ``subcontinent`` have fixed
   category lists (all 42 classes, the 5 regions, the 22 sub-regions) whatever the build holds;
+  a build from another class list has its own class names as categories, in label order;
 - ``date_upload`` as a UTC timestamp, ``date_taken`` as a naive timestamp (the camera's local
   time, as Flickr gives it);
 - missing values as nulls: "" and "unknown" in text columns, 0 for no date or no accuracy,
@@ -72,6 +73,14 @@ def _geo_status(frame: pd.DataFrame) -> pd.Series:
     return pd.Series("ok", index=frame.index, dtype="object").where(placed, None)
 
 
+def _class_categories(out: pd.DataFrame) -> tuple[str, ...]:
+    """All 42 mammals for a mammal build; another class list's names (those the rows hold) in
+    label order."""
+    named = out[["label", "class_name"]].dropna().drop_duplicates().sort_values("label")
+    names = tuple(dict.fromkeys(named["class_name"].astype(str)))
+    return CLASS_NAMES if set(names) <= set(CLASS_NAMES) else names
+
+
 def normalize_manifest(frame: pd.DataFrame) -> pd.DataFrame:
     """A manifest in the typed schema, from either an old or a new one (idempotent)."""
     out = pd.DataFrame(index=frame.index)
@@ -96,8 +105,9 @@ def normalize_manifest(frame: pd.DataFrame) -> pd.DataFrame:
             out[name] = _date_taken(values)
     out["photo_id"] = photo_id
     out["geo_status"] = _geo_status(frame)
+    fixed_lists = {**_FIXED_CATEGORIES, "class_name": _class_categories(out)}
     for name in _CATEGORIES:
-        fixed = _FIXED_CATEGORIES.get(name)
+        fixed = fixed_lists.get(name)
         # a value outside a fixed list (a custom class) is added, never turned into null
         seen = set(out[name].dropna())
         categories = sorted(seen) if fixed is None else [*fixed, *sorted(seen - set(fixed))]

@@ -30,10 +30,15 @@ import pandas as pd
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from flickr_mammal.classes import CLASS_NAMES
 from flickr_mammal.integrity import Facts, ShardTotals, check_index, checked_samples, row_facts
 from flickr_mammal.regions import UNKNOWN
-from flickr_mammal.shard_index import IndexFiles, locate, open_split, shard_totals
+from flickr_mammal.shard_index import (
+    IndexFiles,
+    class_names,
+    locate,
+    open_split,
+    shard_totals,
+)
 from flickr_mammal.splits import split_rank
 from skewtools.loaders.shard_files import shard_path
 from skewtools.loaders.wds_shards import KeyFilter, shard_pipeline
@@ -156,7 +161,8 @@ class GeoPartitions(Mapping[str, GeoShardDataset]):
                  partitioning: Partitioning | None = None) -> None:
         self._datasets = datasets
         self.partitioning = partitioning  # skewtools' view, over the split's placed index rows
-        self.counts = counts          # partitions x classes (all 42 class names) label counts
+        self.counts = counts          # partitions x classes (the build's, label order) counts
+        self.class_names: tuple[str, ...] = tuple(counts.columns)  # position = label id
         self.sizes = counts.sum(axis=1).rename("samples")
         self.by, self.split, self.excluded = by, split, excluded
 
@@ -198,9 +204,10 @@ def _capped(rows: pd.DataFrame, p: Partitioning, max_samples: int, seed: int) ->
                         p.num_samples)
 
 
-def _label_counts(rows: pd.DataFrame, p: Partitioning) -> pd.DataFrame:
-    counts = count_matrix(p, rows, classes=list(range(len(CLASS_NAMES))))
-    counts.columns = pd.Index(CLASS_NAMES, name="class_name")
+def _label_counts(rows: pd.DataFrame, p: Partitioning, names: tuple[str, ...]) -> pd.DataFrame:
+    """Partitions x classes: one column per class of the build (``names``, label order)."""
+    counts = count_matrix(p, rows, classes=list(range(len(names))))
+    counts.columns = pd.Index(names, name="class_name")
     return counts.astype("int64")
 
 
@@ -307,6 +314,6 @@ def load_partitions(root: str | Path, by: str | None = "continent", split: str =
             expected=members["shard"].value_counts().to_dict(),
             digests=None if digests is None else {k: digests[k] for k in keys},
             facts=row_facts(members), totals=totals)
-    counts = _label_counts(rows, p).loc[list(datasets)]
+    counts = _label_counts(rows, p, class_names(index)).loc[list(datasets)]
     return GeoPartitions(datasets, counts, by=by, split=split,
                          excluded=int(unknown.sum()) + missing, partitioning=p)

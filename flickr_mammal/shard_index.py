@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from flickr_mammal.integrity import check_index
+from flickr_mammal.classes import CLASS_NAMES
+from flickr_mammal.integrity import DatasetIntegrityError, check_index
 from flickr_mammal.shards import INDEX_NAME
 
 
@@ -65,3 +66,40 @@ def open_split(root: str | Path, split: str) -> tuple[pd.DataFrame, pd.DataFrame
 def shard_totals(index: pd.DataFrame) -> dict[str, int]:
     """Samples per shard over the whole index (every split, placed or not)."""
     return {str(k): int(v) for k, v in index["shard"].value_counts().items()}
+
+
+def class_names(index: pd.DataFrame) -> tuple[str, ...]:
+    """The build's class names in label order, as its index rows give them (``label`` and
+    ``class_name``; the index holds every split, so each split gets the same list).
+
+    An index whose every row agrees with the shipped mammals gives all 42 names (held or not,
+    so label ids and count columns match any mammal build); any other class list gives the
+    names its rows carry, position = label id, and ``"label_<i>"`` for a label no row holds
+    (a class of the file with no sample). Rows that give one label two names, or one name two
+    labels, raise :class:`~flickr_mammal.integrity.DatasetIntegrityError` naming a sample.
+    """
+    labels = index["label"].astype("int64")
+    if "class_name" not in index.columns:  # no names recorded: the label ids stand for them
+        top = int(labels.max()) + 1 if len(labels) else 0
+        return CLASS_NAMES if top <= len(CLASS_NAMES) else tuple(f"label_{i}" for i in range(top))
+    rows = pd.DataFrame({"label": labels, "name": index["class_name"].astype(str),
+                         "key": index["key"].astype(str), "shard": index["shard"].astype(str)})
+    _check_one_name_per_label(rows)
+    named = dict(zip(rows["label"].tolist(), rows["name"].tolist(), strict=True))
+    if all(0 <= i < len(CLASS_NAMES) and CLASS_NAMES[i] == n for i, n in named.items()):
+        return CLASS_NAMES
+    return tuple(named.get(i, f"label_{i}") for i in range(max(named) + 1))
+
+
+def _check_one_name_per_label(rows: pd.DataFrame) -> None:
+    """Raise on the rarest (label, name) pair that shares its label or name with another."""
+    pairs = rows.groupby(["label", "name"]).size().rename("n").reset_index()
+    clash = pairs[pairs["label"].duplicated(keep=False) | pairs["name"].duplicated(keep=False)]
+    if clash.empty:
+        return
+    odd = clash.sort_values(["n", "label", "name"]).iloc[0]
+    row = rows[(rows["label"] == odd["label"]) & (rows["name"] == odd["name"])].iloc[0]
+    raise DatasetIntegrityError(
+        f"sample {row['key']} in shard {row['shard']}: label {odd['label']} with class "
+        f"{odd['name']!r} in the index, where other rows pair that label or class otherwise; "
+        "the index was edited: rebuild the shards (--stages shard) from the catalog")

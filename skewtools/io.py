@@ -2,9 +2,10 @@
 skewtools): write a temp file beside the target, then ``os.replace`` it over the target, so a
 reader or a crash never sees half a file.
 
-The temp name is unique (``.NAME.<hex>.tmp``), so concurrent writers of one path never share a
-temp file; the last replace wins. A writer killed mid-write leaves only such a hidden ``.tmp``
-file (flickr_mammal.download.remove_partial_writes sweeps the image folders). The temp file is
+The temp name is unique (``.NAME.<hex>.tmp``: :func:`temp_path`), so concurrent writers of one
+path never share a temp file; the last replace wins. A writer killed mid-write leaves only such a
+hidden file, which matches :data:`TEMP_GLOB` and which :func:`remove_temp_files` deletes (the
+download stage sweeps its image folders with it before it starts). The temp file is
 created with mode 0o666 minus the umask, as ``open(path, "w")`` would create the target:
 ``tempfile.mkstemp``'s 0o600 would leave results readable by their owner only.
 
@@ -21,12 +22,37 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Final
+
+_TEMP_PREFIX: Final = "."      # hidden, so listings and globs of the targets skip it
+_TEMP_SUFFIX: Final = ".tmp"
+TEMP_GLOB: Final = f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}"  # matches every name temp_path gives
+
+
+def temp_path(path: str | Path) -> Path:
+    """A new, unique temp name beside ``path``: ``.NAME.<hex>.tmp`` (matches TEMP_GLOB)."""
+    path = Path(path)
+    return path.with_name(f"{_TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}")
+
+
+def remove_temp_files(folder: str | Path, *, depth: int = 0) -> int:
+    """Delete the temp files that writers killed mid-write left in ``folder`` (``depth=1``: in
+    its subfolders instead; 2: theirs, ...). Returns how many.
+
+    Call it only while nothing writes there: a live writer's temp file would go too.
+    """
+    if depth < 0:
+        raise ValueError(f"depth must be >= 0, got {depth}")
+    removed = 0
+    for tmp in Path(folder).glob("*/" * depth + TEMP_GLOB):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def _open_temp(path: Path, parents: bool) -> tuple[int, Path]:
     """A new, uniquely named temp file beside ``path``, open for writing: (fd, temp path)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temp_path(path)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL  # O_EXCL: the name is ours alone
     try:
         return os.open(tmp, flags, 0o666), tmp  # the mode goes through the umask

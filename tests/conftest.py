@@ -34,9 +34,16 @@ def synthetic_build(tmp_path_factory) -> Callable[..., Path]:
 
 
 @pytest.fixture(scope="session")
+def default_build(synthetic_build) -> Path:
+    """The synthetic build with build_fixtures' own options (shards of 4 samples): the build
+    DATASET.md's statistics show. Read-only: rerun builds into a copy."""
+    return synthetic_build()
+
+
+@pytest.fixture(scope="session")
 def built(synthetic_build) -> Path:
     """The synthetic build in shards of 6 samples (11 shards): what the integrity checks
-    damage. tests/flickr_mammal/test_build*.py define their own ``built``."""
+    damage (in a ``copy``)."""
     return synthetic_build("--shard-samples", "6")
 
 

@@ -12,8 +12,9 @@ Offline alternative to the Flickr API search (docs/reference.md §2), with the s
    rule makes the latter AMBIGUOUS). Adding a record again changes nothing, so re-running
    the selection (after a crash, or with a larger ``--per-class``) only adds what is new.
 
-The scan's options (files, format, columns, classes, licences, dates, chunking, seed) are
-stored; a later run with other options stops with an error instead of mixing two scans.
+The scan's options (files, format, columns, classes and their texts: search text, synonyms,
+exclusions; licences, dates, chunking, seed: :func:`scan_identity`) are stored; a later run with
+other options stops with an error instead of mixing two scans.
 """
 
 from __future__ import annotations
@@ -72,14 +73,13 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *,
         for statement in _TABLES:
             conn.execute(statement)
     chosen = [c if isinstance(c, MammalClass) else get_class(c) for c in classes]
-    names = tuple(c.name for c in chosen)
     matcher = ClassMatcher(chosen, url_encoded=config.reader.url_encoded)
     filters = RowFilters(frozenset(int(x) for x in licenses), int(window[0]), int(window[1]))
     files = config.files()
     root = Path(config.path)
     sources = [(p.relative_to(root).as_posix() if root.is_dir() else p.name, p) for p in files]
     layouts = {source: _columns(config, path) for source, path in sources}  # fail before work
-    _check_identity(catalog, config, sources, names, filters)
+    _check_identity(catalog, config, sources, chosen, filters)
     bar = tqdm(desc="scan metadata", unit="row", unit_scale=True, disable=not progress or None)
     try:
         for source, path in sources:
@@ -90,18 +90,29 @@ def search_dump(config: MetadataConfig, catalog: Catalog, *,
         staged_record, image_hosts=tuple(image_hosts), any_host=any_host))
 
 
-def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tuple[str, Path]],
-                    names: tuple[str, ...], filters: RowFilters) -> None:
-    identity = json.loads(json.dumps({
+def scan_identity(config: MetadataConfig, sources: Sequence[tuple[str, Path]],
+                  classes: Sequence[MammalClass], filters: RowFilters) -> dict[str, Any]:
+    """What makes two scans the same scan (as stored JSON): the files, how they are read, and
+    every option that decides which rows match; the class texts (search text, synonyms,
+    exclusions) included, so two class files that differ only there never share a scan."""
+    return json.loads(json.dumps({
         "format": config.format, "files": [[s, p.stat().st_size] for s, p in sources],
-        "columns": config.mapping, "classes": names, "licenses": sorted(filters.licenses),
+        "columns": config.mapping, "classes": [c.name for c in classes],
+        "class_texts": {c.name: {"texts": list(c.texts), "exclude": list(c.exclude)}
+                        for c in classes},
+        "licenses": sorted(filters.licenses),
         "window": [filters.min_upload_date, filters.max_upload_date],
         "chunk_bytes": config.chunk_bytes, "seed": config.seed,
     }))
+
+
+def _check_identity(catalog: Catalog, config: MetadataConfig, sources: list[tuple[str, Path]],
+                    classes: Sequence[MammalClass], filters: RowFilters) -> None:
+    identity = scan_identity(config, sources, classes, filters)
     stored = catalog.get_meta("metadata_scan")
     started = catalog.connection.execute("SELECT 1 FROM dump_chunks LIMIT 1").fetchone()
     if started and stored is not None and stored != identity:
-        differ = sorted(k for k in identity if stored.get(k) != identity[k])
+        differ = sorted(k.replace("_", " ") for k in identity if stored.get(k) != identity[k])
         raise DumpScanMismatch(
             f"{catalog.path.parent} holds a metadata scan made with other {', '.join(differ)}; "
             "re-run with the same options, or build into a new --out folder")

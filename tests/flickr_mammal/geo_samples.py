@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from flickr_mammal.classes import CLASS_NAMES
 from flickr_mammal.records import PhotoRecord, Status
 
 GPS_IFD = 0x8825
@@ -42,9 +43,10 @@ def make_jpeg(width: int, height: int = 12, color: tuple[int, int, int] = (200, 
 
 
 def geo_records() -> list[PhotoRecord]:
-    """Eleven kept records: 5 in Africa (2 sub-regions), 3 Europe, 2 Oceania, 1 unknown."""
+    """Eleven kept records of mammal classes (as a build names them): 5 in Africa (2
+    sub-regions), 3 Europe, 2 Oceania, 1 unknown."""
     return [
-        PhotoRecord(photo_id=pid, owner="owner", class_name=f"class{label}", label=label,
+        PhotoRecord(photo_id=pid, owner="owner", class_name=CLASS_NAMES[label], label=label,
                     latitude=-1.23456 + i, longitude=36.78912 - i, status=Status.KEPT,
                     country_code=cc, country=country, subcontinent=sub, continent=cont,
                     geo_status="ok" if cont != "unknown" else "at_sea", title=f"photo {pid}")

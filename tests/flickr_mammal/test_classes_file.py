@@ -1,11 +1,14 @@
 """Class lists from CSV files (classes.py): the shipped 42 mammals, custom lists, bad files, and
-a custom list carried through the dump matcher, the API search and a build."""
+a custom list carried through the dump matcher, the API search, a build, the reader, the report
+and the Hugging Face export."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import yaml
 
 from flickr_mammal.build import BuildConfig, build
 from flickr_mammal.catalog import Catalog
@@ -21,6 +24,7 @@ from flickr_mammal.classes import (
 from flickr_mammal.clean.config import CleanConfig
 from flickr_mammal.dump.match import ClassMatcher
 from flickr_mammal.dump.read import MetadataConfig
+from flickr_mammal.shard_index import class_names
 from pipelines import build_dataset
 from tests.flickr_mammal import dump_fixtures as d
 
@@ -142,3 +146,50 @@ def test_a_file_of_mammals_keeps_cleaning(tmp_path: Path) -> None:
     ok = _file(tmp_path, "name,imagenet\ncat,281;282;283;284;285\n", "ok.csv")
     config = BuildConfig(out=tmp_path, stages=("shard",), classes_file=str(ok))
     assert config.classes == ("cat",)
+
+
+# ---- a whole build under another class list ---------------------------------------------------
+BIRD_NAMES = ["robin", "blue tit", "crow"]
+
+
+@pytest.fixture(scope="module")
+def bird_build(synthetic_build, tmp_path_factory) -> Path:
+    """The synthetic build under a bird class list: the fake Flickr's cat, dog and zebra photos,
+    searched as robin, blue tit and crow (labels 0, 1, 2). Read-only."""
+    classes = tmp_path_factory.mktemp("birds") / "birds.csv"
+    classes.write_text("name,search\nrobin,cat\nblue tit,dog\ncrow,zebra\n", encoding="utf-8")
+    return synthetic_build("--classes-file", str(classes), "--classes", "all")
+
+
+def test_a_custom_class_build_loads_and_reports_its_own_classes(bird_build: Path) -> None:
+    from flickr_mammal.reader import load_partitions
+
+    index = pd.read_parquet(bird_build / "shards" / "shards.parquet")
+    assert class_names(index) == tuple(BIRD_NAMES)
+    parts = load_partitions(bird_build, by="continent", split="train")
+    assert list(parts.counts.columns) == BIRD_NAMES and parts.class_names == tuple(BIRD_NAMES)
+    held = index[(index["split"] == "train") & ~index["continent"].isin(["unknown", ""])
+                 & index["continent"].notna()]
+    assert parts.counts.sum().to_dict() == held["class_name"].value_counts().to_dict()
+    table = pd.read_csv(bird_build / "report" / "class_by_continent.csv", index_col="class_name")
+    assert table.index.tolist() == BIRD_NAMES
+
+
+def test_a_custom_class_build_exports_to_hf_with_its_own_class_label(bird_build: Path,
+                                                                     tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    from flickr_mammal.hf import to_hf_dataset
+    from pipelines import export_dataset
+
+    train = to_hf_dataset(bird_build, "train", cache_dir=tmp_path / "cache")
+    assert isinstance(train.features["label"], datasets.ClassLabel)
+    assert train.features["label"].names == BIRD_NAMES
+    index = pd.read_parquet(bird_build / "shards" / "shards.parquet").set_index("key")
+    for row in train.select(range(5)):
+        assert train.features["label"].int2str(row["label"]) == index.loc[row["key"],
+                                                                          "class_name"]
+    assert export_dataset.main([str(bird_build), str(tmp_path / "hub")]) == 0
+    card = (tmp_path / "hub" / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(card.split("---\n")[1])
+    label = next(f for f in header["dataset_info"]["features"] if f["name"] == "label")
+    assert label["dtype"]["class_label"]["names"] == {"0": "robin", "1": "blue tit", "2": "crow"}

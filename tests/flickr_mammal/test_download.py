@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from flickr_mammal import download, download_procs
-from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_records
+from flickr_mammal import download
+from flickr_mammal.download import DownloadConfig, DownloadWorkerLost, download_records, photo
+from flickr_mammal.download import procs as download_procs
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.layout import Layout
 from flickr_mammal.records import PhotoRecord, Status
-from skewtools.io import atomic_write_bytes
+from skewtools.io import atomic_write_bytes, temp_path
 from tests.flickr_mammal import sample_images as s
 from tests.flickr_mammal.scripted_server import FakeSleep, Reply, ScriptedServer
 
@@ -276,7 +277,7 @@ def test_worker_processes_exit_cleanly_after_their_last_result(server, tmp_path)
 @pytest.mark.parametrize("slots", [1, 3])
 def test_at_most_decode_slots_photos_decode_at_once(server, tmp_path, monkeypatch, slots):
     lock, active, peak = threading.Lock(), [0], [0]
-    real = download.process_image
+    real = photo.process_image
 
     def tracked(*args, **kwargs):
         with lock:
@@ -287,7 +288,7 @@ def test_at_most_decode_slots_photos_decode_at_once(server, tmp_path, monkeypatc
             active[0] -= 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(download, "process_image", tracked)
+    monkeypatch.setattr(photo, "process_image", tracked)  # the name download_one calls
     config = DownloadConfig(any_image_host=True, workers=6, decode_slots=slots, max_retries=0)
     records = [_record(f"{i}", f"{server.base}/ok.jpg") for i in range(12)]
     out = list(download_records(records, Layout.at(tmp_path), config))
@@ -343,12 +344,12 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang(tmp_path):
 
 def test_remove_partial_writes_deletes_only_temp_files(tmp_path):
     layout = Layout.at(tmp_path)
-    photo = layout.image_path("1207")
-    atomic_write_bytes(photo, b"jpeg bytes", parents=True)
-    left = photo.with_name(f".{photo.name}.0123abcd.tmp")  # what a kill mid-write leaves
+    image = layout.image_path("1207")
+    atomic_write_bytes(image, b"jpeg bytes", parents=True)
+    left = temp_path(image)  # the name a writer killed mid-write leaves
     left.write_bytes(b"half a jp")
     assert download.remove_partial_writes(layout.images) == 1
-    assert not left.exists() and photo.read_bytes() == b"jpeg bytes"
+    assert not left.exists() and image.read_bytes() == b"jpeg bytes"
     assert download.remove_partial_writes(layout.images) == 0
 
 

@@ -9,7 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flickr_mammal.manifest import MANIFEST_COLUMNS, read_manifest, write_manifest
+from flickr_mammal.manifest import (
+    MANIFEST_COLUMNS,
+    normalize_manifest,
+    read_manifest,
+    write_manifest,
+)
 from flickr_mammal.records import PUBLIC_FIELDS
 from flickr_mammal.report import count_table
 from pipelines.skew_report import prepare_manifest
@@ -94,3 +99,11 @@ def test_readers_take_both(paths):
 def test_missing_manifest_says_how_to_build(tmp_path):
     with pytest.raises(FileNotFoundError, match="build_dataset"):
         read_manifest(tmp_path)
+
+
+def test_another_class_list_has_its_own_categories_in_label_order(tmp_path):
+    birds = old_manifest().assign(class_name=["crow", "robin", "crow"], label=[2, 0, 2])
+    birds.to_parquet(tmp_path / "m.parquet", index=False)
+    assert list(normalize_manifest(birds)["class_name"].cat.categories) == ["robin", "crow"]
+    assert list(read_manifest(tmp_path / "m.parquet")["class_name"].cat.categories) == \
+        ["robin", "crow"]

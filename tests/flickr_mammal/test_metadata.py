@@ -16,7 +16,9 @@ import pytest
 
 from flickr_mammal.build import BuildConfig, build
 from flickr_mammal.catalog import Catalog
+from flickr_mammal.classes import read_classes
 from flickr_mammal.dump import search as dump_search
+from flickr_mammal.dump.errors import DumpScanMismatch
 from flickr_mammal.dump.match import LICENSE_IDS, license_id
 from flickr_mammal.dump.read import MetadataConfig
 from flickr_mammal.dump.rows import rank_key
@@ -264,3 +266,30 @@ def test_the_command_line_starts_without_torch():
                           text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+ROBIN = "name,synonyms,exclude\nrobin,redbreast,robin hood\n"
+
+
+@pytest.mark.parametrize("other", [
+    "name,synonyms,exclude\nrobin,redbreast;ruddock,robin hood\n",   # one more synonym
+    "name,synonyms,exclude\nrobin,redbreast,\n",                     # no exclusion
+    "name,search,synonyms,exclude\nrobin,erithacus,redbreast,robin hood\n",  # another search
+])
+def test_class_texts_are_part_of_the_scan_identity(tmp_path, other):
+    dump = d.write_dump([d.row(1, "redbreast"), d.row(2, "ruddock"), d.row(3, "robin+hood")],
+                        tmp_path / "dump.tsv")
+    config = MetadataConfig(str(dump))
+
+    def scan(text: str, name: str) -> dict:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return dump_search.search_dump(config, cat, classes=read_classes(path).classes,
+                                       licenses=[4], window=(d.LO, d.HI), per_class=10)
+
+    with Catalog.open(tmp_path / "catalog.sqlite") as cat:
+        assert scan(ROBIN, "a.csv")["per_class"]["robin"]["candidates"] == 1
+        assert scan(ROBIN, "same-content.csv")["rows"] == 3  # same texts: the same scan
+        with pytest.raises(DumpScanMismatch, match=r"other class texts;") as err:
+            scan(other, "b.csv")
+        assert "\n" not in str(err.value)

@@ -1,5 +1,6 @@
 """skewtools/io.py: atomic writes that leave no temp file and obey the umask."""
 
+import fnmatch
 import os
 import stat
 import subprocess
@@ -8,7 +9,15 @@ import sys
 import pytest
 
 from skewtools import io as atomic_io
-from skewtools.io import AtomicFile, atomic_write_bytes, atomic_write_text, atomic_write_with
+from skewtools.io import (
+    TEMP_GLOB,
+    AtomicFile,
+    atomic_write_bytes,
+    atomic_write_text,
+    atomic_write_with,
+    remove_temp_files,
+    temp_path,
+)
 
 
 @pytest.fixture
@@ -97,3 +106,19 @@ def test_importing_the_helper_stays_light():
     code = ("import sys, skewtools.io; "
             "sys.exit(any(m in sys.modules for m in ('scipy', 'pandas', 'torch')))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_temp_files_match_the_glob_and_the_sweep_removes_only_them(tmp_path):
+    kept = tmp_path / "a" / "1.jpg"
+    left = AtomicFile(kept, parents=True)  # a writer that never commits: killed mid-write
+    left.write(b"half")
+    left.file.close()
+    assert fnmatch.fnmatch(left.tmp.name, TEMP_GLOB) and left.tmp.exists()
+    atomic_write_bytes(kept, b"whole")
+    assert fnmatch.fnmatch(temp_path(kept).name, TEMP_GLOB)
+    assert remove_temp_files(tmp_path) == 0  # depth 0: the top folder only
+    assert remove_temp_files(tmp_path, depth=1) == 1
+    assert not left.tmp.exists() and kept.read_bytes() == b"whole"
+    assert os.listdir(kept.parent) == ["1.jpg"]
+    with pytest.raises(ValueError, match="depth must be >= 0"):
+        remove_temp_files(tmp_path, depth=-1)

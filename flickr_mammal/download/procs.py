@@ -1,5 +1,5 @@
 """Download stage, many processes: fan records out to worker processes that each run the
-threaded loop of :mod:`flickr_mammal.download`.
+threaded loop of :mod:`flickr_mammal.download.threads`.
 
 One threaded loop decodes ``decode_slots`` photos at a time and holds the GIL for its Python
 parts; ``DownloadConfig(processes=N)`` runs N such loops in ``spawn``-ed processes to use more
@@ -26,14 +26,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from flickr_mammal.download import (
-    DownloadConfig,
-    DownloadWorkerLost,
-    _download_batches,
-    _log_summary,
-    _NoBar,
-    _progress_bar,
-)
+from flickr_mammal.download.config import DownloadConfig, DownloadWorkerLost
+from flickr_mammal.download.threads import NoBar, download_batches, log_summary, progress_bar
 from flickr_mammal.fetch import Fetcher
 from flickr_mammal.imaging import single_threaded_opencv
 from flickr_mammal.layout import Layout
@@ -53,11 +47,11 @@ class _RateReport:
 
 
 
-def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm | _NoBar,
+def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm | NoBar,
                          procs: list[Any], rates: dict[int, dict[str, float]]
                          ) -> list[PhotoRecord]:
-    """:func:`_take` for worker processes (a batch per message): fail instead of waiting
-    forever on a dead worker."""
+    """The threaded loop's ``_take`` for worker processes (a batch per message): fail instead
+    of waiting forever on a dead worker."""
     while True:
         if any(p.exitcode not in (None, 0) for p in procs):
             _worker_lost(procs)
@@ -81,7 +75,7 @@ def _take_from_processes(done: Any, counts: Counter[str], bar: tqdm | _NoBar,
 
 
 def _account_batch(item: list[PhotoRecord] | BaseException, counts: Counter[str],
-                   bar: tqdm | _NoBar) -> list[PhotoRecord]:
+                   bar: tqdm | NoBar) -> list[PhotoRecord]:
     if isinstance(item, BaseException):
         raise item
     for record in item:
@@ -131,7 +125,7 @@ def download_in_processes(
     size = _ipc_batch(config)
     batch: list[PhotoRecord] = []
     counts: Counter[str] = Counter()
-    bar = _progress_bar(config, total)
+    bar = progress_bar(config, total)
     rates: dict[int, dict[str, float]] = {}
     try:
         for record in records:  # read in this process only (the input may be a DB cursor)
@@ -168,7 +162,7 @@ def download_in_processes(
                 proc.join()
         todo.cancel_join_thread()
         bar.close()
-        _log_summary(counts)
+        log_summary(counts)
 
 
 def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
@@ -187,7 +181,7 @@ def _process_main(todo: Any, done: Any, stop: Any, layout: Layout,
                     yield record
 
     try:
-        for batch in _download_batches(incoming(), layout, config, fetcher, None,
+        for batch in download_batches(incoming(), layout, config, fetcher, None,
                                        _ipc_batch(config)):
             done.put(batch)
             if report_rates and time.monotonic() - last_report >= 1.0:
