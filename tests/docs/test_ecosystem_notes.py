@@ -14,19 +14,14 @@ NOTES = Path(__file__).resolve().parents[2] / "docs" / "ecosystem.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", NOTES.read_text(encoding="utf-8"), re.S)
 
 
-@pytest.fixture(scope="module")
-def build(synthetic_build):
-    return synthetic_build()
-
-
 def test_the_notes_have_snippets():
     assert len(BLOCKS) == 5
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_snippet_runs(build, index, capsys, monkeypatch, tmp_path):
+def test_snippet_runs(default_build, index, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path))
-    code = BLOCKS[index].replace('"DIR"', repr(str(build)))
+    code = BLOCKS[index].replace('"DIR"', repr(str(default_build)))
     code = code.replace('"EXPORT"', repr(str(tmp_path / "export")))
     exec(compile(code, f"ecosystem.md block {index}", "exec"), {})
     assert capsys.readouterr().out.strip()

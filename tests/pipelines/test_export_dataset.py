@@ -15,15 +15,9 @@ from flickr_mammal.export import ExportConfig, export_hf_parquet  # noqa: E402
 from pipelines.export_dataset import main  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def build(synthetic_build):
-    """A real build (fake Flickr): shards, manifest.parquet and stats.json."""
-    return synthetic_build()
-
-
-def test_cli_writes_hub_layout_and_card(build, tmp_path, capsys):
+def test_cli_writes_hub_layout_and_card(default_build, tmp_path, capsys):
     out = tmp_path / "hub"
-    assert main([str(build), str(out), "--format", "hf-parquet"]) == 0
+    assert main([str(default_build), str(out), "--format", "hf-parquet"]) == 0
     assert sorted(p.name for p in (out / "data").iterdir()) == [
         "train-00000-of-00001.parquet", "validation-00000-of-00001.parquet"]
     assert "train: 24 rows in 1 files" in capsys.readouterr().out   # 1 unplaced a split
@@ -73,13 +67,13 @@ def test_shards_split_by_size_and_keep_every_row(tmp_path):
     assert rows == result["rows"]["train"] == 10                    # 11 minus the unplaced one
 
 
-def test_federated_dataset_reads_the_export(build, tmp_path):
+def test_federated_dataset_reads_the_export(default_build, tmp_path):
     """docs/ecosystem.md's example: flwr-datasets' FederatedDataset over the exported folder."""
     flwr = pytest.importorskip("flwr_datasets")
     from flwr_datasets.partitioner import NaturalIdPartitioner
 
     out = tmp_path / "hub"
-    assert main([str(build), str(out)]) == 0
+    assert main([str(default_build), str(out)]) == 0
     fds = flwr.FederatedDataset(dataset=str(out), partitioners={
         "train": NaturalIdPartitioner(partition_by="continent")})
     sizes = [len(fds.load_partition(i)) for i in range(fds.partitioners["train"].num_partitions)]
@@ -132,7 +126,7 @@ def test_to_hf_dataset_refuses_a_build_that_lost_a_row(copy, tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_sigterm_removes_the_temp_folder(build, tmp_path):
+def test_sigterm_removes_the_temp_folder(default_build, tmp_path):
     """An export stopped by SIGTERM leaves no fm-export-* folder behind."""
     import os
     import signal
@@ -144,7 +138,7 @@ def test_sigterm_removes_the_temp_folder(build, tmp_path):
     temp.mkdir()
     env = {**os.environ, "TMPDIR": str(temp), "PYTHONPATH": os.getcwd()}
     # A datasheet that blocks the card step is not needed: stop as soon as the cache exists.
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.export_dataset", str(build),
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.export_dataset", str(default_build),
                              str(tmp_path / "hub")], env=env, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
     while not any(temp.glob("fm-export-*")) and proc.poll() is None:
