@@ -193,3 +193,12 @@ def test_a_custom_class_build_exports_to_hf_with_its_own_class_label(bird_build:
     header = yaml.safe_load(card.split("---\n")[1])
     label = next(f for f in header["dataset_info"]["features"] if f["name"] == "label")
     assert label["dtype"]["class_label"]["names"] == {"0": "robin", "1": "blue tit", "2": "crow"}
+
+
+def test_a_study_on_a_custom_class_build_sizes_its_model_by_that_list(bird_build: Path) -> None:
+    from training.study.data_specs import dataset_spec
+
+    spec = dataset_spec({"name": "flickr_mammal", "root": str(bird_build), "image_size": 32,
+                         "val_samples": 8, "num_workers": 0})
+    train, _, (classes, channels, crop) = spec.partitions("by_attribute", {}, 2, 0.0, seed=0)
+    assert (classes, channels, crop) == (len(BIRD_NAMES), 3, 32) and len(train) == 2

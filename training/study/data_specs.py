@@ -251,12 +251,13 @@ class FlickrMammalSpec(DatasetSpec):
     def partitions(self, partitioner: str, params: dict[str, Any], num_partitions: int,
                    noniid_fraction: float, seed: int, rank: int | None = None
                    ) -> tuple[list[Any], Any, tuple[int, int, int]]:
-        from flickr_mammal.classes import NUM_CLASSES
+        from flickr_mammal.shard_index import class_names, open_split
         from training.study.flickr import flickr_partitions
 
         # streamed from shards, opened lazily: building every partition's source is cheap
         train, val = flickr_partitions(self, num_partitions, noniid_fraction, seed)
-        shape = (NUM_CLASSES, 3, self.crop)
+        # the build's own class list (42 mammals, or whatever --classes-file gave it)
+        shape = (len(class_names(open_split(self.root, "train")[0])), 3, self.crop)
         return (train if rank is None else [train[rank]]), val, shape
 
 
