@@ -114,6 +114,7 @@ class MetadataConfig:
                                 f"file; expected {fmt.description}s")
         for path in found:
             check_format(path, fmt)
+        fmt.plan(found)
         return found
 
 
@@ -150,7 +151,7 @@ def resolve_columns(mapping: Mapping[str, str], available: Sequence[str],
 
 
 def _listed(root: Path, pattern: str) -> list[Path]:
-    """The files under ``root`` matching ``pattern``, sorted; hidden ones (.crc, .DS_Store)
-    and Spark's ``_SUCCESS`` markers are not data."""
-    return sorted(p for p in root.rglob(pattern) if p.is_file()
-                  and not p.name.startswith((".", "_")))
+    """The files under ``root`` matching ``pattern`` (``a|b``: either), sorted; hidden ones
+    (.crc, .DS_Store) and Spark's ``_SUCCESS`` markers are not data."""
+    return sorted({p for one in pattern.split("|") for p in root.rglob(one) if p.is_file()
+                   and not p.name.startswith((".", "_"))})

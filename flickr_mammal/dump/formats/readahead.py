@@ -1,0 +1,124 @@
+"""Decompress a folder's gzip files in other processes, ahead of the scan, in scan order.
+
+A gzip stream decompresses on one core, and the scan (parse, prefilter, match) on about one
+more. With a folder of many gzip files (the ``yfcc100m`` tool writes 4,096), the files after
+the one being parsed are decompressed meanwhile in a process pool (one process fewer than the
+CPUs, at most :data:`MAX_WORKERS`), ``workers + 1`` files ahead; results are taken in plan
+order, so chunks and their resume positions are the streamed reader's. A file that
+decompresses to more than :data:`LIMIT_BYTES` (a very large file, a gzip bomb) is streamed by
+the scan instead, so memory stays bounded whatever the input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import multiprocessing
+import os
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+
+from flickr_mammal.dump.errors import DumpFileError
+
+log = logging.getLogger(__name__)
+LIMIT_BYTES = 256 << 20  # most decompressed bytes a file held in memory whole
+MAX_WORKERS = 8
+
+
+def gzip_error(exc: BaseException) -> str:
+    """The one-line reason a gzip stream cannot be read."""
+    if isinstance(exc, EOFError):
+        return ("the gzip stream ends before its end marker (a truncated download?); expected "
+                "a complete .gz file")
+    return f"not a valid gzip stream ({exc}); expected JSON lines, plain or .gz"
+
+
+def inflate(path: str, limit: int) -> tuple[str, bytes | str | None]:
+    """(``ok``, the bytes) | (``big``, None) past ``limit`` | (``error``, reason). Runs in a
+    worker process: a plain function of a path, nothing large is sent to it."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        return "error", gzip_error(exc)
+    return ("big", None) if len(data) > limit else ("ok", data)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+class ReadAhead:
+    """The planned gzip files, decompressed ``depth`` files ahead by ``workers`` processes."""
+
+    def __init__(self, paths: Sequence[Path], workers: int, limit: int = LIMIT_BYTES) -> None:
+        self.paths = [Path(p) for p in paths]
+        self.order = {p: i for i, p in enumerate(self.paths)}
+        self.workers, self.limit, self.depth = workers, limit, workers + 1
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: dict[int, Future] = {}
+        self.submitted = 0  # files up to here are (or were) in the pool
+        self.broken = False
+
+    @classmethod
+    def for_files(cls, paths: Sequence[Path]) -> ReadAhead | None:
+        """A ReadAhead when there are two gzip files or more and a spare CPU, else None."""
+        gz = [p for p in paths if _is_gzip(p)]
+        spare = (os.cpu_count() or 1) - 1
+        if len(gz) < 2 or spare < 1:
+            return None
+        return cls(gz, min(spare, MAX_WORKERS))
+
+    def _start(self, upto: int) -> None:
+        if self.pool is None:
+            # spawn: the scan runs threads (reader, pyarrow); a fork could copy a held lock
+            self.pool = ProcessPoolExecutor(self.workers,
+                                            mp_context=multiprocessing.get_context("spawn"))
+        while self.submitted < min(upto, len(self.paths)):
+            path = str(self.paths[self.submitted])
+            self.pending[self.submitted] = self.pool.submit(inflate, path, self.limit)
+            self.submitted += 1
+
+    def take(self, path: Path) -> bytes | None:
+        """The decompressed bytes of ``path``; None when it is not planned or too large (the
+        caller streams it). Raises DumpFileError for a file that is no valid gzip stream."""
+        index = self.order.get(Path(path))
+        if index is None:
+            return None
+        for skipped in [i for i in self.pending if i < index]:  # files a resumed scan skips
+            self.pending.pop(skipped).cancel()
+        self.submitted = max(self.submitted, index)
+        if index not in self.pending:
+            self.submitted = index
+        if self.broken:
+            return None
+        try:
+            self._start(index + self.depth)
+            kind, value = self.pending.pop(index).result()
+        except (BrokenProcessPool, OSError, RuntimeError) as exc:
+            # No worker (a script without a __main__ guard, no processes left): the scan
+            # streams every file itself, only slower.
+            log.warning("reading ahead stopped (%s); the files are streamed", exc)
+            self.broken = True
+            self.close()
+            return None
+        if index == len(self.paths) - 1:
+            self.close()
+        if kind == "error":
+            raise DumpFileError(f"{path}: {value}")
+        if kind == "big":
+            log.info("%s decompresses to over %d MB: streamed", path, self.limit >> 20)
+            return None
+        return value if isinstance(value, bytes) else None
+
+    def close(self) -> None:
+        for future in self.pending.values():
+            future.cancel()
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
