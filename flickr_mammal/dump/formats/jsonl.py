@@ -211,7 +211,7 @@ def _parse_python(data: bytes | memoryview, texts: dict[str, str],
 class JsonLines(DumpFormat):
     name = "jsonl"
     description = "JSON lines file (plain or .gz)"
-    folder_glob = "*.jsonl|*.json|*.gz"
+    folder_glob = "*.jsonl|*.gz"  # not *.json: dataset cards, stats (name such a file itself)
     url_encoded = True
 
     def __init__(self) -> None:

@@ -15,6 +15,8 @@ import gzip
 import logging
 import multiprocessing
 import os
+import threading
+import time
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -47,6 +49,17 @@ def inflate(path: str, limit: int) -> tuple[str, bytes | str | None]:
     return ("big", None) if len(data) > limit else ("ok", data)
 
 
+def _watch_parent(parent: int) -> None:
+    """Worker start-up: exit as soon as the scan's process is gone (a kill -9 leaves the pool's
+    processes waiting on a queue whose other end they hold themselves)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
+
+
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(2) == b"\x1f\x8b"
@@ -71,13 +84,14 @@ class ReadAhead:
         spare = (os.cpu_count() or 1) - 1
         if len(gz) < 2 or spare < 1:
             return None
-        return cls(gz, min(spare, MAX_WORKERS))
+        return cls(gz, min(spare, MAX_WORKERS), LIMIT_BYTES)
 
     def _start(self, upto: int) -> None:
         if self.pool is None:
             # spawn: the scan runs threads (reader, pyarrow); a fork could copy a held lock
             self.pool = ProcessPoolExecutor(self.workers,
-                                            mp_context=multiprocessing.get_context("spawn"))
+                                            mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_watch_parent, initargs=(os.getpid(),))
         while self.submitted < min(upto, len(self.paths)):
             path = str(self.paths[self.submitted])
             self.pending[self.submitted] = self.pool.submit(inflate, path, self.limit)
