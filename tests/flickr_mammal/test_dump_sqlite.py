@@ -66,3 +66,21 @@ def test_missing_table_or_columns_are_one_line_errors(tmp_path, capsys):
     assert "holds a SQLite file" in err and "expected a JSON lines file" in err
     err = _fail(tmp_path, other, capsys, "--metadata-format", "csv")
     assert "unknown" in err and all(n in err for n in ("jsonl", "sqlite", "parquet", "yfcc100m"))
+
+
+def test_a_cell_holding_the_separator_is_read_row_by_row(tmp_path, monkeypatch):
+    from flickr_mammal.dump.formats import sqlite as fmt
+
+    rows = [d.row(i, "sunset") for i in range(1, 41)]
+    rows[20]["title"] = "my\x1fcat"  # U+001F: the fast path's cell separator
+    rows[30]["title"] = "cat"
+    dump = f.write_sqlite(rows, tmp_path / "y.sql")
+    clean = f.write_sqlite(rows[:20], tmp_path / "clean.sql")
+    slow = fmt._Reader._read_rows
+    calls = []
+    monkeypatch.setattr(fmt._Reader, "_read_rows",
+                        lambda self, last: calls.append(last) or slow(self, last))
+    assert _scan(tmp_path / "o-clean", clean)["rows"] == 20 and calls == []  # fast path
+    meta = _scan(tmp_path / "out", dump)
+    assert len(calls) == 1 and (meta["rows"], meta["candidates"]) == (40, 2)
+    assert _ids(tmp_path / "out") == {"21", "31"}

@@ -231,7 +231,7 @@ class JsonLines(DumpFormat):
     def layout(self, path: Path) -> tuple[tuple[str, ...], list[str]]:
         return (), jsonl_keys(path)
 
-    def _spans(self, path: Path, chunk_bytes: int,
+    def spans(self, path: Path, chunk_bytes: int,
                start: int) -> Iterator[tuple[int, memoryview | bytes | SkippedLine]]:
         with open(path, "rb") as handle:
             compressed = is_gzip(handle.read(2))
@@ -252,7 +252,7 @@ class JsonLines(DumpFormat):
 
         index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
-        for offset, data in self._spans(path, chunk_bytes, start):
+        for offset, data in self.spans(path, chunk_bytes, start):
             if isinstance(data, SkippedLine):
                 empty = {f: pa.array([], pa.string()) for f in texts}
                 yield Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)

@@ -99,28 +99,67 @@ class _Hits:
         return [found[r] for r in rowids]
 
 
-def _chunk_texts(raw: list[tuple], names: list[str]) -> tuple[list[int], dict[str, Any], int]:
-    """(rowids, text columns by name, malformed count) of a chunk's rows: a text cell that is
-    not UTF-8 makes its row malformed (dropped), as in parquet."""
+class _Reader:
+    """One chunk's rowids and text columns, ``WHERE rowid > last ORDER BY rowid LIMIT n``.
+
+    Fast path: SQLite concatenates each column of the chunk into one string (``group_concat``,
+    cells separated by U+001F, which URL-encoded text never holds), split by pyarrow: no
+    Python object per cell (measured about a third less CPU than fetching rows). All
+    aggregates of one query see the rows in the same order, so ids and texts stay aligned.
+    A chunk where that cannot be trusted (a cell holding U+001F, text that is not UTF-8) is
+    read again row by row, where a cell that is not UTF-8 makes its row malformed."""
+
+    def __init__(self, conn: sqlite3.Connection, names: list[str], limit: int) -> None:
+        self.conn, self.names, self.limit = conn, names, limit
+        inner = (f"SELECT rowid AS r, {', '.join(_quote(n) for n in names)} FROM "
+                 f"{_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
+        concat = ", ".join(f"group_concat(coalesce(CAST({_quote(n)} AS TEXT), ''), char(31))"
+                           for n in names)
+        self.concat = f"SELECT count(*), max(r), group_concat(r), {concat} FROM ({inner})"
+        self.rows = (f"SELECT rowid, {', '.join(f'CAST({_quote(n)} AS TEXT)' for n in names)} "
+                     f"FROM {_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
+
+    def read(self, last: int) -> tuple[int, Any, dict[str, Any], int] | None:
+        """(last rowid read, rowids kept as an int64 array, their texts by column name,
+        malformed rows) of the chunk after rowid ``last``; None past the table's end."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        count, top, ids, *blobs = self.conn.execute(self.concat, (last, self.limit)).fetchone()
+        if not count:
+            return None
+        try:
+            rowids = pc.cast(_split(ids, ","), pa.int64())
+            texts = {n: _split(b, "\x1f") for n, b in zip(self.names, blobs, strict=True)}
+        except pa.ArrowInvalid:  # text that is not UTF-8
+            return self._read_rows(last)
+        if all(len(c) == count for c in texts.values()) and len(rowids) == count:
+            return top, rowids, texts, 0
+        return self._read_rows(last)  # some cell holds the separator
+
+    def _read_rows(self, last: int) -> tuple[int, Any, dict[str, Any], int]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        raw = self.conn.execute(self.rows, (last, self.limit)).fetchall()
+        columns = list(zip(*raw, strict=True))
+        rowids = pa.array(columns[0], pa.int64())
+        texts, bad = {}, pa.array([False] * len(raw), pa.bool_())
+        for name, cells in zip(self.names, columns[1:], strict=True):
+            texts[name], mask = text_column(pa.array(cells, pa.binary()))
+            bad = pc.or_(bad, mask)
+        keep = pc.invert(bad)
+        return (raw[-1][0], rowids.filter(keep), {n: c.filter(keep) for n, c in texts.items()},
+                int(pc.sum(bad).as_py() or 0))
+
+
+def _split(blob: bytes | str, sep: str) -> Any:
+    """The cells of one concatenated column (raises ArrowInvalid unless UTF-8)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    columns = list(zip(*raw, strict=True)) if raw else [()] * (len(names) + 1)
-    rowids = pa.array(columns[0], pa.int64())
-    texts, bad = {}, None
-    for name, cells in zip(names, columns[1:], strict=True):
-        binary = pa.array(cells, pa.binary())
-        try:
-            texts[name] = binary.cast(pa.string())
-            continue
-        except pa.ArrowInvalid:  # some cell is not UTF-8: judged cell by cell (rare)
-            texts[name], mask = text_column(binary)
-        bad = mask if bad is None else pc.or_(bad, mask)
-    if bad is None:
-        return rowids.to_pylist(), texts, 0
-    keep = pc.invert(bad)
-    texts = {n: c.filter(keep) for n, c in texts.items()}
-    return rowids.filter(keep).to_pylist(), texts, int(pc.sum(bad).as_py())
+    whole = pa.array([blob], pa.large_binary()).cast(pa.large_string())
+    return pc.split_pattern(whole, sep).flatten().cast(pa.string())
 
 
 class YfccSqlite(DumpFormat):
@@ -146,24 +185,23 @@ class YfccSqlite(DumpFormat):
         texts = {f: fields[f] for f in text_fields if f in fields}
         names = sorted(set(texts.values()))
         limit = max(1, chunk_bytes * ROWS_PER_MB >> 20)
-        sql = (f"SELECT rowid, {', '.join(f'CAST({_quote(n)} AS TEXT)' for n in names)} "
-               f"FROM {_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
         hits = _Hits(path, fields, texts)
         conn = connect(path)
         conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
+        reader = _Reader(conn, names, limit)
         try:
             while True:
                 try:
-                    raw = conn.execute(sql, (last, limit)).fetchall()
+                    got = reader.read(last)
                 except sqlite3.DatabaseError as exc:
                     raise DumpFileError(f"{path}: rows after rowid {last} cannot be read "
                                         f"({exc}); expected a complete SQLite file") from None
-                if not raw:
+                if got is None:
                     return
-                start, last = last, raw[-1][0]
-                rowids, columns, malformed = _chunk_texts(raw, names)
+                start, (last, rowids, columns, malformed) = last, got
                 yield Chunk(index, start, last, {f: columns[c] for f, c in texts.items()},
-                            lambda picked, ids=rowids: hits.rows([ids[i] for i in picked]),
+                            lambda picked, ids=rowids: hits.rows(
+                                ids.take(picked).to_pylist()),
                             len(rowids), malformed)
                 index += 1
         finally:
