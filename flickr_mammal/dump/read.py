@@ -1,6 +1,7 @@
 """What a metadata dump is and how to read it: :class:`MetadataConfig`, the record fields and
 the dump columns they come from, column mapping. The formats themselves (YFCC100M TSV, plain
-or .bz2; parquet) are a registry, one module each in :mod:`flickr_mammal.dump.formats`; a
+or .bz2; its SQLite and JSON-lines copies; parquet) are a registry, one module each in
+:mod:`flickr_mammal.dump.formats`; a
 file's format is told by its content unless ``--metadata-format`` forces one.
 """
 
@@ -101,7 +102,8 @@ class MetadataConfig:
         found = _listed(root, "*")
         if not found:
             raise DumpFileError(f"--metadata {root}: the folder holds no file; expected "
-                                "metadata files (YFCC100M TSV, .bz2 or parquet)")
+                                "metadata files (YFCC100M TSV or .bz2, SQLite, JSON lines or "
+                                ".gz, parquet)")
         return detect_format(found[0])
 
     def files(self) -> list[Path]:
