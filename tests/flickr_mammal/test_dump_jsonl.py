@@ -64,8 +64,13 @@ def test_blank_lines_keep_rows_and_lines_aligned(tmp_path):
 
 def test_whole_file_problems_are_one_line_errors(tmp_path, capsys):
     good = b"".join(_line(i) for i in range(3000))
+    packed = gzip.compress(good)
+    middle = len(packed) // 2
+    corrupt = packed[:middle] + bytes(b ^ 0xFF for b in packed[middle:middle + 200]) \
+        + packed[middle + 200:]
     files = {
-        "truncated.jsonl.gz": (gzip.compress(good)[:-2000], "ends before its end marker"),
+        "truncated.jsonl.gz": (packed[:-2000], "ends before its end marker"),
+        "corrupt.jsonl.gz": (corrupt, "not a valid gzip stream"),
         "cut.jsonl": (b'{"photoid": 1,\n' + good, "line 1 is not a JSON object"),
         "blank.jsonl": (b"{}\n", "no column 'photoid'"),
     }

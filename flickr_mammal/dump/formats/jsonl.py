@@ -72,8 +72,7 @@ class _Reading:
         return None
 
     def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, EOFError | zlib.error) or (
-                isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError)):
+        if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
             raise DumpFileError(f"{self.path}: {gzip_error(exc)}") from None
         return False
 
