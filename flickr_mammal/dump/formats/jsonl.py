@@ -11,7 +11,7 @@ may be a JSON number or a string (ids, dates, coordinates), a text field a numbe
 Chunks are the TSV's (:func:`~flickr_mammal.dump.formats.tsv.line_chunks`): whole lines up to
 ``chunk_bytes``, resumed at their offset in the decompressed bytes. Plain files are
 memory-mapped; a gzip file is streamed, or, in a folder of several, decompressed whole by
-:class:`~flickr_mammal.dump.formats.readahead.ReadAhead` in other processes, the next files
+:class:`~flickr_mammal.dump.formats.readahead.ReadAhead` in other threads, the next files
 while this one is parsed (same boundaries either way). pyarrow.json parses the text fields
 only; the lines of the prefilter's few hits are parsed in full with :func:`json.loads`. A chunk
 pyarrow refuses (a line that is no JSON object, a number or list where text belongs) is parsed
@@ -238,7 +238,7 @@ class JsonLines(DumpFormat):
             yield from tsv_spans(path, chunk_bytes, start)
             return
         whole = self.ahead.take(path) if self.ahead is not None else None
-        if whole is not None:  # decompressed ahead, in another process
+        if whole is not None:  # decompressed ahead, in another thread
             yield from buffer_spans(whole, chunk_bytes, start)
             return
         with _Reading(path), gzip.open(path, "rb") as stream:
