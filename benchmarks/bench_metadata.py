@@ -15,8 +15,8 @@ times (the range is printed: on a shared machine single runs mislead):
   (SQLite, JSON lines): the format's chunks (text columns read or parsed), no filtering;
 - gzip -dc (gzipped JSON-lines folder): ``gzip -dc`` of the same files to /dev/null in one
   process, the reference for "as fast as decompression allows"; stream: each file
-  decompressed in this process in turn; bytes: the scan's own decompression (worker
-  processes reading ahead, one fewer than the CPUs);
+  decompressed in this thread in turn; bytes: the scan's own decompression (threads reading
+  ahead, one fewer than the CPUs);
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
   match, filters, staging commits and the final selection).
 
@@ -25,8 +25,7 @@ threads; steadier than wall time when other jobs share the CPUs), scan/parse and
 ratios, and the scan's fraction of the 1M rows/s goal.
 
 The SQLite file, the JSON lines and the folder (64 files, the yfcc100m tool's layout) are
-converted from the same synthetic TSV (benchmarks/_metadata_copies.py). CPU seconds count this
-process only, not the read-ahead workers.
+converted from the same synthetic TSV (benchmarks/_metadata_copies.py).
 
     python benchmarks/bench_metadata.py [--rows 1000000] [--repeat 3] [--formats tsv,parquet]
     python benchmarks/bench_metadata.py --rows 200000 --formats sqlite,jsonl,jsonl.gz
@@ -179,7 +178,7 @@ def format_bytes(config: MetadataConfig) -> int:
 
 def format_stream(config: MetadataConfig) -> int:
     """Lines of each gzip file decompressed in this process, one after the other (no reading
-    ahead): what the read-ahead workers are measured against."""
+    ahead): what the read-ahead threads are measured against."""
     return sum(bytes(data).count(b"\n") for path in config.files()
                for _, data in line_chunks(gzip.open(path, "rb"), True, config.chunk_bytes, 0))
 
