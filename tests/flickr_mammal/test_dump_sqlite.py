@@ -84,3 +84,19 @@ def test_a_cell_holding_the_separator_is_read_row_by_row(tmp_path, monkeypatch):
     meta = _scan(tmp_path / "out", dump)
     assert len(calls) == 1 and (meta["rows"], meta["candidates"]) == (40, 2)
     assert _ids(tmp_path / "out") == {"21", "31"}
+
+
+def test_a_database_being_written_is_read_without_the_immutable_promise(tmp_path):
+    dump = f.write_sqlite(d.RULE_ROWS, tmp_path / "live.sql")
+    writer = sqlite3.connect(dump)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("INSERT INTO yfcc100m_dataset (photoid, title) VALUES (999, 'late cat')")
+    writer.commit()  # the row sits in live.sql-wal until a checkpoint
+    try:
+        assert (tmp_path / "live.sql-wal").exists()
+        conn = connect(dump)
+        count = conn.execute("SELECT count(*) FROM yfcc100m_dataset").fetchone()[0]
+        conn.close()
+        assert count == len(d.RULE_ROWS) + 1  # immutable would have skipped the WAL's row
+    finally:
+        writer.close()
