@@ -1,4 +1,5 @@
-"""Metadata-dump search speed (rows/s) for TSV, TSV.bz2 and parquet, against just reading them.
+"""Metadata-dump search speed (rows/s) for TSV, TSV.bz2, parquet, SQLite and JSON lines (plain,
+and a folder of gzip files), against just reading them.
 
 Writes a synthetic dump in the real YFCC100M layout (25 tab-separated columns, URL-encoded
 text, about 500 bytes a row like the real file; half the rows geotagged; about 1% of rows name
@@ -11,6 +12,11 @@ times (the range is printed: on a shared machine single runs mislead):
 - read (parquet): each row group's scan columns decoded - the limit of a parquet scan;
 - parse (TSV formats): the scan's own chunker + pyarrow.csv parse of the columns the scan
   parses (id and texts), no filtering - the limit of any scan that parses with pyarrow;
+  (SQLite, JSON lines): the format's chunks (text columns read or parsed), no filtering;
+- gzip -dc (gzipped JSON-lines folder): ``gzip -dc`` of the same files to /dev/null in one
+  process, the reference for "as fast as decompression allows"; stream: each file
+  decompressed in this thread in turn; bytes: the scan's own decompression (threads reading
+  ahead, one fewer than the CPUs);
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
   match, filters, staging commits and the final selection).
 
@@ -18,13 +24,19 @@ Printed: rows/s (wall; median and min-max of the runs), CPU seconds per million 
 threads; steadier than wall time when other jobs share the CPUs), scan/parse and scan/bytes
 ratios, and the scan's fraction of the 1M rows/s goal.
 
+The SQLite file, the JSON lines and the folder (64 files, the yfcc100m tool's layout) are
+converted from the same synthetic TSV (benchmarks/_metadata_copies.py).
+
     python benchmarks/bench_metadata.py [--rows 1000000] [--repeat 3] [--formats tsv,parquet]
+    python benchmarks/bench_metadata.py --rows 200000 --formats sqlite,jsonl,jsonl.gz
 """
 
 from __future__ import annotations
 
 import argparse
 import bz2
+import gzip
+import math
 import os
 import random
 import shutil
@@ -37,10 +49,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _metadata_copies import gzip_dc_seconds, to_gz_folder, to_jsonl, to_sqlite
 
 from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES
+from flickr_mammal.dump.formats.tsv import line_chunks
 from flickr_mammal.dump.read import (
     TEXT_FIELDS,
     YFCC_COLUMNS,
@@ -144,6 +158,31 @@ def read_only(config: MetadataConfig) -> int:
                for _, data in spans(path, config.chunk_bytes))
 
 
+def format_read(config: MetadataConfig) -> int:
+    """Rows of the format's own chunks (SQLite, JSON lines), no filtering."""
+    fmt, rows = config.reader, 0
+    for path in config.files():
+        layout, available = fmt.layout(path)
+        fields = resolve_columns(config.mapping, available, str(path))
+        for chunk in fmt.chunks(path, layout, fields, TEXT_FIELDS, config.chunk_bytes, []):
+            rows += chunk.num_rows
+    return rows
+
+
+def format_bytes(config: MetadataConfig) -> int:
+    """Lines of the JSON-lines reader's decompressed (or memory-mapped) bytes, not parsed."""
+    fmt = config.reader
+    return sum(bytes(data).count(b"\n") for path in config.files()
+               for _, data in fmt.spans(path, config.chunk_bytes, 0))
+
+
+def format_stream(config: MetadataConfig) -> int:
+    """Lines of each gzip file decompressed in this process, one after the other (no reading
+    ahead): what the read-ahead threads are measured against."""
+    return sum(bytes(data).count(b"\n") for path in config.files()
+               for _, data in line_chunks(gzip.open(path, "rb"), True, config.chunk_bytes, 0))
+
+
 def scan(config: MetadataConfig) -> int:
     with tempfile.TemporaryDirectory() as tmp, Catalog.open(Path(tmp) / "c.sqlite") as cat:
         summary = search_dump(config, cat, classes=CLASS_NAMES, licenses=DEFAULT_LICENSES,
@@ -168,8 +207,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--formats", default="tsv,parquet,tsv.bz2",
-                        help="comma-separated: tsv, parquet, tsv.bz2")
+    parser.add_argument("--formats", default="tsv,parquet,tsv.bz2,sqlite,jsonl,jsonl.gz",
+                        help="comma-separated: tsv, parquet, tsv.bz2, sqlite, jsonl, jsonl.gz "
+                        "(a folder of gzip files)")
     parser.add_argument("--dir", default=".bench/metadata")
     args = parser.parse_args()
     folder = Path(args.dir)
@@ -182,34 +222,49 @@ def main() -> None:
         print(f"wrote {tsv} ({tsv.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - start:.0f}s")
     files = {"tsv": tsv, "tsv.bz2": tsv.with_name(tsv.name + ".bz2"),
-             "parquet": tsv.with_suffix(".parquet")}
+             "parquet": tsv.with_suffix(".parquet"), "sqlite": tsv.with_suffix(".sql"),
+             "jsonl": tsv.with_suffix(".jsonl"), "jsonl.gz": tsv.with_suffix(".gzfolder")}
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if "tsv.bz2" in formats and not files["tsv.bz2"].exists():
         with open(tsv, "rb") as src, bz2.open(files["tsv.bz2"], "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 24)
     if "parquet" in formats and not files["parquet"].exists():
         to_parquet(tsv, files["parquet"])
+    if "sqlite" in formats and not files["sqlite"].exists():
+        to_sqlite(tsv, files["sqlite"])
+    if {"jsonl", "jsonl.gz"} & set(formats) and not files["jsonl"].exists():
+        to_jsonl(tsv, files["jsonl"])
+    if "jsonl.gz" in formats and not files["jsonl.gz"].exists():
+        to_gz_folder(files["jsonl"], files["jsonl.gz"])
     print(f"{args.rows:,} rows, {args.repeat} runs each; pyarrow {pa.__version__}, "
           f"{pa.cpu_count()} arrow threads, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} (above ~0.5: other jobs share the CPUs)")
-    print(f"{'format':8} {'MB':>5} {'stage':6} {'rows/s median':>13} {'(min-max)':>19} "
+    print(f"{'format':8} {'MB':>5} {'stage':8} {'rows/s median':>13} {'(min-max)':>19} "
           f"{'CPU s/M':>7}  vs")
     for name in formats:
         path = files[name]
         config = MetadataConfig(str(path))
-        jobs = [("bytes", bare_read), ("parse", read_only), ("scan", scan)]
-        if name == "parquet":
-            jobs = [("read", read_only), ("scan", scan)]
+        jobs = {"parquet": [("read", read_only), ("scan", scan)],
+                "sqlite": [("read", format_read), ("scan", scan)],
+                "jsonl": [("bytes", format_bytes), ("parse", format_read), ("scan", scan)],
+                "jsonl.gz": [("gzip -dc", None), ("stream", format_stream), ("bytes", format_bytes),
+                             ("parse", format_read), ("scan", scan)],
+                }.get(name, [("bytes", bare_read), ("parse", read_only), ("scan", scan)])
+        size = sum(p.stat().st_size for p in (path.iterdir() if path.is_dir() else [path]))
         medians = {}
         for stage, job in jobs:
-            speeds, cpu = timed(job, config, args.rows, args.repeat)
+            if job is None:  # gzip -dc: wall time of the reference tool, no CPU figure
+                speeds = [args.rows / gzip_dc_seconds(path) for _ in range(args.repeat)]
+                cpu = math.nan
+            else:
+                speeds, cpu = timed(job, config, args.rows, args.repeat)
             medians[stage] = statistics.median(speeds)
             note = ""
             if stage == "scan":
                 note = ", ".join(f"{medians['scan'] / v:.2f} of {k}"
                                  for k, v in medians.items() if k != "scan")
                 note += f", {medians['scan'] / 1e6:.2f} of the 1M rows/s goal"
-            print(f"{name:8} {path.stat().st_size / 1e6:5.0f} {stage:6} {medians[stage]:13,.0f} "
+            print(f"{name:8} {size / 1e6:5.0f} {stage:8} {medians[stage]:13,.0f} "
                   f"({min(speeds):8,.0f}-{max(speeds):8,.0f}) {cpu:7.2f}  {note}", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 

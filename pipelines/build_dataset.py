@@ -137,15 +137,16 @@ OPTIONS: tuple[FieldOption, ...] = (
                 "decimals kept of exported coordinates"),
     FieldOption("--commit-every", BUILD, "commit_every", "records per catalog transaction"),
     FieldOption("--metadata", BUILD, "metadata", "search a local metadata dump instead of the API: "
-                "the YFCC100M dataset file (TSV, or .bz2) or a parquet file or folder (no key "
-                "needed)", type=str),
+                "YFCC100M metadata as TSV (or .bz2), the AWS SQLite file, JSON lines (or .gz) "
+                "or parquet; a file or folder (no key needed)", type=str),
     FieldOption("--metadata-format", METADATA, "format", "format of --metadata: auto (told by each "
                 f"file's content) or one of {', '.join(format_names())}"),
     FieldOption("--metadata-columns", METADATA, "columns", "field=column,... to map the dump's "
                 "column names (flickr_mammal.dump.read.FIELDS)", type=str, show=_columns_text,
                 read=parse_columns),
-    FieldOption("--metadata-chunk-mb", METADATA, "chunk_bytes", "TSV megabytes per scan chunk",
-                type=float, show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
+    FieldOption("--metadata-chunk-mb", METADATA, "chunk_bytes",
+                "megabytes per scan chunk (SQLite: 2,048 rows a MB)", type=float,
+                show=lambda n: n / _MB, read=lambda mb: int(mb * _MB)),
     FieldOption("--min-kept-fraction", BUILD, "min_kept_fraction", "fail (exit 1) when cleaning "
                 "keeps less than this share of the images (a build keeping none always fails)"),
     FieldOption("--progress", BUILD, "progress", "progress bars (--no-progress: none)"),

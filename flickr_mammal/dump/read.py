@@ -1,6 +1,7 @@
 """What a metadata dump is and how to read it: :class:`MetadataConfig`, the record fields and
 the dump columns they come from, column mapping. The formats themselves (YFCC100M TSV, plain
-or .bz2; parquet) are a registry, one module each in :mod:`flickr_mammal.dump.formats`; a
+or .bz2; its SQLite and JSON-lines copies; parquet) are a registry, one module each in
+:mod:`flickr_mammal.dump.formats`; a
 file's format is told by its content unless ``--metadata-format`` forces one.
 """
 
@@ -101,7 +102,8 @@ class MetadataConfig:
         found = _listed(root, "*")
         if not found:
             raise DumpFileError(f"--metadata {root}: the folder holds no file; expected "
-                                "metadata files (YFCC100M TSV, .bz2 or parquet)")
+                                "metadata files (YFCC100M TSV or .bz2, SQLite, JSON lines or "
+                                ".gz, parquet)")
         return detect_format(found[0])
 
     def files(self) -> list[Path]:
@@ -114,6 +116,7 @@ class MetadataConfig:
                                 f"file; expected {fmt.description}s")
         for path in found:
             check_format(path, fmt)
+        fmt.plan(found)
         return found
 
 
@@ -150,7 +153,7 @@ def resolve_columns(mapping: Mapping[str, str], available: Sequence[str],
 
 
 def _listed(root: Path, pattern: str) -> list[Path]:
-    """The files under ``root`` matching ``pattern``, sorted; hidden ones (.crc, .DS_Store)
-    and Spark's ``_SUCCESS`` markers are not data."""
-    return sorted(p for p in root.rglob(pattern) if p.is_file()
-                  and not p.name.startswith((".", "_")))
+    """The files under ``root`` matching ``pattern`` (``a|b``: either), sorted; hidden ones
+    (.crc, .DS_Store) and Spark's ``_SUCCESS`` markers are not data."""
+    return sorted({p for one in pattern.split("|") for p in root.rglob(one) if p.is_file()
+                   and not p.name.startswith((".", "_"))})

@@ -2,7 +2,8 @@
 a :class:`DumpFormat` (name -> reader) with :func:`register_format` when imported. Every module
 of the package is imported here, so adding a format is adding one file.
 
-A file's format is told by its content (:meth:`DumpFormat.detect`, magic bytes), or forced with
+A file's format is told by its content (:meth:`DumpFormat.detect`, magic bytes; a ``fallback``
+format, the YFCC100M TSV that claims any text, is tried last), or forced with
 ``--metadata-format NAME``. A reader turns a file into deterministic :class:`Chunk` s (so a
 resumed scan meets the same ones); a malformed row or cell is counted in ``Chunk.malformed``
 and skipped, never raised; a file that cannot be read at all raises
@@ -43,12 +44,22 @@ class DumpFormat:
 
     name: str = ""
     description: str = ""       # for the --metadata-format help and errors ("parquet file")
-    folder_glob: str = "*"      # the files of a folder this format reads
-    url_encoded: bool = False   # text is URL-encoded (YFCC100M TSV)
+    folder_glob: str = "*"      # the files of a folder this format reads ("a|b": either)
+    url_encoded: bool = False   # text is URL-encoded (YFCC100M: TSV and its copies)
+    fallback: bool = False      # detect claims what the others do not: tried last
 
     def detect(self, head: bytes) -> bool:
         """Is a file starting with ``head`` (HEAD_BYTES bytes) of this format?"""
         raise NotImplementedError
+
+    def detect_path(self, path: Path, head: bytes) -> bool:
+        """:meth:`detect`, for a format that must look past the head (inside a gzip stream)."""
+        return self.detect(head)
+
+    def plan(self, paths: Sequence[Path]) -> None:
+        """Told the files a scan reads, in order, before it reads them: a format may read
+        ahead (decompress the next files in other processes). Nothing is read here."""
+        return None
 
     def layout(self, path: Path) -> tuple[tuple[str, ...], list[str]]:
         """(positional column names or (), the columns available to map fields to)."""
@@ -96,8 +107,8 @@ def detect_format(path: Path) -> DumpFormat:
     head = read_head(path)
     if not head:
         raise DumpFileError(f"{path} is empty; expected {_expected()}")
-    for fmt in _FORMATS.values():
-        if fmt.detect(head):
+    for fmt in _detection_order():
+        if fmt.detect_path(path, head):
             return fmt
     raise DumpFileError(f"{path} is in no known metadata format (it starts {head[:8]!r}); "
                         f"expected {_expected()}")
@@ -108,11 +119,30 @@ def check_format(path: Path, fmt: DumpFormat) -> None:
     head = read_head(path)
     if not head:
         raise DumpFileError(f"{path} is empty; expected a {fmt.description}")
-    if not fmt.detect(head):
-        found = next((f for f in _FORMATS.values() if f.detect(head)), None)
+    if not fmt.detect_path(path, head):
+        found = next((f for f in _detection_order() if f.detect_path(path, head)), None)
         what = f"a {found.description}" if found else f"something else ({head[:8]!r})"
         raise DumpFileError(f"{path} holds {what}; expected a {fmt.description} "
                             "(--metadata-format)")
+
+
+def text_cell(value: Any) -> str | None:
+    """A text field's cell from a typed source (JSON, SQLite) as text: numbers as written,
+    a list (tags) joined by commas, bytes as UTF-8; ValueError for a cell no text can be (an
+    object, bytes that are not UTF-8): its row is malformed."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")  # UnicodeDecodeError is a ValueError
+    if isinstance(value, bool | int | float):
+        return str(value)
+    if isinstance(value, list):
+        return ",".join(t for t in map(text_cell, value) if t is not None)
+    raise ValueError(f"a {type(value).__name__} where text belongs")
+
+
+def _detection_order() -> list[DumpFormat]:
+    return sorted(_FORMATS.values(), key=lambda f: f.fallback)
 
 
 def _expected() -> str:

@@ -117,11 +117,13 @@ def tsv_chunks(path: Path, chunk_bytes: int,
     which cannot seek, carries that line over."""
     compressed = is_bz2(_head(path))
     with _Reading(path), _open(path) as handle:
-        yield from _chunks(handle, compressed, chunk_bytes, start)
+        yield from line_chunks(handle, compressed, chunk_bytes, start)
 
 
-def _chunks(handle: Any, compressed: bool, chunk_bytes: int,
-            start: int) -> Iterator[tuple[int, bytes | SkippedLine]]:
+def line_chunks(handle: Any, compressed: bool, chunk_bytes: int,
+                start: int) -> Iterator[tuple[int, bytes | SkippedLine]]:
+    """The chunks of :func:`tsv_chunks` from an open binary ``handle`` (``compressed``: a
+    stream that cannot seek, decompressed up to ``start``); any line-based format uses it."""
     if compressed:
         skip = start
         while skip > 0:
@@ -170,12 +172,20 @@ def tsv_spans(path: Path, chunk_bytes: int,
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
     if hasattr(mapped, "madvise"):
         mapped.madvise(mmap.MADV_SEQUENTIAL)
-    view = memoryview(mapped)
+    yield from buffer_spans(mapped, chunk_bytes, start)
+
+
+def buffer_spans(buffer: Any, chunk_bytes: int,
+                 start: int = 0) -> Iterator[tuple[int, memoryview | SkippedLine]]:
+    """:func:`tsv_spans` over any buffer with ``find``/``rfind`` (a memory map, or bytes
+    decompressed whole): zero-copy views with the streamed chunker's boundaries."""
+    size = len(buffer)
+    view = memoryview(buffer)
     offset = start
     while offset < size:
-        cut = mapped.rfind(b"\n", offset, min(size, offset + chunk_bytes)) + 1
+        cut = buffer.rfind(b"\n", offset, min(size, offset + chunk_bytes)) + 1
         if not cut:  # a line longer than chunk_bytes (or the unterminated tail): whole
-            newline = mapped.find(b"\n", offset + chunk_bytes)
+            newline = buffer.find(b"\n", offset + chunk_bytes)
             cut = size if newline < 0 else newline + 1
             if cut - offset - (newline >= 0) > MAX_LINE_BYTES:  # the line's text, no newline
                 yield offset, SkippedLine(cut - offset)
@@ -284,6 +294,7 @@ class YfccTsv(DumpFormat):
     name = "yfcc100m"
     description = "YFCC100M TSV file (plain or .bz2)"
     url_encoded = True
+    fallback = True  # any text is taken for TSV once the other formats have declined it
 
     def detect(self, head: bytes) -> bool:
         return is_bz2(head) or not any(b in _BINARY for b in head)

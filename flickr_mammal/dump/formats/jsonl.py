@@ -1,0 +1,265 @@
+"""JSON-lines metadata (copies of YFCC100M): one object per line, plain or gzip-compressed,
+one file or a folder of them.
+
+The ``yfcc100m`` tool converts the AWS SQLite copy into 4,096 gzip files (``000.gz``, ...; each
+many gzip members, appended in batches) of JSON lines keyed by the 23 YFCC100M column names (plus
+its ``key``); Hugging Face re-publications ship a ``metadata.jsonl`` with the same keys plus
+their own. Keys are found by the YFCC100M names (others: ``--metadata-columns``); other keys
+are ignored. Text keeps YFCC100M's URL-encoding (decoded for matching, as for the TSV); a value
+may be a JSON number or a string (ids, dates, coordinates), a text field a number or a list.
+
+Chunks are the TSV's (:func:`~flickr_mammal.dump.formats.tsv.line_chunks`): whole lines up to
+``chunk_bytes``, resumed at their offset in the decompressed bytes. Plain files are
+memory-mapped; a gzip file is streamed, or, in a folder of several, decompressed whole by
+:class:`~flickr_mammal.dump.formats.readahead.ReadAhead` in other threads, the next files
+while this one is parsed (same boundaries either way). pyarrow.json parses the text fields
+only; the lines of the prefilter's few hits are parsed in full with :func:`json.loads`. A chunk
+pyarrow refuses (a line that is no JSON object, a number or list where text belongs) is parsed
+line by line in Python instead: a line that cannot be read is one malformed row.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flickr_mammal.dump.errors import DumpFileError
+from flickr_mammal.dump.formats import (
+    MAX_LINE_BYTES,
+    Chunk,
+    DumpFormat,
+    register_format,
+    text_cell,
+)
+from flickr_mammal.dump.formats.readahead import ReadAhead, gzip_error
+from flickr_mammal.dump.formats.tsv import SkippedLine, buffer_spans, line_chunks, tsv_spans
+
+GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_BLOCK = 1 << 20  # pyarrow.json block: 1 MB measured faster than 16 MB (cache)
+
+
+def is_gzip(head: bytes) -> bool:
+    return head.startswith(GZIP_MAGIC)
+
+
+def _looks_like_json(head: bytes) -> bool:
+    return head.removeprefix(_BOM).lstrip(b" \t\r\n").startswith(b"{")
+
+
+def _gzip_head(path: Path) -> bytes:
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read(64)
+    except (OSError, EOFError, zlib.error):
+        return b""
+
+
+class _Reading:
+    """Turns a gzip stream's failures into one line naming the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
+            raise DumpFileError(f"{self.path}: {gzip_error(exc)}") from None
+        return False
+
+
+def _open(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        compressed = is_gzip(handle.read(2))
+    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+
+
+def jsonl_keys(path: Path) -> list[str]:
+    """The keys of the first object of ``path`` (the columns fields are mapped to)."""
+    number, line = 0, b"\n"
+    with _Reading(path), _open(path) as handle:
+        while line and not line.strip() and number < 1000:  # leading blank lines: no rows
+            line, number = handle.readline(MAX_LINE_BYTES + 1), number + 1
+    if not line.strip():
+        raise DumpFileError(f"{path} holds no data (no line with a JSON object); expected "
+                            "JSON lines")
+    try:
+        first = json.loads(line)
+    except ValueError:
+        first = None
+    if not isinstance(first, dict):
+        raise DumpFileError(f"{path}: line {number} is not a JSON object (it starts "
+                            f"{line[:20]!r}); expected one object per line")
+    return list(first)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """One chunk's text columns, row count, malformed lines, and its full rows on demand."""
+
+    texts: dict[str, Any]
+    num_rows: int
+    malformed: int
+    rows_at: Callable[[list[int]], list[dict[str, Any]]]
+
+
+def parse_lines(data: bytes | memoryview, texts: dict[str, str],
+                fields: dict[str, str]) -> Parsed:
+    """Parse a chunk of JSON lines: ``texts`` field -> key of the text fields (pyarrow string
+    arrays), ``fields`` field -> key of the rows given by ``rows_at``."""
+    import pyarrow as pa
+
+    try:
+        table = _read_json(data, sorted(set(texts.values())))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return _parse_python(data, texts, fields)
+    columns = {f: table[c].combine_chunks() for f, c in texts.items()}
+    return Parsed(columns, table.num_rows, 0,
+                  _LineRows(data, table.num_rows, fields).rows_at)
+
+
+def _read_json(data: bytes | memoryview, keys: list[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    schema = pa.schema([(k, pa.string()) for k in keys])
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    block = _BLOCK
+    while True:
+        try:
+            return pj.read_json(pa.py_buffer(data), parse_options=parse,
+                                read_options=pj.ReadOptions(block_size=block))
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block > len(data):
+                raise
+            block = len(data) + 1  # an object longer than a block: the chunk as one block
+
+
+class _LineRows:
+    """Full rows of some rows of a chunk pyarrow parsed: pyarrow skips blank lines, so row k
+    is the k-th line holding anything but whitespace; the line bounds are found once, when
+    the first rows are asked for (nearly every chunk has a hit or two)."""
+
+    def __init__(self, data: bytes | memoryview, num_rows: int, fields: dict[str, str]) -> None:
+        self.data, self.num_rows, self.fields = data, num_rows, fields
+        self.bounds: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        data = self.data
+        newlines = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        starts = np.concatenate(([0], newlines + 1))
+        ends = np.concatenate((newlines, [len(data)]))
+        keep = ends > starts
+        starts, ends = starts[keep], ends[keep]
+        if len(starts) != self.num_rows:  # whitespace-only lines: judged one by one (rare)
+            raw = bytes(data)
+            pairs = [(s, e) for s, e in zip(starts.tolist(), ends.tolist(), strict=True)
+                     if raw[s:e].strip()]
+            starts = np.array([s for s, _ in pairs], np.int64)
+            ends = np.array([e for _, e in pairs], np.int64)
+        return starts, ends
+
+    def rows_at(self, indices: list[int]) -> list[dict[str, Any]]:
+        if self.bounds is None:
+            self.bounds = self._bounds()
+        starts, ends = self.bounds
+        out = []
+        for i in indices:
+            value = json.loads(bytes(self.data[starts[i]:ends[i]]))
+            out.append({f: value.get(c) for f, c in self.fields.items()})
+        return out
+
+
+def _parse_python(data: bytes | memoryview, texts: dict[str, str],
+                  fields: dict[str, str]) -> Parsed:
+    """Line by line: a line that is no JSON object, or whose text field cannot be text, is
+    one malformed row; numbers and lists in text fields become text."""
+    import pyarrow as pa
+
+    keys = sorted(set(texts.values()))
+    values: dict[str, list[str | None]] = {k: [] for k in keys}
+    rows: list[dict[str, Any]] = []
+    malformed = 0
+    for line in bytes(data).split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+            if not isinstance(value, dict):
+                raise ValueError("not an object")
+            cells = {k: text_cell(value.get(k)) for k in keys}
+        except (ValueError, RecursionError):
+            malformed += 1
+            continue
+        for k in keys:
+            values[k].append(cells[k])
+        rows.append({f: cells[c] if c in cells else value.get(c) for f, c in fields.items()})
+    columns = {f: pa.array(values[c], pa.string()) for f, c in texts.items()}
+    return Parsed(columns, len(rows), malformed, lambda indices: [rows[i] for i in indices])
+
+
+class JsonLines(DumpFormat):
+    name = "jsonl"
+    description = "JSON lines file (plain or .gz)"
+    folder_glob = "*.jsonl|*.gz"  # not *.json: dataset cards, stats (name such a file itself)
+    url_encoded = True
+
+    def __init__(self) -> None:
+        self.ahead: ReadAhead | None = None
+
+    def detect(self, head: bytes) -> bool:
+        return _looks_like_json(head)
+
+    def detect_path(self, path: Path, head: bytes) -> bool:
+        return _looks_like_json(_gzip_head(path)) if is_gzip(head) else self.detect(head)
+
+    def plan(self, paths: Sequence[Path]) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
+        self.ahead = ReadAhead.for_files(paths)
+
+    def layout(self, path: Path) -> tuple[tuple[str, ...], list[str]]:
+        return (), jsonl_keys(path)
+
+    def spans(self, path: Path, chunk_bytes: int,
+               start: int) -> Iterator[tuple[int, memoryview | bytes | SkippedLine]]:
+        with open(path, "rb") as handle:
+            compressed = is_gzip(handle.read(2))
+        if not compressed:
+            yield from tsv_spans(path, chunk_bytes, start)
+            return
+        whole = self.ahead.take(path) if self.ahead is not None else None
+        if whole is not None:  # decompressed ahead, in another thread
+            yield from buffer_spans(whole, chunk_bytes, start)
+            return
+        with _Reading(path), gzip.open(path, "rb") as stream:
+            yield from line_chunks(stream, True, chunk_bytes, start)
+
+    def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
+               text_fields: Sequence[str], chunk_bytes: int,
+               done: list[tuple[int, int]]) -> Iterator[Chunk]:
+        import pyarrow as pa
+
+        index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
+        texts = {f: fields[f] for f in text_fields if f in fields}
+        for offset, data in self.spans(path, chunk_bytes, start):
+            if isinstance(data, SkippedLine):
+                empty = {f: pa.array([], pa.string()) for f in texts}
+                yield Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
+            else:
+                parsed = parse_lines(data, texts, fields)
+                yield Chunk(index, offset, offset + len(data), parsed.texts, parsed.rows_at,
+                            parsed.num_rows, parsed.malformed)
+            index += 1
+
+
+register_format(JsonLines())
