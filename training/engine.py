@@ -46,6 +46,13 @@ from training.comm import GroupedComm, LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
+from training.participation import (
+    Rounds,
+    check_participation,
+    check_supported,
+    participants_per_round,
+    partition_size,
+)
 from training.protocol import Protocol
 from training.sampling import stacked_batches
 
@@ -88,6 +95,10 @@ class TrainConfig:
     layer_multipliers: str = "none"
     bn_average: str = "pytorch"
     bn_fraction: float = 0.999
+    # Partial participation (training.participation, docs/engine.md): each round a seeded
+    # sample of the partitions trains; a float is a fraction in (0, 1], an int a count (1 is
+    # one partition, 1.0 all of them); None: every partition, every iteration
+    participation: float | int | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
@@ -103,6 +114,8 @@ class TrainConfig:
             raise ValueError(f"bf16 autocast is a CUDA option; device is {self.device!r}: set "
                              "device='cuda' or bf16=False")
         Protocol(self.layer_multipliers, self.bn_average, self.bn_fraction)   # validates
+        if self.participation is not None:
+            check_participation(self.participation)
         if any(not 0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of iterations in (0, 1], "
                              f"got {self.lr_milestones}")
@@ -197,7 +210,9 @@ class Trainer:
         vectorize = (config.vectorize if config.vectorize is not None
                      else torch.device(config.device).type != "cpu")
         module, multipliers = config.protocol.prepare(model_fn())
-        self.stack = StackedModel(module, len(train), config.device, vectorize,
+        self.rounds = self._rounds(algorithm, config, runs, callbacks)
+        rows = len(train) if self.rounds is None else self.rounds.rows
+        self.stack = StackedModel(module, rows, config.device, vectorize,
                                   channels_last=config.channels_last, bf16=config.bf16)
         self.multipliers = None if multipliers is None else multipliers.to(config.device)
         for run, seed in enumerate(self.seeds[1:], start=1):   # each run's own initial model
@@ -220,6 +235,31 @@ class Trainer:
                                         device=self.stack.params.device)
         self._float_buffers = [b for b in self.stack.buffers.values() if b.is_floating_point()]
         self.iteration = 0
+        if self.rounds is not None:
+            self.rounds.store_global(self.stack)
+            self.rounds.begin(self.state, self.stack.params.device)
+
+    def _rounds(self, algorithm: Algorithm, config: TrainConfig, runs: int,
+                callbacks: Sequence[Callable[[Trainer], None]]) -> Rounds | None:
+        """The round bookkeeping of a partial-participation run; None when every partition
+        trains every iteration (participation unset or covering all N: the ordinary run)."""
+        if config.participation is None:
+            return None
+        check_supported(algorithm)
+        count = participants_per_round(config.participation, self.num_partitions)
+        if count == self.num_partitions:
+            return None
+        if runs > 1 or callbacks:
+            raise ValueError("partial participation trains one run without callbacks "
+                             "(SkewScout travels models between all partitions); train each "
+                             "seed alone, without SkewScout")
+        sizes = [partition_size(t) for t in self.train_data]
+        if not isinstance(self.comm, LocalComm):   # one partition per process: gather them
+            sizes = [int(s) for s in gather_partitions(
+                [-1 if s is None else s for s in sizes], self.partition_ids, self.comm)]
+        known = None if any(s is None or s < 0 for s in sizes) else sizes
+        return Rounds(algorithm, config.seed, self.num_partitions, count, self.partition_ids,
+                      known, self.comm)
 
     @property
     def num_parameters(self) -> int:
@@ -237,7 +277,10 @@ class Trainer:
                            final_iteration=cfg.iterations - 1)
 
     def step(self) -> StepStats:
-        """One iteration of every local partition."""
+        """One iteration of every local partition (under partial participation: of the
+        round's participants, :meth:`_round_step`)."""
+        if self.rounds is not None:
+            return self._round_step(self.rounds)
         x, y = next(self._batches)
         ctx = self.context()
         before = self._buffers_flat() if self._float_buffers else None
@@ -257,6 +300,41 @@ class Trainer:
         self.bytes_received += stats.bytes_received
         self.wire_bytes_sent += stats.wire_bytes_sent
         self.iteration += 1
+        return stats
+
+    def _round_step(self, rounds: Rounds) -> StepStats:
+        """One iteration under partial participation: the round's participants train (rows
+        ``0..a-1``, counters at their partitions); a process whose partition sits the round out
+        (torch.distributed) computes nothing and only joins the round's collectives."""
+        ctx, active = self.context(), len(rounds.active)
+        if active == rounds.rows:
+            x, y = self._batches.take(rounds.active)
+            before = self._buffers_flat() if self._float_buffers else None
+            grads = self.stack.gradients(x, y)
+            bad = ~torch.isfinite(grads.sum(dim=1, dtype=torch.float64))
+            at = self._nonfinite_at[rounds.active_index]
+            self._nonfinite_at[rounds.active_index] = torch.where(
+                (at < 0) & bad, self.iteration, at)
+            stats = self.algorithm.apply(self.state, self.stack.params, grads, ctx, rounds.comm)
+        elif active == 0:
+            before = self._buffers_flat() if self._float_buffers else None
+            stats = self.algorithm.sit_out(self.state, self.stack.params, ctx, rounds.comm)
+        else:
+            raise RuntimeError(f"{active} of {rounds.rows} rows train this round; a process "
+                               "holds either every slot (simulation) or one partition")
+        if before is not None:
+            kept, buffer_stats = self.algorithm.share_buffers(
+                self.state, before, self._buffers_flat(), stats, ctx, rounds.comm)
+            self._set_buffers(kept)
+            stats = stats + buffer_stats
+        if active:
+            self.bytes_sent.index_add_(0, rounds.active_index, stats.bytes_sent)
+            self.bytes_received.index_add_(0, rounds.active_index, stats.bytes_received)
+            self.wire_bytes_sent.index_add_(0, rounds.active_index, stats.wire_bytes_sent)
+        self.iteration += 1
+        if self.algorithm.round_ended(self.state):
+            rounds.store_global(self.stack)
+            rounds.begin(self.state, self.stack.params.device)
         return stats
 
     def _buffers_flat(self) -> torch.Tensor:
@@ -282,7 +360,8 @@ class Trainer:
         ``run``: which run of a seed group."""
         stack, comm, rows = self._run(run)
         first = gather_partitions(self._nonfinite_at[rows], self.partition_ids, comm)
-        finite = torch.isfinite(stack.params).all(dim=1)
+        finite = (torch.isfinite(stack.params).all(dim=1) if self.rounds is None
+                  else self.rounds.finite(stack))
         params_ok = gather_partitions(finite, self.partition_ids, comm)
         bad = [p for p, it in enumerate(first) if it >= 0]
         if bad:
@@ -298,6 +377,9 @@ class Trainer:
         """Each partition's model on its round-robin 1/N shard of val, and the global model
         (``run``: which run of a seed group)."""
         stack, comm, _ = self._run(run)
+        if self.rounds is not None:
+            return self.rounds.evaluate(stack, self.val, self.config.eval_batch_size,
+                                        self.algorithm.has_global_model)
         return evaluate(stack, self.val, self.partition_ids, comm,
                         self.config.eval_batch_size, self.algorithm.has_global_model)
 

@@ -73,6 +73,15 @@ class DeviceBatches:
         self._next += 1
         return self.x[index], self.y[index]
 
+    def take(self, local: Sequence[int]) -> Batch:
+        """One batch of each of the partitions at positions ``local`` only (partial
+        participation): the others' streams do not move, so a partition's batches are the same
+        whichever rounds it sits out. One small index copy per step; not mixed with
+        iteration (which draws ``block`` steps of every partition ahead)."""
+        rows = np.stack([next(self._streams[i]) + self.offsets[i] for i in local])
+        index = to_device(torch.from_numpy(rows), self.device)
+        return self.x[index], self.y[index]
+
 
 class StreamedBatches:
     """Stacked batches of any batch sources (e.g. Flickr-Mammal streams), copied to ``device``."""
@@ -86,7 +95,13 @@ class StreamedBatches:
         return self
 
     def __next__(self) -> Batch:
-        batches = [next(it) for it in self._streams]
+        return self._stack([next(it) for it in self._streams])
+
+    def take(self, local: Sequence[int]) -> Batch:
+        """One batch of each of the sources at positions ``local`` only (partial participation)."""
+        return self._stack([next(self._streams[i]) for i in local])
+
+    def _stack(self, batches: list[Batch]) -> Batch:
         if self.device.type == "cuda":   # each (loader-pinned) batch goes over, stacked there
             return (torch.stack([to_device(b[0], self.device) for b in batches]),
                     torch.stack([to_device(b[1], self.device) for b in batches]))
