@@ -37,6 +37,11 @@ class DeviceBatches:
             raise ValueError(f"block must be >= 1, got {block}")
         self.device = torch.device(device)
         sizes = [len(p) for p in parts]
+        small = [i for i, n in enumerate(sizes) if n < batch_size]
+        if small:   # found now, not when the partition first trains (maybe rounds later)
+            raise ValueError(f"{len(small)} partition(s) (e.g. {small[:5]}) hold fewer than the "
+                             f"{batch_size} samples each partition draws per step; raise "
+                             "min_partition_size, lower batch_size, or use fewer partitions")
         self.offsets = np.cumsum([0, *sizes[:-1]])
         # one tensor for all partitions (a copy; a single partition is used as it is)
         self.x = (parts[0].x if len(parts) == 1 else torch.cat([p.x for p in parts])).to(
