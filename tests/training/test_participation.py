@@ -257,3 +257,20 @@ def test_partitions_by_country_train_under_participation():
                       config(iterations=4, batch_size=240, participation=12))
     result = trainer.run()
     assert trainer.stack.params.shape[0] == 12 and len(result.final.per_partition) == 120
+
+
+@pytest.mark.parametrize("value, message", [
+    (0.0, r"participation must be a fraction in \(0, 1\]"),
+    (1.5, r"participation must be a fraction in \(0, 1\]"),
+    (0.5, "bsp does not support partial participation; drop participation or use one of: "
+          "fedavg"),
+])
+def test_a_study_with_participation_stops_at_load_in_one_line(value, message):
+    from training.study.config import study_from_dict
+    doc = {"name": "tiny", "num_partitions": 2, "dataset": {"name": "digits", "image_size": 8},
+           "train": {"iterations": 2, "participation": value},
+           "experiments": [{"name": "n", "kind": "noniid", "models": ["gn-lenet"],
+                            "algorithms": ["fedavg"], "noniid_fractions": [0.0]}]}
+    with pytest.raises(ValueError, match=message) as info:
+        study_from_dict(doc)
+    assert "\n" not in str(info.value)
