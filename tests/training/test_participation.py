@@ -265,12 +265,31 @@ def test_partitions_by_country_train_under_participation():
     (0.5, "bsp does not support partial participation; drop participation or use one of: "
           "fedavg"),
 ])
-def test_a_study_with_participation_stops_at_load_in_one_line(value, message):
+def test_a_bad_participation_in_a_study_stops_at_load_in_one_line(value, message):
     from training.study.config import study_from_dict
-    doc = {"name": "tiny", "num_partitions": 2, "dataset": {"name": "digits", "image_size": 8},
-           "train": {"iterations": 2, "participation": value},
-           "experiments": [{"name": "n", "kind": "noniid", "models": ["gn-lenet"],
-                            "algorithms": ["fedavg"], "noniid_fractions": [0.0]}]}
+    doc = study_doc(participation=value, algorithms=["fedavg", "bsp"])
     with pytest.raises(ValueError, match=message) as info:
         study_from_dict(doc)
     assert "\n" not in str(info.value)
+
+
+def study_doc(participation, algorithms=("fedavg",), num_partitions=2, **top) -> dict:
+    return {"name": "tiny", "num_partitions": num_partitions,
+            "dataset": {"name": "digits", "image_size": 8}, "seeds": [0, 1],
+            "train": {"iterations": 2, "participation": participation, "batch_size": 200},
+            "experiments": [{"name": "n", "kind": "noniid", "models": ["gn-lenet"],
+                             "algorithms": list(algorithms), "noniid_fractions": [1.0]}], **top}
+
+
+def test_a_study_of_a_hundred_dirichlet_partitions_under_participation_runs():
+    from training.study.config import study_from_dict
+    from training.study.groups import units
+    from training.study.run import execute_run
+
+    study = study_from_dict(study_doc(0.1, num_partitions=100, partitioner="dirichlet",
+                                      partitioner_params={"alpha": 1.0,
+                                                          "min_partition_size": 2}))
+    specs = study.all_runs()
+    assert [len(unit) for unit in units(specs)] == [1, 1]      # each seed trains alone
+    row = execute_run(specs[0])
+    assert row["iterations"] == 2 and 0.0 <= row["final_acc"] <= 1.0

@@ -204,9 +204,10 @@ class StudyConfig:
             train = TrainConfig(**self.train)
         except TypeError as exc:
             raise ValueError(f"[train]: {exc}") from None
-        if train.participation is not None:   # every study also trains the BSP reference
-            for algorithm in sorted({"bsp", *(a for e in self.experiments for a in e.algorithms)}):
-                check_supported(algorithm)
+        if train.participation is not None:   # SkewScout experiments add a BSP reference run
+            for exp in self.experiments:
+                for algorithm in (*exp.algorithms, *(["bsp"] if exp.kind == "skewscout" else [])):
+                    check_supported(algorithm)
         self.dataset.check_partitions(
             self.partitioner, self.partitioner_params,
             {n for e in self.experiments for n in e.num_partitions or (self.num_partitions,)},
