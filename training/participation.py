@@ -106,6 +106,7 @@ class Rounds:
         self.round_index = -1
         self.participants: list[int] = []
         self.active: list[int] = []      # local positions training this round; row j: active[j]
+        self.active_index = torch.zeros(0, dtype=torch.long)   # the same, on the device
         self.comm = WeightedComm(self.slots, None, count)
         self.global_params: torch.Tensor | None = None
         self.global_buffers: dict[str, torch.Tensor] = {}

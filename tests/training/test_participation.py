@@ -190,6 +190,9 @@ def test_bytes_and_evaluation_count_participants_only():
     trainer = Trainer(mlp, create_algorithm("fedavg", iter_local=2), parts, val,
                       config(iterations=4, participation=0.5))
     result = trainer.run()
+    # memory: the participants' rows (parameters, momentum) and one global model
+    assert trainer.stack.params.shape[0] == trainer.state.momentum.shape[0] == 3
+    assert trainer.rounds.global_params.shape == (trainer.num_parameters,)
     message = 4.0 * trainer.num_parameters
     rounds = [sample_participants(3, r, 6, 3) for r in range(2)]
     expected = [message * sum(p in chosen for chosen in rounds) for p in range(6)]
