@@ -19,6 +19,10 @@ seed as one ``[S*N, P]`` stack: each run has its own initial model, partitions, 
 evaluation, byte counters and divergence check, and a :class:`training.comm.GroupedComm` keeps
 the algorithms' collectives within each run. :meth:`Trainer.run_group` returns one result per
 seed.
+
+Under partial participation (``TrainConfig.participation``, :mod:`training.participation`) each
+round a seeded sample of the partitions trains: the simulation's stack holds one row per
+participant, and a sampled-out process under torch.distributed only joins the round's averaging.
 """
 
 from __future__ import annotations
