@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from skewtools import partition
-from training.algorithms import create_algorithm
+from training.algorithms import create_algorithm, list_algorithms
+from training.algorithms.base import algorithm_class
 from training.datasets import PartitionData, index_batches, load_digits_dataset, split_partitions
 from training.engine import TrainConfig, Trainer
 from training.models import create_model
@@ -296,3 +297,19 @@ def test_a_study_of_a_hundred_dirichlet_partitions_under_participation_runs():
     assert [len(unit) for unit in units(specs)] == [1, 1]      # each seed trains alone
     row = execute_run(specs[0])
     assert row["iterations"] == 2 and 0.0 <= row["final_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("name", list_algorithms())
+def test_every_registered_algorithm_runs_under_participation_or_refuses(name):
+    parts, val = toy_partitions([10, 14, 10, 12])
+    cfg = config(iterations=4, participation=0.5)
+    if not algorithm_class(name).supports_participation:
+        with pytest.raises(ValueError, match="does not support partial participation"):
+            Trainer(mlp, create_algorithm(name), parts, val, cfg)
+        return
+    trainer = Trainer(mlp, create_algorithm(name), parts, val, cfg)
+    result = trainer.run()
+    assert trainer.stack.params.shape[0] == 2
+    assert sum(result.bytes_sent) > 0 and np.isfinite(result.final.mean)
+    # every partition ends holding the one global model
+    assert torch.equal(trainer.stack.params[0], trainer.stack.params[1])

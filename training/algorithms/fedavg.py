@@ -3,10 +3,11 @@
 Each partition takes local momentum SGD steps; after every ``iter_local`` local steps all models
 (and BatchNorm running statistics, :meth:`Algorithm.share_buffers`) are replaced by their mean.
 Momentum stays local and is kept across averaging. With every partition taking part the mean is
-unweighted (the authors' partitions hold equal shares). The count of steps since the last averaging lives in the state, so SkewScout may
-change ``iter_local`` mid-run. The run's last iteration (``StepContext.is_final``) always
-averages, so FedAvg is scored on the averaged model, at the point of its cycle the authors
-score it (their 63,000 iterations are a multiple of every IterLocal they ran).
+unweighted (the authors' partitions hold equal shares). The count of steps since the last
+averaging lives in the state, so SkewScout may change ``iter_local`` mid-run. The run's last
+iteration (``StepContext.is_final``) always averages, so FedAvg is scored on the averaged model,
+at the point of its cycle the authors score it (their 63,000 iterations are a multiple of every
+IterLocal they ran).
 
 Partial participation (``TrainConfig.participation``, McMahan et al. 2017, docs/engine.md): a
 round is one averaging cycle (``iter_local`` steps). Each round the sampled partitions start
