@@ -8,11 +8,16 @@ does not depend on the pixels), so the device-resident sampler is part of the st
 Configurations are timed in interleaved rounds and each keeps its best round, which damps the
 noise of a shared machine. Ops per step: every ATen op dispatched in one step (a
 TorchDispatchMode counter), the host-overhead bound on a GPU. Goals: BSP and FedAvg >= 90% of
-the limit, Gaia and DGC >= 70%; per-partition time at K=200 within 1.3x of K=5.
+the limit, Gaia and DGC >= 70%; per-partition time at K=500 within 1.3x of K=5. The
+participation table times FedAvg at K=5, at the largest K, and at the largest K with a sampled
+fraction of partitions per round (``--scaling-participation``): time per training partition
+and the state kept per partition.
 
     python benchmarks/bench_simulation.py [--models lenet resnet20 googlenet] [--device cuda]
     python benchmarks/bench_simulation.py --quick          # LeNet/ResNet-20, BSP+Gaia, K<=50
-    python benchmarks/bench_simulation.py --scaling-only --scaling-k 5 20 50 100 200
+    python benchmarks/bench_simulation.py --scaling-only --scaling-k 5 20 50 100 200 500
+    python benchmarks/bench_simulation.py --scaling-only --scaling-k 5 500 --modes loop \
+        --scaling-participation 0.1
 """
 
 from __future__ import annotations
@@ -146,7 +151,7 @@ def single_model_step(setup: Setup, model: str, batch: int) -> Callable[[], None
 
 
 def make_trainer(setup: Setup, model: str, algorithm: str, vectorize: bool, partitions: int,
-                 batch: int) -> Trainer:
+                 batch: int, participation: float | None = None) -> Trainer:
     gen = torch.Generator().manual_seed(0)
     per_partition = max(2 * batch // partitions, 8)
     train = [PartitionData(torch.randn(per_partition, *setup.shape, generator=gen),
@@ -155,7 +160,7 @@ def make_trainer(setup: Setup, model: str, algorithm: str, vectorize: bool, part
     algo = create_algorithm(algorithm.split("-")[0], **ALGORITHMS[algorithm])
     config = TrainConfig(iterations=10**9, batch_size=batch, vectorize=vectorize, progress=False,
                          device=setup.device, channels_last=setup.channels_last,
-                         bf16=setup.bf16)
+                         bf16=setup.bf16, participation=participation)
     val = PartitionData(torch.randn(partitions, *setup.shape, generator=gen),
                         torch.randint(0, 10, (partitions,), generator=gen))
     return Trainer(setup.model_fn(model), algo, train, val, config)
@@ -227,9 +232,33 @@ def scaling_table(setup: Setup, model: str, ks: list[int], local_batch: int, ste
     return rows
 
 
+def participation_table(setup: Setup, model: str, k: int, local_batch: int,
+                        participation: float, steps: int, rounds: int,
+                        mode: str = "loop") -> list[dict]:
+    """FedAvg at K=5, at ``k``, and at ``k`` with ``participation`` of the partitions per round:
+    ms per *training* partition (relative to K=5) and the state per partition (all ``k``)."""
+    rows, base = [], None
+    for partitions, fraction in ((5, None), (k, None), (k, participation)):
+        trainer = make_trainer(setup, model, "fedavg", mode == "vmap", partitions,
+                               partitions * local_batch, fraction)
+        seconds = best_seconds({"step": trainer.step}, steps, rounds, setup.device)["step"]
+        training = trainer.stack.params.shape[0]    # the round's participants (all without)
+        per_partition = seconds / training
+        base = base or per_partition
+        rows.append({"model": model, "mode": mode, "k": partitions,
+                     "participation": fraction or 1.0, "training": training,
+                     "ms_per_training_partition": 1e3 * per_partition,
+                     "vs_k5": per_partition / base,
+                     "state_mib_per_partition": state_bytes(trainer) / partitions / 2**20})
+        del trainer
+    return rows
+
+
 def state_bytes(trainer: Trainer) -> int:
     """Bytes of every tensor the Trainer keeps for its partitions (excluding activations)."""
     tensors = [trainer.stack.params, *trainer.stack.buffers.values()]
+    if trainer.rounds is not None:     # the global model a sampled-out partition holds
+        tensors += [trainer.rounds.global_params, *trainer.rounds.global_buffers.values()]
     state = vars(trainer.state) if hasattr(trainer.state, "__dict__") else {}
     tensors += [t for t in state.values() if isinstance(t, torch.Tensor)]
     data = getattr(trainer._batches, "nbytes", 0)
@@ -258,6 +287,17 @@ def print_scaling(rows: list[dict]) -> None:
               f"{r['ops_per_step']:>10}{r['state_mib_per_partition']:>21.3f}")
 
 
+def print_participation(rows: list[dict]) -> None:
+    print(f"\nPartial participation ({rows[0]['model']}, FedAvg, {rows[0]['mode']}, fixed batch "
+          "per partition)")
+    print(f"{'K':>5}{'participation':>15}{'training':>10}{'ms/training partition':>23}"
+          f"{'vs K=5':>8}{'state MiB/partition':>21}")
+    for r in rows:
+        print(f"{r['k']:>5}{r['participation']:>15.2f}{r['training']:>10}"
+              f"{r['ms_per_training_partition']:>23.2f}{r['vs_k5']:>8.2f}"
+              f"{r['state_mib_per_partition']:>21.3f}")
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["lenet", "resnet20", "googlenet"])
@@ -272,10 +312,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["loop", "vmap"], choices=["loop", "vmap"])
-    parser.add_argument("--scaling-k", nargs="+", type=int, default=[5, 20, 50, 100, 200])
+    parser.add_argument("--scaling-k", nargs="+", type=int, default=[5, 20, 50, 100, 200, 500])
     parser.add_argument("--scaling-model", default="lenet")
     parser.add_argument("--scaling-batch", type=int, default=4, help="batch per partition")
     parser.add_argument("--scaling-only", action="store_true")
+    parser.add_argument("--scaling-participation", type=float, default=None,
+                        help="also time FedAvg at the largest K with this fraction per round")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--quick", action="store_true",
@@ -299,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
                                     args.steps, args.rounds, tuple(args.modes)))
     print_scaling(scaling_table(setup, args.scaling_model, args.scaling_k, args.scaling_batch,
                                 args.steps, args.rounds, tuple(args.modes)))
+    if args.scaling_participation is not None:
+        print_participation(participation_table(
+            setup, args.scaling_model, max(args.scaling_k), args.scaling_batch,
+            args.scaling_participation, args.steps, args.rounds, args.modes[0]))
     return 0
 
 

@@ -3,7 +3,8 @@
 Implements the :class:`training.algorithms.base.Comm` protocol for the one-device engine
 (docs/reference.md §4); ``training.distributed.DistributedComm`` is its torch.distributed twin.
 :class:`GroupedComm` holds several independent runs (a seed group, docs/engine.md) in one tensor:
-it reduces within each run's block of rows. :func:`gather_partitions` collects per-partition
+it reduces within each run's block of rows. :class:`WeightedComm` averages a round's participants
+(partial participation) by their sample counts. :func:`gather_partitions` collects per-partition
 numbers over any Comm.
 """
 
@@ -75,6 +76,33 @@ class GroupedComm:
         blocks = self._blocks(x)
         means = torch.stack([block.mean(dim=0) for block in blocks])
         return means.unsqueeze(1).expand_as(blocks).reshape(x.shape)
+
+
+class WeightedComm:
+    """A round's participants under partial participation (docs/engine.md): ``all_mean`` is
+    the mean weighted by ``weights`` (one per local row, summing to 1 over all participants;
+    0 for a row sitting the round out), ``all_sum`` is ``base``'s, and ``num_partitions`` is
+    the number of participants (each message goes to the ``num_partitions - 1`` others).
+
+    ``weights=None`` means equal weights over ``base``'s rows: ``base.all_mean`` itself, so an
+    equal-share round averages exactly as :class:`LocalComm` does.
+    """
+
+    def __init__(self, base: Comm, weights: torch.Tensor | None, num_partitions: int) -> None:
+        if num_partitions < 1:
+            raise ValueError(f"num_partitions must be >= 1, got {num_partitions}")
+        self.base = base
+        self.weights = weights
+        self.num_partitions = num_partitions
+
+    def all_sum(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.all_sum(x)
+
+    def all_mean(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weights is None:
+            return self.base.all_mean(x)
+        w = self.weights.to(x.device, x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+        return self.base.all_sum(x * w)
 
 
 def gather_partitions(local: torch.Tensor | Sequence[float], partition_ids: Sequence[int],

@@ -16,6 +16,11 @@ Communication through ``DistributedComm`` is dense (a ``SUM`` all-reduce): byte 
 algorithms' own accounting (sparse values + indices), not what gloo/NCCL put on the wire.
 SkewScout's traveling models go point to point between two processes
 (:meth:`DistributedComm.exchange`).
+
+Partial participation (``TrainConfig.participation``, training.participation) runs here too: every
+rank draws the same seeded sample each round; a sampled-out rank does no forward/backward and
+joins the round's averaging with weight 0 (``Algorithm.sit_out``), so both engines compute the
+same run.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ seed as one ``[S*N, P]`` stack: each run has its own initial model, partitions, 
 evaluation, byte counters and divergence check, and a :class:`training.comm.GroupedComm` keeps
 the algorithms' collectives within each run. :meth:`Trainer.run_group` returns one result per
 seed.
+
+Under partial participation (``TrainConfig.participation``, :mod:`training.participation`) each
+round a seeded sample of the partitions trains: the simulation's stack holds one row per
+participant, and a sampled-out process under torch.distributed only joins the round's averaging.
 """
 
 from __future__ import annotations
@@ -50,6 +54,13 @@ from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
 from training.functional import StackedModel
 from training.norm import NORM_STATS
+from training.participation import (
+    Rounds,
+    check_participation,
+    check_supported,
+    participants_per_round,
+    partition_size,
+)
 from training.protocol import Protocol
 from training.sampling import stacked_batches
 
@@ -97,6 +108,10 @@ class TrainConfig:
     # iteration round(fixbn_switch x iterations) and normalise from then on)
     norm_stats: str = "batch"
     fixbn_switch: float = 0.5
+    # Partial participation (training.participation, docs/engine.md): each round a seeded
+    # sample of the partitions trains; a float is a fraction in (0, 1], an int a count (1 is
+    # one partition, 1.0 all of them); None: every partition, every iteration
+    participation: float | int | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size", "eval_every", "eval_batch_size"):
@@ -118,6 +133,8 @@ class TrainConfig:
         if not 0 < self.fixbn_switch < 1:
             raise ValueError(f"fixbn_switch={self.fixbn_switch} must be a fraction of the "
                              "iterations in (0, 1), e.g. 0.5 (FixBN's switch at half of training)")
+        if self.participation is not None:
+            check_participation(self.participation)
         if any(not 0 < m <= 1 for m in self.lr_milestones):
             raise ValueError(f"lr_milestones are fractions of iterations in (0, 1], "
                              f"got {self.lr_milestones}")
@@ -219,7 +236,9 @@ class Trainer:
         vectorize = (config.vectorize if config.vectorize is not None
                      else torch.device(config.device).type != "cpu")
         module, multipliers = config.protocol.prepare(model_fn())
-        self.stack = StackedModel(module, len(train), config.device, vectorize,
+        self.rounds = self._rounds(algorithm, config, runs, callbacks)
+        rows = len(train) if self.rounds is None else self.rounds.rows
+        self.stack = StackedModel(module, rows, config.device, vectorize,
                                   channels_last=config.channels_last, bf16=config.bf16)
         self.multipliers = None if multipliers is None else multipliers.to(config.device)
         for run, seed in enumerate(self.seeds[1:], start=1):   # each run's own initial model
@@ -243,6 +262,35 @@ class Trainer:
                                         device=self.stack.params.device)
         self._float_buffers = [b for b in self.stack.buffers.values() if b.is_floating_point()]
         self.iteration = 0
+        if self.rounds is not None:
+            self.rounds.store_global(self.stack)
+            self.rounds.begin(self.state, self.stack.params.device)
+
+    def _rounds(self, algorithm: Algorithm, config: TrainConfig, runs: int,
+                callbacks: Sequence[Callable[[Trainer], None]]) -> Rounds | None:
+        """The round bookkeeping of a partial-participation run; None when every partition
+        trains every iteration (participation unset or covering all N: the ordinary run)."""
+        if config.participation is None:
+            return None
+        check_supported(algorithm)
+        count = participants_per_round(config.participation, self.num_partitions)
+        if count == self.num_partitions:
+            return None
+        if config.norm_stats == "fixbn":
+            raise ValueError("norm_stats='fixbn' freezes statistics every partition shares at "
+                             "one iteration, and partial participation trains a sample per "
+                             "round: use one of them")
+        if runs > 1 or callbacks:
+            raise ValueError("partial participation trains one run without callbacks "
+                             "(SkewScout travels models between all partitions); train each "
+                             "seed alone, without SkewScout")
+        sizes = [partition_size(t) for t in self.train_data]
+        if not isinstance(self.comm, LocalComm):   # one partition per process: gather them
+            sizes = [int(s) for s in gather_partitions(
+                [-1 if s is None else s for s in sizes], self.partition_ids, self.comm)]
+        known = None if any(s is None or s < 0 for s in sizes) else sizes
+        return Rounds(algorithm, config.seed, self.num_partitions, count, self.partition_ids,
+                      known, self.comm)
 
     @property
     def num_parameters(self) -> int:
@@ -260,7 +308,10 @@ class Trainer:
                            final_iteration=cfg.iterations - 1)
 
     def step(self) -> StepStats:
-        """One iteration of every local partition."""
+        """One iteration of every local partition (under partial participation: of the
+        round's participants, :meth:`_round_step`)."""
+        if self.rounds is not None:
+            return self._round_step(self.rounds)
         x, y = next(self._batches)
         ctx = self.context()
         frozen = self._freeze_batch_norm() if self.iteration == self._fixbn_at else None
@@ -314,6 +365,40 @@ class Trainer:
         self._set_buffers(self.comm.all_mean(flat))
         self.stack.norm_frozen = True
         return dense_stats(flat, self.comm, synced=False)
+    def _round_step(self, rounds: Rounds) -> StepStats:
+        """One iteration under partial participation: the round's participants train (rows
+        ``0..a-1``, counters at their partitions); a process whose partition sits the round out
+        (torch.distributed) computes nothing and only joins the round's collectives."""
+        ctx, active = self.context(), len(rounds.active)
+        if active == rounds.rows:
+            x, y = self._batches.take(rounds.active)
+            before = self._buffers_flat() if self._float_buffers else None
+            grads = self.stack.gradients(x, y)
+            bad = ~torch.isfinite(grads.sum(dim=1, dtype=torch.float64))
+            at = self._nonfinite_at[rounds.active_index]
+            self._nonfinite_at[rounds.active_index] = torch.where(
+                (at < 0) & bad, self.iteration, at)
+            stats = self.algorithm.apply(self.state, self.stack.params, grads, ctx, rounds.comm)
+        elif active == 0:
+            before = self._buffers_flat() if self._float_buffers else None
+            stats = self.algorithm.sit_out(self.state, self.stack.params, ctx, rounds.comm)
+        else:
+            raise RuntimeError(f"{active} of {rounds.rows} rows train this round; a process "
+                               "holds either every slot (simulation) or one partition")
+        if before is not None:
+            kept, buffer_stats = self.algorithm.share_buffers(
+                self.state, before, self._buffers_flat(), stats, ctx, rounds.comm)
+            self._set_buffers(kept)
+            stats = stats + buffer_stats
+        if active:
+            self.bytes_sent.index_add_(0, rounds.active_index, stats.bytes_sent)
+            self.bytes_received.index_add_(0, rounds.active_index, stats.bytes_received)
+            self.wire_bytes_sent.index_add_(0, rounds.active_index, stats.wire_bytes_sent)
+        self.iteration += 1
+        if self.algorithm.round_ended(self.state):
+            rounds.store_global(self.stack)
+            rounds.begin(self.state, self.stack.params.device)
+        return stats
 
     def _buffers_flat(self) -> torch.Tensor:
         """The floating buffers (BN running statistics) as one ``[k, B]`` copy."""
@@ -338,7 +423,8 @@ class Trainer:
         ``run``: which run of a seed group."""
         stack, comm, rows = self._run(run)
         first = gather_partitions(self._nonfinite_at[rows], self.partition_ids, comm)
-        finite = torch.isfinite(stack.params).all(dim=1)
+        finite = (torch.isfinite(stack.params).all(dim=1) if self.rounds is None
+                  else self.rounds.finite(stack))
         params_ok = gather_partitions(finite, self.partition_ids, comm)
         bad = [p for p, it in enumerate(first) if it >= 0]
         if bad:
@@ -354,6 +440,9 @@ class Trainer:
         """Each partition's model on its round-robin 1/N shard of val, and the global model
         (``run``: which run of a seed group)."""
         stack, comm, _ = self._run(run)
+        if self.rounds is not None:
+            return self.rounds.evaluate(stack, self.val, self.config.eval_batch_size,
+                                        self.algorithm.has_global_model)
         return evaluate(stack, self.val, self.partition_ids, comm,
                         self.config.eval_batch_size, self.algorithm.has_global_model)
 

@@ -37,6 +37,11 @@ class DeviceBatches:
             raise ValueError(f"block must be >= 1, got {block}")
         self.device = torch.device(device)
         sizes = [len(p) for p in parts]
+        small = [i for i, n in enumerate(sizes) if n < batch_size]
+        if small:   # found now, not when the partition first trains (maybe rounds later)
+            raise ValueError(f"{len(small)} partition(s) (e.g. {small[:5]}) hold fewer than the "
+                             f"{batch_size} samples each partition draws per step; raise "
+                             "min_partition_size, lower batch_size, or use fewer partitions")
         self.offsets = np.cumsum([0, *sizes[:-1]])
         # one tensor for all partitions (a copy; a single partition is used as it is)
         self.x = (parts[0].x if len(parts) == 1 else torch.cat([p.x for p in parts])).to(
@@ -73,6 +78,15 @@ class DeviceBatches:
         self._next += 1
         return self.x[index], self.y[index]
 
+    def take(self, local: Sequence[int]) -> Batch:
+        """One batch of each of the partitions at positions ``local`` only (partial
+        participation): the others' streams do not move, so a partition's batches are the same
+        whichever rounds it sits out. One small index copy per step; not mixed with
+        iteration (which draws ``block`` steps of every partition ahead)."""
+        rows = np.stack([next(self._streams[i]) + self.offsets[i] for i in local])
+        index = to_device(torch.from_numpy(rows), self.device)
+        return self.x[index], self.y[index]
+
 
 class StreamedBatches:
     """Stacked batches of any batch sources (e.g. Flickr-Mammal streams), copied to ``device``."""
@@ -86,7 +100,13 @@ class StreamedBatches:
         return self
 
     def __next__(self) -> Batch:
-        batches = [next(it) for it in self._streams]
+        return self._stack([next(it) for it in self._streams])
+
+    def take(self, local: Sequence[int]) -> Batch:
+        """One batch of each of the sources at positions ``local`` only (partial participation)."""
+        return self._stack([next(self._streams[i]) for i in local])
+
+    def _stack(self, batches: list[Batch]) -> Batch:
         if self.device.type == "cuda":   # each (loader-pinned) batch goes over, stacked there
             return (torch.stack([to_device(b[0], self.device) for b in batches]),
                     torch.stack([to_device(b[1], self.device) for b in batches]))

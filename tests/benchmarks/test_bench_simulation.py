@@ -11,7 +11,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from bench_simulation import ALGORITHMS, Setup, count_ops, make_trainer  # noqa: E402
+from bench_simulation import (  # noqa: E402
+    ALGORITHMS,
+    Setup,
+    count_ops,
+    make_trainer,
+    participation_table,
+)
 
 
 def test_the_counter_sees_what_makes_the_host_wait():
@@ -32,3 +38,21 @@ def test_a_training_step_never_waits_for_the_device(algorithm, vectorize):
         trainer.step()
     ops, _, syncs = count_ops(lambda: [trainer.step() for _ in range(3)])
     assert ops > 100 and syncs == 0
+
+
+def test_a_participation_step_never_waits_for_the_device():
+    trainer = make_trainer(Setup("cpu"), "lenet", "fedavg", False, partitions=6, batch=12,
+                           participation=0.5)
+    trainer.step()
+    ops, _, syncs = count_ops(lambda: [trainer.step() for _ in range(2)])
+    assert ops > 100 and syncs == 0
+
+
+def test_the_participation_table_times_training_partitions_and_their_state():
+    rows = participation_table(Setup("cpu"), "lenet", k=10, local_batch=2, participation=0.2,
+                               steps=1, rounds=1)
+    assert [(r["k"], r["participation"], r["training"]) for r in rows] == [
+        (5, 1.0, 5), (10, 1.0, 10), (10, 0.2, 2)]
+    assert rows[0]["vs_k5"] == 1.0
+    # sampled-out partitions keep no parameters or momentum: 2 rows + the global model of 10
+    assert rows[2]["state_mib_per_partition"] < 0.5 * rows[1]["state_mib_per_partition"]

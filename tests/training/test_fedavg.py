@@ -6,7 +6,7 @@ import torch
 
 from tests.training.algorithm_helpers import run_beside_bsp
 from training.algorithms import StepContext, create_algorithm
-from training.comm import LocalComm
+from training.comm import LocalComm, WeightedComm
 
 
 def ctx(iteration=0, lr=1.0, momentum=0.0, weight_decay=0.0, n=2):
@@ -93,3 +93,36 @@ def test_knob_change_mid_run_counts_steps_since_the_last_average():
     assert fedavg.apply(state, params, grads, ctx(3), LocalComm(2)).synced
     with pytest.raises(ValueError, match="iter_local must be >= 1"):
         fedavg.set_knob(0)
+
+
+def test_a_round_starts_with_fresh_momentum():
+    fedavg = create_algorithm("fedavg", iter_local=2)
+    params = torch.zeros(2, 1)
+    state = fedavg.init(params)
+    assert fedavg.supports_participation and fedavg.round_ended(state)
+    fedavg.apply(state, params, torch.ones(2, 1), ctx(momentum=0.9), LocalComm(2))
+    assert not fedavg.round_ended(state)
+    fedavg.apply(state, params, torch.ones(2, 1), ctx(1, momentum=0.9), LocalComm(2))
+    assert fedavg.round_ended(state) and state.momentum.abs().sum() > 0
+    fedavg.begin_round(state, [3, 7])
+    assert state.momentum.abs().sum() == 0
+
+
+def test_sitting_out_counts_the_step_and_adopts_the_participants_average():
+    fedavg = create_algorithm("fedavg", iter_local=2)
+    params = torch.tensor([[1.0], [5.0]])
+    state = fedavg.init(params)
+    comm = WeightedComm(LocalComm(2), torch.tensor([0.0, 1.0]), 1)   # row 0 sits out
+    first = fedavg.sit_out(state, params, ctx(), comm)
+    assert params.tolist() == [[1.0], [5.0]] and not first.synced
+    second = fedavg.sit_out(state, params, ctx(1), comm)
+    assert params.tolist() == [[5.0], [5.0]] and second.synced and fedavg.round_ended(state)
+    assert second.bytes_sent.tolist() == [0.0, 0.0]     # a sampled-out partition sends nothing
+
+
+@pytest.mark.parametrize("name", ["bsp", "gaia", "dgc"])
+def test_other_algorithms_do_not_claim_participation(name):
+    algorithm = create_algorithm(name)
+    assert not algorithm.supports_participation
+    with pytest.raises(NotImplementedError, match="does not support partial participation"):
+        algorithm.round_ended(None)

@@ -2,6 +2,7 @@
 ops per step whatever k."""
 
 import numpy as np
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -61,3 +62,20 @@ def test_streamed_sources_are_stacked():
     x, y = next(batches)
     assert x.shape == (2, 2, 2, 3) and torch.equal(y[1], data[1].y[:2])
     assert isinstance(stacked_batches(data, 2, rngs(2), "cpu"), DeviceBatches)
+
+
+def test_take_moves_only_the_chosen_partitions_streams():
+    data = parts([7, 12, 9])
+    for batches in (DeviceBatches(data, 3, rngs(3), "cpu"),
+                    StreamedBatches(data, 3, rngs(3), "cpu")):
+        own = [p.batches(3, rng) for p, rng in zip(data, rngs(3), strict=True)]
+        for chosen in ([0, 2], [1], [0, 1, 2], [2]):
+            x, y = batches.take(chosen)
+            expected = [next(own[i]) for i in chosen]
+            assert torch.equal(x, torch.stack([b[0] for b in expected]))
+            assert torch.equal(y, torch.stack([b[1] for b in expected]))
+
+
+def test_a_partition_smaller_than_its_batch_is_refused_at_once():
+    with pytest.raises(ValueError, match=r"1 partition\(s\) \(e.g. \[1\]\) hold fewer than the 5"):
+        DeviceBatches(parts([7, 4, 9]), 5, rngs(3), "cpu")

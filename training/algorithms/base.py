@@ -123,6 +123,10 @@ class Algorithm(ABC):
     # Whether each partition keeps BatchNorm values of its own for good (FedBN): there are then
     # no global statistics for FixBN to freeze (the engine refuses the pair).
     local_batch_norm: ClassVar[bool] = False
+    # Partial participation (TrainConfig.participation, docs/engine.md): whether the algorithm
+    # runs with a sampled subset of partitions per round; those that do implement the three
+    # round hooks below.
+    supports_participation: ClassVar[bool] = False
 
     def bind_layers(self, sizes: Sequence[int]) -> None:
         """Told by the engine, before :meth:`init`, how many values each of the model's
@@ -154,6 +158,24 @@ class Algorithm(ABC):
         if not step.synced:
             return after, silent_stats(after)
         return comm.all_mean(after), dense_stats(after, comm, synced=True)
+
+    # Partial participation: the engine's side of the contract is in docs/engine.md.
+    def round_ended(self, state: Any) -> bool:
+        """True when the last step closed a round (every row now holds the new global model)
+        or none has run yet: the engine samples the next round's participants then."""
+        raise NotImplementedError(f"{self.name} does not support partial participation")
+
+    def begin_round(self, state: Any, participants: Sequence[int]) -> None:
+        """Rows of ``params`` and of ``state`` now belong to partitions ``participants`` (row
+        ``j`` to ``participants[j]``; none of them ran since their last round)."""
+        raise NotImplementedError(f"{self.name} does not support partial participation")
+
+    def sit_out(self, state: Any, params: torch.Tensor, ctx: StepContext,
+                comm: Comm) -> StepStats:
+        """One iteration of rows whose partitions do not take part in this round (torch.distributed:
+        a sampled-out rank): no gradient, but the collectives ``apply`` makes at this iteration,
+        with zero weight (``comm.all_mean`` leaves them out), and the new global model adopted."""
+        raise NotImplementedError(f"{self.name} does not support partial participation")
 
     # SkewScout changes the knob while a run goes on.
     @property

@@ -2,11 +2,18 @@
 
 Each partition takes local momentum SGD steps; after every ``iter_local`` local steps all models
 (and BatchNorm running statistics, :meth:`Algorithm.share_buffers`) are replaced by their mean.
-Momentum stays local and is kept across averaging. All partitions hold equal shares, so the mean
-is unweighted. The count of steps since the last averaging lives in the state, so SkewScout may
-change ``iter_local`` mid-run. The run's last iteration (``StepContext.is_final``) always
-averages, so FedAvg is scored on the averaged model, at the point of its cycle the authors
-score it (their 63,000 iterations are a multiple of every IterLocal they ran).
+Momentum stays local and is kept across averaging. With every partition taking part the mean is
+unweighted (the authors' partitions hold equal shares). The count of steps since the last
+averaging lives in the state, so SkewScout may change ``iter_local`` mid-run. The run's last
+iteration (``StepContext.is_final``) always averages, so FedAvg is scored on the averaged model,
+at the point of its cycle the authors score it (their 63,000 iterations are a multiple of every
+IterLocal they ran).
+
+Partial participation (``TrainConfig.participation``, McMahan et al. 2017, docs/engine.md): a
+round is one averaging cycle (``iter_local`` steps). Each round the sampled partitions start
+from the global model with fresh momentum (stateless clients: no state is kept for a partition
+between its rounds) and the new global model is their mean weighted by sample counts (the
+engine's ``Comm.all_mean``).
 
 Local learning rate (``local_lr``): ``"per_partition"`` (default, the authors' runs: each worker's
 Caffe solver has ``lr / N``, e.g. 0.01/5) or ``"global"`` (``lr``; then ``iter_local=1`` equals
@@ -47,6 +54,7 @@ class FedAvg(Algorithm):
     KNOB = KnobSpec("iter_local", larger_is_less_communication=True,
                     default_grid=(5, 10, 50, 200, 1000))
     has_global_model = True
+    supports_participation = True
 
     def __init__(self, iter_local: int = 50, local_lr: str = "per_partition") -> None:
         self.iter_local = int(iter_local)
@@ -84,6 +92,12 @@ class FedAvg(Algorithm):
         state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
         scale = ctx.num_partitions if self.local_lr == "per_partition" else 1
         params.sub_(per_value_lr(state.momentum, ctx), alpha=ctx.lr / scale)
+        return self.finish_step(state, params, ctx, comm)
+
+    def finish_step(self, state: FedAvgState, params: torch.Tensor, ctx: StepContext,
+                    comm: Comm) -> StepStats:
+        """Count the step and average the models when the round is due (after the local step;
+        subclasses with their own local step end with it too)."""
         state.steps_since_sync += 1
         # the run's last iteration always averages, as the authors' schedule (63,000 iterations,
         # a multiple of every IterLocal) does: the model scored is the averaged one, whatever
@@ -98,6 +112,19 @@ class FedAvg(Algorithm):
         average only part of the model (FedBN) override it."""
         params.copy_(comm.all_mean(params))
         return dense_stats(params, comm, synced=True)
+
+    def round_ended(self, state: FedAvgState) -> bool:
+        return state.steps_since_sync == 0
+
+    def begin_round(self, state: FedAvgState, participants: Sequence[int]) -> None:
+        state.momentum.zero_()
+
+    def sit_out(self, state: FedAvgState, params: torch.Tensor, ctx: StepContext,
+                comm: Comm) -> StepStats:
+        synced = self.finish_step(state, params, ctx, comm).synced
+        stats = silent_stats(params)   # a sampled-out partition sends and receives nothing
+        stats.synced = synced
+        return stats
 
     def views_just_agreed(self, state: FedAvgState) -> bool:
         # With iter_local=1 the models always agree: that is no accident of timing but the

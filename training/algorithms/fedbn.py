@@ -39,6 +39,9 @@ class FedBN(FedAvg):
     name = "fedbn"
     has_global_model = False
     local_batch_norm = True
+    # a round's participants start from the global model: the BatchNorm values a partition
+    # keeps for good would need a store across the rounds it sits out (not built)
+    supports_participation = False
 
     def __init__(self, iter_local: int = 50, local_lr: str = "per_partition") -> None:
         super().__init__(iter_local=iter_local, local_lr=local_lr)

@@ -28,6 +28,7 @@ from training.algorithms import create_algorithm, list_algorithms
 from training.algorithms.base import KnobTable, algorithm_class
 from training.engine import TrainConfig
 from training.models import check_model_name, has_batch_norm
+from training.participation import check_supported
 from training.skewscout.scout import DEFAULT_GRIDS, ordered_grid, scout_config
 from training.study.data_specs import DatasetSpec, dataset_spec
 from training.study.schema import check_type, parse_experiment, parse_top_level
@@ -201,9 +202,13 @@ class StudyConfig:
         algorithms, SkewScout and its grids), so that a bad value stops the study before its
         first run rather than after hours of others."""
         try:
-            TrainConfig(**self.train)
+            train = TrainConfig(**self.train)
         except TypeError as exc:
             raise ValueError(f"[train]: {exc}") from None
+        if train.participation is not None:   # SkewScout experiments add a BSP reference run
+            for exp in self.experiments:
+                for algorithm in (*exp.algorithms, *(["bsp"] if exp.kind == "skewscout" else [])):
+                    check_supported(algorithm)
         self.dataset.check_partitions(
             self.partitioner, self.partitioner_params,
             {n for e in self.experiments for n in e.num_partitions or (self.num_partitions,)},

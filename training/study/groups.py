@@ -60,8 +60,10 @@ Unit = RunSpec | SeedGroup
 
 def group_key(spec: RunSpec) -> str | None:
     """What the runs of one group share (the run id with the seed set to 0), or None for a run
-    that trains alone: SkewScout (a callback per run) and the distributed engine."""
-    if spec.skewscout is not None or spec.engine != "simulation":
+    that trains alone: SkewScout (a callback per run), the distributed engine and partial
+    participation (its stack holds one run's participants)."""
+    if (spec.skewscout is not None or spec.engine != "simulation"
+            or spec.train.get("participation") is not None):
         return None
     return replace(spec, seed=0).run_id
 

@@ -1,0 +1,25 @@
+"""training.comm: LocalComm, and WeightedComm's participant average."""
+
+import torch
+
+from training.comm import LocalComm, WeightedComm
+
+
+def test_weighted_mean_uses_the_weights_and_sums_stay_plain():
+    x = torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 0.0]])
+    comm = WeightedComm(LocalComm(3), torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64), 3)
+    assert comm.all_mean(x).tolist() == [[2.5, 2.5]] * 3   # 0.5*1 + 0.25*3 + 0.25*5
+    assert torch.equal(comm.all_sum(x), LocalComm(3).all_sum(x))
+    assert comm.num_partitions == 3
+
+
+def test_zero_weight_rows_receive_the_others_mean():
+    x = torch.tensor([[4.0], [8.0], [100.0]])
+    comm = WeightedComm(LocalComm(3), torch.tensor([0.5, 0.5, 0.0]), 2)
+    assert comm.all_mean(x).tolist() == [[6.0]] * 3
+    assert comm.num_partitions == 2      # the participants
+
+
+def test_no_weights_is_the_plain_mean_bit_for_bit():
+    x = torch.randn(5, 7)
+    assert torch.equal(WeightedComm(LocalComm(5), None, 5).all_mean(x), LocalComm(5).all_mean(x))
