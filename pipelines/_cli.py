@@ -124,10 +124,16 @@ def _field_comments(owner: type) -> dict[str, str]:
 
 
 def field_help(owner: type, dotted: str) -> str:
-    """A field's help text: ``metadata["help"]``, else its comment in the class source."""
+    """A field's help text: ``metadata["help"]``, else its comment in the source of the class
+    that declares it (a subclass's source holds only its own fields)."""
     holder, name = _owner_of(owner, dotted)
     spec = _field(holder, name)
-    return str(spec.metadata.get("help") or _field_comments(holder).get(name, ""))
+    if spec.metadata.get("help"):
+        return str(spec.metadata["help"])
+    for cls in holder.__mro__:
+        if dataclasses.is_dataclass(cls) and name in cls.__dict__.get("__annotations__", {}):
+            return _field_comments(cls).get(name, "")
+    return ""
 
 
 def _sequence_of(item: Callable[[str], Any]) -> Callable[[str], tuple[Any, ...]]:

@@ -86,7 +86,8 @@ def test_a_new_dataclass_field_is_a_new_option():
         depth: int = 7                   # added later
 
     parser, args = parse(field_options(Wider, override=True), ["--depth", "8"])
-    assert "added later (default: 7)" in " ".join(parser.format_help().split())
+    text = " ".join(parser.format_help().split())
+    assert "added later (default: 7)" in text and "how many (default: 3)" in text
     assert apply_given(Wider(), args, field_options(Wider, override=True)).depth == 8
 
 
