@@ -94,7 +94,10 @@ def field_default(owner: type, dotted: str) -> Any:
 def field_type(owner: type, dotted: str) -> Any:
     """The annotated type of a (dotted) field, resolved (``int | None``, ``tuple[float, ...]``)."""
     holder, name = _owner_of(owner, dotted)
-    return typing.get_type_hints(holder)[name]
+    try:
+        return typing.get_type_hints(holder)[name]
+    except (NameError, TypeError):     # a name only imported for type checkers: read as JSON
+        return _field(holder, name).type
 
 
 @functools.cache

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -31,6 +32,15 @@ class Toy:
     fast: bool = False
     note: str = field(default="x", metadata={"help": "from metadata"})   # not this comment
     mixed: float | int = 1               # a fraction or a count
+
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    where: Path | None = None            # a type only type checkers import
 
 
 def parse(options, argv):
@@ -101,3 +111,10 @@ def test_a_deprecated_alias_still_works_is_hidden_and_says_the_new_name(caplog):
     assert [r.getMessage() for r in caplog.records] == ["--old-size is deprecated: use --side"]
     with pytest.raises(SystemExit):
         parse(options, ["--old-size", "five"])
+
+
+def test_a_field_whose_type_cannot_be_resolved_is_read_as_json_or_text():
+    options = field_options(Unresolved, override=True)
+    parser, args = parse(options, ["--where", "x/y"])
+    assert given_values(args, options) == {"where": "x/y"}
+    assert "a type only type checkers import" in parser.format_help()
