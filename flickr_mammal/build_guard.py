@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 # (command-line flag, or the BuildConfig field where there is none; path in to_meta())
 SEARCH_OPTIONS: Final = (("--classes", ("classes",)), ("--licenses", ("licenses",)),
                          ("--min-upload-date", ("min_upload_date",)))
-IMAGE_OPTIONS: Final = (("--image-size", ("download", "max_side")),)
+IMAGE_OPTIONS: Final = (("--image-side", ("download", "max_side")),)
 CLEAN_OPTIONS: Final = (("--classifier", ("clean", "classifier")), ("--top-k", ("clean", "top_k")))
 SHARD_OPTIONS: Final = (
     ("--val-fraction", ("val_fraction",)), ("split_seed", ("split_seed",)),

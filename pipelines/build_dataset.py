@@ -125,7 +125,9 @@ OPTIONS: tuple[FieldOption, ...] = (
                 "download processes, each decoding one photo at a time: about one per core"),
     FieldOption("--stages", BUILD, "stages", f"comma-separated subset of {','.join(STAGES)}",
                 type=_names, show=_joined),
-    FieldOption("--image-size", BUILD, DOWNLOAD + "max_side", "longest side of stored images (px)"),
+    FieldOption("--image-side", BUILD, DOWNLOAD + "max_side", "longest side (px) of the images "
+                "the build stores, never enlarged (a study's [dataset] image_size is the crop it "
+                "trains on)", aliases=("--image-size",)),
     FieldOption("--image-hosts", BUILD, DOWNLOAD + "image_hosts", "comma-separated hosts (host, "
                 "host:port, *.domain) image URLs may name besides Flickr's; other URLs are "
                 "recorded url_refused, never fetched", type=_names, show=_joined),

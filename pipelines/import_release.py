@@ -24,7 +24,8 @@ from pipelines._cli import FieldOption, add_field_options, field_values
 EXIT_USAGE = 2
 _I = ImportConfig
 OPTIONS: tuple[FieldOption, ...] = (
-    FieldOption("--image-size", _I, "max_side", "longest side of stored images (px)"),
+    FieldOption("--image-side", _I, "max_side", "longest side (px) of the images stored",
+                aliases=("--image-size",)),
     FieldOption("--quality", _I, "quality", "JPEG quality of stored images"),
     FieldOption("--workers", _I, "workers", "threads decoding and re-encoding photos"),
     FieldOption("--commit-every", _I, "commit_every", "photos per catalog transaction"),

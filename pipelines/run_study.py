@@ -17,12 +17,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipelines._cli import FieldOption, add_field_options, apply_given, field_options
 from training.study.claims import Lease, claims
 from training.study.config import DEFAULT_CONFIG, StudyConfig, load_study
 from training.study.executors import ExecutorConfig, list_executors
 from training.study.findings import markdown_table
 from training.study.results import ResultsCorrupt, ResultsStore
 from training.study.runner import StudyCannotRun, run_study
+
+
+def executor_options() -> tuple[FieldOption, ...]:
+    """One flag per ExecutorConfig field (``--executor`` for its kind), given only to override
+    the config's ``[executor]`` table: a field added there is a flag here. Built per parser, so
+    that an executor registered after import is a choice."""
+    return field_options(ExecutorConfig, override=True, flags={"kind": "--executor"},
+                         choices={"kind": list_executors()})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,22 +45,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these experiments (by name)")
     parser.add_argument("--list", action="store_true",
                         help="list the runs (done, failed, running where, to do), train nothing")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="local runs at once (default: cores // threads; one per GPU)")
-    parser.add_argument("--executor", choices=list_executors(), default=None,
-                        help="local (default), ray or slurm (submitit); or [executor] kind")
-    parser.add_argument("--address", help="ray: the cluster's address (ray.init)")
-    parser.add_argument("--partition", help="slurm: the partition")
-    parser.add_argument("--time-min", type=int, help="slurm: time limit per run, minutes")
-    parser.add_argument("--gpus-per-task", type=int, help="ray/slurm: GPUs per run")
+    options = executor_options()
+    add_field_options(parser.add_argument_group(
+        "executor", "where the runs execute; a flag given overrides the config's [executor] "
+        "key of its name (--executor: kind; training.study.executors.ExecutorConfig)"),
+        options)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         study = load_study(args.config)
-        executor = ExecutorConfig.from_table(
-            study.executor, kind=args.executor, jobs=args.jobs, address=args.address,
-            partition=args.partition, time_min=args.time_min, gpus_per_task=args.gpus_per_task)
+        executor = apply_given(ExecutorConfig.from_table(study.executor), args, options)
         Lease.from_env()            # a bad STUDY_LEASE_S is an error before any run, not in one
     except (OSError, ValueError, KeyError, TypeError) as exc:  # bad path or config: one line
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)

@@ -21,11 +21,25 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from pipelines._cli import parse_param
+from pipelines._cli import (
+    FieldOption,
+    add_field_options,
+    field_options,
+    given_values,
+    parse_param,
+)
 from training.datasets import DIGITS_IMAGE_SIZE
+from training.engine import TrainConfig
 from training.study.config import RunSpec
 from training.study.data_specs import Cifar10Spec, DigitsSpec
 from training.study.run import check_run
+
+
+def train_options() -> tuple[FieldOption, ...]:
+    """One flag per TrainConfig field, put in the run's train table only when given
+    (TrainConfig's default stands otherwise), so a field added there is a flag here. The seed is
+    the run's (``--seed``); a command-line run is short unless told (``--iterations``)."""
+    return field_options(TrainConfig, override=True, skip=("seed",), defaults={"iterations": 1000})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,22 +49,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--spec", type=Path, help="a RunSpec as JSON (overrides the run flags)")
     ap.add_argument("--dataset", default="digits", choices=["digits", "cifar10"])
     ap.add_argument("--data-root", help="folder holding cifar-10-batches-py (cifar10)")
-    ap.add_argument("--image-size", type=int, help="digits are resized to this "
-                    f"(default {DIGITS_IMAGE_SIZE})")
+    ap.add_argument("--image-size", type=int, help="the side (px) digits are resized to for "
+                    f"training, the study's [dataset] image_size (default {DIGITS_IMAGE_SIZE})")
     ap.add_argument("--model", default="gn-lenet",
                     help="as in the study: gn-lenet, resnet20, gn-timm:resnet18, ...")
     ap.add_argument("--algorithm", default="bsp")
     ap.add_argument("--param", action="append", type=parse_param, default=[],
                     metavar="KEY=VALUE", help="an algorithm parameter, repeatable (t0=0.2)")
     ap.add_argument("--noniid-fraction", type=float, default=1.0)
-    ap.add_argument("--partitioner", default="label_skew")
+    ap.add_argument("--partitioner", help="a skewtools partitioner (default: the dataset's)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--train", action="append", type=parse_param, default=[],
-                    metavar="KEY=VALUE", help="a TrainConfig field, repeatable (lr=0.01)")
-    ap.add_argument("--iterations", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=100, help="global batch")
     ap.add_argument("--backend", choices=["gloo", "nccl"], help="default: nccl with CUDA")
     ap.add_argument("--out", type=Path, help="rank 0 writes the result row here (JSON)")
+    train = ap.add_argument_group("training", "training.engine.TrainConfig fields (the run's "
+                                  "seed is --seed); the study's [train] table")
+    add_field_options(train, train_options())
+    train.add_argument("--train", action="append", type=parse_param, default=[],
+                       metavar="KEY=VALUE", help="a TrainConfig field, repeatable (lr=0.01); "
+                       "applied after the flags above")
     return ap
 
 
@@ -60,9 +76,10 @@ def spec_from_args(args: argparse.Namespace, world_size: int) -> RunSpec:
     data = (DigitsSpec(image_size=args.image_size) if args.dataset == "digits"
             else Cifar10Spec(root=args.data_root))
     dataset: dict[str, Any] = data.to_dict()
-    train = {"iterations": args.iterations, "batch_size": args.batch_size, **dict(args.train)}
+    train = {**given_values(args, train_options()), **dict(args.train)}
     return RunSpec(dataset, args.model, args.algorithm, dict(args.param), args.noniid_fraction,
-                   world_size, args.partitioner, args.seed, train, "distributed")
+                   world_size, args.partitioner or data.default_partitioner, args.seed, train,
+                   "distributed")
 
 
 def run_problem(args: argparse.Namespace) -> str | None:

@@ -43,7 +43,7 @@ def _rerun(out, fake, capsys, *extra: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize(("extra", "named"), [
-    (["--image-size", "64"], ["--image-size 300 (now 64)"]),
+    (["--image-size", "64"], ["--image-side 300 (now 64)"]),
     (["--classes", "cat", "--licenses", "4"],
      ["--classes cat,dog,zebra (now cat)", "--licenses 1,2,3,4,5,6,7,8,9,10 (now 4)"]),
     (["--min-upload-date", "2005-01-01"], ["--min-upload-date"]),

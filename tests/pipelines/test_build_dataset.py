@@ -200,3 +200,17 @@ def test_a_dataclass_default_changed_changes_the_cli(monkeypatch):
     assert (args.per_class, args.workers) == (123, 7)
     help_text = " ".join(parser().format_help().split())
     assert "candidates searched per class (default: 123)" in help_text
+
+
+def test_image_side_is_the_stored_side_and_image_size_its_old_name(tmp_path, caplog):
+    import logging
+
+    args = parser().parse_args(["--out", str(tmp_path), "--api-key", "k", "--image-side", "64"])
+    assert config_from_args(args).download.max_side == 64
+    with caplog.at_level(logging.WARNING, logger="pipelines._cli"):
+        args = parser().parse_args(["--out", str(tmp_path), "--api-key", "k", "--image-size", "48"])
+    assert config_from_args(args).download.max_side == 48
+    assert caplog.messages == ["--image-size is deprecated: use --image-side"]
+    help_text = " ".join(parser().format_help().split())
+    assert "--image-size" not in help_text
+    assert "--image-side IMAGE_SIDE longest side (px) of the images the build stores" in help_text

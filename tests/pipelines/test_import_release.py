@@ -91,3 +91,15 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_import(archive, tmp_path, cap
                                                                          "shards"))
     for shard in sorted((tmp_path / "ref" / "shards").glob("*.tar")):
         assert (out / "shards" / shard.name).read_bytes() == shard.read_bytes()
+
+
+def test_image_side_is_the_stored_side_and_image_size_its_old_name(caplog):
+    import logging
+
+    from pipelines.import_release import parser
+
+    assert parser().parse_args(["a.tar", "--image-side", "64"]).image_side == 64
+    with caplog.at_level(logging.WARNING, logger="pipelines._cli"):
+        assert parser().parse_args(["a.tar", "--image-size", "48"]).image_side == 48
+    assert caplog.messages == ["--image-size is deprecated: use --image-side"]
+    assert "--image-size" not in parser().format_help()

@@ -361,3 +361,47 @@ def test_slurm_without_slurm_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("error: --executor slurm: no SLURM on this machine (no sbatch on PATH)")
     assert len(err.splitlines()) == 1 and ran == [] and not out.exists()
+
+
+def _executor_of(monkeypatch, tmp_path, doc, *flags):
+    """The ExecutorConfig run_study hands to the study for ``doc`` and ``flags``."""
+    import pipelines.run_study as cli
+
+    seen = []
+
+    def run_study(study, out, *, executor, **_):
+        seen.append(executor)
+        raise KeyboardInterrupt          # stop before any run
+
+    monkeypatch.setattr(cli, "run_study", run_study)
+    cfg = tmp_path / "tiny.toml"
+    write_toml(cfg, doc)
+    assert cli.main([str(cfg), "--out", str(tmp_path / "o"), *flags]) == 130
+    return seen[0]
+
+
+def test_executor_flags_override_the_config_only_when_given(monkeypatch, tmp_path):
+    from training.study.executors import ExecutorConfig
+
+    doc = {**CONFIG, "executor": {"kind": "slurm", "partition": "gpu", "time_min": 30,
+                                  "cluster": "local"}}
+    assert _executor_of(monkeypatch, tmp_path, doc) == ExecutorConfig(
+        kind="slurm", partition="gpu", time_min=30, cluster="local")
+    assert _executor_of(monkeypatch, tmp_path, doc, "--time-min", "5", "--array-parallelism",
+                        "8") == ExecutorConfig(kind="slurm", partition="gpu", time_min=5,
+                                               cluster="local", array_parallelism=8)
+    assert _executor_of(monkeypatch, tmp_path, CONFIG, "--jobs", "2") == ExecutorConfig(jobs=2)
+
+
+def test_a_field_added_to_executor_config_is_a_flag(monkeypatch, tmp_path):
+    from dataclasses import dataclass
+
+    import pipelines.run_study as cli
+    from training.study.executors import ExecutorConfig
+
+    @dataclass(frozen=True)
+    class Wider(ExecutorConfig):
+        queue: str | None = None         # slurm: the queue
+
+    monkeypatch.setattr(cli, "ExecutorConfig", Wider)
+    assert _executor_of(monkeypatch, tmp_path, CONFIG, "--queue", "long").queue == "long"

@@ -101,3 +101,34 @@ def test_a_spec_is_checked_as_the_study_checks_its_runs(tmp_path, capsys, monkey
                                        "cifar10, flickr_mammal\n")
     default = spec_from_args(build_parser().parse_args(["--model", "gn-lenet"]), world_size=2)
     assert default.dataset == {"name": "digits"}     # the study's default digits: 16 px
+
+
+def test_each_train_config_field_is_a_flag_given_only_when_told():
+    spec = spec_from_args(build_parser().parse_args([*ARGV, "--lr", "0.05", "--lr-milestones",
+                                                     "0.6", "--no-progress"]), world_size=2)
+    assert spec.train["lr"] == 0.05 and spec.train["lr_milestones"] == (0.6,)
+    assert spec.train["progress"] is False       # --train progress=false comes after the flags
+    bare = spec_from_args(build_parser().parse_args(["--model", "gn-lenet"]), world_size=2)
+    assert bare.train == {"iterations": 1000}       # TrainConfig's own defaults stand
+    assert bare.partitioner == "label_skew"         # the dataset's partitioner
+
+
+def test_a_field_added_to_train_config_is_a_flag(monkeypatch):
+    from dataclasses import dataclass
+
+    import pipelines.train_distributed as cli
+    from training.engine import TrainConfig
+
+    @dataclass(frozen=True)
+    class Wider(TrainConfig):
+        warmup: int = 0                  # iterations of warm-up
+
+    monkeypatch.setattr(cli, "TrainConfig", Wider)
+    assert "iterations of warm-up" in cli.build_parser().format_help()
+    spec = spec_from_args(cli.build_parser().parse_args([*ARGV, "--warmup", "5"]), world_size=2)
+    assert spec.train["warmup"] == 5
+
+
+def test_image_size_help_says_it_is_the_training_side():
+    text = " ".join(build_parser().format_help().split())
+    assert "--image-size IMAGE_SIZE the side (px) digits are resized to for training" in text

@@ -104,6 +104,7 @@ def travel_pairs(num_partitions: int, round_index: int, pairing: str) -> list[tu
 
 TRAVEL_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16,
                                          "bfloat16": torch.bfloat16}
+DEFAULT_TRAVEL_DTYPE = "float16"     # SkewScoutConfig's and travel()'s
 
 
 def model_bytes(state: dict[str, torch.Tensor], bytes_per_value: int = BYTES_PER_VALUE) -> float:
@@ -152,15 +153,15 @@ class TravelReport:
 
 
 def travel(engine: Trainer | ScoutHost, round_index: int, *, sample_size: int, pairing: str,
-           seed: int, dtype: str = "float32") -> TravelReport:
+           seed: int, dtype: str = DEFAULT_TRAVEL_DTYPE) -> TravelReport:
     """Run one traveling round and count its bytes on the engine (a Trainer or a
     :class:`~training.skewscout.host.ScoutHost`).
 
     Either engine: in the simulation every model is at hand; under torch.distributed each
     traveling model goes point to point to its destination's process, which scores it, and every
-    process gets the whole report. ``dtype`` (a key of :data:`TRAVEL_DTYPES`; SkewScoutConfig
-    defaults to float16) is the precision models travel in; a round that would overflow it goes
-    in float32.
+    process gets the whole report. ``dtype`` (a key of :data:`TRAVEL_DTYPES`, by default
+    :data:`DEFAULT_TRAVEL_DTYPE`) is the precision models travel in; a round that would overflow
+    it goes in float32.
     """
     if dtype not in TRAVEL_DTYPES:
         raise ValueError(f"unknown travel dtype {dtype!r}; choose one of "
@@ -254,7 +255,7 @@ class SkewScoutConfig:
     max_travel_interval: int | None = None   # None: fixed interval; else back off up to it
     sample_size: int = 200
     pairing: str = "round_robin"
-    travel_dtype: str = "float16"            # precision a model travels in (TRAVEL_DTYPES)
+    travel_dtype: str = DEFAULT_TRAVEL_DTYPE  # precision a model travels in (TRAVEL_DTYPES)
     initial_index: int = -1                  # -1: middle of the grid
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0

@@ -31,7 +31,14 @@ from training.models import check_model_name, has_batch_norm
 from training.participation import check_supported
 from training.skewscout.scout import DEFAULT_GRIDS, ordered_grid, scout_config
 from training.study.data_specs import DatasetSpec, dataset_spec
-from training.study.schema import check_type, parse_experiment, parse_top_level
+from training.study.schema import (
+    Key,
+    check_key,
+    example,
+    key_table,
+    parse_experiment,
+    parse_top_level,
+)
 
 EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout")
 ENGINES = ("simulation", "distributed")
@@ -44,12 +51,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Experiment:
-    name: str
-    kind: str
-    models: tuple[str, ...]
-    algorithms: tuple[str, ...]
-    noniid_fractions: tuple[float, ...]
-    num_partitions: tuple[int, ...] = ()    # empty: the study's num_partitions
+    """One ``[[experiments]]`` table (its keys are these fields: schema.key_table)."""
+
+    name: str = example('name = "noniid"')
+    kind: str = example('kind = "noniid"')
+    models: tuple[str, ...] = example('models = ["gn-lenet"]')
+    algorithms: tuple[str, ...] = example('algorithms = ["bsp", "fedavg"]')
+    noniid_fractions: tuple[float, ...] = example("noniid_fractions = [0.0, 1.0]")
+    # empty: the study's num_partitions
+    num_partitions: tuple[int, ...] = example("num_partitions = [5]", default=())
 
     def __post_init__(self) -> None:
         if self.kind not in EXPERIMENT_KINDS:
@@ -146,25 +156,33 @@ class ScheduleProblem:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    name: str
-    dataset: DatasetSpec
-    experiments: tuple[Experiment, ...]
+    """A study; the keys of its config file are these fields (:data:`TOP_LEVEL`), so a field
+    added here is a key there."""
+
+    name: str = example('name = "my_study"')
+    dataset: DatasetSpec = example('[dataset] name = "digits"')
+    experiments: tuple[Experiment, ...] = example("[[experiments]] name = ...")
     num_partitions: int = 5
     partitioner: str = "label_skew"
-    partitioner_params: dict[str, Any] = field(default_factory=dict)   # to skewtools.partition
-    seeds: tuple[int, ...] = (0,)
-    train: dict[str, Any] = field(default_factory=dict)
-    algorithms: dict[str, dict[str, Any]] = field(default_factory=dict)   # default params
-    grids: dict[str, tuple[float, ...]] = field(default_factory=lambda: dict(DEFAULT_GRIDS))
+    # to skewtools.partition
+    partitioner_params: dict[str, Any] = example("[partitioner_params] alpha = 0.5",
+                                                 default_factory=dict)
+    seeds: tuple[int, ...] = example("seeds = [0, 1]", default=(0,))
+    train: dict[str, Any] = example("[train] iterations = 300", default_factory=dict)
+    # the algorithms' default params
+    algorithms: dict[str, dict[str, Any]] = example("[algorithms.fedavg] iter_local = 50",
+                                                    default_factory=dict)
+    grids: dict[str, tuple[float, ...]] = example("[grids] fedavg = [5, 50]",
+                                                  default_factory=lambda: dict(DEFAULT_GRIDS))
     target: float = 0.03          # accuracy loss allowed vs BSP (Oracle and findings)
-    skewscout: dict[str, Any] = field(default_factory=dict)
+    skewscout: dict[str, Any] = example("[skewscout] travel_interval = 20", default_factory=dict)
     engine: str = "simulation"
     # torch CPU threads for simulation runs (None: torch's default). Training sums in an order
     # that depends on the thread count, and small differences grow over a run, so a fixed count
     # gives the same numbers on every machine.
-    threads: int | None = None
+    threads: int | None = example("threads = 1", default=None)
     # where the runs execute ([executor] table; read by training.study.executors.ExecutorConfig)
-    executor: dict[str, Any] = field(default_factory=dict)
+    executor: dict[str, Any] = example('[executor] kind = "local"', default_factory=dict)
     # refuse (True) or only warn about (False) runs whose schedule cannot mean what they claim
     # (schedule_problems)
     strict: bool = False
@@ -173,13 +191,10 @@ class StudyConfig:
         if not isinstance(self.dataset, DatasetSpec):
             raise ValueError(f"dataset={self.dataset!r}: give a parsed [dataset] table "
                              "(training.study.data_specs.dataset_spec)")
-        check_type("num_partitions", self.num_partitions, int, "num_partitions = 5")
-        check_type("target", self.target, float, "target = 0.03")
-        check_type("partitioner", self.partitioner, str, 'partitioner = "label_skew"')
-        check_type("engine", self.engine, str, 'engine = "simulation"')
-        check_type("strict", self.strict, bool, "strict = true")
-        if self.threads is not None:
-            check_type("threads", self.threads, int, "threads = 1")
+        for key, spec in TOP_LEVEL.items():     # the scalars: a table was checked as parsed
+            value = getattr(self, key)
+            if spec.kind not in (list, dict) and value is not None:
+                check_key(TOP_LEVEL, key, value)
         if self.engine not in ENGINES:
             raise ValueError(f"engine={self.engine!r}; choose one of {', '.join(ENGINES)}")
         if self.num_partitions < 2:
@@ -329,6 +344,11 @@ class StudyConfig:
                        dict(self.train), self.engine, scout, dict(self.partitioner_params))
 
 
+# The keys of a study config and of its [[experiments]] tables: the dataclasses' fields.
+TOP_LEVEL: dict[str, Key] = key_table(StudyConfig)
+EXPERIMENT_KEYS: dict[str, Key] = key_table(Experiment)
+
+
 def load_study(path: str | Path | None = None) -> StudyConfig:
     """Read a study from TOML (``.toml``) or YAML (``.yaml``/``.yml``); None: the default study.
     A broken or invalid file raises ValueError naming the key and the fix."""
@@ -354,8 +374,8 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
 def study_from_dict(doc: dict[str, Any], default_name: str = "study") -> StudyConfig:
     """A study from its parsed config; unknown keys and wrong types raise ValueError naming
     the key and the fix."""
-    doc = parse_top_level(doc)
-    experiments = tuple(Experiment(**parse_experiment(e, i))
+    doc = parse_top_level(doc, TOP_LEVEL)
+    experiments = tuple(Experiment(**parse_experiment(e, i, EXPERIMENT_KEYS))
                         for i, e in enumerate(doc.pop("experiments", [])))
     if not experiments:
         raise ValueError("the study lists no [[experiments]]; add at least one")

@@ -39,15 +39,16 @@ PR_SET_PDEATHSIG = 1           # <linux/prctl.h>
 
 @dataclass(frozen=True)
 class ExecutorConfig:
-    """The ``[executor]`` table of a study config, overridden by ``run_study``'s flags."""
+    """The ``[executor]`` table of a study config, overridden by ``run_study``'s flags (one per
+    field; a field's comment is its flag's help)."""
 
-    kind: str = "local"
-    jobs: int | None = None            # local: runs at once (None: default_jobs)
+    kind: str = "local"                # where the runs execute (list_executors)
+    jobs: int | None = None            # local: runs at once (None: cores // threads; 1 per GPU)
     address: str | None = None         # ray: ray.init(address=...); None: a running/local one
-    partition: str | None = None       # slurm partition
-    time_min: int = 60                 # slurm time limit per run
-    gpus_per_task: int | None = None   # ray/slurm; None: 1 per partition process on CUDA runs
-    cpus_per_task: int | None = None   # ray/slurm; None: threads x partition processes
+    partition: str | None = None       # slurm: the partition
+    time_min: int = 60                 # slurm: time limit per run, minutes
+    gpus_per_task: int | None = None   # ray/slurm: GPUs per run (None: 1 per process on CUDA)
+    cpus_per_task: int | None = None   # ray/slurm: CPUs per run (None: threads x processes)
     array_parallelism: int = 256       # slurm: array tasks running at once
     folder: str | None = None          # slurm: submitit's logs (default OUT/submitit)
     cluster: str | None = None         # submitit cluster: None (auto), "slurm" or "local"

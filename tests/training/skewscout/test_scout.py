@@ -216,7 +216,7 @@ class FakeTrainer:
 def test_travel_measures_local_minus_traveled_and_counts_bytes():
     acc = [[1.0, 0.2, 0.4], [0.5, 0.9, 0.1], [0.3, 0.3, 0.8]]
     tr = FakeTrainer(acc)
-    rep = travel(tr, 0, sample_size=4, pairing="round_robin", seed=0)
+    rep = travel(tr, 0, sample_size=4, pairing="round_robin", seed=0, dtype="float32")
     # pairs (0,1) (1,2) (2,0): local acc on dst minus traveled
     assert rep.losses == pytest.approx((0.9 - 0.2, 0.8 - 0.1, 1.0 - 0.3))
     assert rep.estimate == pytest.approx((0.7 + 0.7 + 0.7) / 3)
@@ -408,7 +408,7 @@ def test_dgc_travels_local_views_and_restores_the_shared_replicas():
     before = tr.stack.params.detach().clone()
     sent_before = tr.bytes_sent.clone()
     assert torch.equal(before[0], before[1])          # DGC replicas are identical...
-    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float32")
     assert torch.equal(tr.stack.params, before)       # ...and stay exactly as they were
     # ...but each partition's unsent residual makes its local view differ from the other's
     assert rep.local_acc != rep.traveled_acc
@@ -432,14 +432,14 @@ def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_l
     merged = host.judged_payload(1, arrived)
     assert torch.equal(merged[:n], arrived[:n] + pending) and torch.equal(merged[n:],
                                                                           arrived[n:])
-    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float32")
     x, y = host.train_sample(1, 64, seed=1)                  # round 0's sample of partition 1
     assert rep.pairs[0] == (0, 1)
     assert rep.traveled_acc[0] == host.payload_accuracy(merged, x, y)
     while tr.iteration < 8:                                # the last phase: judged as it is
         tr.step()
     assert torch.equal(host.judged_payload(1, host.model_payload(0)), host.model_payload(0))
-    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    rep = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float32")
     assert rep.traveled_acc[0] == host.payload_accuracy(host.model_payload(0), x, y)
 
 
@@ -469,7 +469,7 @@ def test_float16_travel_costs_half_and_evaluates_the_model_as_received(monkeypat
         tr.step()
     host = TrainerHost(tr)
     floats = sum(t.numel() for t in host.partition_state_dict(0).values() if t.is_floating_point())
-    full = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0)
+    full = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float32")
     half = travel(tr, 0, sample_size=64, pairing="round_robin", seed=0, dtype="float16")
     assert full.bytes_per_model == 4 * floats and half.bytes_per_model == 2 * floats
     assert half.local_acc == full.local_acc            # the destination's own model is not sent
@@ -524,3 +524,17 @@ def test_skewscout_on_the_real_trainer_counts_travel_in_the_run_totals():
     fedavg_only = result.bytes_sent[0] - scout.travel_bytes / 2
     assert fedavg_only >= 0 and sum(result.bytes_sent) >= scout.travel_bytes
     assert tr.algorithm.iter_local == scout.controller.knob
+
+
+def test_travel_and_skewscout_config_share_one_default_dtype():
+    import inspect
+
+    from training.skewscout.scout import DEFAULT_TRAVEL_DTYPE, scout_config
+
+    assert inspect.signature(travel).parameters["dtype"].default == DEFAULT_TRAVEL_DTYPE
+    assert SkewScoutConfig().travel_dtype == scout_config({}).travel_dtype == DEFAULT_TRAVEL_DTYPE
+    acc = [[1.0, 0.2], [0.5, 0.9]]
+    default = travel(FakeTrainer(acc), 0, sample_size=4, pairing="round_robin", seed=0)
+    told = travel(FakeTrainer(acc), 0, sample_size=4, pairing="round_robin", seed=0,
+                  dtype=DEFAULT_TRAVEL_DTYPE)
+    assert default.bytes_per_model == told.bytes_per_model
