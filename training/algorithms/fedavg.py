@@ -81,17 +81,33 @@ class FedAvg(Algorithm):
 
     def apply(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
-        state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
-        scale = ctx.num_partitions if self.local_lr == "per_partition" else 1
-        params.sub_(per_value_lr(state.momentum, ctx), alpha=ctx.lr / scale)
+        self.local_step(state, params, grads, ctx)
         state.steps_since_sync += 1
         # the run's last iteration always averages, as the authors' schedule (63,000 iterations,
         # a multiple of every IterLocal) does: the model scored is the averaged one, whatever
         # iter_local is or how SkewScout changed it
         if state.steps_since_sync < self.iter_local and not ctx.is_final:
             return silent_stats(params)
-        params.copy_(comm.all_mean(params))
+        stats = self.average(state, params, ctx, comm)
         state.steps_since_sync = 0
+        return stats
+
+    # The two halves of an iteration, the hooks FedAvg's variants (FedProx, FedOpt, SCAFFOLD)
+    # override: the cycle (when to average, the final averaging, the knob) stays here.
+    def step_size(self, ctx: StepContext) -> float:
+        """The local step size: ``lr / N`` (per partition, the authors') or ``lr`` (global)."""
+        return ctx.lr / ctx.num_partitions if self.local_lr == "per_partition" else ctx.lr
+
+    def local_step(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
+                   ctx: StepContext) -> None:
+        """One local momentum-SGD step of every partition (momentum kept across averaging)."""
+        state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
+        params.sub_(per_value_lr(state.momentum, ctx), alpha=self.step_size(ctx))
+
+    def average(self, state: FedAvgState, params: torch.Tensor, ctx: StepContext,
+                comm: Comm) -> StepStats:
+        """End of a cycle: every model becomes the mean of the models (one dense message)."""
+        params.copy_(comm.all_mean(params))
         return dense_stats(params, comm, synced=True)
 
     def views_just_agreed(self, state: FedAvgState) -> bool:
