@@ -54,3 +54,14 @@ def test_validation_says_how_to_fix():
         create_algorithm("fedprox", mu=-0.1)
     with pytest.raises(ValueError, match="iter_local must be >= 1"):
         create_algorithm("fedprox", mu=0.1, iter_local=0)
+
+
+def test_a_negative_mu_is_a_one_line_error_when_a_study_loads():
+    from training.study.config import study_from_dict
+
+    with pytest.raises(ValueError, match=r"^mu must be >= 0 [^\n]*$"):
+        study_from_dict({"num_partitions": 2, "dataset": {"name": "digits", "image_size": 8},
+                         "train": {"iterations": 10}, "algorithms": {"fedprox": {"mu": -1}},
+                         "experiments": [{"name": "n", "kind": "noniid", "models": ["gn-lenet"],
+                                          "algorithms": ["fedprox"],
+                                          "noniid_fractions": [0.0, 1.0]}]})
