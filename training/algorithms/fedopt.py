@@ -8,9 +8,10 @@ pseudo-gradient: ``v <- server_momentum * v + delta``, then ``x <- x - server_lr
 ``nesterov`` ``x <- x - server_lr * (delta + server_momentum * v)`` (PyTorch's SGD rule). Every
 partition continues from the new ``x``. ``server_lr = 1, server_momentum = 0`` is FedAvg, bit for
 bit; FedAvgM is ``server_momentum > 0``; DiLoCo's outer Nesterov is ``server_lr = 0.7,
-server_momentum = 0.9, nesterov = true`` (with ``iter_local`` its H inner steps). The server
-state (``x``, ``v``) is identical on every partition, so the message is FedAvg's: one dense model
-per averaging. BatchNorm running statistics are averaged plainly (they are no gradient).
+server_momentum = 0.9, nesterov = true`` (with ``iter_local`` its H inner steps), the
+defaults. The server state (``x``, ``v``) is identical on every partition, so the message is
+FedAvg's: one dense model per averaging. BatchNorm running statistics are averaged plainly
+(they are no gradient).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class FedOptState(FedAvgState):
 class FedOpt(FedAvg):
     name = "fedopt"
 
-    def __init__(self, iter_local: int = 50, server_lr: float = 1.0,
-                 server_momentum: float = 0.9, nesterov: bool = False,
+    # the defaults are DiLoCo's outer step (FedAvgM: nesterov=False; FedAvg: 1, 0)
+    def __init__(self, iter_local: int = 50, server_lr: float = 0.7,
+                 server_momentum: float = 0.9, nesterov: bool = True,
                  local_lr: str = "per_partition") -> None:
         self.server_lr = float(server_lr)
         self.server_momentum = float(server_momentum)
