@@ -17,7 +17,7 @@ from training.algorithms import create_algorithm, list_algorithms
 from training.algorithms.base import KnobSpec, algorithm_class
 from training.datasets import PartitionData
 from training.distributed import distributed_trainer, launch_local
-from training.engine import TrainConfig, Trainer
+from training.engine import DivergedError, TrainConfig, Trainer
 from training.skewscout.controller import ordered_grid
 
 ALGORITHMS = list_algorithms()
@@ -95,6 +95,14 @@ def test_trains_on_the_simulation_engine_alike_in_the_loop_and_vmap(name):
     (p_loop, loop), (p_vmap, vmap) = runs
     torch.testing.assert_close(p_vmap, p_loop, rtol=1e-9, atol=1e-9, msg=name)
     assert vmap.bytes_sent == pytest.approx(loop.bytes_sent)
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_a_run_that_blows_up_is_stopped_by_the_divergence_check(name):
+    # no algorithm may hide a non-finite gradient (e.g. in a residual it never sends)
+    parts, val = _data(k=3)
+    with pytest.raises(DivergedError, match="non-finite loss/gradient at iteration"):
+        Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, lr=1e200)).run()
 
 
 def _worker(rank: int, out_dir: str) -> None:
