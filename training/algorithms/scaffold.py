@@ -22,6 +22,7 @@ took. ``local_lr`` is FedAvg's (``lr / N`` per partition by default).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -47,6 +48,10 @@ class ScaffoldState(FedAvgState):
 @register_algorithm
 class Scaffold(FedAvg):
     name = "scaffold"
+    # its averaging is its own (full participation: c moves by the mean of all N dc_i); the
+    # paper's partial-participation rule (c moves by |S|/N of the participants' mean) is not
+    # built, so it does not inherit FedAvg's support
+    supports_participation: ClassVar[bool] = False
 
     def __init__(self, iter_local: int = 50, global_lr: float = 1.0,
                  local_lr: str = "per_partition") -> None:
