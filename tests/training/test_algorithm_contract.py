@@ -1,8 +1,9 @@
 """The contract every registered algorithm keeps (``list_algorithms()``: one registered later is
 checked too): a valid knob and grid, schedule checks that answer in sentences, training on the
-simulation engine (loop and vmap alike) and on the torch.distributed engine (2 gloo processes on
-127.0.0.1) with the same numbers, bytes counted, the divergence check passed, partial
-participation where declared, and SkewScout / the Oracle driving every knob."""
+simulation engine (loop and vmap alike, alone and in a seed group) and on the torch.distributed
+engine (2 gloo processes on 127.0.0.1) with the same numbers, bytes counted, the divergence
+check passed, partial participation where declared, and SkewScout / the Oracle driving every
+knob."""
 
 import inspect
 from dataclasses import fields, replace
@@ -103,6 +104,20 @@ def test_a_run_that_blows_up_is_stopped_by_the_divergence_check(name):
     parts, val = _data(k=3)
     with pytest.raises(DivergedError, match="non-finite loss/gradient at iteration"):
         Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, lr=1e200)).run()
+
+
+@pytest.mark.parametrize("name", ALGORITHMS)
+def test_a_seed_group_computes_each_seeds_run(name):
+    # the algorithm's collectives stay within each run of the group (GroupedComm)
+    parts, val = _data(k=2)
+    group = Trainer(_model, _algorithm(name), parts + parts, val, CONFIG, seeds=(3, 4))
+    results = group.run_group()
+    for run, seed in enumerate((3, 4)):
+        alone = Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, seed=seed))
+        result = alone.run()
+        torch.testing.assert_close(group.stack.params[2 * run:2 * run + 2], alone.stack.params,
+                                   rtol=1e-9, atol=1e-12, msg=f"{name} seed {seed}")
+        assert results[run].bytes_sent == pytest.approx(result.bytes_sent), name
 
 
 def _worker(rank: int, out_dir: str) -> None:
