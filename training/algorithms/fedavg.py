@@ -82,6 +82,12 @@ class FedAvg(Algorithm):
     def apply(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
         self.local_step(state, params, grads, ctx)
+        return self.finish_step(state, params, ctx, comm)
+
+    def finish_step(self, state: FedAvgState, params: torch.Tensor, ctx: StepContext,
+                    comm: Comm) -> StepStats:
+        """Count the step and average the models when the round is due (after the local step;
+        subclasses with their own local step end with it too)."""
         state.steps_since_sync += 1
         # the run's last iteration always averages, as the authors' schedule (63,000 iterations,
         # a multiple of every IterLocal) does: the model scored is the averaged one, whatever
@@ -93,7 +99,7 @@ class FedAvg(Algorithm):
         return stats
 
     # The two halves of an iteration, the hooks FedAvg's variants (FedProx, FedOpt, SCAFFOLD)
-    # override: the cycle (when to average, the final averaging, the knob) stays here.
+    # override: the cycle (finish_step: when to average, the final averaging, the knob) stays.
     def step_size(self, ctx: StepContext) -> float:
         """The local step size: ``lr / N`` (per partition, the authors') or ``lr`` (global)."""
         return ctx.lr / ctx.num_partitions if self.local_lr == "per_partition" else ctx.lr
