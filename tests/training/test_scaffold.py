@@ -86,3 +86,29 @@ def test_validation_says_how_to_fix():
         create_algorithm("scaffold", global_lr=0.0)
     with pytest.raises(ValueError, match="iter_local must be >= 1"):
         create_algorithm("scaffold", iter_local=0)
+
+
+def test_under_partial_participation_each_partition_keeps_its_control_variate():
+    # N = 3 partitions, 2 rows (slots) per round, local lr = lr = 1, one step per round
+    scaffold = create_algorithm("scaffold", iter_local=1, local_lr="global")
+    params = torch.zeros(2, 1)
+    state = scaffold.init(params)
+    step = StepContext(iteration=0, lr=1.0, lr_factor=1.0, num_partitions=3, momentum=0.0,
+                       weight_decay=0.0)
+    scaffold.begin_round(state, [0, 2])           # gradients 1 (partition 0) and 3 (partition 2)
+    scaffold.apply(state, params, torch.tensor([[1.0], [3.0]]), step, LocalComm(2))
+    # c_i = 1, 3; c = 0 + (1 + 3) / N; x = mean(-1, -3)
+    assert state.kept_controls == {0: torch.tensor([1.0]), 2: torch.tensor([3.0])}
+    assert state.control[:, 0].tolist() == pytest.approx([4 / 3] * 2)
+    assert params[:, 0].tolist() == [-2.0, -2.0]
+    scaffold.begin_round(state, [1, 2])           # partition 1 is new (c_1 = 0), 2 keeps 3
+    assert state.local_control[:, 0].tolist() == [0.0, 3.0] and not state.momentum.any()
+    scaffold.apply(state, params, torch.tensor([[2.0], [3.0]]), step, LocalComm(2))
+    # y = -2 - (2 + 4/3), -2 - (3 - 5/3); c_i+ = c_i - c + (x - y) = 2, 3: each its gradient,
+    # and c = 4/3 + (2 + 0) / 3 = 2, the mean of all three
+    assert state.local_control[:, 0].tolist() == pytest.approx([2.0, 3.0])
+    assert {p: c.item() for p, c in state.kept_controls.items()} == pytest.approx(
+        {0: 1.0, 1: 2.0, 2: 3.0})
+    assert state.control[:, 0].tolist() == pytest.approx([2.0, 2.0])
+    assert params[:, 0].tolist() == pytest.approx([-13 / 3] * 2)
+    assert create_algorithm("scaffold").supports_participation

@@ -21,7 +21,8 @@ took. ``local_lr`` is FedAvg's (``lr / N`` per partition by default).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
@@ -43,15 +44,17 @@ class ScaffoldState(FedAvgState):
     control: torch.Tensor     # [k, P]: c (rows identical)
     local_control: torch.Tensor   # [k, P]: c_i
     step_sum: float = 0.0     # sum of eta_l over the round's steps (K * eta_l at a constant lr)
+    # partial participation: the partition of each row this round (None: row i is partition i),
+    # every c_i kept by partition id between its rounds, and whether this process sits out
+    partitions: Sequence[int] | None = None
+    kept_controls: dict[int, torch.Tensor] = field(default_factory=dict)
+    sitting_out: bool = False
 
 
 @register_algorithm
 class Scaffold(FedAvg):
     name = "scaffold"
-    # its averaging is its own (full participation: c moves by the mean of all N dc_i); the
-    # paper's partial-participation rule (c moves by |S|/N of the participants' mean) is not
-    # built, so it does not inherit FedAvg's support
-    supports_participation: ClassVar[bool] = False
+    supports_participation: ClassVar[bool] = True
 
     def __init__(self, iter_local: int = 50, global_lr: float = 1.0,
                  local_lr: str = "per_partition") -> None:
@@ -71,6 +74,7 @@ class Scaffold(FedAvg):
 
     def local_step(self, state: ScaffoldState, params: torch.Tensor, grads: torch.Tensor,
                    ctx: StepContext) -> None:
+        state.sitting_out = False
         super().local_step(state, params, grads, ctx)        # y -= eta_l * m
         eta = self.step_size(ctx)
         params.sub_(per_value_lr(state.control - state.local_control, ctx), alpha=eta)
@@ -79,15 +83,37 @@ class Scaffold(FedAvg):
     def average(self, state: ScaffoldState, params: torch.Tensor, ctx: StepContext,
                 comm: Comm) -> StepStats:
         model_delta = params - state.anchor                   # dy_i = y_i - x
-        steps = torch.full_like(params[:1], state.step_sum)
-        if ctx.lr_mult is not None:   # each value's steps were eta_l * lr_mult (never 0 here)
-            steps = steps * ctx.lr_mult
-        # option II: c_i+ - c_i = (x - y_i) / (K eta_l) - c
-        control_delta = model_delta.div(steps).neg_().sub_(state.control)
-        mean = comm.all_mean(torch.cat([model_delta, control_delta], dim=1))
-        mean_model, mean_control = mean.split(params.shape[1], dim=1)
+        if state.sitting_out:     # a sampled-out process: nothing to add, c_i stays as it is
+            control_delta = torch.zeros_like(params)
+        else:
+            steps = torch.full_like(params[:1], state.step_sum)
+            if ctx.lr_mult is not None:   # each value's steps were eta_l * lr_mult (never 0)
+                steps = steps * ctx.lr_mult
+            # option II: c_i+ - c_i = (x - y_i) / (K eta_l) - c
+            control_delta = model_delta.div(steps).neg_().sub_(state.control)
+        # x moves by the participants' mean dy_i (all of them without sampling), c by
+        # 1/N of their sum dc_i: |S|/N times their mean, the paper's rule (the mean when S = N)
+        mean_model = comm.all_mean(model_delta)
+        state.control.add_(comm.all_sum(control_delta), alpha=1.0 / ctx.num_partitions)
         state.local_control.add_(control_delta)
-        state.control.add_(mean_control)
         params.copy_(state.anchor.add_(mean_model, alpha=self.global_lr))
         state.step_sum = 0.0
-        return dense_stats(mean, comm, synced=True)   # a model and a control variate each
+        if state.partitions is not None and not state.sitting_out:
+            for row, partition in enumerate(state.partitions):
+                state.kept_controls[partition] = state.local_control[row].clone()
+        model = dense_stats(params, comm, synced=True)
+        return model + model          # a model delta and a control-variate delta, dense each
+
+    # Partial participation (docs/engine.md): participants start from x with fresh momentum
+    # (FedAvg's rule) and their own c_i, kept by partition id (0 before their first round)
+    def begin_round(self, state: ScaffoldState, participants: Sequence[int]) -> None:
+        state.momentum.zero_()
+        for row, partition in enumerate(participants):
+            kept = state.kept_controls.get(partition)
+            state.local_control[row] = 0.0 if kept is None else kept
+        state.partitions = list(participants)
+
+    def sit_out(self, state: ScaffoldState, params: torch.Tensor, ctx: StepContext,
+                comm: Comm) -> StepStats:
+        state.sitting_out = True
+        return super().sit_out(state, params, ctx, comm)   # type: ignore[misc]
