@@ -153,17 +153,53 @@ def _participation_supported() -> bool:
     return "participation" in {f.name for f in fields(TrainConfig)}
 
 
+def _participating() -> list[str]:
+    return [a for a in ALGORITHMS if getattr(algorithm_class(a), "supports_participation", False)]
+
+
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_partial_participation_where_declared(name):
     if not _participation_supported():
         pytest.skip("this engine has no partial participation (TrainConfig.participation)")
-    if not getattr(algorithm_class(name), "supports_participation", False):
-        pytest.skip(f"{name} does not declare partial participation")
     parts, val = _data(k=4)
-    trainer = Trainer(_model, _algorithm(name), parts, val,
-                      replace(CONFIG, participation=0.5))
+    config = replace(CONFIG, participation=0.5)
+    if name not in _participating():     # asking for it is a one-line error
+        with pytest.raises(ValueError, match=f"{name} does not support partial participation"):
+            Trainer(_model, _algorithm(name), parts, val, config)
+        return
+    trainer = Trainer(_model, _algorithm(name), parts, val, config)
     result = trainer.run()
     assert torch.isfinite(trainer.stack.params).all() and sum(result.bytes_sent) > 0
+
+
+def _participation_worker(rank: int, out_dir: str) -> None:
+    parts, val = _data(k=3)
+    outcomes = {}
+    for name in _participating():
+        trainer = distributed_trainer(_model, _algorithm(name), parts, val,
+                                      replace(CONFIG, participation=2))
+        outcomes[name] = _outcome(trainer, trainer.run(), 0)
+    torch.save(outcomes, Path(out_dir) / f"rank{rank}.pt")
+
+
+def test_partial_participation_on_the_distributed_engine_computes_the_simulations_run(
+        tmp_path):
+    if not _participation_supported():
+        pytest.skip("this engine has no partial participation (TrainConfig.participation)")
+    launch_local(_participation_worker, 3, (str(tmp_path),))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(3)]
+    parts, val = _data(k=3)
+    for name in _participating():
+        sim = Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, participation=2))
+        result = sim.run()
+        for rank in range(3):
+            got = ranks[rank][name]
+            # the run ends on a round's averaging: every partition holds the global model
+            torch.testing.assert_close(got["params"], sim.stack.params[0], rtol=1e-9,
+                                       atol=1e-12, msg=f"{name} rank {rank} parameters")
+            assert got["per_partition"] == pytest.approx(result.final.per_partition), name
+            assert got["bytes_sent"] == pytest.approx(result.bytes_sent), name
+            assert got["wire"] == pytest.approx(result.wire_bytes_sent), name
 
 
 STUDY = {
