@@ -1,5 +1,5 @@
 """SCAFFOLD (Karimireddy et al., "SCAFFOLD: Stochastic Controlled Averaging for Federated
-Learning", ICML 2020, Algorithm 1 with option II control variates, full participation).
+Learning", ICML 2020, Algorithm 1 with option II control variates).
 
 The server holds the global model ``x`` and a control variate ``c``; each partition ``i`` holds
 its own ``c_i``; all start at 0, as in the paper. In a round of ``K`` local steps of step size
@@ -7,8 +7,9 @@ its own ``c_i``; all start at 0, as in the paper. In a round of ``K`` local step
 ``y_i <- y_i - eta_l * (g_i + c - c_i)``. At the round's end (every ``iter_local`` steps, and at
 the run's last iteration, as FedAvg) it updates ``c_i+ = c_i - c + (x - y_i) / (K * eta_l)`` and
 sends ``dy_i = y_i - x`` and ``dc_i = c_i+ - c_i``; then ``x <- x + global_lr * mean_i(dy_i)``,
-``c <- c + mean_i(dc_i)``, and every partition continues from ``x``. The message is a model and a
-control variate: 2 x dense (8 B per parameter), twice FedAvg's.
+``c <- c + 1/N * sum_i(dc_i)`` (the mean with every partition; ``|S|/N`` times the
+participants' mean under partial participation), and every partition continues from ``x``. The
+message is a model and a control variate: 2 x dense (8 B per parameter), twice FedAvg's.
 
 Momentum (the run's SGD momentum, kept across rounds as in FedAvg) acts on the gradient only:
 ``m_i <- momentum * m_i + g_i`` and the step is ``eta_l * (m_i + c - c_i)``. Option II then
@@ -17,6 +18,10 @@ makes ``c_i`` the round's mean of ``m_i``, in the units the step uses, so the co
 momentum 0 this is the paper's algorithm exactly. When the step size changes within a round (a
 learning-rate decay, per-layer multipliers) ``K * eta_l`` is the sum of the steps each value
 took. ``local_lr`` is FedAvg's (``lr / N`` per partition by default).
+
+Partial participation (``TrainConfig.participation``): a round's participants start from ``x``
+with fresh momentum and their own ``c_i``, kept by partition id between their rounds (0 before
+the first); a sampled-out process (torch.distributed) joins the averaging adding nothing.
 """
 
 from __future__ import annotations
