@@ -13,7 +13,7 @@ finished runs draws nothing. The per-experiment frames come from
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -75,6 +75,13 @@ def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> P
     return _save(fig, out / f"{exp.name}_curves.png")
 
 
+def algorithm_order(names: Iterable[str]) -> list[str]:
+    """The algorithms to draw: those with a colour of their own in :data:`COLORS` order, then
+    every other one (an algorithm registered later), sorted."""
+    names = set(names)
+    return [a for a in COLORS if a in names] + sorted(names - set(COLORS))
+
+
 def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
                    out: Path) -> Path | None:
     """Accuracy loss (IID minus most-skewed) per algorithm, one bar group per model.
@@ -91,7 +98,7 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
         return None
     means = pd.Series({k: v.mean for k, v in cells.items()}).unstack(0)
     sds = pd.Series({k: v.sd for k, v in cells.items()}).unstack(0).fillna(0.0)
-    order = [a for a in COLORS if a in means.index]
+    order = algorithm_order(means.index)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     means.loc[order].plot.bar(ax=ax, rot=0, yerr=sds.loc[order], capsize=3)
     for bars in ax.containers:      # every bar labelled, so a zero loss (BSP) is seen too
