@@ -116,3 +116,17 @@ def test_cross_entropy_of_grouped_logits_is_per_replica():
     x2 = x.clone()
     x2[1] = torch.randn_like(x2[1])
     assert torch.equal(distinct("gn-lenet", 2).gradients(x2, y)[0], grads[0])
+
+
+def test_grouped_gradients_do_not_depend_on_the_thread_count():
+    """The study's numbers must not depend on the machine's cores (threads = 1 vs 2)."""
+    x, y = batch(4)
+    before = torch.get_num_threads()
+    try:
+        grads = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            grads.append(distinct("gn-lenet", 4).gradients(x, y))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(grads[0], grads[1])
