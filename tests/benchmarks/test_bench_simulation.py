@@ -32,3 +32,14 @@ def test_a_training_step_never_waits_for_the_device(algorithm, vectorize):
         trainer.step()
     ops, _, syncs = count_ops(lambda: [trainer.step() for _ in range(3)])
     assert ops > 100 and syncs == 0
+
+
+@pytest.mark.parametrize("model", ["gn-lenet", "bn-lenet"])
+def test_a_grouped_replicas_step_never_waits_for_the_device(model):
+    """GN-/BN-LeNet's vectorised step runs as grouped replicas (training.grouped)."""
+    trainer = make_trainer(Setup("cpu", image_size=8, in_channels=1), model, "bsp", True,
+                           partitions=3, batch=12)
+    assert trainer.stack.grouped
+    trainer.step()
+    ops, _, syncs = count_ops(lambda: [trainer.step() for _ in range(3)])
+    assert ops > 50 and syncs == 0
