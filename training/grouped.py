@@ -80,8 +80,7 @@ def _flat(tensors: Tensors, name: str) -> torch.Tensor | None:
 def _layer(layer: nn.Module, prefix: str, params: Tensors, buffers: Tensors, h: torch.Tensor,
            k: int, training: bool) -> torch.Tensor:
     if isinstance(layer, nn.Conv2d):
-        return _conv(layer, _flat(params, prefix + "weight"), _flat(params, prefix + "bias"),
-                     h, k)
+        return _conv(layer, params[prefix + "weight"], _flat(params, prefix + "bias"), h, k)
     if isinstance(layer, nn.GroupNorm):
         return F.group_norm(h.contiguous(), k * layer.num_groups,
                             _flat(params, prefix + "weight"), _flat(params, prefix + "bias"),
@@ -110,18 +109,21 @@ def _taps(size: int, kernel: int, stride: int, padding: int, dilation: int) -> r
 
 def _conv(layer: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None, h: torch.Tensor,
           k: int) -> torch.Tensor:
-    """The grouped convolution of the replicas, on the kernel taps that meet the input: on a
-    map smaller than the kernel (LeNet's 5x5 conv3 on 2x2) the others only ever multiply
-    padding, so they are cut (their gradient is zero either way) and the padding with them."""
+    """The grouped convolution of the replicas (``weight``: ``[k, Cout, Cin, kh, kw]``), on the
+    kernel taps that meet the input: on a map smaller than the kernel (LeNet's 5x5 conv3 on 2x2)
+    the others only ever multiply padding, so they are cut (their gradient is zero either way)
+    and the padding with them."""
     stride, padding, dilation = layer.stride, layer.padding, layer.dilation
-    rows = _taps(h.shape[2], weight.shape[2], stride[0], padding[0], dilation[0])
-    cols = _taps(h.shape[3], weight.shape[3], stride[1], padding[1], dilation[1])
-    if (len(rows), len(cols)) != tuple(weight.shape[2:]) and len(rows) and len(cols):
-        weight = weight[:, :, rows.start:rows.stop, cols.start:cols.stop]
+    rows = _taps(h.shape[2], weight.shape[3], stride[0], padding[0], dilation[0])
+    cols = _taps(h.shape[3], weight.shape[4], stride[1], padding[1], dilation[1])
+    if (len(rows), len(cols)) != tuple(weight.shape[3:]) and len(rows) and len(cols):
+        weight = weight[..., rows.start:rows.stop, cols.start:cols.stop]
         padding = (padding[0] - rows.start * dilation[0], padding[1] - cols.start * dilation[1])
-    if weight.shape[1] == 1:   # one input channel per group: ~3x faster channels-last on CPU
+    if weight.shape[2] == 1:   # one input channel per group: ~3x faster channels-last on CPU
         h = h.contiguous(memory_format=torch.channels_last)
-    return F.conv2d(h, weight, bias, stride, padding, dilation, k * layer.groups)
+    # one copy of the (sliced) weights: the replicas' rows are not adjacent in the flat stack
+    return F.conv2d(h, weight.reshape(-1, *weight.shape[2:]), bias, stride, padding, dilation,
+                    k * layer.groups)
 
 
 def _batch_norm(layer: nn.BatchNorm2d, prefix: str, params: Tensors, buffers: Tensors,
