@@ -101,7 +101,7 @@ def _trainer(spec: RunSpec, seeds: int, local_batch: int) -> Trainer:
                    seeds=[s.seed for s in specs])
 
 
-def _step_seconds(trainer: Trainer, steps: int = 20, rounds: int = 3) -> float:
+def _step_seconds(trainer: Trainer, steps: int = 40, rounds: int = 5) -> float:
     """CPU seconds of one ``Trainer.step`` (best of ``rounds``)."""
     trainer.step()
     best = float("inf")
@@ -128,6 +128,8 @@ def step_split(seeds: int) -> None:
     many = _step_seconds(_trainer(spec, seeds, local))
     ops = count_ops(_trainer(spec, 1, local).step)[0]
     predicted = (fixed + seeds * (replica + compute)) / step
+    if fixed + replica + compute > step * 1.05:
+        print("(the three timings disagree by more than 5%: a loaded machine; rerun when quiet)")
     print(f"one-seed step ({spec.num_partitions} partitions x {local} samples): "
           f"{step * 1e3:.2f} ms CPU = per-sample compute {compute / step:.0%} + per-replica "
           f"vector work {replica / step:.0%} (both grow with the seeds) + fixed per-op cost "
