@@ -19,9 +19,8 @@ between layers:
 
 Each replica's computation is the same as alone (every op is per channel group, per replica), so
 a stack of ``S*N`` replicas gives the rows a stack of ``N`` gives (tests/training/test_grouped.py).
-Only modules made of these layers are run this way (:func:`supports`): ``features`` (a
-``Sequential``), a flatten, and a ``Linear`` ``classifier``, as LeNet. Anything else (dropout,
-LRN, other layers) goes through ``vmap``.
+Only LeNets made of these layers are run this way (:func:`supports`: GN-LeNet, BN-LeNet);
+anything else (LRN, dropout, other models, Caffe's BatchNorm average) goes through ``vmap``.
 """
 
 from __future__ import annotations
@@ -30,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.models_cifar import LeNet
+
 Tensors = dict[str, torch.Tensor]
 
 _LAYERS = (nn.Conv2d, nn.GroupNorm, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d,
@@ -37,13 +38,14 @@ _LAYERS = (nn.Conv2d, nn.GroupNorm, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d, nn.Av
 
 
 def supports(module: nn.Module) -> bool:
-    """Whether :func:`grouped_logits` can run ``module``: ``features`` (a ``Sequential`` of
-    convolutions, GroupNorm, BatchNorm2d, ReLU, max/avg pools), then a ``Linear``
-    ``classifier`` on the flattened map, and no other child."""
+    """Whether :func:`grouped_logits` can run ``module``: a LeNet (whose forward is
+    ``classifier(flatten(features(x)))``) whose ``features`` are convolutions, GroupNorm,
+    BatchNorm2d, ReLU and max/avg pools only (GN-LeNet, BN-LeNet; not LRN LeNet)."""
     features = getattr(module, "features", None)
     classifier = getattr(module, "classifier", None)
     names = {name for name, _ in module.named_children()}
-    return (isinstance(features, nn.Sequential) and type(classifier) is nn.Linear
+    return (type(module) is LeNet and isinstance(features, nn.Sequential)
+            and type(classifier) is nn.Linear
             and names == {"features", "classifier"}
             and all(type(layer) in _LAYERS for layer in features)
             and all(layer.padding_mode == "zeros" for layer in features
