@@ -5,6 +5,8 @@ so that algorithms see ``[k, P]`` and the forward/backward of all partitions can
 vectorised pass (``torch.func.vmap`` over ``functional_call``). BatchNorm running statistics are
 stacked buffers passed as batched inputs, so each partition normalises with its own minibatch
 statistics and updates its own running statistics in place, exactly as ``k`` separate models.
+GN-/BN-LeNet skip ``vmap``: :mod:`training.grouped` runs their replicas as one network with
+channels grouped by replica (the same computation, without vmap's layout copies).
 """
 
 from __future__ import annotations
