@@ -6,7 +6,25 @@ iterations with the study's thread count and reports CPU seconds (this process; 
 machine's load inflates wall time, not CPU time) and the ratio S seeds / 1 seed. Goal: 3 seeds
 <= 1.5x one seed.
 
+Whether seeds can ride along depends on what a step's time is made of, so the one-seed step
+(``Trainer.step``: gradients + algorithm, vectorised) is split by measuring it at ``b`` = 20 and
+1 samples per partition and with ``S`` seeds at ``b`` = 1, under the model
+``t(S, b) = fixed + S x (replica + b x sample)``:
+
+- **per-sample compute** (``b x sample``: convolutions, norms, pools; FLOP-bound, grows with the
+  seeds);
+- **per-replica vector work** (``replica``: the algorithm's and the engine's ``[k, P]`` ops and
+  the per-parameter copies; memory-bound, grows with the seeds);
+- **fixed per-op cost** (``fixed``: dispatch, kernel set-up, allocations of each of the step's
+  ops; shared by the seeds when they are vectorised).
+
+The ratio that split allows is ``(fixed + S x (replica + compute)) / step`` (printed next to
+the measured one), and the same ratio on one H100 comes from
+``benchmarks/gpu_check_estimate.py``'s cost model (a step costs ``max(ops x launch, FLOPs /
+throughput)``; vectorised, the ops do not grow with the seeds).
+
     python benchmarks/bench_seeds.py [--iterations 200] [--seeds 3] [--mix]
+    python benchmarks/bench_seeds.py --split-only      # the step split and the H100 estimate
     python benchmarks/bench_seeds.py --threads 1 2      # the spread between thread counts
 """
 
@@ -14,14 +32,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from training.study import run
-from training.study.config import RunSpec, load_study
-from training.study.groups import SeedGroup, execute_group
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_simulation, gpu_check_estimate
+from bench_simulation import count_ops  # noqa: E402
+from gpu_check_estimate import profile_model, step_seconds  # noqa: E402
+
+from training.engine import TrainConfig, Trainer  # noqa: E402
+from training.study import run  # noqa: E402
+from training.study.config import RunSpec, load_study  # noqa: E402
+from training.study.groups import SeedGroup, execute_group  # noqa: E402
 
 GOAL = 1.5
 
@@ -56,11 +81,72 @@ def seeds_cost(iterations: int, seeds: int, mix: bool) -> None:
     for vectorize in (False, True):
         one = _cost([g[:1] for g in _specs(iterations, seeds, vectorize, mix)])
         many = _cost(_specs(iterations, seeds, vectorize, mix))
-        path = "vmap" if vectorize else "loop"
+        path = "vector" if vectorize else "loop"   # vector: grouped replicas (LeNet) / vmap
         ratio = many[0] / one[0]
         print(f"{path}: 1 seed {one[0]:6.1f} s CPU ({one[1]:6.1f} s wall), {seeds} seeds "
               f"{many[0]:6.1f} s CPU ({many[1]:6.1f} s wall): {ratio:.2f}x "
               f"({'meets' if ratio <= GOAL else 'misses'} the {GOAL}x goal)")
+
+
+def _trainer(spec: RunSpec, seeds: int, local_batch: int) -> Trainer:
+    """The run's Trainer with ``seeds`` seeds as one group, ``local_batch`` samples per
+    partition."""
+    specs = [replace(spec, seed=seed) for seed in range(seeds)]
+    data = [run.run_data(s) for s in specs]
+    algorithm, _ = run.build_algorithm(spec)
+    train = {**spec.train, "batch_size": local_batch * spec.num_partitions}
+    cfg = replace(TrainConfig(**train), progress=False)
+    return Trainer(lambda: run.build_model(spec.model, *data[0][2]), algorithm,
+                   [p for parts, _, _ in data for p in parts], data[0][1], cfg,
+                   seeds=[s.seed for s in specs])
+
+
+def _step_seconds(trainer: Trainer, steps: int = 40, rounds: int = 5) -> float:
+    """CPU seconds of one ``Trainer.step`` (best of ``rounds``)."""
+    trainer.step()
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for _ in range(steps):
+            trainer.step()
+        best = min(best, (time.process_time() - start) / steps)
+    return best
+
+
+def step_split(seeds: int) -> None:
+    """The one-seed step split into fixed per-op cost, per-replica and per-sample work (module
+    docstring), the seeds ratio that split predicts, the measured one and the H100 estimate."""
+    spec = _specs(1, 1, True, False)[0][0]
+    local = spec.train["batch_size"] // spec.num_partitions
+    step = _step_seconds(_trainer(spec, 1, local))
+    tiny = _step_seconds(_trainer(spec, 1, 1))
+    tiny_many = _step_seconds(_trainer(spec, seeds, 1))
+    sample = max(step - tiny, 0.0) / (local - 1)                 # per sample of each replica
+    replica = max((tiny_many - tiny) / (seeds - 1) - sample, 0.0)    # per run's N replicas
+    fixed_raw = tiny - replica - sample
+    fixed = max(fixed_raw, 0.0)
+    compute = sample * local
+    many = _step_seconds(_trainer(spec, seeds, local))
+    ops = count_ops(_trainer(spec, 1, local).step)[0]
+    predicted = (fixed + seeds * (replica + compute)) / step
+    if fixed_raw < 0:
+        print(f"(the shared part is within the timings' noise ({fixed_raw / step:+.0%}): "
+              "shown as 0; rerun on a quiet machine for a steadier split)")
+    print(f"one-seed step ({spec.num_partitions} partitions x {local} samples): "
+          f"{step * 1e3:.2f} ms CPU = per-sample compute {compute / step:.0%} + per-replica "
+          f"vector work {replica / step:.0%} (both grow with the seeds) + fixed per-op cost "
+          f"{fixed / step:.0%} ({ops} ops, {fixed / ops * 1e6:.1f} us each; shared)")
+    print(f"{seeds}-seed step: {many * 1e3:.2f} ms = {many / step:.2f}x measured "
+          f"(the split predicts {predicted:.2f}x; larger kernels run more efficiently, so the "
+          "measured ratio can be lower)")
+    model = run.build_model(spec.model, *run.run_data(spec)[2])
+    profile = profile_model(model, (model.features[0].in_channels, 8, 8), count_ops)
+    images = local * spec.num_partitions
+    h100 = [step_seconds(profile, images * s) for s in (1, seeds)]
+    print(f"H100 estimate (gpu_check_estimate: {profile['fwd_flops'] / 1e6:.2f} MFLOP/image "
+          f"forward, {profile['ops']:.0f} ops): {h100[0] * 1e3:.2f} ms vs {h100[1] * 1e3:.2f} ms "
+          f"per step = {h100[1] / h100[0]:.2f}x "
+          f"({'meets' if h100[1] / h100[0] <= GOAL else 'misses'} the {GOAL}x goal; launch-bound)")
 
 
 def thread_spread(iterations: int, seeds: int, threads: list[int]) -> None:
@@ -83,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--mix", action="store_true", help="the noniid + bn_vs_gn run mix")
     parser.add_argument("--threads", type=int, nargs=2, help="measure the spread instead")
+    parser.add_argument("--split-only", action="store_true",
+                        help="only the step split and the H100 estimate")
     args = parser.parse_args(argv)
     with open("/proc/loadavg") if os.path.exists("/proc/loadavg") else open(os.devnull) as f:
         print(f"load average: {f.read().strip() or 'n/a'}")
@@ -90,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         thread_spread(args.iterations, args.seeds, args.threads)
         return 0
     torch.set_num_threads(load_study().threads or torch.get_num_threads())
-    seeds_cost(args.iterations, args.seeds, args.mix)
+    step_split(args.seeds)
+    if not args.split_only:
+        seeds_cost(args.iterations, args.seeds, args.mix)
     return 0
 
 

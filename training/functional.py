@@ -8,6 +8,8 @@ statistics and updates its own running statistics in place, exactly as ``k`` sep
 With :attr:`StackedModel.norm_frozen` (FixBN after its switch, training.engine) the BatchNorm
 layers run in eval mode during training: each replica normalises with its running statistics
 and leaves them unchanged, while the rest of the model (dropout) still trains.
+GN-/BN-LeNet skip ``vmap``: :mod:`training.grouped` runs their replicas as one network with
+channels grouped by replica (the same computation, without vmap's layout copies).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch.func import functional_call, vmap
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from training.algorithms.base import Comm
+from training.grouped import grouped_logits, supports
 from training.norm import batch_norm_names
 
 log = logging.getLogger(__name__)
@@ -76,9 +79,12 @@ class StackedModel:
         self.buffers = {name: b.detach().unsqueeze(0).repeat(k, *([1] * b.dim())).contiguous()
                         for name, b in module.named_buffers()}
         self.vectorize = vectorize
+        # LeNet-like modules run as one network with channels grouped by replica
+        # (training.grouped): what vmap computes, without its layout copies
+        self.grouped = supports(self.module)
         self.channels_last = channels_last
         self.bf16 = bf16
-        self._probed = not vectorize
+        self._probed = not vectorize or self.grouped
         # FixBN after its switch: BatchNorm normalises with (and keeps) its running statistics
         self.norm_frozen = False
         self._batch_norms = [m for m in self.module.modules() if isinstance(m, _BatchNorm)]
@@ -152,6 +158,8 @@ class StackedModel:
             # each replica's [b, C, H, W] slice channels-last (NHWC strides)
             x = x.permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
         with self._autocast():
+            if self.vectorize and self.grouped:
+                return self._grouped_gradients(x, y)
             if self.vectorize:
                 return self._vmap_gradients(self.params, self.buffers, x, y)
             return self._loop_gradients(x, y)
@@ -170,6 +178,16 @@ class StackedModel:
                         x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         views = {n: v.detach().requires_grad_() for n, v in self.layout.views(params).items()}
         logits = vmap(self._call, randomness="different")(views, buffers, x)
+        return self._loss_gradients(logits, y, views)
+
+    def _grouped_gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        views = {n: v.detach().requires_grad_() for n, v in self.layout.views(self.params).items()}
+        logits = grouped_logits(self.module, views, self.buffers, x)
+        return self._loss_gradients(logits, y, views)
+
+    def _loss_gradients(self, logits: torch.Tensor, y: torch.Tensor,
+                        views: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[k, P]`` gradients of each replica's mean loss from ``[k, b, classes]`` logits."""
         # Summing the per-replica mean losses leaves each replica's gradient its own.
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
                                reduction="sum") / y.shape[1]
@@ -225,6 +243,15 @@ class StackedModel:
         """Eval-mode predicted labels of one replica (given as views) on ``x``."""
         self.module.eval()
         device = self.params.device
-        preds = [self._call(params, buffers, x[s:s + batch_size].to(device)).argmax(dim=1)
+        preds = [self._eval_logits(params, buffers, x[s:s + batch_size].to(device)).argmax(dim=1)
                  for s in range(0, len(x), batch_size)]
         return torch.cat(preds).cpu() if preds else torch.empty(0, dtype=torch.long)
+
+    def _eval_logits(self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                     x: torch.Tensor) -> torch.Tensor:
+        if not self.grouped:
+            return self._call(params, buffers, x)
+        # a stack of one: the grouped network's channels-last max pool and trimmed conv taps
+        return grouped_logits(self.module, {n: p.unsqueeze(0) for n, p in params.items()},
+                              {n: b.unsqueeze(0) for n, b in buffers.items()},
+                              x.unsqueeze(0))[0]

@@ -56,3 +56,12 @@ def test_the_participation_table_times_training_partitions_and_their_state():
     assert rows[0]["vs_k5"] == 1.0
     # sampled-out partitions keep no parameters or momentum: 2 rows + the global model of 10
     assert rows[2]["state_mib_per_partition"] < 0.5 * rows[1]["state_mib_per_partition"]
+@pytest.mark.parametrize("model", ["gn-lenet", "bn-lenet"])
+def test_a_grouped_replicas_step_never_waits_for_the_device(model):
+    """GN-/BN-LeNet's vectorised step runs as grouped replicas (training.grouped)."""
+    trainer = make_trainer(Setup("cpu", image_size=8, in_channels=1), model, "bsp", True,
+                           partitions=3, batch=12)
+    assert trainer.stack.grouped
+    trainer.step()
+    ops, _, syncs = count_ops(lambda: [trainer.step() for _ in range(3)])
+    assert ops > 50 and syncs == 0

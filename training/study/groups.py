@@ -69,13 +69,21 @@ def group_key(spec: RunSpec) -> str | None:
 
 
 def units(specs: Sequence[RunSpec]) -> list[tuple[RunSpec, ...]]:
-    """``specs`` split into groups (runs that differ only by seed), in first-seen order; a run
-    that trains alone is a group of one."""
+    """``specs`` split into groups (runs that differ only by seed), the costliest first (ties in
+    first-seen order); a run that trains alone is a group of one. Longest first keeps every job
+    of the driver busy to the end: the last units to start are the short ones."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in specs:
         key = group_key(spec)
         groups.setdefault(spec.run_id if key is None else key, []).append(spec)
-    return [tuple(group) for group in groups.values()]
+    return sorted((tuple(group) for group in groups.values()), key=unit_cost, reverse=True)
+
+
+def unit_cost(group: Sequence[RunSpec]) -> int:
+    """A unit's relative cost: partition-iterations over its runs (a step's work is per
+    partition; SkewScout's travel and the evaluations are small beside it)."""
+    return sum(int(spec.train.get("iterations", TrainConfig.iterations)) * spec.num_partitions
+               for spec in group)
 
 
 def as_unit(specs: Sequence[RunSpec]) -> Unit:

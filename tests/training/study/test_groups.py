@@ -8,7 +8,7 @@ import pytest
 from training.study import run
 from training.study.config import study_from_dict
 from training.study.executors import InlineBackend
-from training.study.groups import SeedGroup, execute_group, group_key, units
+from training.study.groups import SeedGroup, execute_group, group_key, unit_cost, units
 from training.study.results import ResultsStore
 from training.study.schedule import execute_all
 
@@ -71,3 +71,17 @@ def test_the_driver_runs_groups_and_stores_one_row_per_run(tmp_path) -> None:
     store.flush()
     for spec in specs[:4]:    # seeds 0 and 1 of BSP and DGC at fraction 0
         assert _comparable(store.rows[spec.run_id]) == _comparable(run.execute_run(spec))
+
+
+def test_units_come_costliest_first() -> None:
+    """Seed groups before the runs alone, and more partitions before fewer: the driver's last
+    units are its shortest, so its jobs stay busy to the end."""
+    doc = {**DOC, "experiments": [*DOC["experiments"], {
+        "name": "wide", "kind": "noniid", "models": ["gn-lenet"], "algorithms": ["gaia"],
+        "noniid_fractions": [1.0], "num_partitions": [4]}]}
+    study = study_from_dict(doc)
+    groups = units(study.all_runs())
+    costs = [unit_cost(g) for g in groups]
+    assert costs == sorted(costs, reverse=True)
+    assert [len(g) for g in groups] == [3] * 7 + [1] * 3
+    assert groups[0][0].algorithm == "gaia" and groups[0][0].num_partitions == 4
