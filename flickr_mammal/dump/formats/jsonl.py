@@ -25,6 +25,7 @@ import json
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from flickr_mammal.dump.formats import (
     register_format,
     text_cell,
 )
+from flickr_mammal.dump.formats.lines import RawFilter, lines_to_parse, split_lines
 from flickr_mammal.dump.formats.readahead import ReadAhead, gzip_error
 from flickr_mammal.dump.formats.tsv import SkippedLine, buffer_spans, line_chunks, tsv_spans
 
@@ -125,6 +127,28 @@ def parse_lines(data: bytes | memoryview, texts: dict[str, str],
     columns = {f: table[c].combine_chunks() for f, c in texts.items()}
     return Parsed(columns, table.num_rows, 0,
                   _LineRows(data, table.num_rows, fields).rows_at)
+
+
+def parse_prefiltered(data: bytes | memoryview, texts: dict[str, str], fields: dict[str, str],
+                      raw_filter: RawFilter) -> Parsed:
+    """:func:`parse_lines` of the lines ``raw_filter`` keeps (and of those not shaped
+    ``{...}``: blank, truncated, an array); every other line is counted as a row unparsed.
+    The positions of ``texts`` and ``rows_at`` are those of the parsed lines."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lines = split_lines(data)
+    ends = [pc.ends_with(lines, end) for end in ("}\n", "}", "}\r\n")]
+    simple = pc.and_(pc.starts_with(lines, "{"), pc.or_(pc.or_(ends[0], ends[1]), ends[2]))
+    picked = lines_to_parse(lines, simple, raw_filter)
+    if picked is None:  # some line is not UTF-8: each line parsed, each bad one counted
+        return parse_lines(data, texts, fields)
+    if not len(picked):
+        return Parsed({f: pa.array([], pa.string()) for f in texts}, len(lines), 0,
+                      lambda _: [])
+    parsed = parse_lines(b"".join(lines.take(picked).to_pylist()), texts, fields)
+    return Parsed(parsed.texts, parsed.num_rows + len(lines) - len(picked), parsed.malformed,
+                  parsed.rows_at)
 
 
 def _read_json(data: bytes | memoryview, keys: list[str]) -> Any:
@@ -246,17 +270,19 @@ class JsonLines(DumpFormat):
 
     def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
                text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]]) -> Iterator[Chunk]:
+               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+               ) -> Iterator[Chunk]:
         import pyarrow as pa
 
         index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
+        parse = partial(parse_prefiltered, raw_filter=raw_filter) if raw_filter else parse_lines
         for offset, data in self.spans(path, chunk_bytes, start):
             if isinstance(data, SkippedLine):
                 empty = {f: pa.array([], pa.string()) for f in texts}
                 yield Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
             else:
-                parsed = parse_lines(data, texts, fields)
+                parsed = parse(data, texts, fields)
                 yield Chunk(index, offset, offset + len(data), parsed.texts, parsed.rows_at,
                             parsed.num_rows, parsed.malformed)
             index += 1
