@@ -150,7 +150,7 @@ class ClassMatcher:
         import pyarrow.compute as pc
 
         mask = pc.match_substring_regex(values, self.raw_pattern)
-        return pc.indices_nonzero(mask).to_numpy(zero_copy_only=False)
+        return pc.indices_nonzero(mask).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def prefilter(self, columns: Sequence[object]) -> list[np.ndarray]:
         """Per text column (pyarrow string arrays), a boolean mask of the rows that may match."""

@@ -39,7 +39,13 @@ from flickr_mammal.dump.formats import (
     register_format,
     text_cell,
 )
-from flickr_mammal.dump.formats.lines import RawFilter, lines_to_parse, split_lines
+from flickr_mammal.dump.formats.lines import (
+    RawFilter,
+    enclosed,
+    line_offsets,
+    lines_to_parse,
+    split_lines,
+)
 from flickr_mammal.dump.formats.readahead import ReadAhead, gzip_error
 from flickr_mammal.dump.formats.tsv import SkippedLine, buffer_spans, line_chunks, tsv_spans
 
@@ -135,11 +141,10 @@ def parse_prefiltered(data: bytes | memoryview, texts: dict[str, str], fields: d
     ``{...}``: blank, truncated, an array); every other line is counted as a row unparsed.
     The positions of ``texts`` and ``rows_at`` are those of the parsed lines."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    lines = split_lines(data)
-    ends = [pc.ends_with(lines, end) for end in ("}\n", "}", "}\r\n")]
-    simple = pc.and_(pc.starts_with(lines, "{"), pc.or_(pc.or_(ends[0], ends[1]), ends[2]))
+    offsets = line_offsets(data)
+    lines = split_lines(data, offsets)
+    simple = enclosed(data, offsets, b"{", b"}")
     picked = lines_to_parse(lines, simple, raw_filter)
     if picked is None:  # some line is not UTF-8: each line parsed, each bad one counted
         return parse_lines(data, texts, fields)
