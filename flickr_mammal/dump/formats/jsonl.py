@@ -12,8 +12,11 @@ Chunks are the TSV's (:func:`~flickr_mammal.dump.formats.tsv.line_chunks`): whol
 ``chunk_bytes``, resumed at their offset in the decompressed bytes. Plain files are
 memory-mapped; a gzip file is streamed, or, in a folder of several, decompressed whole by
 :class:`~flickr_mammal.dump.formats.readahead.ReadAhead` in other threads, the next files
-while this one is parsed (same boundaries either way). pyarrow.json parses the text fields
-only; the lines of the prefilter's few hits are parsed in full with :func:`json.loads`. A chunk
+while this one is parsed (same boundaries either way). Given the scan's raw-text prefilter,
+only the lines it keeps (and those not shaped ``{...}``) are parsed: a line shaped ``{...}``
+that names no class is counted as a row unparsed (:func:`parse_prefiltered`). pyarrow.json
+parses the text fields only; the lines of the prefilter's few hits are parsed in full with
+:func:`json.loads`. A chunk
 pyarrow refuses (a line that is no JSON object, a number or list where text belongs) is parsed
 line by line in Python instead: a line that cannot be read is one malformed row.
 """

@@ -10,7 +10,9 @@ Chunks are rowid ranges, ``WHERE rowid > last ORDER BY rowid LIMIT n`` (n = 2,04
 of ``--metadata-chunk-mb``, YFCC100M rows being about 500 bytes): a chunk's resume position is
 the last rowid it read, so a killed scan continues right after the last committed one, without
 reading what came before. Each chunk reads the text columns only (``CAST(... AS TEXT)``, as
-bytes, checked as UTF-8 by pyarrow); the prefilter's few hits are read in full by rowid.
+bytes, checked as UTF-8 by pyarrow); given the scan's raw-text prefilter, each row's texts
+joined, of which only the rows the prefilter keeps are split into cells. The prefilter's few
+hits are read in full by rowid.
 """
 
 from __future__ import annotations
