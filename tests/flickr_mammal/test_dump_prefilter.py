@@ -139,3 +139,13 @@ def test_sqlite_with_deleted_rows_matches_the_tsv(tmp_path):
     want = scanned(tmp_path / "tsv", d.write_tsv(kept, tmp_path / "d.tsv"), chunk_bytes=1 << 16)
     assert want["candidates"] > 50
     assert scanned(tmp_path / "out", dump, chunk_bytes=1 << 16) == want
+
+
+def test_sqlite_cell_holding_the_cell_separator_is_read_row_by_row(tmp_path):
+    """A kept row whose cell holds U+001E (the separator of the joined texts) cannot be split
+    into its cells: its chunk is read again row by row, cells intact."""
+    rows = [d.row(1, "cat"), d.row(2, "sunset", description="dog\x1eat+home", tags="zebra"),
+            d.row(3, "dog")]
+    got = scanned(tmp_path / "out", f.write_sqlite(rows, tmp_path / "y.sql"))
+    assert got["chosen"] == {"1": "cat", "3": "dog"} and got["ambiguous"] == {"2"}
+    assert (got["rows"], got["malformed_rows"]) == (3, 0)
