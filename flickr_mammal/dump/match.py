@@ -19,7 +19,9 @@ scan and name nothing (``sea lion`` excluded from ``lion``: even without a sea l
 Speed: a vectorised RE2 prefilter (pyarrow.compute), one pass over the row's text columns
 joined, keeps the rows where any class text occurs with loose word boundaries (a superset of
 the exact rule on encoded or plain text); the per-column prefilter, then the exact rule in
-Python, run on those few rows only.
+Python, run on those few rows only. Formats whose parsing costs more than that pass (JSON lines,
+SQLite) run its raw-text variant (:meth:`ClassMatcher.raw_hits`) before parsing anything, and
+parse only the rows it keeps.
 """
 
 from __future__ import annotations
