@@ -17,12 +17,16 @@ times (the range is printed: on a shared machine single runs mislead):
   process, the reference for "as fast as decompression allows"; stream: each file
   decompressed in this thread in turn; bytes: the scan's own decompression (threads reading
   ahead, one fewer than the CPUs);
+- prefilt (SQLite, JSON lines): the format's chunks as the scan reads them (the raw-text
+  prefilter on every row, only the rows it keeps parsed) and the parsed texts' prefilter: the
+  scan's per-byte work, without the per-hit work and commits;
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
   match, filters, staging commits and the final selection).
 
 Printed: rows/s (wall; median and min-max of the runs), CPU seconds per million rows (all
 threads; steadier than wall time when other jobs share the CPUs), scan/parse and scan/bytes
-ratios, and the scan's fraction of the 1M rows/s goal.
+ratios, the scan's fraction of the 1M rows/s goal, and (with tsv listed first) each scan's CPU
+per row as a multiple of the TSV scan's in the same run.
 
 The SQLite file, the JSON lines and the folder (64 files, the yfcc100m tool's layout) are
 converted from the same synthetic TSV (benchmarks/_metadata_copies.py).
@@ -53,8 +57,9 @@ from _metadata_copies import gzip_dc_seconds, to_gz_folder, to_jsonl, to_sqlite
 
 from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
 from flickr_mammal.catalog import Catalog
-from flickr_mammal.classes import CLASS_NAMES
+from flickr_mammal.classes import CLASS_NAMES, get_class
 from flickr_mammal.dump.formats.tsv import line_chunks
+from flickr_mammal.dump.match import ClassMatcher
 from flickr_mammal.dump.read import (
     TEXT_FIELDS,
     YFCC_COLUMNS,
@@ -169,6 +174,21 @@ def format_read(config: MetadataConfig) -> int:
     return rows
 
 
+def format_prefilter(config: MetadataConfig) -> int:
+    """Rows of the format's chunks as the scan reads them (the raw-text prefilter run, only
+    the rows it keeps parsed) and the parsed texts' prefilter: the scan's per-byte work."""
+    fmt, rows = config.reader, 0
+    matcher = ClassMatcher([get_class(c) for c in CLASS_NAMES], url_encoded=fmt.url_encoded)
+    for path in config.files():
+        layout, available = fmt.layout(path)
+        fields = resolve_columns(config.mapping, available, str(path))
+        for chunk in fmt.chunks(path, layout, fields, TEXT_FIELDS, config.chunk_bytes, [],
+                                raw_filter=matcher.raw_hits):
+            matcher.prefilter_hits(list(chunk.texts.values()))
+            rows += chunk.num_rows
+    return rows
+
+
 def format_bytes(config: MetadataConfig) -> int:
     """Lines of the JSON-lines reader's decompressed (or memory-mapped) bytes, not parsed."""
     fmt = config.reader
@@ -241,14 +261,18 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} (above ~0.5: other jobs share the CPUs)")
     print(f"{'format':8} {'MB':>5} {'stage':8} {'rows/s median':>13} {'(min-max)':>19} "
           f"{'CPU s/M':>7}  vs")
+    scan_cpu: dict[str, float] = {}
     for name in formats:
         path = files[name]
         config = MetadataConfig(str(path))
         jobs = {"parquet": [("read", read_only), ("scan", scan)],
-                "sqlite": [("read", format_read), ("scan", scan)],
-                "jsonl": [("bytes", format_bytes), ("parse", format_read), ("scan", scan)],
+                "sqlite": [("read", format_read), ("prefilt", format_prefilter),
+                           ("scan", scan)],
+                "jsonl": [("bytes", format_bytes), ("parse", format_read),
+                          ("prefilt", format_prefilter), ("scan", scan)],
                 "jsonl.gz": [("gzip -dc", None), ("stream", format_stream), ("bytes", format_bytes),
-                             ("parse", format_read), ("scan", scan)],
+                             ("parse", format_read), ("prefilt", format_prefilter),
+                             ("scan", scan)],
                 }.get(name, [("bytes", bare_read), ("parse", read_only), ("scan", scan)])
         size = sum(p.stat().st_size for p in (path.iterdir() if path.is_dir() else [path]))
         medians = {}
@@ -264,6 +288,9 @@ def main() -> None:
                 note = ", ".join(f"{medians['scan'] / v:.2f} of {k}"
                                  for k, v in medians.items() if k != "scan")
                 note += f", {medians['scan'] / 1e6:.2f} of the 1M rows/s goal"
+                scan_cpu[name] = cpu
+                if name != "tsv" and "tsv" in scan_cpu:
+                    note += f"; CPU {cpu / scan_cpu['tsv']:.2f}x the tsv scan's"
             print(f"{name:8} {size / 1e6:5.0f} {stage:8} {medians[stage]:13,.0f} "
                   f"({min(speeds):8,.0f}-{max(speeds):8,.0f}) {cpu:7.2f}  {note}", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")

@@ -19,7 +19,9 @@ scan and name nothing (``sea lion`` excluded from ``lion``: even without a sea l
 Speed: a vectorised RE2 prefilter (pyarrow.compute), one pass over the row's text columns
 joined, keeps the rows where any class text occurs with loose word boundaries (a superset of
 the exact rule on encoded or plain text); the per-column prefilter, then the exact rule in
-Python, run on those few rows only.
+Python, run on those few rows only. Formats whose parsing costs more than that pass (JSON lines,
+SQLite) run its raw-text variant (:meth:`ClassMatcher.raw_hits`) before parsing anything, and
+parse only the rows it keeps.
 """
 
 from __future__ import annotations
@@ -113,6 +115,19 @@ class ClassMatcher:
         loose = r"(?:[^a-z0-9]|%[0-9a-f]{2})"
         alts = "|".join(_phrase(t, loose + "+") for t in ordered)
         self.prefilter_pattern = f"(?i)(?:^|{loose})(?:{alts})(?:$|[^a-z0-9])"
+        # The same on raw bytes holding the texts (a JSON line, a SQLite row's texts joined):
+        # a JSON escape also counts as a boundary or separator (``\n``, ``\"``, ``\u00e9``
+        # decode to characters that are one); a line with an escape that may decode to a
+        # letter of a class text (an ASCII letter or digit, which no JSON writer escapes; the
+        # Kelvin sign and long s, which (?i) folds to k and s; any character, when a class
+        # text is not ASCII) passes whatever it says.
+        raw_loose = r"(?:[^a-z0-9]|%[0-9a-f]{2}|\\u[0-9a-f]{4}|\\[^u])"
+        raw_alts = "|".join(_phrase(t, raw_loose + "+") for t in ordered)
+        spelled = [t for c in self.classes for t in (*c.texts, *c.exclude)]
+        escaped = (r"\\u[0-9a-f]{4}" if any(not t.isascii() for t in spelled)
+                   else r"\\u(?:00[3-7][0-9a-f]|017f|212a)")
+        self.raw_pattern = (f"(?i)(?:(?:^|{raw_loose})(?:{raw_alts})(?:$|[^a-z0-9])"
+                            f"|{escaped})")
 
     def prefilter_hits(self, columns: Sequence[object]) -> np.ndarray:
         """Indices of the rows where some text column (pyarrow string arrays) may match.
@@ -128,6 +143,16 @@ class ClassMatcher:
             *columns, "\t", null_handling="replace", null_replacement="")
         mask = pc.match_substring_regex(joined, self.prefilter_pattern)
         return pc.indices_nonzero(mask).to_numpy(zero_copy_only=False)
+
+    def raw_hits(self, values: object) -> np.ndarray:
+        """Indices of the raw texts (a pyarrow string array: JSON lines, or a row's text
+        cells joined by a separator that is no letter or digit) that may name a class: a
+        superset of the rows :meth:`prefilter_hits` keeps once the texts are parsed, so the
+        other rows need no parsing at all."""
+        import pyarrow.compute as pc
+
+        mask = pc.match_substring_regex(values, self.raw_pattern)
+        return pc.indices_nonzero(mask).to_numpy(zero_copy_only=False).astype(np.int64)
 
     def prefilter(self, columns: Sequence[object]) -> list[np.ndarray]:
         """Per text column (pyarrow string arrays), a boolean mask of the rows that may match."""

@@ -135,7 +135,8 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
                         (source,)).fetchall()
     layout, fields = columns
     chunks: Iterator[Chunk] = config.reader.chunks(path, layout, fields, TEXT_FIELDS,
-                                                   config.chunk_bytes, done)
+                                                   config.chunk_bytes, done,
+                                                   raw_filter=matcher.raw_hits)
     # The vectorised prefilter runs with the reading, so the reader thread (below) does all
     # the per-byte work and the main thread only the few hit rows and the commits.
     chunks = (replace(c, hits=matcher.prefilter_hits(list(c.texts.values())))

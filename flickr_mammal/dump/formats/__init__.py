@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flickr_mammal.dump.errors import DumpFileError
+from flickr_mammal.dump.formats.lines import RawFilter
 
 HEAD_BYTES = 64  # how much of a file detection looks at
 MAX_LINE_BYTES = 1 << 20  # longest accepted text line (YFCC100M's longest fields: ~500 KB)
@@ -32,9 +33,11 @@ class Chunk:
     index: int                                         # chunk number in its source
     start: int                                         # resume position (bytes, row group)
     stop: int
-    texts: dict[str, Any]                              # text columns (pyarrow), for the prefilter
-    rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some indices
-    num_rows: int
+    # Text columns (pyarrow), for the prefilter: of every row, or, where the format ran a
+    # raw-text prefilter (``raw_filter``), of the rows it kept only (the others name no class).
+    texts: dict[str, Any]
+    rows_at: Callable[[list[int]], list[dict[str, Any]]]  # full rows of some texts' positions
+    num_rows: int                                      # every row read, prefiltered or not
     malformed: int = 0                                 # rows skipped as unreadable
     hits: Any = None                                   # prefilter_hits of texts, once known
 
@@ -67,8 +70,11 @@ class DumpFormat:
 
     def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
                text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]]) -> Iterator[Chunk]:
-        """The chunks after those in ``done`` ((index, stop) of each committed one)."""
+               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+               ) -> Iterator[Chunk]:
+        """The chunks after those in ``done`` ((index, stop) of each committed one).
+        ``raw_filter`` (:meth:`~flickr_mammal.dump.match.ClassMatcher.raw_hits`), where given,
+        may be run on raw text to leave out of ``Chunk.texts`` the rows that name no class."""
         raise NotImplementedError
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from flickr_mammal.dump.errors import DumpFileError
 from flickr_mammal.dump.formats import Chunk, DumpFormat, register_format
+from flickr_mammal.dump.formats.lines import RawFilter
 
 
 def _open(path: Path) -> Any:
@@ -103,7 +104,8 @@ class Parquet(DumpFormat):
 
     def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
                text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]]) -> Iterator[Chunk]:
+               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+               ) -> Iterator[Chunk]:
         import pyarrow.compute as pc
 
         text_columns = {fields[f] for f in text_fields if f in fields}

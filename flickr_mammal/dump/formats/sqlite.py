@@ -10,7 +10,9 @@ Chunks are rowid ranges, ``WHERE rowid > last ORDER BY rowid LIMIT n`` (n = 2,04
 of ``--metadata-chunk-mb``, YFCC100M rows being about 500 bytes): a chunk's resume position is
 the last rowid it read, so a killed scan continues right after the last committed one, without
 reading what came before. Each chunk reads the text columns only (``CAST(... AS TEXT)``, as
-bytes, checked as UTF-8 by pyarrow); the prefilter's few hits are read in full by rowid.
+bytes, checked as UTF-8 by pyarrow); given the scan's raw-text prefilter, each row's texts
+joined, of which only the rows the prefilter keeps are split into cells. The prefilter's few
+hits are read in full by rowid.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from flickr_mammal.dump.errors import DumpColumnError, DumpFileError
 from flickr_mammal.dump.formats import Chunk, DumpFormat, register_format, text_cell
+from flickr_mammal.dump.formats.lines import RawFilter
 from flickr_mammal.dump.formats.parquet import text_column
 
 MAGIC = b"SQLite format 3\x00"
@@ -109,22 +112,32 @@ class _Reader:
     A chunk where that cannot be trusted (a cell holding U+001F, text that is not UTF-8) is
     read again row by row, where a cell that is not UTF-8 makes its row malformed."""
 
-    def __init__(self, conn: sqlite3.Connection, names: list[str], limit: int) -> None:
-        self.conn, self.names, self.limit = conn, names, limit
+    def __init__(self, conn: sqlite3.Connection, names: list[str], limit: int,
+                 raw_filter: RawFilter | None = None) -> None:
+        self.conn, self.names, self.limit, self.raw_filter = conn, names, limit, raw_filter
         inner = (f"SELECT rowid AS r, {', '.join(_quote(n) for n in names)} FROM "
                  f"{_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
-        concat = ", ".join(f"group_concat(coalesce(CAST({_quote(n)} AS TEXT), ''), char(31))"
-                           for n in names)
+        cells = [f"coalesce(CAST({_quote(n)} AS TEXT), '')" for n in names]
+        concat = ", ".join(f"group_concat({c}, char(31))" for c in cells)
         self.concat = f"SELECT count(*), max(r), group_concat(r), {concat} FROM ({inner})"
+        # With a raw prefilter: each row's cells joined by U+001E (no letter or digit, so a
+        # boundary to the prefilter, and never in URL-encoded text), one aggregate for all;
+        # rowids only when the chunk's are not consecutive (a table with deleted rows).
+        self.joined = (f"SELECT count(*), min(r), max(r), group_concat("
+                       f"{' || char(30) || '.join(cells)}, char(31)) FROM ({inner})")
+        self.ids = f"SELECT group_concat(r) FROM ({inner})"
         self.rows = (f"SELECT rowid, {', '.join(f'CAST({_quote(n)} AS TEXT)' for n in names)} "
                      f"FROM {_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
 
-    def read(self, last: int) -> tuple[int, Any, dict[str, Any], int] | None:
+    def read(self, last: int) -> tuple[int, Any, dict[str, Any], int, int] | None:
         """(last rowid read, rowids kept as an int64 array, their texts by column name,
-        malformed rows) of the chunk after rowid ``last``; None past the table's end."""
+        malformed rows, rows read) of the chunk after rowid ``last``; None past the table's
+        end. With a raw prefilter, the rowids and texts are those of the rows it keeps."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if self.raw_filter is not None:
+            return self._read_joined(last, self.raw_filter)
         count, top, ids, *blobs = self.conn.execute(self.concat, (last, self.limit)).fetchone()
         if not count:
             return None
@@ -134,10 +147,37 @@ class _Reader:
         except pa.ArrowInvalid:  # text that is not UTF-8
             return self._read_rows(last)
         if all(len(c) == count for c in texts.values()) and len(rowids) == count:
-            return top, rowids, texts, 0
+            return top, rowids, texts, 0, count
         return self._read_rows(last)  # some cell holds the separator
 
-    def _read_rows(self, last: int) -> tuple[int, Any, dict[str, Any], int]:
+    def _read_joined(self, last: int,
+                     raw_filter: RawFilter) -> tuple[int, Any, dict[str, Any], int, int] | None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        count, low, top, blob = self.conn.execute(self.joined, (last, self.limit)).fetchone()
+        if not count:
+            return None
+        try:
+            rows = _split(blob, "\x1f")
+        except pa.ArrowInvalid:  # text that is not UTF-8
+            return self._read_rows(last)
+        if len(rows) != count:  # some cell holds the separator
+            return self._read_rows(last)
+        kept = raw_filter(rows)
+        parts = [r.split("\x1e") for r in rows.take(kept).to_pylist()]
+        if any(len(p) != len(self.names) for p in parts):
+            return self._read_rows(last)
+        if top - low + 1 == count:
+            rowids = pa.array(kept + low, pa.int64())
+        else:
+            (ids,) = self.conn.execute(self.ids, (last, self.limit)).fetchone()
+            rowids = pc.cast(_split(ids, ","), pa.int64()).take(pa.array(kept, pa.int64()))
+        texts = {n: pa.array([p[k] for p in parts], pa.string())
+                 for k, n in enumerate(self.names)}
+        return top, rowids, texts, 0, count
+
+    def _read_rows(self, last: int) -> tuple[int, Any, dict[str, Any], int, int]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -149,8 +189,9 @@ class _Reader:
             texts[name], mask = text_column(pa.array(cells, pa.binary()))
             bad = pc.or_(bad, mask)
         keep = pc.invert(bad)
+        malformed = int(pc.sum(bad).as_py() or 0)
         return (raw[-1][0], rowids.filter(keep), {n: c.filter(keep) for n, c in texts.items()},
-                int(pc.sum(bad).as_py() or 0))
+                malformed, len(raw) - malformed)
 
 
 def _split(blob: bytes | str, sep: str) -> Any:
@@ -180,7 +221,8 @@ class YfccSqlite(DumpFormat):
 
     def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
                text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]]) -> Iterator[Chunk]:
+               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+               ) -> Iterator[Chunk]:
         index, last = (done[-1][0] + 1, done[-1][1]) if done else (0, -(1 << 63))
         texts = {f: fields[f] for f in text_fields if f in fields}
         names = sorted(set(texts.values()))
@@ -188,7 +230,7 @@ class YfccSqlite(DumpFormat):
         hits = _Hits(path, fields, texts)
         conn = connect(path)
         conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
-        reader = _Reader(conn, names, limit)
+        reader = _Reader(conn, names, limit, raw_filter)
         try:
             while True:
                 try:
@@ -198,11 +240,11 @@ class YfccSqlite(DumpFormat):
                                         f"({exc}); expected a complete SQLite file") from None
                 if got is None:
                     return
-                start, (last, rowids, columns, malformed) = last, got
+                start, (last, rowids, columns, malformed, num_rows) = last, got
                 yield Chunk(index, start, last, {f: columns[c] for f, c in texts.items()},
                             lambda picked, ids=rowids: hits.rows(
                                 ids.take(picked).to_pylist()),
-                            len(rowids), malformed)
+                            num_rows, malformed)
                 index += 1
         finally:
             conn.close()

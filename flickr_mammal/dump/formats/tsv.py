@@ -25,6 +25,7 @@ from typing import Any, BinaryIO
 
 from flickr_mammal.dump.errors import DumpColumnError, DumpFileError
 from flickr_mammal.dump.formats import MAX_LINE_BYTES, Chunk, DumpFormat, register_format
+from flickr_mammal.dump.formats.lines import RawFilter
 
 YFCC_COLUMNS: tuple[str, ...] = (
     "line", "photoid", "hash", "uid", "unickname", "datetaken", "dateuploaded", "capturedevice",
@@ -305,7 +306,8 @@ class YfccTsv(DumpFormat):
 
     def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
                text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]]) -> Iterator[Chunk]:
+               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+               ) -> Iterator[Chunk]:
         import pyarrow as pa
 
         index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
