@@ -106,6 +106,7 @@ class ControllerConfig:
     window: int = 1               # evidence: median of at most `window` estimates (rule 1)
     max_tighten_rounds: int = 4   # cap on k (rule 2), e.g. when the current knob sends nothing
     loosen_phases: int | None = None  # loosen only in the first p LR phases (rule 6); None: all
+    response_ratio: float | None = None  # rule 7: a tighten must cut L below this x its trigger
 
     def __post_init__(self) -> None:
         if not 0 < self.target < 1:
@@ -123,6 +124,9 @@ class ControllerConfig:
         if self.loosen_phases is not None and self.loosen_phases < 0:
             raise ValueError(f"loosen_phases={self.loosen_phases}: give a phase count >= 0 "
                              "(0 never loosens) or None to loosen in every phase")
+        if self.response_ratio is not None and not 0 < self.response_ratio <= 1:
+            raise ValueError(f"response_ratio={self.response_ratio}: give a fraction in (0, 1] "
+                             "(e.g. 0.8: a tighten must cut the estimate by 20%) or None")
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,8 @@ class KnobController:
     _cost: dict[int, float] = field(default_factory=dict)      # index -> bytes per iteration
     _just_tightened: bool = False
     phase: int = 0                        # learning-rate phases started so far (rule 6)
+    floor: int = 0                        # rule 7: no tighten below this index in this phase
+    _trigger: tuple[int, float] | None = None   # rule 7: (index left, evidence) of the last tighten
 
     def __post_init__(self) -> None:
         self.grid = tuple(self.grid)
@@ -199,19 +205,23 @@ class KnobController:
         self._recent, self._high, self._low = [], 0, 0
         self.phase += 1
         self._just_tightened = False
+        self.floor, self._trigger = 0, None
 
     def update(self, estimate: float, iteration: int = 0) -> Decision:
         """Apply the rule to one estimate and return the decision (also kept in ``history``)."""
         cfg = self.config
         self._recent = [*self._recent, float(estimate)][-cfg.window:]
         evidence = float(np.median(self._recent))
+        self._judge_last_tighten(evidence)
         action = "hold"
         if evidence > cfg.target:
             self._high, self._low = self._high + 1, 0
             steps = 2 if evidence > cfg.double_step_ratio * cfg.target else 1
-            to = max(0, self.index - steps)
-            if self.index > 0 and self._high >= self.rounds_to_tighten_into(to):
+            to = max(self.floor, self.index - steps)
+            if to < self.index and self._high >= self.rounds_to_tighten_into(to):
+                trigger = (self.index, evidence)
                 action = self._move(to, "tighten")
+                self._trigger = trigger
         elif evidence < cfg.low_ratio * cfg.target:
             self._low, self._high = self._low + 1, 0
             need = 1 if self._just_tightened else cfg.patience
@@ -224,7 +234,22 @@ class KnobController:
         self.history.append(decision)
         return decision
 
+    def _judge_last_tighten(self, evidence: float) -> None:
+        """Rule 7, at the first round after a tighten: if the knob left and the knob now both
+        communicated (measured bytes > 0) and the estimate did not fall below ``response_ratio``
+        times the one that triggered the tighten, the extra traffic bought nothing the estimate
+        can see: the current index becomes the phase's floor."""
+        trigger, self._trigger = self._trigger, None
+        ratio = self.config.response_ratio
+        if ratio is None or trigger is None:
+            return
+        left, before = trigger
+        if self._cost.get(left, 0.0) > 0 and self._cost.get(self.index, 0.0) > 0 \
+                and evidence >= ratio * before:
+            self.floor = self.index
+
     def _move(self, new: int, action: str) -> str:
         self.index = new
         self._recent, self._high, self._low = [], 0, 0     # rule 1: evidence restarts
+        self._trigger = None
         return action

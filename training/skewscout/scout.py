@@ -245,6 +245,9 @@ def _deliver(trainer: ScoutHost, pairs: Sequence[tuple[int, int]], here: dict[in
     return arrived
 
 
+STARTS = ("middle", "loosest")
+
+
 @dataclass(frozen=True)
 class SkewScoutConfig:
     """How often models travel, on how much data, and the controller's parameters."""
@@ -255,7 +258,8 @@ class SkewScoutConfig:
     sample_size: int = 200
     pairing: str = "round_robin"
     travel_dtype: str = "float16"            # precision a model travels in (TRAVEL_DTYPES)
-    initial_index: int = -1                  # -1: middle of the grid
+    initial_index: int = -1                  # -1: where ``start`` says
+    start: str = "middle"                    # first knob: the grid's "middle" or its "loosest"
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 
@@ -271,6 +275,8 @@ class SkewScoutConfig:
             raise ValueError(f"sample_size={self.sample_size}: must be >= 1 sample")
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing={self.pairing!r}: choose one of {', '.join(PAIRINGS)}")
+        if self.start not in STARTS:
+            raise ValueError(f"start={self.start!r}: choose one of {', '.join(STARTS)}")
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
@@ -301,8 +307,10 @@ class SkewScout:
 
     def __init__(self, grid: Sequence[float], config: SkewScoutConfig | None = None) -> None:
         self.config = config or SkewScoutConfig()
-        self.controller = KnobController(tuple(grid), self.config.controller,
-                                         index=self.config.initial_index)
+        index = self.config.initial_index
+        if index == -1 and self.config.start == "loosest":
+            index = len(grid) - 1
+        self.controller = KnobController(tuple(grid), self.config.controller, index=index)
         self.travels: list[TravelReport] = []
         self.knob_trace: list[tuple[int, float]] = []
         self._interval = self.config.travel_interval
