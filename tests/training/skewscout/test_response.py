@@ -86,3 +86,23 @@ def test_skewscout_starts_at_the_grids_loosest_knob_when_told():
     assert SkewScout(GRID, SkewScoutConfig(start="loosest", initial_index=1)).initial_knob == 10.0
     with pytest.raises(ValueError, match="start='tightest': choose one of middle, loosest"):
         SkewScoutConfig(start="tightest")
+
+
+def test_from_the_grids_middle_one_flat_tighten_sets_the_floor():
+    # 50 was never measured (the first round records no cost): its flat estimate still counts
+    knobs, ctl = run(SATURATED, start=2)
+    assert knobs == [10.0] * 8 and ctl.floor == 1
+    assert run(SATURATED, start=2, response_ratio=None)[0][-1] == 5.0
+
+
+def test_an_unvisited_tighter_knob_can_be_assumed_to_cost_more():
+    ctl = KnobController(GRID, ControllerConfig(target=0.1, unvisited_ratio=2.0), index=2)
+    assert ctl.rounds_to_tighten_into(1) == 2           # 10 unmeasured: counts as 2x 50
+    ctl.record_cost(2, 0.0)
+    assert ctl.rounds_to_tighten_into(1) == 1           # 50 sends nothing: no confirmation
+    ctl.record_cost(2, 100.0)
+    ctl.record_cost(1, 500.0)
+    assert ctl.rounds_to_tighten_into(1) == 3           # measured: 5x
+    assert ctl.rounds_to_tighten_into(3) == 1           # a looser knob is never "tighter"
+    with pytest.raises(ValueError, match="unvisited_ratio=0.5: a tighter knob sends"):
+        ControllerConfig(unvisited_ratio=0.5)
