@@ -23,9 +23,10 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
    persist. A tighter knob not measured yet counts as ``unvisited_ratio`` times the current
    one (with 2: two rounds), except when the current knob was measured sending nothing.
 3. **Loosen** one step once the evidence has been below ``low_ratio * T`` for ``patience``
-   rounds in a row, or for a single round right after a tighten: a tighten whose loss vanished
-   at the first check is undone at once (it was an expensive guess), while a knob that has held
-   needs ``patience`` quiet rounds (a loosened knob's loss shows only once the models drift).
+   rounds in a row, or below ``undo_ratio * T`` (default ``low_ratio``) for a single round right
+   after a tighten: a tighten whose loss vanished at the first check is undone at once (it was
+   an expensive guess), while a knob that has held needs ``patience`` quiet rounds (a loosened
+   knob's loss shows only once the models drift).
 4. **Hold** in the band ``low_ratio * T <= L <= T`` (the hysteresis band); both streaks restart.
 5. **New phase**: :meth:`KnobController.new_phase` (SkewScout calls it when the learning rate
    decays) clears the evidence and the streaks: the estimates' scale changes with the learning
@@ -122,6 +123,7 @@ class ControllerConfig:
     loosen_phases: int | None = None  # loosen only in the first p LR phases (rule 6); None: all
     response_ratio: float | None = None  # rule 7: a tighten must cut L below this x its trigger
     unvisited_ratio: float = 1.0  # rule 2: assumed cost ratio of a tighter knob not yet measured
+    undo_ratio: float | None = None  # rule 3: undo a tighten on one round below this x T
 
     def __post_init__(self) -> None:
         if not 0 < self.target < 1:
@@ -139,6 +141,9 @@ class ControllerConfig:
         if self.loosen_phases is not None and self.loosen_phases < 0:
             raise ValueError(f"loosen_phases={self.loosen_phases}: give a phase count >= 0 "
                              "(0 never loosens) or None to loosen in every phase")
+        if self.undo_ratio is not None and not 0 <= self.undo_ratio <= 1:
+            raise ValueError(f"undo_ratio={self.undo_ratio}: give a fraction of the target in "
+                             "[0, 1] or None (low_ratio)")
         if self.unvisited_ratio < 1:
             raise ValueError(f"unvisited_ratio={self.unvisited_ratio}: a tighter knob sends at "
                              "least as much; give 1 (no assumption) or more")
@@ -237,7 +242,11 @@ class KnobController:
         evidence = float(np.median(self._recent))
         self._judge_last_tighten(evidence)
         action = "hold"
-        if evidence > cfg.target:
+        undo = cfg.low_ratio if cfg.undo_ratio is None else cfg.undo_ratio
+        if self._just_tightened and evidence < undo * cfg.target and self.may_loosen \
+                and self.index < len(self.grid) - 1:
+            action = self._move(self.index + 1, "loosen")     # rule 3: undo a tighten at once
+        elif evidence > cfg.target:
             self._high, self._low = self._high + 1, 0
             steps = 2 if evidence > cfg.double_step_ratio * cfg.target else 1
             to = max(self.floor, self.index - steps)

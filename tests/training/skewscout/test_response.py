@@ -106,3 +106,19 @@ def test_an_unvisited_tighter_knob_can_be_assumed_to_cost_more():
     assert ctl.rounds_to_tighten_into(3) == 1           # a looser knob is never "tighter"
     with pytest.raises(ValueError, match="unvisited_ratio=0.5: a tighter knob sends"):
         ControllerConfig(unvisited_ratio=0.5)
+
+
+def test_undo_ratio_undoes_a_tighten_that_brought_the_loss_within_target():
+    # DGC's shape: ~1.0 at sparsity 0.99 for a round, 0.07 at 0.95 (within the 0.1 target but
+    # above low_ratio x target): the default holds the 2.4x costlier knob, undo_ratio 1 undoes it
+    grid = (0.9, 0.95, 0.99)
+
+    def knobs(**cfg):
+        ctl = KnobController(grid, ControllerConfig(target=0.1, double_step_ratio=10.0, **cfg),
+                             index=2)
+        return [ctl.update(e, 0).knob for e in (0.98, 0.07, 0.07)]
+
+    assert knobs() == [0.95, 0.95, 0.95]
+    assert knobs(undo_ratio=1.0) == [0.95, 0.99, 0.99]
+    with pytest.raises(ValueError, match="undo_ratio=2: give a fraction of the target"):
+        ControllerConfig(undo_ratio=2)
