@@ -49,8 +49,10 @@ that estimate reads 0.09-0.26 before the first decay (mean over all 20 pairs, se
 of 1.0, and it tells the controller what it can act on: how the partitions' pending updates
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
-**The controller** (:mod:`training.skewscout.controller`; the rule is documented there) turns
-each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
+**The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
+at the grid's middle (``start="middle"``) or its least communicative knob (``"loosest"``:
+docs/skewscout.md says why the studies keep the middle), turns each round's estimate into a
+grid index, and SkewScout sets the knob to that grid value with
 ``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
 """
 
