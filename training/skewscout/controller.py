@@ -17,14 +17,16 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
 2. **Tighten** one grid step (two when ``L > double_step_ratio * T``) once the evidence has been
    above ``T`` for ``k`` rounds in a row, with ``k = 1 + floor(log2(r))`` (at most
    ``max_tighten_rounds``) and ``r`` the measured bytes per iteration at the index it would
-   move to over those at the current one (``r = 1`` while that index has not been visited). A
+   move to over those at the current one (see below while that index has not been visited). A
    step that multiplies the traffic by 4 (DGC's sparsity 0.99 -> 0.9) needs three rounds, one
    that adds 30% (a Gaia step) needs one: the more a tighten costs, the longer the loss must
-   persist.
+   persist. A tighter knob not measured yet counts as ``unvisited_ratio`` times the current
+   one (with 2: two rounds), except when the current knob was measured sending nothing.
 3. **Loosen** one step once the evidence has been below ``low_ratio * T`` for ``patience``
-   rounds in a row, or for a single round right after a tighten: a tighten whose loss vanished
-   at the first check is undone at once (it was an expensive guess), while a knob that has held
-   needs ``patience`` quiet rounds (a loosened knob's loss shows only once the models drift).
+   rounds in a row, or below ``undo_ratio * T`` (default ``low_ratio``) for a single round right
+   after a tighten: a tighten whose loss vanished at the first check is undone at once (it was
+   an expensive guess), while a knob that has held needs ``patience`` quiet rounds (a loosened
+   knob's loss shows only once the models drift).
 4. **Hold** in the band ``low_ratio * T <= L <= T`` (the hysteresis band); both streaks restart.
 5. **New phase**: :meth:`KnobController.new_phase` (SkewScout calls it when the learning rate
    decays) clears the evidence and the streaks: the estimates' scale changes with the learning
@@ -41,7 +43,20 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
    the decays and missed the accuracy target on two seeds of four. ``p = 1`` keeps through the
    decays the knob that held the loss in check at the full learning rate; with the studies'
    three phases ``p = 2`` forbids loosening only after the last decay (the value tuned on
-   seeds 0-3 in docs/skewscout.md: FedAvg then loosens once, to the Oracle's IterLocal 10).
+   seeds 0-3 in docs/skewscout.md).
+7. **A tighten must show**: with ``response_ratio = q``, the first estimate after a tighten is
+   compared with the one that triggered it; if both knobs communicated (measured bytes > 0) and
+   the estimate did not fall below ``q`` times the trigger, the extra traffic bought nothing the
+   estimate can see, and the current index becomes the floor of this learning-rate phase: no
+   tighten below it until the next decay (loosening, and tightening back down to it, go on as
+   before). Before the first decay FedAvg's estimate reads ~1.0 at every IterLocal of the grid
+   at 100% non-IID (each local model specialises to its classes within a step or two of an
+   averaging), so without this rule every round tightens until the grid ends (IterLocal 5, ~2x
+   the Oracle's 10). A tighten away from a knob measured sending nothing (FedAvg 600 or 200
+   before its first averaging), or into one that has sent nothing yet, gives no verdict: the
+   flat estimate says nothing about what traffic buys. SkewScout starts
+   at the grid's loosest knob (``SkewScoutConfig.start``) and tightens on evidence, so the floor
+   lands on the first knob past the last one that still communicated.
 
 What each part buys (default study, seed 0 unless said, models traveling in float32; ratios to
 the Oracle's bytes): the previous controller (no rules 1, 2 and 5; patient loosening with a
@@ -106,6 +121,9 @@ class ControllerConfig:
     window: int = 1               # evidence: median of at most `window` estimates (rule 1)
     max_tighten_rounds: int = 4   # cap on k (rule 2), e.g. when the current knob sends nothing
     loosen_phases: int | None = None  # loosen only in the first p LR phases (rule 6); None: all
+    response_ratio: float | None = None  # rule 7: a tighten must cut L below this x its trigger
+    unvisited_ratio: float = 1.0  # rule 2: assumed cost ratio of a tighter knob not yet measured
+    undo_ratio: float | None = None  # rule 3: undo a tighten on one round below this x T
 
     def __post_init__(self) -> None:
         if not 0 < self.target < 1:
@@ -123,6 +141,15 @@ class ControllerConfig:
         if self.loosen_phases is not None and self.loosen_phases < 0:
             raise ValueError(f"loosen_phases={self.loosen_phases}: give a phase count >= 0 "
                              "(0 never loosens) or None to loosen in every phase")
+        if self.undo_ratio is not None and not 0 <= self.undo_ratio <= 1:
+            raise ValueError(f"undo_ratio={self.undo_ratio}: give a fraction of the target in "
+                             "[0, 1] or None (low_ratio)")
+        if self.unvisited_ratio < 1:
+            raise ValueError(f"unvisited_ratio={self.unvisited_ratio}: a tighter knob sends at "
+                             "least as much; give 1 (no assumption) or more")
+        if self.response_ratio is not None and not 0 < self.response_ratio <= 1:
+            raise ValueError(f"response_ratio={self.response_ratio}: give a fraction in (0, 1] "
+                             "(e.g. 0.8: a tighten must cut the estimate by 20%) or None")
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,8 @@ class KnobController:
     _cost: dict[int, float] = field(default_factory=dict)      # index -> bytes per iteration
     _just_tightened: bool = False
     phase: int = 0                        # learning-rate phases started so far (rule 6)
+    floor: int = 0                        # rule 7: no tighten below this index in this phase
+    _trigger: tuple[int, float] | None = None   # rule 7: (index left, evidence) of the last tighten
 
     def __post_init__(self) -> None:
         self.grid = tuple(self.grid)
@@ -180,9 +209,14 @@ class KnobController:
         self._cost[index] = float(bytes_per_iteration)
 
     def cost_ratio(self, j: int) -> float:
-        """Bytes per iteration at index ``j`` over those at the current index (1 if unknown)."""
+        """Bytes per iteration at index ``j`` over those at the current index. Unknown at ``j``:
+        ``unvisited_ratio`` for a tighter knob (1 when the current knob was measured sending
+        nothing: any traffic is the only fix for its loss), else 1."""
         to, now = self._cost.get(j), self._cost.get(self.index)
-        if to is None or now is None:
+        if to is None:
+            sends_nothing = now is not None and now <= 0
+            return self.config.unvisited_ratio if j < self.index and not sends_nothing else 1.0
+        if now is None:
             return 1.0
         return to / now if now > 0 else (math.inf if to > 0 else 1.0)
 
@@ -199,19 +233,27 @@ class KnobController:
         self._recent, self._high, self._low = [], 0, 0
         self.phase += 1
         self._just_tightened = False
+        self.floor, self._trigger = 0, None
 
     def update(self, estimate: float, iteration: int = 0) -> Decision:
         """Apply the rule to one estimate and return the decision (also kept in ``history``)."""
         cfg = self.config
         self._recent = [*self._recent, float(estimate)][-cfg.window:]
         evidence = float(np.median(self._recent))
+        self._judge_last_tighten(evidence)
         action = "hold"
-        if evidence > cfg.target:
+        undo = cfg.low_ratio if cfg.undo_ratio is None else cfg.undo_ratio
+        if self._just_tightened and evidence < undo * cfg.target and self.may_loosen \
+                and self.index < len(self.grid) - 1:
+            action = self._move(self.index + 1, "loosen")     # rule 3: undo a tighten at once
+        elif evidence > cfg.target:
             self._high, self._low = self._high + 1, 0
             steps = 2 if evidence > cfg.double_step_ratio * cfg.target else 1
-            to = max(0, self.index - steps)
-            if self.index > 0 and self._high >= self.rounds_to_tighten_into(to):
+            to = max(self.floor, self.index - steps)
+            if to < self.index and self._high >= self.rounds_to_tighten_into(to):
+                trigger = (self.index, evidence)
                 action = self._move(to, "tighten")
+                self._trigger = trigger
         elif evidence < cfg.low_ratio * cfg.target:
             self._low, self._high = self._low + 1, 0
             need = 1 if self._just_tightened else cfg.patience
@@ -224,7 +266,22 @@ class KnobController:
         self.history.append(decision)
         return decision
 
+    def _judge_last_tighten(self, evidence: float) -> None:
+        """Rule 7, at the first round after a tighten: if the knob now communicated (measured
+        bytes > 0), the knob left was not measured sending nothing, and the estimate did not fall
+        below ``response_ratio`` times the one that triggered the tighten, the extra traffic
+        bought nothing the estimate can see: the current index becomes the phase's floor."""
+        trigger, self._trigger = self._trigger, None
+        ratio = self.config.response_ratio
+        if ratio is None or trigger is None:
+            return
+        left, before = trigger
+        if self._cost.get(left, 1.0) > 0 and self._cost.get(self.index, 0.0) > 0 \
+                and evidence >= ratio * before:
+            self.floor = self.index
+
     def _move(self, new: int, action: str) -> str:
         self.index = new
         self._recent, self._high, self._low = [], 0, 0     # rule 1: evidence restarts
+        self._trigger = None
         return action

@@ -49,8 +49,10 @@ that estimate reads 0.09-0.26 before the first decay (mean over all 20 pairs, se
 of 1.0, and it tells the controller what it can act on: how the partitions' pending updates
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
-**The controller** (:mod:`training.skewscout.controller`; the rule is documented there) turns
-each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
+**The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
+at the grid's middle (``start="middle"``) or its least communicative knob (``"loosest"``:
+docs/skewscout.md says why the studies keep the middle), turns each round's estimate into a
+grid index, and SkewScout sets the knob to that grid value with
 ``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
 """
 
@@ -246,6 +248,9 @@ def _deliver(trainer: ScoutHost, pairs: Sequence[tuple[int, int]], here: dict[in
     return arrived
 
 
+STARTS = ("middle", "loosest")
+
+
 @dataclass(frozen=True)
 class SkewScoutConfig:
     """How often models travel, on how much data, and the controller's parameters."""
@@ -256,7 +261,8 @@ class SkewScoutConfig:
     sample_size: int = 200
     pairing: str = "round_robin"
     travel_dtype: str = DEFAULT_TRAVEL_DTYPE  # precision a model travels in (TRAVEL_DTYPES)
-    initial_index: int = -1                  # -1: middle of the grid
+    initial_index: int = -1                  # -1: where ``start`` says
+    start: str = "middle"                    # first knob: the grid's "middle" or its "loosest"
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 
@@ -272,6 +278,8 @@ class SkewScoutConfig:
             raise ValueError(f"sample_size={self.sample_size}: must be >= 1 sample")
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing={self.pairing!r}: choose one of {', '.join(PAIRINGS)}")
+        if self.start not in STARTS:
+            raise ValueError(f"start={self.start!r}: choose one of {', '.join(STARTS)}")
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
@@ -302,8 +310,10 @@ class SkewScout:
 
     def __init__(self, grid: Sequence[float], config: SkewScoutConfig | None = None) -> None:
         self.config = config or SkewScoutConfig()
-        self.controller = KnobController(tuple(grid), self.config.controller,
-                                         index=self.config.initial_index)
+        index = self.config.initial_index
+        if index == -1 and self.config.start == "loosest":
+            index = len(grid) - 1
+        self.controller = KnobController(tuple(grid), self.config.controller, index=index)
         self.travels: list[TravelReport] = []
         self.knob_trace: list[tuple[int, float]] = []
         self._interval = self.config.travel_interval

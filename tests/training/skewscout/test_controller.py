@@ -90,13 +90,14 @@ def test_skewscout_counts_one_phase_per_learning_rate_decay():
     assert scout.controller.phase == 2 and not scout.controller.may_loosen
 
 
-def test_the_held_out_config_holds_out_the_tuning_seeds_and_sets_rule_6():
-    from training.skewscout.scout import scout_config
+def test_the_held_out_config_is_the_tuning_config_on_seeds_4_to_9():
+    from dataclasses import replace
+
     from training.study.config import DEFAULT_CONFIG, load_study
 
-    study = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_heldout.toml")
-    assert study.seeds == (4, 5, 6, 7, 8, 9) and not set(study.seeds) & {0, 1, 2, 3}
-    scout_runs = [s for s in study.all_runs() if s.mode == "skewscout"]
-    assert len(scout_runs) == 2 * 6
-    options = {k: v for k, v in scout_runs[0].skewscout.items() if k != "grid"}
-    assert scout_config(options).controller.loosen_phases == 2
+    held_out = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_heldout.toml")
+    tuning = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
+    assert held_out.seeds == (4, 5, 6, 7, 8, 9) and tuning.seeds == (0, 1, 2, 3)
+    assert replace(held_out, name=tuning.name, seeds=tuning.seeds) == tuning
+    scout_runs = [s for s in held_out.all_runs() if s.mode == "skewscout"]
+    assert len(scout_runs) == 3 * 2 * 6          # Gaia, FedAvg, DGC x 80%, 100% x seeds 4-9
