@@ -181,3 +181,14 @@ def test_the_shipped_baselines_study_loads_strict_with_the_expected_runs():
     # every run trains in a seed group of all its seeds
     assert {len(u) for u in units(runs)} == {len(study.seeds)}
     assert (len(runs), len(units(runs))) == (147, 49)
+
+
+def test_the_results_page_carries_the_baselines_tables(tmp_path):
+    from training.study.results_doc import write_results_doc
+
+    study, rows = run_study()
+    claims, tables = all_claims(study, rows)
+    (tmp_path / "summary.md").write_text(summary_markdown(study, claims, tables))
+    page = write_results_doc(tmp_path, tmp_path / "docs" / "results_baselines.md").read_text()
+    assert "### ls (baselines)" in page and "| variant | algorithm | knob | partitioning |" in page
+    assert "- **B2** label skew 100% fedavg (iter_local=5): FedBN (bn-lenet)" in page
