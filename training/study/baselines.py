@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from functools import cache
 
 import pandas as pd
@@ -59,13 +59,14 @@ def knob_of(spec: RunSpec) -> float:
     return _knob(spec.algorithm, json.dumps(spec.algorithm_params, sort_keys=True, default=str))
 
 
-def baselines_frame(study: StudyConfig, rows: Mapping[str, dict]) -> pd.DataFrame:
+def baselines_frame(study: StudyConfig, rows: Mapping[str, dict],
+                    only: Collection[str] | None = None) -> pd.DataFrame:
     """One record per (baselines experiment, finished fixed-knob run): :data:`KEYS`, the
     experiment, ``run_id``, ``seed``, ``acc`` (points) and ``bytes_pct`` (bytes per iteration,
-    % of what BSP sends for the same model)."""
+    % of what BSP sends for the same model). ``only``: the experiments to read (all if None)."""
     recs = []
     for exp in study.experiments:
-        if exp.kind != "baselines":
+        if exp.kind != "baselines" or (only is not None and exp.name not in only):
             continue
         for spec in study.runs(exp):
             row = rows.get(spec.run_id)

@@ -430,7 +430,7 @@ def all_claims(study: StudyConfig, rows: dict[str, dict],
     # imported here: training.study.baselines builds on this module's Claim and tables
     from training.study import baselines
 
-    base = baselines.baselines_frame(study, rows)
+    base = baselines.baselines_frame(study, rows, only=frames.keys())
     for exp in study.experiments:
         if exp.kind == "baselines":
             if not base.empty and (base["experiment"] == exp.name).any():

@@ -192,3 +192,13 @@ def test_the_results_page_carries_the_baselines_tables(tmp_path):
     page = write_results_doc(tmp_path, tmp_path / "docs" / "results_baselines.md").read_text()
     assert "### ls (baselines)" in page and "| variant | algorithm | knob | partitioning |" in page
     assert "- **B2** label skew 100% fedavg (iter_local=5): FedBN (bn-lenet)" in page
+
+
+def test_claims_of_some_experiments_read_only_their_runs():
+    from training.study.findings import experiment_frames
+
+    study, rows = run_study()
+    frames = experiment_frames(study, rows)
+    claims, tables = all_claims(study, rows, {k: v for k, v in frames.items() if k == "ls_fixbn"})
+    assert set(tables) == {"ls_fixbn"}
+    assert claims and not any("gn-lenet" in c.text for c in claims)   # GN ran in "ls"
