@@ -7,11 +7,11 @@ per-partition loop and with the vmap pass, on random in-memory data (3x32x32 unl
 does not depend on the pixels), so the device-resident sampler is part of the step.
 Configurations are timed in interleaved rounds and each keeps its best round, which damps the
 noise of a shared machine. Ops per step: every ATen op dispatched in one step (a
-TorchDispatchMode counter), the host-overhead bound on a GPU. Goals: BSP and FedAvg >= 90% of
-the limit, Gaia and DGC >= 70%; per-partition time at K=500 within 1.3x of K=5. The
-participation table times FedAvg at K=5, at the largest K, and at the largest K with a sampled
-fraction of partitions per round (``--scaling-participation``): time per training partition
-and the state kept per partition.
+TorchDispatchMode counter), the host-overhead bound on a GPU. Goals: BSP, FedAvg, FedProx, FedOpt
+(DiLoCo's outer step), SCAFFOLD and EF-top-k >= 90% of the limit, Gaia and DGC >= 70%;
+per-partition time at K=500 within 1.3x of K=5. The participation table times FedAvg at K=5, at
+the largest K, and at the largest K with a sampled fraction of partitions per round
+(``--scaling-participation``): time per training partition and the state kept per partition.
 
     python benchmarks/bench_simulation.py [--models lenet resnet20 googlenet] [--device cuda]
     python benchmarks/bench_simulation.py --quick          # LeNet/ResNet-20, BSP+Gaia, K<=50
@@ -42,8 +42,14 @@ ALGORITHMS: dict[str, dict] = {
     "gaia": {"t0": 0.2},
     "dgc": {"sparsity": 0.999, "warmup_epoch_iterations": 0},        # steady state
     "dgc-warmup": {"sparsity": 0.999, "warmup_epoch_iterations": 10**9},   # 75% stage
+    "fedprox": {"mu": 0.01, "iter_local": 50},
+    "fedopt-diloco": {"iter_local": 50, "server_lr": 0.7, "server_momentum": 0.9,
+                      "nesterov": True},                                  # DiLoCo's outer step
+    "scaffold": {"iter_local": 50},
+    "ef_topk": {"sparsity": 0.999},
 }
-GOALS = {"bsp": 0.9, "fedavg": 0.9, "gaia": 0.7, "dgc": 0.7, "dgc-warmup": 0.7}
+GOALS = {"bsp": 0.9, "fedavg": 0.9, "gaia": 0.7, "dgc": 0.7, "dgc-warmup": 0.7, "fedprox": 0.9,
+         "fedopt-diloco": 0.9, "scaffold": 0.9, "ef_topk": 0.9}
 SCALING_GOAL = 1.3
 
 

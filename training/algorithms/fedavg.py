@@ -89,9 +89,7 @@ class FedAvg(Algorithm):
 
     def apply(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
               ctx: StepContext, comm: Comm) -> StepStats:
-        state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
-        scale = ctx.num_partitions if self.local_lr == "per_partition" else 1
-        params.sub_(per_value_lr(state.momentum, ctx), alpha=ctx.lr / scale)
+        self.local_step(state, params, grads, ctx)
         return self.finish_step(state, params, ctx, comm)
 
     def finish_step(self, state: FedAvgState, params: torch.Tensor, ctx: StepContext,
@@ -104,12 +102,25 @@ class FedAvg(Algorithm):
         # iter_local is or how SkewScout changed it
         if state.steps_since_sync < self.iter_local and not ctx.is_final:
             return silent_stats(params)
+        stats = self.average(state, params, ctx, comm)
         state.steps_since_sync = 0
-        return self.average(state, params, comm)
+        return stats
 
-    def average(self, state: FedAvgState, params: torch.Tensor, comm: Comm) -> StepStats:
-        """The averaging step (in place) and its traffic: every value, dense. Variants that
-        average only part of the model (FedBN) override it."""
+    # The two halves of an iteration, the hooks FedAvg's variants (FedProx, FedOpt, SCAFFOLD)
+    # override: the cycle (finish_step: when to average, the final averaging, the knob) stays.
+    def step_size(self, ctx: StepContext) -> float:
+        """The local step size: ``lr / N`` (per partition, the authors') or ``lr`` (global)."""
+        return ctx.lr / ctx.num_partitions if self.local_lr == "per_partition" else ctx.lr
+
+    def local_step(self, state: FedAvgState, params: torch.Tensor, grads: torch.Tensor,
+                   ctx: StepContext) -> None:
+        """One local momentum-SGD step of every partition (momentum kept across averaging)."""
+        state.momentum.mul_(ctx.momentum).add_(decayed(grads, params, ctx))
+        params.sub_(per_value_lr(state.momentum, ctx), alpha=self.step_size(ctx))
+
+    def average(self, state: FedAvgState, params: torch.Tensor, ctx: StepContext,
+                comm: Comm) -> StepStats:
+        """End of a cycle: every model becomes the mean of the models (one dense message)."""
         params.copy_(comm.all_mean(params))
         return dense_stats(params, comm, synced=True)
 

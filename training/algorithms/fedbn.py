@@ -56,7 +56,7 @@ class FedBN(FedAvg):
                           shared=_shared_indices(self._bn_params, params))
 
     def average(self, state: FedBNState, params: torch.Tensor,  # type: ignore[override]
-                comm: Comm) -> StepStats:
+                ctx: StepContext, comm: Comm) -> StepStats:
         """Average the values outside BatchNorm; the BatchNorm ones stay each partition's."""
         if state.shared is None:
             state.shared = _shared_indices(self._bn_params, params)

@@ -13,7 +13,7 @@ finished runs draws nothing. The per-experiment frames come from
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import matplotlib
@@ -36,10 +36,10 @@ from training.study.findings import (  # noqa: E402
 from training.study.spread import Spread  # noqa: E402
 
 MAX_PANEL_COLUMNS = 3    # wider studies wrap into rows of panels
-# every registered algorithm has a colour: a bar chart draws the algorithms listed here
+# the paper's four, then the later ones alphabetically (algorithm_order draws any other after)
 COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green",
-          "fedbn": "tab:red", "fedprox": "tab:purple", "fedopt": "tab:brown",
-          "scaffold": "tab:pink", "ef_topk": "tab:olive"}
+          "ef_topk": "tab:olive", "fedbn": "tab:red", "fedopt": "tab:brown",
+          "fedprox": "tab:purple", "scaffold": "tab:pink"}
 VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
@@ -81,6 +81,13 @@ def plot_curves(study: StudyConfig, exp: Experiment, rows: dict, out: Path) -> P
     return _save(fig, out / f"{exp.name}_curves.png")
 
 
+def algorithm_order(names: Iterable[str]) -> list[str]:
+    """The algorithms to draw: those with a colour of their own in :data:`COLORS` order, then
+    every other one (an algorithm registered later), sorted."""
+    names = set(names)
+    return [a for a in COLORS if a in names] + sorted(names - set(COLORS))
+
+
 def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
                    out: Path) -> Path | None:
     """Accuracy loss (IID minus most-skewed) per algorithm, one bar group per model.
@@ -97,7 +104,7 @@ def plot_loss_bars(study: StudyConfig, exp: Experiment, df: pd.DataFrame,
         return None
     means = pd.Series({k: v.mean for k, v in cells.items()}).unstack(0)
     sds = pd.Series({k: v.sd for k, v in cells.items()}).unstack(0).fillna(0.0)
-    order = [a for a in COLORS if a in means.index]
+    order = algorithm_order(means.index)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     means.loc[order].plot.bar(ax=ax, rot=0, yerr=sds.loc[order], capsize=3)
     for bars in ax.containers:      # every bar labelled, so a zero loss (BSP) is seen too

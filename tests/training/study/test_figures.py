@@ -165,3 +165,10 @@ def test_summary_links_figures_and_titles_are_words(tmp_path):
     # the results page links its own copies only, once each
     page = results_markdown(text, [f"results/{p.name}" for p in paths], source="s", command="c")
     assert page.count("## Figures") == 1 and "](figures/" not in page
+
+
+def test_loss_bars_draw_every_algorithm_the_paper_ones_first():
+    from training.study.figures import algorithm_order
+
+    assert algorithm_order(["scaffold", "fedavg", "bsp", "ef_topk"]) == [
+        "bsp", "fedavg", "ef_topk", "scaffold"]
