@@ -174,13 +174,19 @@ def test_the_shipped_baselines_study_loads_strict_with_the_expected_runs():
              and s.noniid_fraction == 1.0 and s.partitioner == "label_skew"
              and "norm_stats" not in s.train}
     assert sweep == {(m, k) for m in ("bn-lenet", "gn-lenet") for k in (1, 5, 20, 50, 150, 600)}
-    # equal bytes: one model per 50 iterations (2%) = DGC's 1% of the values at 8 B each
+    # equal bytes: one model per 50 iterations (2%) = DGC's and EF-top-k's 1% of the values at
+    # 8 B each = SCAFFOLD's model and control variate per 100
     params = study.algorithms
-    assert 1 / params["fedavg"]["iter_local"] == 1 / params["fedbn"]["iter_local"]
-    assert 1 / params["fedavg"]["iter_local"] == pytest.approx(2 * (1 - params["dgc"]["sparsity"]))
+    share = 1 / params["fedavg"]["iter_local"]
+    assert all(1 / params[a]["iter_local"] == share for a in ("fedbn", "fedprox", "fedopt"))
+    assert 2 / params["scaffold"]["iter_local"] == share
+    assert all(2 * (1 - params[a]["sparsity"]) == pytest.approx(share) for a in ("dgc", "ef_topk"))
+    beyond = {"fedprox", "fedopt", "scaffold", "ef_topk"}
+    assert {(s.partitioner, s.model) for s in runs if s.algorithm in beyond} == {
+        (p, m) for p in ("label_skew", "dirichlet") for m in ("bn-lenet", "gn-lenet")}
     # every run trains in a seed group of all its seeds
     assert {len(u) for u in units(runs)} == {len(study.seeds)}
-    assert (len(runs), len(units(runs))) == (147, 49)
+    assert (len(runs), len(units(runs))) == (219, 73)
 
 
 def test_the_results_page_carries_the_baselines_tables(tmp_path):
