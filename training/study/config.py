@@ -124,15 +124,11 @@ class Experiment:
         if self.sweep and self.kind == "skewscout":
             raise ValueError(f"experiment {self.name!r}: a skewscout experiment runs its [grids]; "
                              "drop sweep")
+        object.__setattr__(self, "sweep", {a: tuple(v) for a, v in self.sweep.items()})
 
     def knobs(self, algorithm: str) -> tuple[float | None, ...]:
         """The knob values this experiment runs ``algorithm`` at (None: the study's)."""
         return tuple(self.sweep.get(algorithm, ())) or (None,)
-
-    @property
-    def has_overrides(self) -> bool:
-        return (self.partitioner is not None or self.partitioner_params is not None
-                or bool(self.train))
 
 
 @dataclass(frozen=True)
