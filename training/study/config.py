@@ -35,12 +35,13 @@ from training.study.schema import (
     Key,
     check_key,
     example,
+    is_type,
     key_table,
     parse_experiment,
     parse_top_level,
 )
 
-EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout")
+EXPERIMENT_KINDS = ("noniid", "norm", "skew_degree", "partitions", "skewscout", "baselines")
 ENGINES = ("simulation", "distributed")
 # algorithm -> its knob's name, read live from the algorithm registry (Algorithm.KNOB)
 KNOB_OF: Mapping[str, str] = KnobTable(lambda name, _: name, lambda _, knob: knob.name)
@@ -60,8 +61,23 @@ class Experiment:
     noniid_fractions: tuple[float, ...] = example("noniid_fractions = [0.0, 1.0]")
     # empty: the study's num_partitions
     num_partitions: tuple[int, ...] = example("num_partitions = [5]", default=())
+    # Per-experiment overrides (None / empty: the study's), so that one study holds label-skew
+    # and Dirichlet experiments, FixBN next to plain BatchNorm, and knob sweeps.
+    # None: the study's partitioner
+    partitioner: str | None = example('partitioner = "dirichlet"', default=None)
+    # None: the study's when the partitioner is the study's, else {}
+    partitioner_params: dict[str, Any] | None = example("partitioner_params = {alpha = 0.1}",
+                                                        default=None)
+    # merged over the study's [train]
+    train: dict[str, Any] = example('train = {norm_stats = "fixbn"}', default_factory=dict)
+    # algorithm -> knob values: one fixed-knob run per value, instead of the study's knob
+    sweep: dict[str, tuple[float, ...]] = example("sweep = {fedavg = [5, 50, 600]}",
+                                                  default_factory=dict)
 
     def __post_init__(self) -> None:
+        if "lr_milestones" in self.train:      # a list in the file, a tuple in TrainConfig
+            object.__setattr__(self, "train", {**self.train,
+                                               "lr_milestones": tuple(self.train["lr_milestones"])})
         if self.kind not in EXPERIMENT_KINDS:
             raise ValueError(f"experiment {self.name!r}: kind={self.kind!r}; choose one of "
                              f"{', '.join(EXPERIMENT_KINDS)}")
@@ -84,11 +100,35 @@ class Experiment:
             # its tables and figures group by model, algorithm and fraction only
             raise ValueError(f"experiment {self.name!r}: only a partitions experiment compares "
                              f"several num_partitions; give {self.kind!r} at most one")
+        self._check_sweep()
         knobless = [a for a in self.algorithms if a in list_algorithms() and a not in KNOB_OF]
         if self.kind == "skewscout" and knobless:
             raise ValueError(f"experiment {self.name!r}: SkewScout needs algorithms with a knob "
                              f"({', '.join(sorted(KNOB_OF))}); {', '.join(knobless)} has none "
                              "(BSP is added as the baseline automatically)")
+
+    def _check_sweep(self) -> None:
+        for algorithm, values in self.sweep.items():
+            where = f"experiment {self.name!r}: sweep {algorithm}"
+            if algorithm not in self.algorithms:
+                raise ValueError(f"{where}: not one of its algorithms "
+                                 f"({', '.join(self.algorithms)})"
+                                 f"; list it in algorithms or drop it from sweep")
+            if algorithm not in KNOB_OF:
+                raise ValueError(f"{where}: no knob to sweep; algorithms with a knob: "
+                                 f"{', '.join(sorted(KNOB_OF))}")
+            if (not isinstance(values, list | tuple) or not values
+                    or not all(is_type(v, float) for v in values)):
+                raise ValueError(f"{where} = {values!r}: give a list of knob values, e.g. "
+                                 f"sweep = {{{algorithm} = [5, 50]}}")
+        if self.sweep and self.kind == "skewscout":
+            raise ValueError(f"experiment {self.name!r}: a skewscout experiment runs its [grids]; "
+                             "drop sweep")
+        object.__setattr__(self, "sweep", {a: tuple(v) for a, v in self.sweep.items()})
+
+    def knobs(self, algorithm: str) -> tuple[float | None, ...]:
+        """The knob values this experiment runs ``algorithm`` at (None: the study's)."""
+        return tuple(self.sweep.get(algorithm, ())) or (None,)
 
 
 @dataclass(frozen=True)
@@ -212,22 +252,62 @@ class StudyConfig:
         self._check_norm_stats()
         self._check_schedules()
 
+    def train_of(self, exp: Experiment) -> dict[str, Any]:
+        """The experiment's training settings: its ``train`` table over the study's."""
+        return {**self.train, **exp.train}
+
+    def partitioning_of(self, exp: Experiment) -> tuple[str, dict[str, Any]]:
+        """The experiment's partitioner and its parameters (Experiment: the override rule)."""
+        partitioner = exp.partitioner or self.partitioner
+        if exp.partitioner_params is not None:
+            return partitioner, dict(exp.partitioner_params)
+        same = partitioner == self.partitioner
+        return partitioner, dict(self.partitioner_params) if same else {}
+
+    def _train_config(self, exp: Experiment | None = None) -> TrainConfig:
+        """The experiment's (None: the study's) TrainConfig; an error names its table."""
+        if exp is None or not exp.train:
+            try:
+                return TrainConfig(**self.train)
+            except TypeError as exc:
+                raise ValueError(f"[train]: {exc}") from None
+        try:
+            return TrainConfig(**self.train_of(exp))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"experiment {exp.name!r}: train: {exc}") from None
+
+    def _check_partitionings(self) -> None:
+        """Build each partitioning the experiments use once (grouped by partitioner and
+        parameters), naming the experiments of an override in its error."""
+        groups: dict[str, tuple[str, dict[str, Any], list[Experiment]]] = {}
+        for exp in self.experiments:
+            partitioner, params = self.partitioning_of(exp)
+            key = json.dumps([partitioner, params], sort_keys=True, default=str)
+            groups.setdefault(key, (partitioner, params, []))[2].append(exp)
+        for partitioner, params, exps in groups.values():
+            try:
+                self.dataset.check_partitions(
+                    partitioner, params,
+                    {n for e in exps for n in e.num_partitions or (self.num_partitions,)},
+                    {f for e in exps for f in e.noniid_fractions})
+            except ValueError as exc:
+                named = [e.name for e in exps if e.partitioner is not None
+                         or e.partitioner_params is not None]
+                if not named:
+                    raise
+                raise ValueError(f"experiment(s) {', '.join(map(repr, named))}: {exc}") from None
+
     def _check_runs(self) -> None:
         """Build what the runs will build (training settings, partitioner, models' names,
         algorithms, SkewScout and its grids), so that a bad value stops the study before its
         first run rather than after hours of others."""
-        try:
-            train = TrainConfig(**self.train)
-        except TypeError as exc:
-            raise ValueError(f"[train]: {exc}") from None
-        if train.participation is not None:   # SkewScout experiments add a BSP reference run
-            for exp in self.experiments:
+        self._train_config()
+        for exp in self.experiments:
+            train = self._train_config(exp)
+            if train.participation is not None:  # SkewScout experiments add a BSP reference run
                 for algorithm in (*exp.algorithms, *(["bsp"] if exp.kind == "skewscout" else [])):
                     check_supported(algorithm)
-        self.dataset.check_partitions(
-            self.partitioner, self.partitioner_params,
-            {n for e in self.experiments for n in e.num_partitions or (self.num_partitions,)},
-            {f for e in self.experiments for f in e.noniid_fractions})
+        self._check_partitionings()
         for exp in self.experiments:
             for model in exp.models:
                 check_model_name(model)
@@ -236,6 +316,14 @@ class StudyConfig:
                     create_algorithm(algorithm, **self.algorithms.get(algorithm, {}))
                 except TypeError as exc:
                     raise ValueError(f"[algorithms.{algorithm}]: {exc}") from None
+            for algorithm, values in exp.sweep.items():
+                for knob in values:
+                    try:
+                        create_algorithm(algorithm, **{**self.algorithms.get(algorithm, {}),
+                                                       KNOB_OF[algorithm]: knob})
+                    except (TypeError, ValueError) as exc:
+                        raise ValueError(f"experiment {exp.name!r}: sweep {algorithm} = "
+                                         f"{knob!r}: {exc}") from None
             if exp.kind == "skewscout":
                 for algorithm in exp.algorithms:
                     ordered_grid(KNOB_OF[algorithm], self.grids[algorithm])
@@ -251,17 +339,18 @@ class StudyConfig:
         """FixBN freezes global BatchNorm statistics: every model must have BatchNorm (by its
         name; a timm/torchvision model is checked when built) and no algorithm may keep the
         statistics each partition's own (FedBN)."""
-        if TrainConfig(**self.train).norm_stats != "fixbn":
-            return
         for exp in self.experiments:
+            if self._train_config(exp).norm_stats != "fixbn":
+                continue
+            where = f"experiment {exp.name!r}: train" if "norm_stats" in exp.train else "[train]"
             for model in exp.models:
                 if has_batch_norm(model) is False:
-                    raise ValueError(f'[train] norm_stats = "fixbn": experiment {exp.name!r} '
+                    raise ValueError(f'{where} norm_stats = "fixbn": experiment {exp.name!r} '
                                      f"trains {model!r}, which has no BatchNorm to freeze; use "
                                      'a BatchNorm model (bn-...) or norm_stats = "batch"')
             for algorithm in exp.algorithms:
                 if algorithm_class(algorithm).local_batch_norm:
-                    raise ValueError(f'[train] norm_stats = "fixbn" freezes global BatchNorm '
+                    raise ValueError(f'{where} norm_stats = "fixbn" freezes global BatchNorm '
                                      f"statistics and experiment {exp.name!r} runs {algorithm}, "
                                      "which keeps each partition's own: drop one of them")
 
@@ -269,15 +358,16 @@ class StudyConfig:
         """The fixed-knob runs whose schedule cannot mean what they claim
         (``Algorithm.schedule_problems``), one entry per algorithm setting. SkewScout runs move
         over their grid, whose every value is a checked grid run of the same experiment."""
-        train = TrainConfig(**self.train)
-        phases = train.lr_phases()
         said: dict[str, tuple[str, ...]] = {}    # params -> problems (each built once)
         found: dict[tuple[str, tuple[str, ...]], ScheduleProblem] = {}
         for exp in self.experiments:
+            train = self._train_config(exp)
+            phases = train.lr_phases()
             for spec in self.runs(exp):
                 if spec.mode != "fixed":
                     continue
-                params = json.dumps([spec.algorithm, spec.algorithm_params], sort_keys=True,
+                params = json.dumps([spec.algorithm, spec.algorithm_params, train.iterations,
+                                     [[p.start, p.stop] for p in phases]], sort_keys=True,
                                     default=str)
                 if params not in said:
                     algorithm = create_algorithm(spec.algorithm, **spec.algorithm_params)
@@ -320,17 +410,20 @@ class StudyConfig:
     def _runs_one(self, exp: Experiment, model: str, frac: float, seed: int,
                   n: int) -> list[RunSpec]:
         if exp.kind != "skewscout":
-            return [self.spec(model, a, frac, seed, num_partitions=n) for a in exp.algorithms]
-        out = [self.spec(model, "bsp", frac, seed, num_partitions=n)]
+            return [self.spec(model, a, frac, seed, knob=k, num_partitions=n, exp=exp)
+                    for a in exp.algorithms for k in exp.knobs(a)]
+        out = [self.spec(model, "bsp", frac, seed, num_partitions=n, exp=exp)]
         for algo in exp.algorithms:
-            out += [self.spec(model, algo, frac, seed, knob=k, num_partitions=n)
+            out += [self.spec(model, algo, frac, seed, knob=k, num_partitions=n, exp=exp)
                     for k in self.grids[algo]]
-            out.append(self.spec(model, algo, frac, seed, skewscout=True, num_partitions=n))
+            out.append(self.spec(model, algo, frac, seed, skewscout=True, num_partitions=n,
+                                 exp=exp))
         return out
 
     def spec(self, model: str, algorithm: str, frac: float, seed: int, *,
              knob: float | None = None, skewscout: bool = False,
-             num_partitions: int | None = None) -> RunSpec:
+             num_partitions: int | None = None, exp: Experiment | None = None) -> RunSpec:
+        """One run; ``exp``: the experiment whose overrides (partitioner, train) apply."""
         params = dict(self.algorithms.get(algorithm, {}))
         if knob is not None:
             params[KNOB_OF[algorithm]] = knob
@@ -339,9 +432,14 @@ class StudyConfig:
             params.pop(KNOB_OF[algorithm], None)     # the controller sets it
             scout = {"target": self.target, **self.skewscout,
                      "grid": list(self.grids[algorithm])}
+        if exp is None:
+            partitioner, part_params, train = (self.partitioner, dict(self.partitioner_params),
+                                               dict(self.train))
+        else:
+            (partitioner, part_params), train = self.partitioning_of(exp), self.train_of(exp)
         return RunSpec(self.dataset.to_dict(), model, algorithm, params, frac,
-                       num_partitions or self.num_partitions, self.partitioner, int(seed),
-                       dict(self.train), self.engine, scout, dict(self.partitioner_params))
+                       num_partitions or self.num_partitions, partitioner, int(seed),
+                       train, self.engine, scout, part_params)
 
 
 # The keys of a study config and of its [[experiments]] tables: the dataclasses' fields.

@@ -22,7 +22,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from training.study.config import Experiment, StudyConfig  # noqa: E402
+from training.study import baselines  # noqa: E402
+from training.study.config import KNOB_OF, Experiment, StudyConfig  # noqa: E402
 from training.study.findings import (  # noqa: E402
     BspGroup,
     accuracy,
@@ -35,14 +36,19 @@ from training.study.findings import (  # noqa: E402
 from training.study.spread import Spread  # noqa: E402
 
 MAX_PANEL_COLUMNS = 3    # wider studies wrap into rows of panels
-COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green"}
+# the paper's four, then the later ones alphabetically (algorithm_order draws any other after)
+COLORS = {"bsp": "black", "gaia": "tab:blue", "fedavg": "tab:orange", "dgc": "tab:green",
+          "ef_topk": "tab:olive", "fedbn": "tab:red", "fedopt": "tab:brown",
+          "fedprox": "tab:purple", "scaffold": "tab:pink"}
+VARIANT_MARKERS = ("o", "s", "^", "D", "v", "P")
 
 
 # A figure's title says what it shows, in words (the experiment's name is in its file name).
 TITLES = {"noniid": "Accuracy loss under label skew", "norm": "BatchNorm vs GroupNorm under skew",
           "skew_degree": "Accuracy vs degree of skew",
           "partitions": "Accuracy loss vs number of partitions",
-          "skewscout": "SkewScout vs the Oracle's grid: communication and accuracy"}
+          "skewscout": "SkewScout vs the Oracle's grid: communication and accuracy",
+          "baselines": "Baselines under skew: accuracy vs communication"}
 
 
 def title_of(exp: Experiment) -> str:
@@ -245,6 +251,51 @@ def _comm_panel(ax: plt.Axes, exp: Experiment, pts: pd.DataFrame, target: float,
     ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16))
 
 
+def plot_baselines(exp: Experiment, base: pd.DataFrame, out: Path) -> Path | None:
+    """Accuracy vs bytes (% of BSP's) of the experiment's settings under each skewed
+    partitioning (one panel each; colour: algorithm, marker: variant), mean ± sd."""
+    mine = base[(base["experiment"] == exp.name) & (base["partitioning"] != baselines.IID)]
+    if mine.empty:
+        return None
+    panels = sorted(mine["partitioning"].unique())
+    markers = dict(zip(sorted(mine["variant"].unique()), VARIANT_MARKERS * 4, strict=False))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.4), squeeze=False)
+    for ax, p in zip(axes[0], panels, strict=True):
+        for variant, algo, knob, _ in baselines.settings(mine[mine["partitioning"] == p]):
+            acc = baselines.cell(base, variant, algo, p, knob)
+            traffic = baselines.cell(base, variant, algo, p, knob, "bytes_pct")
+            if acc is None or traffic is None:
+                continue
+            ax.errorbar([traffic.mean], [acc.mean], yerr=[_zero_nan(acc.sd)], capsize=3,
+                        marker=markers[variant], color=COLORS.get(algo), ls="none",
+                        label=f"{variant} {baselines.setting_label(algo, knob)}")
+        ax.set_xscale("log")
+        ax.set(xlabel="bytes per iteration (% of BSP's)", ylabel="final accuracy (%)",
+               title=f"{title_of(exp)}\n{p}")
+        ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.16))
+    return _save(fig, out / f"{exp.name}_accuracy_vs_bytes.png")
+
+
+def plot_sweep(exp: Experiment, base: pd.DataFrame, out: Path) -> Path | None:
+    """Accuracy vs each swept knob (mean ± sd), one line per variant and skewed partitioning."""
+    mine = base[(base["experiment"] == exp.name) & base["algorithm"].isin(list(exp.sweep))]
+    if mine.empty:
+        return None
+    algos = sorted(mine["algorithm"].unique())
+    fig, axes = plt.subplots(1, len(algos), figsize=(6 * len(algos), 3.8), squeeze=False)
+    for ax, algo in zip(axes[0], algos, strict=True):
+        here = mine[mine["algorithm"] == algo]
+        for (variant, p), part in here.groupby(["variant", "partitioning"]):
+            stats = part.drop_duplicates("run_id").groupby("knob")["acc"].agg(["mean", "std"])
+            ax.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0.0), marker="o",
+                        capsize=3, label=f"{variant}, {p}")
+        ax.set_xscale("log")
+        ax.set(xlabel=f"{KNOB_OF[algo]} (log)", ylabel="final accuracy (%)",
+               title=f"{algo}: accuracy vs {KNOB_OF[algo]}")
+        ax.legend(fontsize=7)
+    return _save(fig, out / f"{exp.name}_sweep.png")
+
+
 def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path,
              frames: Mapping[str, pd.DataFrame] | None = None) -> list[Path]:
     """Every figure of the study into ``out_dir`` (created).
@@ -256,9 +307,14 @@ def draw_all(study: StudyConfig, rows: dict, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path | None] = []
+    base = baselines.baselines_frame(study, rows)
     for exp in study.experiments:
         df = frames.get(exp.name, pd.DataFrame())
-        if exp.kind == "noniid":
+        if exp.kind == "baselines":
+            if not base.empty:
+                made.append(plot_sweep(exp, base, out) if exp.sweep
+                            else plot_baselines(exp, base, out))
+        elif exp.kind == "noniid":
             made += [plot_curves(study, exp, rows, out), plot_loss_bars(study, exp, df, out)]
         elif exp.kind == "norm":
             made.append(plot_loss_bars(study, exp, df, out))

@@ -427,7 +427,15 @@ def all_claims(study: StudyConfig, rows: dict[str, dict],
     claims: list[Claim] = []
     tables: dict[str, pd.DataFrame] = {}
     sig = 100 * study.target
+    # imported here: training.study.baselines builds on this module's Claim and tables
+    from training.study import baselines
+
+    base = baselines.baselines_frame(study, rows, only=frames.keys())
     for exp in study.experiments:
+        if exp.kind == "baselines":
+            if not base.empty and (base["experiment"] == exp.name).any():
+                tables[exp.name] = baselines.baselines_table(base, exp)
+            continue
         df = frames.get(exp.name)
         if df is None or df.empty:
             continue
@@ -443,6 +451,7 @@ def all_claims(study: StudyConfig, rows: dict[str, dict],
         tables[exp.name] = loss_table(df)
         rule = {"noniid": claims_noniid, "norm": claims_norm, "skew_degree": claims_skew_degree}
         claims += rule[exp.kind](df, exp, sig)
+    claims += baselines.baselines_claims(study, base, sig)
     return claims, tables
 
 
