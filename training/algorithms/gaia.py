@@ -82,7 +82,9 @@ class Gaia(Algorithm):
         sent = torch.where(significant, accumulated, 0.0)
         values.add_(comm.all_sum(sent) - sent)
         accumulated.masked_fill_(significant, 0.0)
-        nbytes = sparse_bytes(significant.sum(dim=1), values.shape[1])
+        # an exact count without sum's int64 copy of the mask (78,250 < 2**31)
+        counts = significant.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+        nbytes = sparse_bytes(counts, values.shape[1])
         return exchange_stats(nbytes, comm, synced=False)
 
     def share_buffers(self, state: GaiaState, before: torch.Tensor, after: torch.Tensor,
