@@ -49,6 +49,7 @@ from training.algorithms.base import (
     StepStats,
 )
 from training.algorithms.traffic import dense_bytes, dense_stats
+from training.allocator import keep_freed_memory
 from training.comm import GroupedComm, LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
@@ -224,6 +225,7 @@ class Trainer:
                  seeds: Sequence[int] | None = None) -> None:
         if not train:
             raise ValueError("train needs at least one partition")
+        keep_freed_memory()   # a step's large temporaries reuse freed blocks (allocator.py)
         self.seeds = tuple(seeds) if seeds is not None else (config.seed,)
         runs = len(self.seeds)
         if runs < 1 or len(train) % runs:
