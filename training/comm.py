@@ -41,6 +41,11 @@ class LocalComm:
         self._check(x)
         return x.mean(dim=0, keepdim=True).expand_as(x)
 
+    def all_sum_others(self, x: torch.Tensor) -> torch.Tensor:
+        """``all_sum(x) - x``: what the other rows sent (a new tensor)."""
+        self._check(x)
+        return x.sum(dim=0, keepdim=True) - x
+
 
 class GroupedComm:
     """Reductions within each of ``num_groups`` consecutive blocks of ``num_partitions`` rows.
@@ -73,6 +78,12 @@ class GroupedComm:
         # holds them bit-for-bit equal), without a pass and a stack per block
         sums = blocks.sum(dim=1, keepdim=True)
         return sums.expand_as(blocks).reshape(x.shape)
+
+    def all_sum_others(self, x: torch.Tensor) -> torch.Tensor:
+        """``all_sum(x) - x`` (what every other row of the block sent), with the block sums
+        broadcast into the subtraction instead of expanded into a copy first."""
+        blocks = self._blocks(x)
+        return (blocks.sum(dim=1, keepdim=True) - blocks).reshape(x.shape)
 
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
         blocks = self._blocks(x)

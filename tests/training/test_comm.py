@@ -35,3 +35,11 @@ def test_grouped_sums_equal_each_run_summed_alone_bit_for_bit():
         for g in range(groups):
             block = x[g * parts:(g + 1) * parts]
             assert torch.equal(grouped[g * parts:(g + 1) * parts], LocalComm(parts).all_sum(block))
+
+
+def test_sum_of_the_others_equals_the_sum_less_the_row():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(15, 1_001, generator=gen) * torch.exp(4 * torch.randn(15, 1_001, generator=gen))
+    grouped, local = GroupedComm(3, 5), LocalComm(15)
+    assert torch.equal(grouped.all_sum_others(x), grouped.all_sum(x) - x)
+    assert torch.equal(local.all_sum_others(x), local.all_sum(x) - x)
