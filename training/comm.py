@@ -41,6 +41,11 @@ class LocalComm:
         self._check(x)
         return x.mean(dim=0, keepdim=True).expand_as(x)
 
+    def all_sum_others(self, x: torch.Tensor) -> torch.Tensor:
+        """``all_sum(x) - x``: what the other rows sent (a new tensor)."""
+        self._check(x)
+        return x.sum(dim=0, keepdim=True) - x
+
 
 class GroupedComm:
     """Reductions within each of ``num_groups`` consecutive blocks of ``num_partitions`` rows.
@@ -68,9 +73,17 @@ class GroupedComm:
 
     def all_sum(self, x: torch.Tensor) -> torch.Tensor:
         blocks = self._blocks(x)
-        # one block at a time: the same reduction, in the same order, as LocalComm on a lone run
-        sums = torch.stack([block.sum(dim=0) for block in blocks])
-        return sums.unsqueeze(1).expand_as(blocks).reshape(x.shape)
+        # one reduction over every block's partition axis: each output value adds its block's
+        # rows in the same order as LocalComm's sum over a lone run (tests/training/test_comm.py
+        # holds them bit-for-bit equal), without a pass and a stack per block
+        sums = blocks.sum(dim=1, keepdim=True)
+        return sums.expand_as(blocks).reshape(x.shape)
+
+    def all_sum_others(self, x: torch.Tensor) -> torch.Tensor:
+        """``all_sum(x) - x`` (what every other row of the block sent), with the block sums
+        broadcast into the subtraction instead of expanded into a copy first."""
+        blocks = self._blocks(x)
+        return (blocks.sum(dim=1, keepdim=True) - blocks).reshape(x.shape)
 
     def all_mean(self, x: torch.Tensor) -> torch.Tensor:
         blocks = self._blocks(x)

@@ -49,6 +49,7 @@ from training.algorithms.base import (
     StepStats,
 )
 from training.algorithms.traffic import dense_bytes, dense_stats
+from training.allocator import keep_freed_memory
 from training.comm import GroupedComm, LocalComm, gather_partitions
 from training.datasets import BatchSource, PartitionData
 from training.evaluation import EvalResult, evaluate
@@ -68,6 +69,22 @@ __all__ = ["BatchSource", "DivergedError", "EvalResult", "PartitionData", "RunRe
            "TrainConfig", "Trainer"]
 
 log = logging.getLogger(__name__)
+
+
+def _nonfinite_rows(grads: torch.Tensor) -> torch.Tensor:
+    """``[k]`` True where a row of ``grads`` holds a non-finite value.
+
+    A row's float64 sum is finite iff every value in it is (no float32 values can overflow it):
+    one pass instead of isfinite's three and a reduction. On the CPU a float32 sum (no float64
+    copy of the stack) answers first: a non-finite value always makes it non-finite, so a finite
+    one clears the row, and only an overflow (or a real non-finite value) needs the float64 pass.
+    On an accelerator the float64 sum alone keeps the step free of a host sync.
+    """
+    if grads.device.type == "cpu" and grads.dtype == torch.float32:
+        fast = ~torch.isfinite(grads.sum(dim=1))
+        if not bool(fast.any()):
+            return fast
+    return ~torch.isfinite(grads.sum(dim=1, dtype=torch.float64))
 
 
 class DivergedError(RuntimeError):
@@ -208,6 +225,7 @@ class Trainer:
                  seeds: Sequence[int] | None = None) -> None:
         if not train:
             raise ValueError("train needs at least one partition")
+        keep_freed_memory()   # a step's large temporaries reuse freed blocks (allocator.py)
         self.seeds = tuple(seeds) if seeds is not None else (config.seed,)
         runs = len(self.seeds)
         if runs < 1 or len(train) % runs:
@@ -318,9 +336,7 @@ class Trainer:
         before = (self._buffers_flat() if self._float_buffers and not self.stack.norm_frozen
                   else None)
         grads = self.stack.gradients(x, y)
-        # a row's float64 sum is finite iff every gradient in it is (no float32 values can
-        # overflow it): one pass instead of isfinite's three and a reduction
-        bad = ~torch.isfinite(grads.sum(dim=1, dtype=torch.float64))
+        bad = _nonfinite_rows(grads)
         self._nonfinite_at = torch.where((self._nonfinite_at < 0) & bad, self.iteration,
                                          self._nonfinite_at)
         stats = self.algorithm.apply(self.state, self.stack.params, grads, ctx, self.comm)
@@ -374,7 +390,7 @@ class Trainer:
             x, y = self._batches.take(rounds.active)
             before = self._buffers_flat() if self._float_buffers else None
             grads = self.stack.gradients(x, y)
-            bad = ~torch.isfinite(grads.sum(dim=1, dtype=torch.float64))
+            bad = _nonfinite_rows(grads)
             at = self._nonfinite_at[rounds.active_index]
             self._nonfinite_at[rounds.active_index] = torch.where(
                 (at < 0) & bad, self.iteration, at)

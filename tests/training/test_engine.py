@@ -8,7 +8,7 @@ from torch import nn
 
 from training.algorithms import create_algorithm
 from training.datasets import PartitionData, load_digits_dataset, split_partitions
-from training.engine import DivergedError, TrainConfig, Trainer
+from training.engine import DivergedError, TrainConfig, Trainer, _nonfinite_rows
 
 
 def mlp() -> nn.Module:
@@ -235,6 +235,16 @@ def test_non_finite_parameters_fail_at_the_next_evaluation():
                                             r"partition\(s\) \[1\]"):
         trainer.check_finite()
     assert digits_trainer(lr=0.01).run().iterations == 30   # a sane lr runs to the end
+
+
+def test_non_finite_rows_are_exact_where_a_float32_sum_overflows():
+    grads = torch.zeros(4, 10)
+    grads[0, :3] = 3e38                  # finite values whose float32 sum overflows
+    grads[1, 2] = float("inf")
+    grads[2, 5] = float("nan")
+    grads[3, :2] = torch.tensor([float("inf"), float("-inf")])
+    assert _nonfinite_rows(grads).tolist() == [False, True, True, True]
+    assert _nonfinite_rows(torch.ones(3, 5)).tolist() == [False] * 3
 
 
 def test_bf16_is_refused_off_cuda():

@@ -80,9 +80,11 @@ class Gaia(Algorithm):
         threshold = self.t0 * ctx.lr_factor
         significant = accumulated.abs() > threshold * values.abs()
         sent = torch.where(significant, accumulated, 0.0)
-        values.add_(comm.all_sum(sent) - sent)
+        values.add_(_sum_of_others(comm, sent))
         accumulated.masked_fill_(significant, 0.0)
-        nbytes = sparse_bytes(significant.sum(dim=1), values.shape[1])
+        # an exact count without sum's int64 copy of the mask (78,250 < 2**31)
+        counts = significant.view(torch.uint8).sum(dim=1, dtype=torch.int32)
+        nbytes = sparse_bytes(counts, values.shape[1])
         return exchange_stats(nbytes, comm, synced=False)
 
     def share_buffers(self, state: GaiaState, before: torch.Tensor, after: torch.Tensor,
@@ -108,3 +110,10 @@ class Gaia(Algorithm):
         if not ctx.decay_ahead:
             return visitor
         return visitor + state.accumulated[local_index].to(visitor.dtype)
+
+
+def _sum_of_others(comm: Comm, x: torch.Tensor) -> torch.Tensor:
+    """``comm.all_sum(x) - x`` as a new tensor: the Comm's own ``all_sum_others`` where it has
+    one (the simulation's: the same values without expanding the sums into a copy first)."""
+    others = getattr(comm, "all_sum_others", None)
+    return others(x) if others is not None else comm.all_sum(x) - x
