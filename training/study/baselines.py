@@ -22,8 +22,7 @@ import pandas as pd
 from training.algorithms import create_algorithm
 from training.skewscout.scout import ordered_grid
 from training.study.config import KNOB_OF, Experiment, RunSpec, StudyConfig
-from training.study.findings import Claim, spread_table
-from training.study.spread import Spread, Verdict, all_of, judge
+from training.study.spread import Claim, Spread, Verdict, all_of, judge, spread_table
 
 IID = "IID"
 FIXBN = " + FixBN"

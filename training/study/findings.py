@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,24 +18,18 @@ import pandas as pd
 from training.skewscout.scout import KNOBS
 from training.study.config import Experiment, StudyConfig
 from training.study.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
-from training.study.spread import RATIO_FLOOR, Spread, Verdict, all_of, judge, mean_of
+from training.study.spread import (  # noqa: F401  (Claim: part of this module's API)
+    RATIO_FLOOR,
+    Claim,
+    Spread,
+    Verdict,
+    all_of,
+    judge,
+    mean_of,
+    spread_table,
+)
 
 DECENTRALIZED = KNOBS        # the algorithms with a communication knob (live: the registry's)
-
-
-@dataclass(frozen=True)
-class Claim:
-    finding: str
-    text: str
-    verdict: Verdict
-    evidence: str
-
-    @property
-    def holds(self) -> bool:
-        return self.verdict is Verdict.HOLDS
-
-    def line(self) -> str:
-        return f"- **{self.finding}** {self.text}: **{self.verdict.value}** ({self.evidence})"
 
 
 VALUES = ("final_acc", "acc_at_half", "bytes_per_iteration", "bsp_bytes_per_iteration")
@@ -116,24 +109,6 @@ def loss(df: pd.DataFrame, model: str, algo: str, frac: float,
         return None
     out = iid - skewed
     return out if out.n else None
-
-
-def spread_table(cells: Mapping[tuple, Mapping[str, Spread | None]], index: Sequence[str],
-                 digits: int = 1) -> pd.DataFrame:
-    """A table of cells: for each column ``c`` the mean, ``c sd`` and ``c n`` (seeds), rounded;
-    :func:`markdown_table` shows them as ``mean ± sd``."""
-    recs = []
-    for key, row in cells.items():
-        rec = dict(zip(index, key, strict=True))
-        for col, value in row.items():
-            ok = value is not None and value.n > 0
-            rec[col] = round(value.mean, digits) if ok else math.nan
-            rec[f"{col} sd"] = round(value.sd, digits) if ok else math.nan
-            rec[f"{col} n"] = value.n if ok else 0
-        recs.append(rec)
-    if not recs:
-        return pd.DataFrame()
-    return pd.DataFrame(recs).set_index(list(index))
 
 
 def _fixed_pairs(df: pd.DataFrame) -> list[tuple[str, str]]:

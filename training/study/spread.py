@@ -22,9 +22,11 @@ does not hold when one part does not, holds when every part holds, and is inconc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
+
+import pandas as pd
 
 __all__ = ["RATIO_FLOOR", "Spread", "Verdict", "all_of", "judge", "mean_of"]
 
@@ -129,3 +131,36 @@ def all_of(verdicts: Iterable[Verdict]) -> Verdict:
     if verdicts and all(v is Verdict.HOLDS for v in verdicts):
         return Verdict.HOLDS
     return Verdict.INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class Claim:
+    finding: str
+    text: str
+    verdict: Verdict
+    evidence: str
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict is Verdict.HOLDS
+
+    def line(self) -> str:
+        return f"- **{self.finding}** {self.text}: **{self.verdict.value}** ({self.evidence})"
+
+
+def spread_table(cells: Mapping[tuple, Mapping[str, Spread | None]], index: Sequence[str],
+                 digits: int = 1) -> pd.DataFrame:
+    """A table of cells: for each column ``c`` the mean, ``c sd`` and ``c n`` (seeds), rounded;
+    :func:`markdown_table` shows them as ``mean ± sd``."""
+    recs = []
+    for key, row in cells.items():
+        rec = dict(zip(index, key, strict=True))
+        for col, value in row.items():
+            ok = value is not None and value.n > 0
+            rec[col] = round(value.mean, digits) if ok else math.nan
+            rec[f"{col} sd"] = round(value.sd, digits) if ok else math.nan
+            rec[f"{col} n"] = value.n if ok else 0
+        recs.append(rec)
+    if not recs:
+        return pd.DataFrame()
+    return pd.DataFrame(recs).set_index(list(index))
