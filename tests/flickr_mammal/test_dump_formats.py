@@ -20,7 +20,6 @@ from tests.flickr_mammal import dump_format_fixtures as f
 from tests.flickr_mammal.test_dump_fastpath import reference, scanned, tricky_rows
 from tests.flickr_mammal.test_metadata import catalog_rows, kill_mid_scan_then_resume
 
-REPO = Path(__file__).resolve().parents[2]
 LAYOUTS = ("sqlite", "sqlite-untyped", "jsonl-hf", "jsonl.gz", "tool-folder")
 
 

@@ -31,6 +31,20 @@ def run_beside_bsp(algorithm: Algorithm, *, seed: int, n: int, size: int, steps:
     return p_alg, p_bsp, stats
 
 
+
+def replicas_after(algorithm: Algorithm, steps: int, *, n: int = 5, size: int = 50,
+                   seed: int = 3) -> torch.Tensor:
+    """The ``[n, size]`` parameters after ``steps`` iterations (lr 0.1, momentum 0.5, no weight
+    decay) from one random start on random gradients: synchronous algorithms keep them equal."""
+    torch.manual_seed(seed)
+    params = torch.randn(1, size).repeat(n, 1)
+    state = algorithm.init(params)
+    for it in range(steps):
+        step = StepContext(iteration=it, lr=0.1, lr_factor=1.0, num_partitions=n, momentum=0.5,
+                           weight_decay=0.0)
+        algorithm.apply(state, params, torch.randn(n, size), step, LocalComm(n))
+    return params
+
 def trained_params(algorithm: Algorithm, *, iterations: int = 7, seed: int = 0) -> torch.Tensor:
     """The ``[3, P]`` parameters after ``iterations`` steps of ``algorithm`` in the simulation
     Trainer: a tiny float64 MLP with BatchNorm on 3 label-skewed partitions, lr decayed at 50%
