@@ -62,3 +62,13 @@ def assert_same_run(got: dict, want: dict, label: str, rank: int) -> None:
                                msg=f"{label} rank {rank} parameters")
     torch.testing.assert_close(got["buffers"], want["buffers"], rtol=1e-9, atol=1e-12)
     assert got["per_partition"] == pytest.approx(want["per_partition"]), label
+
+
+def assert_ranks_match(ranks: list[dict], label: str, sim: Trainer,
+                       result: Any) -> list[tuple[dict, dict]]:
+    """Each rank's ``label`` run against the simulation's replica of that rank
+    (:func:`assert_same_run`); the (rank's, simulation's) records, for further checks."""
+    pairs = [(ranks[rank][label], outcome(sim, result, rank)) for rank in range(len(ranks))]
+    for rank, (got, want) in enumerate(pairs):
+        assert_same_run(got, want, label, rank)
+    return pairs

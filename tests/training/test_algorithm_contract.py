@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.training.distributed_helpers import (
-    assert_same_run,
+    assert_ranks_match,
     launch_and_gather,
     mlp_bn,
     outcome,
@@ -119,9 +119,7 @@ def test_the_distributed_engine_computes_the_simulations_run(tmp_path):
     for name in ALGORITHMS:
         sim = Trainer(mlp_bn, _algorithm(name), parts, val, CONFIG)
         result = sim.run()
-        for rank in range(2):
-            got, want = ranks[rank][name], outcome(sim, result, rank)
-            assert_same_run(got, want, name, rank)
+        for got, want in assert_ranks_match(ranks, name, sim, result):
             assert [i for i, _ in got["curve"]] == [i for i, _ in want["curve"]] == [3, 6]
             assert [a for _, a in got["curve"]] == pytest.approx([a for _, a in want["curve"]])
             for key in ("bytes_sent", "wire", "received"):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.training.distributed_helpers import (
-    assert_same_run,
+    assert_ranks_match,
     launch_and_gather,
     mlp_bn,
     outcome,
@@ -72,9 +72,7 @@ def test_distributed_engine_matches_simulation(tmp_path):
     for name, params in ALGORITHMS.items():
         sim = Trainer(mlp_bn, create_algorithm(name.split("/")[0], **params), parts, val, CONFIG)
         result = sim.run()
-        for rank in range(2):
-            got, want = ranks[rank][name], outcome(sim, result, rank)
-            assert_same_run(got, want, name, rank)
+        for got, want in assert_ranks_match(ranks, name, sim, result):
             assert [i for i, _ in got["curve"]] == [i for i, _ in want["curve"]] == [3, 6]
             assert [a for _, a in got["curve"]] == pytest.approx([a for _, a in want["curve"]])
             assert got["bytes_sent"] == pytest.approx(want["bytes_sent"]), name

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.training.distributed_helpers import (
-    assert_same_run,
+    assert_ranks_match,
     launch_and_gather,
     mlp_bn,
     outcome,
@@ -47,9 +47,7 @@ def test_fedbn_and_fixbn_match_the_simulation(tmp_path):
     for label in RUNS:
         sim = _trainer(label, parts, val, Trainer)
         result = sim.run()
-        for rank in range(2):
-            got, want = ranks[rank][label], outcome(sim, result, rank)
-            assert_same_run(got, want, label, rank)
+        for got, want in assert_ranks_match(ranks, label, sim, result):
             assert got["bytes_sent"] == pytest.approx(want["bytes_sent"]), label
     fedbn = [ranks[r]["fedbn"] for r in range(2)]
     assert not torch.equal(fedbn[0]["buffers"]["1.running_mean"],
