@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +15,11 @@ import pytest
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.dump import search as dump_search
 from flickr_mammal.dump.read import MetadataConfig
-from pipelines import build_dataset
 from tests.flickr_mammal import dump_fixtures as d
 from tests.flickr_mammal import dump_format_fixtures as f
 from tests.flickr_mammal.test_dump_fastpath import reference, scanned, tricky_rows
-from tests.flickr_mammal.test_metadata import catalog_rows
+from tests.flickr_mammal.test_metadata import catalog_rows, kill_mid_scan_then_resume
 
-REPO = Path(__file__).resolve().parents[2]
 LAYOUTS = ("sqlite", "sqlite-untyped", "jsonl-hf", "jsonl.gz", "tool-folder")
 
 
@@ -95,39 +88,9 @@ def test_sqlite_chunks_are_rowid_ranges_resumed_after_the_last_committed_rowid(t
     assert resumed[0].rows_at([0]) == chunks[1].rows_at([0])
 
 
-_KILLER = """
-import os, signal, sys
-from flickr_mammal.dump import search as dump_search
-real, calls = dump_search.stage_rows, []
-def dying(*a, **k):
-    calls.append(1)
-    if len(calls) == 3:  # chunks 0 and 1 are committed; die inside chunk 2
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(*a, **k)
-dump_search.stage_rows = dying
-from pipelines.build_dataset import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @pytest.mark.parametrize("layout", ["sqlite", "tool-folder"])
 def test_kill_9_mid_scan_then_resume_matches(tmp_path, layout):
-    dump = write(layout, tricky_rows(), tmp_path)
-    args = ["--classes", "cat,dog,zebra", "--per-class", "50", "--stages", "search",
-            "--min-upload-date", str(d.LO), "--max-upload-date", str(d.HI), "--no-progress",
-            "--metadata", str(dump), "--metadata-chunk-mb", "0.0625"]
-    cut = tmp_path / "cut"
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_KILLER), "--out", str(cut),
-                           *args], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, timeout=300)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
-    with Catalog.open(cut / "catalog.sqlite") as cat:
-        assert cat.connection.execute("SELECT count(*) FROM dump_chunks").fetchone()[0] == 2
-    assert build_dataset.main(["--out", str(cut), *args]) == 0
-    assert build_dataset.main(["--out", str(tmp_path / "full"), *args]) == 0
-    assert catalog_rows(cut) == catalog_rows(tmp_path / "full")
-    assert json.loads((cut / "stats.json").read_text()) == \
-        json.loads((tmp_path / "full" / "stats.json").read_text())
+    kill_mid_scan_then_resume(write(layout, tricky_rows(), tmp_path), tmp_path)
 
 
 SECRET_40 = "0123456789abcdef0123456789abcdef01234567"

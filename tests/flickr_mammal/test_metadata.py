@@ -142,28 +142,30 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path, suffix, monkeypat
     assert total == 3000 and full["search"]["metadata"]["dropped"]["no_coordinates"] > 0
 
 
-def test_kill_9_mid_scan_then_resume_matches(tmp_path):
-    """A real SIGKILL of the command line after its second chunk commit, then the same command."""
-    dump = d.write_tsv(_big_rows(), tmp_path / "dump.tsv")
+_KILLER = textwrap.dedent("""
+    import os, signal, sys
+    from flickr_mammal.dump import search as dump_search
+    real, calls = dump_search.stage_rows, []
+    def dying(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:  # chunks 0 and 1 are committed; die inside chunk 2
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*a, **k)
+    dump_search.stage_rows = dying
+    from pipelines.build_dataset import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def kill_mid_scan_then_resume(dump: Path, tmp_path: Path) -> None:
+    """A real SIGKILL of the command line scanning ``dump`` after its second chunk commit, then
+    the same command: the resumed catalog and stats equal those of one uninterrupted run."""
     args = ["--classes", "cat,dog,zebra", "--per-class", "50", "--stages", "search",
             "--min-upload-date", str(d.LO), "--max-upload-date", str(d.HI), "--no-progress",
             "--metadata", str(dump), "--metadata-chunk-mb", "0.0625"]
-    killer = textwrap.dedent("""
-        import os, signal, sys
-        from flickr_mammal.dump import search as dump_search
-        real, calls = dump_search.stage_rows, []
-        def dying(*a, **k):
-            calls.append(1)
-            if len(calls) == 3:  # chunks 0 and 1 are committed; die inside chunk 2
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(*a, **k)
-        dump_search.stage_rows = dying
-        from pipelines.build_dataset import main
-        sys.exit(main(sys.argv[1:]))
-    """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cut = tmp_path / "cut"
-    proc = subprocess.run([sys.executable, "-c", killer, "--out", str(cut), *args], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", _KILLER, "--out", str(cut), *args], cwd=REPO,
                           env=env, capture_output=True, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     with Catalog.open(cut / "catalog.sqlite") as cat:
@@ -173,6 +175,10 @@ def test_kill_9_mid_scan_then_resume_matches(tmp_path):
     assert catalog_rows(cut) == catalog_rows(tmp_path / "full")
     assert json.loads((cut / "stats.json").read_text()) == \
         json.loads((tmp_path / "full" / "stats.json").read_text())
+
+
+def test_kill_9_mid_scan_then_resume_matches(tmp_path):
+    kill_mid_scan_then_resume(d.write_tsv(_big_rows(), tmp_path / "dump.tsv"), tmp_path)
 
 
 def test_changed_options_are_refused(tmp_path, capsys):

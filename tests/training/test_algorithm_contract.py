@@ -7,37 +7,27 @@ knob."""
 
 import inspect
 from dataclasses import fields, replace
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from tests.training.distributed_helpers import (
+    assert_ranks_match,
+    launch_and_gather,
+    mlp_bn,
+    outcome,
+    save_rank,
+    skewed_data,
+)
 from training.algorithms import create_algorithm, list_algorithms
 from training.algorithms.base import KnobSpec, algorithm_class
-from training.datasets import PartitionData
-from training.distributed import distributed_trainer, launch_local
+from training.distributed import distributed_trainer
 from training.engine import DivergedError, TrainConfig, Trainer
 from training.skewscout.controller import ordered_grid
 
 ALGORITHMS = list_algorithms()
 CONFIG = TrainConfig(iterations=6, batch_size=16, lr=0.1, eval_every=3, eval_batch_size=32,
                      seed=3, progress=False)
-
-
-def _model() -> nn.Module:
-    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
-
-
-def _data(k: int = 2) -> tuple[list[PartitionData], PartitionData]:
-    """``k`` skewed partitions (partition ``p`` lacks label ``p``) and a validation set."""
-    rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.normal(size=(90, 6)))
-    y = x[:, :3].argmax(dim=1)
-    xt, yt = x[:30], y[:30]
-    return [PartitionData(xt[yt != p], yt[yt != p]) for p in range(k)], PartitionData(x[30:],
-                                                                                     y[30:])
 
 
 def _algorithm(name: str):
@@ -50,12 +40,6 @@ def _algorithm(name: str):
     return algorithm
 
 
-def _outcome(trainer: Trainer, result, local: int) -> dict:
-    return {"params": trainer.stack.params[local].clone(),
-            "buffers": {n: b[local].clone() for n, b in trainer.stack.buffers.items()},
-            "per_partition": result.final.per_partition, "curve": result.curve,
-            "bytes_sent": result.bytes_sent, "wire": result.wire_bytes_sent,
-            "received": result.bytes_received, "bytes_curve": result.bytes_curve}
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
@@ -78,10 +62,10 @@ def test_the_knob_and_the_schedule_checks(name):
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_trains_on_the_simulation_engine_alike_in_the_loop_and_vmap(name):
-    parts, val = _data(k=3)
+    parts, val = skewed_data(k=3)
     runs = []
     for vectorize in (False, True):
-        trainer = Trainer(_model, _algorithm(name), parts, val,
+        trainer = Trainer(mlp_bn, _algorithm(name), parts, val,
                           replace(CONFIG, vectorize=vectorize))
         initial = trainer.stack.params.clone()
         result = trainer.run()
@@ -101,19 +85,19 @@ def test_trains_on_the_simulation_engine_alike_in_the_loop_and_vmap(name):
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_a_run_that_blows_up_is_stopped_by_the_divergence_check(name):
     # no algorithm may hide a non-finite gradient (e.g. in a residual it never sends)
-    parts, val = _data(k=3)
+    parts, val = skewed_data(k=3)
     with pytest.raises(DivergedError, match="non-finite loss/gradient at iteration"):
-        Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, lr=1e200)).run()
+        Trainer(mlp_bn, _algorithm(name), parts, val, replace(CONFIG, lr=1e200)).run()
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
 def test_a_seed_group_computes_each_seeds_run(name):
     # the algorithm's collectives stay within each run of the group (GroupedComm)
-    parts, val = _data(k=2)
-    group = Trainer(_model, _algorithm(name), parts + parts, val, CONFIG, seeds=(3, 4))
+    parts, val = skewed_data(k=2)
+    group = Trainer(mlp_bn, _algorithm(name), parts + parts, val, CONFIG, seeds=(3, 4))
     results = group.run_group()
     for run, seed in enumerate((3, 4)):
-        alone = Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, seed=seed))
+        alone = Trainer(mlp_bn, _algorithm(name), parts, val, replace(CONFIG, seed=seed))
         result = alone.run()
         torch.testing.assert_close(group.stack.params[2 * run:2 * run + 2], alone.stack.params,
                                    rtol=1e-9, atol=1e-12, msg=f"{name} seed {seed}")
@@ -121,27 +105,21 @@ def test_a_seed_group_computes_each_seeds_run(name):
 
 
 def _worker(rank: int, out_dir: str) -> None:
-    parts, val = _data()
+    parts, val = skewed_data()
     outcomes = {}
     for name in ALGORITHMS:
-        trainer = distributed_trainer(_model, _algorithm(name), parts, val, CONFIG)
-        outcomes[name] = _outcome(trainer, trainer.run(), 0)
-    torch.save(outcomes, Path(out_dir) / f"rank{rank}.pt")
+        trainer = distributed_trainer(mlp_bn, _algorithm(name), parts, val, CONFIG)
+        outcomes[name] = outcome(trainer, trainer.run(), 0)
+    save_rank(outcomes, out_dir, rank)
 
 
 def test_the_distributed_engine_computes_the_simulations_run(tmp_path):
-    launch_local(_worker, 2, (str(tmp_path),))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    parts, val = _data()
+    ranks = launch_and_gather(_worker, 2, tmp_path)
+    parts, val = skewed_data()
     for name in ALGORITHMS:
-        sim = Trainer(_model, _algorithm(name), parts, val, CONFIG)
+        sim = Trainer(mlp_bn, _algorithm(name), parts, val, CONFIG)
         result = sim.run()
-        for rank in range(2):
-            got, want = ranks[rank][name], _outcome(sim, result, rank)
-            torch.testing.assert_close(got["params"], want["params"], rtol=1e-9, atol=1e-12,
-                                       msg=f"{name} rank {rank} parameters")
-            torch.testing.assert_close(got["buffers"], want["buffers"], rtol=1e-9, atol=1e-12)
-            assert got["per_partition"] == pytest.approx(want["per_partition"]), name
+        for got, want in assert_ranks_match(ranks, name, sim, result):
             assert [i for i, _ in got["curve"]] == [i for i, _ in want["curve"]] == [3, 6]
             assert [a for _, a in got["curve"]] == pytest.approx([a for _, a in want["curve"]])
             for key in ("bytes_sent", "wire", "received"):
@@ -161,36 +139,35 @@ def _participating() -> list[str]:
 def test_partial_participation_where_declared(name):
     if not _participation_supported():
         pytest.skip("this engine has no partial participation (TrainConfig.participation)")
-    parts, val = _data(k=4)
+    parts, val = skewed_data(k=4)
     config = replace(CONFIG, participation=0.5)
     if name not in _participating():     # asking for it is a one-line error
         with pytest.raises(ValueError, match=f"{name} does not support partial participation"):
-            Trainer(_model, _algorithm(name), parts, val, config)
+            Trainer(mlp_bn, _algorithm(name), parts, val, config)
         return
-    trainer = Trainer(_model, _algorithm(name), parts, val, config)
+    trainer = Trainer(mlp_bn, _algorithm(name), parts, val, config)
     result = trainer.run()
     assert torch.isfinite(trainer.stack.params).all() and sum(result.bytes_sent) > 0
 
 
 def _participation_worker(rank: int, out_dir: str) -> None:
-    parts, val = _data(k=3)
+    parts, val = skewed_data(k=3)
     outcomes = {}
     for name in _participating():
-        trainer = distributed_trainer(_model, _algorithm(name), parts, val,
+        trainer = distributed_trainer(mlp_bn, _algorithm(name), parts, val,
                                       replace(CONFIG, participation=2))
-        outcomes[name] = _outcome(trainer, trainer.run(), 0)
-    torch.save(outcomes, Path(out_dir) / f"rank{rank}.pt")
+        outcomes[name] = outcome(trainer, trainer.run(), 0)
+    save_rank(outcomes, out_dir, rank)
 
 
 def test_partial_participation_on_the_distributed_engine_computes_the_simulations_run(
         tmp_path):
     if not _participation_supported():
         pytest.skip("this engine has no partial participation (TrainConfig.participation)")
-    launch_local(_participation_worker, 3, (str(tmp_path),))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(3)]
-    parts, val = _data(k=3)
+    ranks = launch_and_gather(_participation_worker, 3, tmp_path)
+    parts, val = skewed_data(k=3)
     for name in _participating():
-        sim = Trainer(_model, _algorithm(name), parts, val, replace(CONFIG, participation=2))
+        sim = Trainer(mlp_bn, _algorithm(name), parts, val, replace(CONFIG, participation=2))
         result = sim.run()
         for rank in range(3):
             got = ranks[rank][name]

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from tests.training.algorithm_helpers import replicas_after
 from training.algorithms import StepContext, create_algorithm, list_algorithms
 from training.comm import LocalComm
 
@@ -125,12 +126,7 @@ def test_dense_dgc_masks_all_momentum_away():
 
 
 def test_replicas_stay_identical():
-    torch.manual_seed(3)
-    dgc = create_algorithm("dgc", sparsity=0.9, warmup_epoch_iterations=2)
-    params = torch.randn(1, 50).repeat(5, 1)
-    state = dgc.init(params)
-    for it in range(10):
-        dgc.apply(state, params, torch.randn(5, 50), ctx(it, lr=0.1, n=5), LocalComm(5))
+    params = replicas_after(create_algorithm("dgc", sparsity=0.9, warmup_epoch_iterations=2), 10)
     assert torch.equal(params, params[:1].expand(5, 50))
 
 

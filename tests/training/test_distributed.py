@@ -5,16 +5,21 @@ FedAvg's buffer averaging is exercised too); the parent then runs the simulation
 same data and compares parameters, BN buffers, accuracies and byte counts.
 """
 
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from tests.training.distributed_helpers import (
+    assert_ranks_match,
+    launch_and_gather,
+    mlp_bn,
+    outcome,
+    save_rank,
+    skewed_data,
+)
 from training.algorithms import create_algorithm
-from training.datasets import PartitionData
-from training.distributed import DistributedComm, distributed_trainer, launch_local
+from training.distributed import DistributedComm, distributed_trainer
 from training.engine import TrainConfig, Trainer
 
 ALGORITHMS = {
@@ -28,29 +33,6 @@ CONFIG = TrainConfig(iterations=6, batch_size=16, lr=0.1, eval_every=3, eval_bat
                      seed=3, progress=False)
 
 
-def _model() -> nn.Module:
-    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
-
-
-def _data(k: int = 2, train: int = 30, val: int = 60,
-          seed: int = 0) -> tuple[list[PartitionData], PartitionData]:
-    """``k`` skewed partitions (partition ``p`` lacks label ``p``) of ``train`` samples, and
-    ``val`` more for validation."""
-    rng = np.random.default_rng(seed)
-    x = torch.from_numpy(rng.normal(size=(train + val, 6)))
-    y = x[:, :3].argmax(dim=1)       # learnable labels
-    xt, yt = x[:train], y[:train]
-    parts = [PartitionData(xt[yt != p], yt[yt != p]) for p in range(k)]
-    return parts, PartitionData(x[train:], y[train:])
-
-
-def _outcome(trainer: Trainer, result, local: int) -> dict:
-    return {"params": trainer.stack.params[local].clone(),
-            "buffers": {n: b[local].clone() for n, b in trainer.stack.buffers.items()},
-            "per_partition": result.final.per_partition, "curve": result.curve,
-            "bytes_sent": result.bytes_sent, "bytes_curve": result.bytes_curve}
-
-
 def _worker(rank: int, out_dir: str) -> None:
     comm = DistributedComm()
     outcomes: dict = {"comm": {"total": comm.all_sum(torch.tensor([[rank + 1.0, 10.0]])),
@@ -59,11 +41,11 @@ def _worker(rank: int, out_dir: str) -> None:
         comm.all_sum(torch.zeros(2, 1))
     except ValueError as err:
         outcomes["comm"]["error"] = str(err)
-    parts, val = _data()
+    parts, val = skewed_data()
 
     def rank_dependent_model() -> nn.Module:
         torch.manual_seed(100 + rank)
-        return _model()
+        return mlp_bn()
 
     try:
         distributed_trainer(rank_dependent_model, create_algorithm("bsp"), parts, val, CONFIG)
@@ -71,17 +53,16 @@ def _worker(rank: int, out_dir: str) -> None:
         outcomes["comm"]["start"] = str(err)
     for name, params in ALGORITHMS.items():
         algorithm = create_algorithm(name.split("/")[0], **params)
-        trainer = distributed_trainer(_model, algorithm, parts, val, CONFIG)
+        trainer = distributed_trainer(mlp_bn, algorithm, parts, val, CONFIG)
         assert trainer.partition_ids == [rank] and trainer.num_partitions == 2
-        outcomes[name] = _outcome(trainer, trainer.run(), 0)
-    torch.save(outcomes, Path(out_dir) / f"rank{rank}.pt")
+        outcomes[name] = outcome(trainer, trainer.run(), 0)
+    save_rank(outcomes, out_dir, rank)
 
 
 def test_distributed_engine_matches_simulation(tmp_path):
-    launch_local(_worker, 2, (str(tmp_path),))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    parts, val = _data()
-    initial = Trainer(_model, create_algorithm("bsp"), parts, val, CONFIG).stack.params[0]
+    ranks = launch_and_gather(_worker, 2, tmp_path)
+    parts, val = skewed_data()
+    initial = Trainer(mlp_bn, create_algorithm("bsp"), parts, val, CONFIG).stack.params[0]
     for rank in range(2):
         comm = ranks[rank]["comm"]
         assert torch.equal(comm["total"], torch.tensor([[3.0, 20.0]]))
@@ -89,14 +70,9 @@ def test_distributed_engine_matches_simulation(tmp_path):
         assert "one partition" in comm["error"]
         assert "different initial models" in comm["start"]
     for name, params in ALGORITHMS.items():
-        sim = Trainer(_model, create_algorithm(name.split("/")[0], **params), parts, val, CONFIG)
+        sim = Trainer(mlp_bn, create_algorithm(name.split("/")[0], **params), parts, val, CONFIG)
         result = sim.run()
-        for rank in range(2):
-            got, want = ranks[rank][name], _outcome(sim, result, rank)
-            torch.testing.assert_close(got["params"], want["params"], rtol=1e-9, atol=1e-12,
-                                       msg=f"{name} rank {rank} parameters")
-            torch.testing.assert_close(got["buffers"], want["buffers"], rtol=1e-9, atol=1e-12)
-            assert got["per_partition"] == pytest.approx(want["per_partition"]), name
+        for got, want in assert_ranks_match(ranks, name, sim, result):
             assert [i for i, _ in got["curve"]] == [i for i, _ in want["curve"]] == [3, 6]
             assert [a for _, a in got["curve"]] == pytest.approx([a for _, a in want["curve"]])
             assert got["bytes_sent"] == pytest.approx(want["bytes_sent"]), name
@@ -130,21 +106,20 @@ KNOB = {"fedavg": "iter_local", "dgc": "sparsity", "gaia": "t0"}
 
 
 def _scout_worker(rank: int, out_dir: str) -> None:
-    parts, val = _data(k=3, train=90, seed=1)
+    parts, val = skewed_data(k=3, train=90, seed=1)
     out = {(pairing, name): _scouted_run(pairing, name, lambda a, cb: distributed_trainer(
-        _model, a, parts, val, SCOUT_CONFIG, callbacks=cb))
+        mlp_bn, a, parts, val, SCOUT_CONFIG, callbacks=cb))
         for pairing in ("single", "all_pairs") for name in SCOUTED}
-    torch.save(out, Path(out_dir) / f"scout{rank}.pt")
+    save_rank(out, out_dir, rank)
 
 
 def test_skewscout_under_torch_distributed_matches_the_simulation(tmp_path):
     # 3 processes: with "single" pairing one process sits each round out; models travel point
     # to point in float16 and every process takes the same decisions as the simulation
-    launch_local(_scout_worker, 3, (str(tmp_path),))
-    ranks = [torch.load(tmp_path / f"scout{r}.pt") for r in range(3)]
-    parts, val = _data(k=3, train=90, seed=1)
+    ranks = launch_and_gather(_scout_worker, 3, tmp_path)
+    parts, val = skewed_data(k=3, train=90, seed=1)
     for (pairing, name), got in ranks[0].items():
-        want = _scouted_run(pairing, name, lambda a, cb: Trainer(_model, a, parts, val,
+        want = _scouted_run(pairing, name, lambda a, cb: Trainer(mlp_bn, a, parts, val,
                                                                  SCOUT_CONFIG, callbacks=cb))
         assert len(want["travels"]) >= 3 and len(want["trace"]) >= 3, (pairing, name)
         for rank in range(3):

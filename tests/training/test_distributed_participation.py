@@ -1,26 +1,21 @@
 """Partial participation on torch.distributed: 3 gloo processes (ranks = partitions) compute the
 same FedAvg run as the simulation, and a sampled-out rank does no forward/backward."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
+from tests.training.distributed_helpers import launch_and_gather, mlp_bn, save_rank
 from training.algorithms import create_algorithm
 from training.datasets import PartitionData
-from training.distributed import distributed_trainer, launch_local
+from training.distributed import distributed_trainer
 from training.engine import TrainConfig, Trainer
 from training.participation import sample_participants
 
 CONFIG = TrainConfig(iterations=6, batch_size=12, lr=0.2, eval_every=3, eval_batch_size=32,
                      seed=4, progress=False, participation=2)
 ITER_LOCAL = 2
-
-
-def _model() -> nn.Module:
-    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).double()
 
 
 def _data() -> tuple[list[PartitionData], PartitionData]:
@@ -34,7 +29,7 @@ def _data() -> tuple[list[PartitionData], PartitionData]:
 
 def _worker(rank: int, out_dir: str) -> None:
     parts, val = _data()
-    trainer = distributed_trainer(_model, create_algorithm("fedavg", iter_local=ITER_LOCAL),
+    trainer = distributed_trainer(mlp_bn, create_algorithm("fedavg", iter_local=ITER_LOCAL),
                                   parts, val, CONFIG)
     calls = []
     gradients = trainer.stack.gradients
@@ -45,18 +40,17 @@ def _worker(rank: int, out_dir: str) -> None:
 
     trainer.stack.gradients = counted
     result = trainer.run()
-    torch.save({"params": trainer.stack.params[0].clone(),
+    save_rank({"params": trainer.stack.params[0].clone(),
                 "buffers": {n: b[0].clone() for n, b in trainer.stack.buffers.items()},
                 "calls": calls, "curve": result.curve, "global_curve": result.global_curve,
                 "per_partition": result.final.per_partition, "bytes_sent": result.bytes_sent,
-                "wire": result.wire_bytes_sent}, Path(out_dir) / f"rank{rank}.pt")
+                "wire": result.wire_bytes_sent}, out_dir, rank)
 
 
 def test_distributed_participation_matches_the_simulation(tmp_path):
-    launch_local(_worker, 3, (str(tmp_path),))
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(3)]
+    ranks = launch_and_gather(_worker, 3, tmp_path)
     parts, val = _data()
-    sim = Trainer(_model, create_algorithm("fedavg", iter_local=ITER_LOCAL), parts, val, CONFIG)
+    sim = Trainer(mlp_bn, create_algorithm("fedavg", iter_local=ITER_LOCAL), parts, val, CONFIG)
     result = sim.run()
     rounds = [sample_participants(CONFIG.seed, r, 3, 2) for r in range(3)]
     assert {p for chosen in rounds for p in chosen} == {0, 1, 2}   # every rank trains sometime

@@ -4,7 +4,7 @@ momentum correction, no masking: it differs from DGC), sparsity 0 is BSP, DGC's 
 import pytest
 import torch
 
-from tests.training.algorithm_helpers import run_beside_bsp
+from tests.training.algorithm_helpers import replicas_after, run_beside_bsp
 from training.algorithms import DGC, StepContext, create_algorithm
 from training.comm import LocalComm
 
@@ -56,12 +56,7 @@ def test_dense_ef_topk_is_bsp():
 
 
 def test_replicas_stay_identical():
-    torch.manual_seed(3)
-    ef = create_algorithm("ef_topk", sparsity=0.9)
-    params = torch.randn(1, 50).repeat(5, 1)
-    state = ef.init(params)
-    for it in range(6):
-        ef.apply(state, params, torch.randn(5, 50), ctx(it, lr=0.1, n=5), LocalComm(5))
+    params = replicas_after(create_algorithm("ef_topk", sparsity=0.9), 6)
     assert torch.equal(params, params[:1].expand(5, 50))
 
 

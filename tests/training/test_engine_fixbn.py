@@ -8,6 +8,14 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from tests.training.algorithm_helpers import (
+    assert_matches_copies,
+    hand_copies,
+    local_sgd_step,
+    shifted_partitions,
+    tiny_bn,
+    tiny_gn,
+)
 from training.algorithms import create_algorithm, list_algorithms
 from training.algorithms.base import algorithm_class
 from training.datasets import PartitionData
@@ -19,20 +27,8 @@ LOCAL = 4
 P, B = 123, 4     # the tiny model's parameters; BN running mean and var (2 channels each)
 
 
-def tiny_bn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(2 * 4 * 4, 3))
-
-
-def tiny_gn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.GroupNorm(1, 2), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(2 * 4 * 4, 3))
-
-
 def partitions(seed: int = 0) -> list[PartitionData]:
-    gen = torch.Generator().manual_seed(seed)
-    return [PartitionData(torch.randn(LOCAL, 1, 6, 6, generator=gen) * (k + 1) + k,
-                          torch.randint(0, 3, (LOCAL,), generator=gen)) for k in range(K)]
+    return shifted_partitions(seed, k=K, local=LOCAL)
 
 
 def config(**overrides) -> TrainConfig:
@@ -86,11 +82,7 @@ def test_fedavg_with_fixbn_by_hand():
     eval mode) while training on; the final iteration averages the parameters."""
     train, cfg = partitions(), config()
     trainer = Trainer(tiny_bn, create_algorithm("fedavg", iter_local=4), train, train[0], cfg)
-    torch.manual_seed(cfg.seed)
-    copies = [tiny_bn() for _ in range(K)]
-    for c in copies[1:]:
-        c.load_state_dict(copies[0].state_dict())
-    velocity = [[torch.zeros_like(p) for p in c.parameters()] for c in copies]
+    copies, velocity = hand_copies(tiny_bn, K, cfg.seed)
     bns = [c[1] for c in copies]
     for it in range(cfg.iterations):
         if it == 2:
@@ -101,16 +93,9 @@ def test_fedavg_with_fixbn_by_hand():
                 for bn in bns:
                     getattr(bn, name).copy_(mean)
         stats = trainer.step()
-        for c, v, part in zip(copies, velocity, train, strict=True):
-            c.train()
-            if it >= 2:
-                c[1].eval()                  # normalise with the frozen statistics
-            c.zero_grad()
-            nn.functional.cross_entropy(c(part.x), part.y).backward()
-            with torch.no_grad():
-                for p, vj in zip(c.parameters(), v, strict=True):
-                    vj.mul_(cfg.momentum).add_(p.grad + cfg.weight_decay * p)
-                    p.sub_(vj, alpha=cfg.lr / K)
+        # from the switch on, normalise with the frozen statistics
+        local_sgd_step(copies, velocity, train, lr=cfg.lr, momentum=cfg.momentum,
+                       weight_decay=cfg.weight_decay, frozen_bn=it >= 2)
         if it == 2:
             assert stats.bytes_sent.tolist() == [4.0 * B] * K   # the statistics, once
     with torch.no_grad():
@@ -118,11 +103,7 @@ def test_fedavg_with_fixbn_by_hand():
             mean = torch.stack(ps).mean(0)
             for p in ps:
                 p.copy_(mean)
-    for k, c in enumerate(copies):
-        want = torch.cat([p.detach().flatten() for p in c.parameters()])
-        torch.testing.assert_close(trainer.stack.params[k], want, atol=1e-5, rtol=1e-5)
-        for name in ("1.running_mean", "1.running_var"):
-            torch.testing.assert_close(trainer.stack.buffers[name][k], c.state_dict()[name])
+    assert_matches_copies(trainer, copies)
     frozen = statistics(trainer)
     assert torch.allclose(frozen, at_switch.mean(0, keepdim=True).expand_as(frozen))
     assert trainer.stack.buffers["1.num_batches_tracked"].tolist() == [2] * K

@@ -3,8 +3,15 @@ its bytes leave them out; each partition is scored with its own BatchNorm."""
 
 import pytest
 import torch
-from torch import nn
 
+from tests.training.algorithm_helpers import (
+    assert_matches_copies,
+    hand_copies,
+    local_sgd_step,
+    shifted_partitions,
+    tiny_bn,
+    tiny_gn,
+)
 from training.algorithms import StepContext, create_algorithm
 from training.comm import LocalComm
 from training.datasets import PartitionData
@@ -18,21 +25,8 @@ LOCAL = 4
 P, P_BN, B = 123, 4, 4
 
 
-def tiny_bn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(2 * 4 * 4, 3))
-
-
-def tiny_gn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.GroupNorm(1, 2), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(2 * 4 * 4, 3))
-
-
 def partitions(seed: int = 0) -> list[PartitionData]:
-    """Partition k's inputs are shifted by k, so each BatchNorm sees different statistics."""
-    gen = torch.Generator().manual_seed(seed)
-    return [PartitionData(torch.randn(LOCAL, 1, 6, 6, generator=gen) * (k + 1) + k,
-                          torch.randint(0, 3, (LOCAL,), generator=gen)) for k in range(K)]
+    return shifted_partitions(seed, k=K, local=LOCAL)
 
 
 def config(**overrides) -> TrainConfig:
@@ -59,21 +53,11 @@ def test_fedbn_is_fedavg_that_keeps_batchnorm_values_local_by_hand():
     BN affine parameters and running statistics are never averaged."""
     train, cfg = partitions(), config()
     trainer = Trainer(tiny_bn, create_algorithm("fedbn", iter_local=2), train, train[0], cfg)
-    torch.manual_seed(cfg.seed)
-    copies = [tiny_bn() for _ in range(K)]
-    for c in copies[1:]:
-        c.load_state_dict(copies[0].state_dict())
-    velocity = [[torch.zeros_like(p) for p in c.parameters()] for c in copies]
+    copies, velocity = hand_copies(tiny_bn, K, cfg.seed)
     for it in range(cfg.iterations):
         trainer.step()
-        for c, v, part in zip(copies, velocity, train, strict=True):
-            c.train()
-            c.zero_grad()
-            nn.functional.cross_entropy(c(part.x), part.y).backward()
-            with torch.no_grad():
-                for p, vj in zip(c.parameters(), v, strict=True):
-                    vj.mul_(cfg.momentum).add_(p.grad + cfg.weight_decay * p)
-                    p.sub_(vj, alpha=cfg.lr / K)
+        local_sgd_step(copies, velocity, train, lr=cfg.lr, momentum=cfg.momentum,
+                       weight_decay=cfg.weight_decay)
         if it % 2 == 1:
             with torch.no_grad():
                 named = [dict(c.named_parameters()) for c in copies]
@@ -82,11 +66,7 @@ def test_fedbn_is_fedavg_that_keeps_batchnorm_values_local_by_hand():
                         mean = torch.stack([n[name] for n in named]).mean(0)
                         for n in named:
                             n[name].copy_(mean)
-    for k, c in enumerate(copies):
-        want = torch.cat([p.detach().flatten() for p in c.parameters()])
-        torch.testing.assert_close(trainer.stack.params[k], want, atol=1e-5, rtol=1e-5)
-        for name in ("1.running_mean", "1.running_var"):
-            torch.testing.assert_close(trainer.stack.buffers[name][k], c.state_dict()[name])
+    assert_matches_copies(trainer, copies)
     bn = trainer.stack.params[:, 20:24]
     assert not torch.allclose(bn[0], bn[1])             # each partition's own BN affine
     assert torch.equal(trainer.stack.params[0, :20], trainer.stack.params[1, :20])

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from flickr_mammal.dump.errors import DumpFileError
+from flickr_mammal.dump.errors import DumpFileError, FileErrors
 from flickr_mammal.dump.formats import (
     MAX_LINE_BYTES,
     Chunk,
@@ -73,19 +73,13 @@ def _gzip_head(path: Path) -> bytes:
         return b""
 
 
-class _Reading:
-    """Turns a gzip stream's failures into one line naming the file."""
+def _gzip_problem(exc: BaseException) -> str | None:
+    """The line for a gzip stream's failure (None: not one)."""
+    return gzip_error(exc) if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile) else None
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile):
-            raise DumpFileError(f"{self.path}: {gzip_error(exc)}") from None
-        return False
+def _reading(path: Path) -> FileErrors:
+    return FileErrors(path, _gzip_problem)
 
 
 def _open(path: Path) -> Any:
@@ -97,7 +91,7 @@ def _open(path: Path) -> Any:
 def jsonl_keys(path: Path) -> list[str]:
     """The keys of the first object of ``path`` (the columns fields are mapped to)."""
     number, line = 0, b"\n"
-    with _Reading(path), _open(path) as handle:
+    with _reading(path), _open(path) as handle:
         while line and not line.strip() and number < 1000:  # leading blank lines: no rows
             line, number = handle.readline(MAX_LINE_BYTES + 1), number + 1
     if not line.strip():
@@ -275,7 +269,7 @@ class JsonLines(DumpFormat):
         if whole is not None:  # decompressed ahead, in another thread
             yield from buffer_spans(whole, chunk_bytes, start)
             return
-        with _Reading(path), gzip.open(path, "rb") as stream:
+        with _reading(path), gzip.open(path, "rb") as stream:
             yield from line_chunks(stream, True, chunk_bytes, start)
 
     def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],

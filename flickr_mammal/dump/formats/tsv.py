@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from flickr_mammal.dump.errors import DumpColumnError, DumpFileError
+from flickr_mammal.dump.errors import DumpColumnError, DumpFileError, FileErrors
 from flickr_mammal.dump.formats import MAX_LINE_BYTES, Chunk, DumpFormat, register_format
 from flickr_mammal.dump.formats.lines import RawFilter
 
@@ -62,28 +62,23 @@ def _open(path: Path) -> BinaryIO:
     return bz2.open(path, "rb") if is_bz2(_head(path)) else open(path, "rb")  # noqa: SIM115
 
 
-class _Reading:
-    """Turns a bz2 stream's failures into one line naming the file."""
+def _bz2_problem(exc: BaseException) -> str | None:
+    """The line for a bz2 stream's failure (None: not one)."""
+    if isinstance(exc, EOFError):
+        return ("the bz2 stream ends before its end marker (a truncated download?); expected a "
+                "complete .bz2 file")
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
+        return f"not a valid bz2 stream ({exc}); expected a YFCC100M TSV, plain or .bz2"
+    return None
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
-        if isinstance(exc, EOFError):
-            raise DumpFileError(f"{self.path}: the bz2 stream ends before its end marker (a "
-                                "truncated download?); expected a complete .bz2 file") from None
-        if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-            raise DumpFileError(f"{self.path}: not a valid bz2 stream ({exc}); expected a "
-                                "YFCC100M TSV, plain or .bz2") from None
-        return False
+def _reading(path: Path) -> FileErrors:
+    return FileErrors(path, _bz2_problem)
 
 
 def tsv_layout(path: Path) -> tuple[str, ...]:
     """The YFCC100M column names of ``path`` (25 or 23 columns, told by the first line)."""
-    with _Reading(path), _open(path) as handle:
+    with _reading(path), _open(path) as handle:
         first = handle.readline(MAX_LINE_BYTES + 1)
     if not first.strip():
         raise DumpFileError(f"{path} holds no data (its first line is empty); expected YFCC100M "
@@ -117,7 +112,7 @@ def tsv_chunks(path: Path, chunk_bytes: int,
     them: the partial last line is simply read again with the next chunk); a .bz2 stream,
     which cannot seek, carries that line over."""
     compressed = is_bz2(_head(path))
-    with _Reading(path), _open(path) as handle:
+    with _reading(path), _open(path) as handle:
         yield from line_chunks(handle, compressed, chunk_bytes, start)
 
 
