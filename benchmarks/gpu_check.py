@@ -5,8 +5,9 @@
 
 Sections (each timed; ``--sections`` picks some):
 
-- ``configs``: runs of every ``pipelines/configs/*.toml`` (expanded by ``load_study``; the
-  distinct model x algorithm x mode kinds first, at most ``--max-runs`` per config) for
+- ``configs``: runs of every ``pipelines/configs/*.toml`` (expanded by ``load_study``; each
+  kind of run, ``gpu_check_plan.run_kind``, once over all configs, at most ``--max-runs`` per
+  config) for
   ``--iterations`` on the simulation engine, on a fake CIFAR-10 folder and fake Flickr-Mammal
   shards (nothing can be downloaded; the numbers are about speed and finiteness, not accuracy);
 - ``torchrun``: ``--max-distributed-runs`` of them under torchrun (one process per partition,
@@ -48,7 +49,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # bench_simulation, gpu_check_data
 from bench_simulation import Setup, scaling_table, speed_table  # noqa: E402
 from gpu_check_data import clean_speed, write_fake_cifar, write_fake_flickr  # noqa: E402
-from gpu_check_plan import h100_estimate, one_run, pick_runs, print_estimate  # noqa: E402
+from gpu_check_plan import (  # noqa: E402
+    h100_estimate,
+    one_run,
+    pick_runs,
+    print_estimate,
+    run_kind,  # noqa: F401  (part of the check's API: what "a kind of run" is)
+)
 
 from training.study.config import DEFAULT_CONFIG, RunSpec, load_study  # noqa: E402
 from training.study.run import execute_run  # noqa: E402
@@ -109,11 +116,13 @@ def config_runs(args: argparse.Namespace, data: dict[str, str], engine: str) -> 
     out = []
     budget = args.max_runs if engine == "simulation" else args.max_distributed_runs
     configs = sorted(DEFAULT_CONFIG.parent.glob("*.toml"))
+    seen: set[tuple] = set()     # each kind of run once across the configs (pick_runs)
     for path in configs:
         if engine == "distributed" and budget <= 0:
             break
         specs = pick_runs(load_study(path).all_runs(),
-                          budget if engine == "simulation" else 1)
+                          budget if engine == "simulation" else 1,
+                          seen if engine == "simulation" else None)
         for spec in specs:
             result = run_checked(shrink(spec, args, data, engine))
             result["config"] = path.stem

@@ -58,15 +58,25 @@ def section_specs(section: str) -> list[tuple[str, RunSpec, dict[str, Any]]]:
     raise KeyError(f"unknown single-run section {section!r}; known: precision, flickr, skewscout")
 
 
-def pick_runs(specs: list[RunSpec], limit: int | None) -> list[RunSpec]:
-    """The distinct (model, algorithm, mode) kinds first, then the rest, at most ``limit``."""
-    seen: set[tuple] = set()
-    first, rest = [], []
+def run_kind(spec: RunSpec) -> tuple:
+    """What a run exercises on a device: its data, model, algorithm, mode and the train
+    settings that switch code paths (FixBN, partial participation, the authors' protocol)."""
+    train = spec.train
+    return (spec.dataset["name"], spec.model, spec.algorithm, spec.mode, train.get("norm_stats"),
+            train.get("participation"), train.get("layer_multipliers"), train.get("bn_average"))
+
+
+def pick_runs(specs: list[RunSpec], limit: int | None, seen: set[tuple] | None = None
+              ) -> list[RunSpec]:
+    """The distinct kinds (:func:`run_kind`) first, then the rest, at most ``limit``. With
+    ``seen`` (shared across configs) only kinds no earlier config ran, each once: the shipped
+    configs repeat the digits kinds many times, and a device check needs each code path once."""
+    first, rest, kinds = [], [], set() if seen is None else seen
     for spec in specs:
-        kind = (spec.model, spec.algorithm, spec.mode)
-        (rest if kind in seen else first).append(spec)
-        seen.add(kind)
-    return (first + rest)[:limit]
+        kind = run_kind(spec)
+        (rest if kind in kinds else first).append(spec)
+        kinds.add(kind)
+    return (first if seen is not None else first + rest)[:limit]
 
 
 def one_run(section: str, args: Any, data: dict[str, str],
@@ -140,9 +150,9 @@ def _spec_seconds(profiles: Profiles, spec: RunSpec, decode: float, fixed: str =
 
 def _configs(profiles: Profiles, decode: float) -> float:
 
-    total = 0.0
+    total, seen = 0.0, set()
     for path in sorted(DEFAULT_CONFIG.parent.glob("*.toml")):
-        for spec in pick_runs(load_study(path).all_runs(), FULL["max_runs"]):
+        for spec in pick_runs(load_study(path).all_runs(), FULL["max_runs"], seen):
             total += _spec_seconds(profiles, spec, decode)
     return total
 

@@ -69,6 +69,23 @@ def test_pick_runs_takes_every_kind_first():
     assert len(picked) == 4 and len(set(kinds)) == 4
 
 
+def test_pick_runs_with_seen_runs_each_kind_once_across_configs():
+    """The configs section runs a kind of run (data, model, algorithm, mode, code-path
+    settings) once over all shipped configs: the digits configs repeat the default's kinds."""
+    from training.study.config import DEFAULT_CONFIG, load_study
+
+    seen: set = set()
+    default = gpu_check.pick_runs(load_study(DEFAULT_CONFIG).all_runs(), 100, seen)
+    again = gpu_check.pick_runs(load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
+                                .all_runs(), 100, seen)
+    kinds = [gpu_check.run_kind(s) for s in default]
+    assert len(kinds) == len(set(kinds)) and again == []
+    baselines = gpu_check.pick_runs(load_study(DEFAULT_CONFIG.parent / "baselines.toml")
+                                    .all_runs(), 100, seen)
+    assert {s.algorithm for s in baselines} >= {"fedprox", "scaffold", "ef_topk", "fedbn"}
+    assert any(s.train.get("norm_stats") == "fixbn" for s in baselines)
+
+
 def test_quick_mode_runs_the_precision_flickr_and_skewscout_sections_and_estimates_an_h100(
         tmp_path):
     out = tmp_path / "summary.json"
