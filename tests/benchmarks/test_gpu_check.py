@@ -23,7 +23,13 @@ def test_quick_cpu_mode_runs_every_config_and_writes_a_summary(tmp_path):
     assert code == 0 and summary["failures"] == 0
     runs = summary["sections"]["configs"]["result"]
     shipped = {p.stem for p in (BENCHMARKS.parent / "pipelines" / "configs").glob("*.toml")}
-    assert {r["config"] for r in runs} == shipped and all(r["ok"] for r in runs)
+    # every config is loaded; each kind of run goes once (digits_full and the SkewScout seed
+    # configs repeat the default's kinds, so they add none)
+    ran = {r["config"] for r in runs}
+    assert ran <= shipped and all(r["ok"] for r in runs)
+    assert {"default", "baselines", "cifar10_alexnet", "flickr_mammal_continents"} <= ran
+    kinds = [(r["config"], r["model"], r["algorithm"], r["mode"]) for r in runs]
+    assert len(kinds) == len(set(kinds))
     speed = summary["sections"]["speed"]["result"]
     assert {r["config"] for r in speed["speed"]} == {"limit", "bsp/loop", "bsp/vmap"}
     assert all(r["ops_per_step"] > 0 and r["syncs_per_step"] == 0 for r in speed["speed"])
@@ -48,8 +54,9 @@ def test_non_finite_results_and_failed_runs_fail_the_check(monkeypatch, tmp_path
         monkeypatch.setattr(gpu_check, "execute_run", fake)
         assert gpu_check.main(["--device", "cpu", "--quick", "--out", str(out),
                                "--sections", "configs"]) == 1
-        shipped = len(list((BENCHMARKS.parent / "pipelines" / "configs").glob("*.toml")))
-        assert json.loads(out.read_text())["failures"] == shipped
+        summary = json.loads(out.read_text())
+        runs = summary["sections"]["configs"]["result"]
+        assert summary["failures"] == len(runs) >= 6 and not any(r["ok"] for r in runs)
 
 
 def test_cuda_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
