@@ -60,9 +60,10 @@ class MetadataConfig:
     columns: tuple[tuple[str, str], ...] = ()       # (field, column) overrides of FIELDS
     chunk_bytes: int = 64 << 20                     # TSV bytes per committed chunk
     seed: int = 0                                   # key of the per-class hash order
-    # Read, parse and prefilter the next chunk in a thread while this one's hit rows are
-    # matched and committed: None = when there are 2 CPUs or more.
-    prefetch: bool | None = field(default=None, compare=False)
+    # Threads reading, parsing and prefiltering the next chunks (several at once, committed
+    # in order) while this one's hit rows are matched and committed: None = one per CPU
+    # (none on one CPU), 0 = everything in the scan's own thread.
+    readers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", str(self.path))
@@ -78,6 +79,9 @@ class MetadataConfig:
         if unknown:
             raise ValueError(f"--metadata-columns: unknown field(s) {', '.join(unknown)}; "
                              f"fields are {', '.join(FIELDS)}")
+        if self.readers is not None and self.readers < 0:
+            raise ValueError(f"readers={self.readers}: give 0 (no reader thread) or more, or "
+                             "None (one per CPU)")
         if self.chunk_bytes < 1 << 16:
             raise ValueError(f"chunk_bytes={self.chunk_bytes}: use at least 65536 bytes "
                              "(--metadata-chunk-mb 0.0625)")

@@ -26,6 +26,7 @@ import queue
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import MammalClass, get_class
 from flickr_mammal.dump.errors import DumpScanMismatch
-from flickr_mammal.dump.formats import Chunk
+from flickr_mammal.dump.formats import Chunk, ChunkTask
 from flickr_mammal.dump.match import ClassMatcher
 from flickr_mammal.dump.read import TEXT_FIELDS, MetadataConfig, resolve_columns
 from flickr_mammal.dump.rows import DROP_REASONS, RowFilters, stage_rows, staged_record
@@ -134,19 +135,21 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     done = conn.execute("SELECT chunk, stop FROM dump_chunks WHERE source = ? ORDER BY chunk",
                         (source,)).fetchall()
     layout, fields = columns
-    chunks: Iterator[Chunk] = config.reader.chunks(path, layout, fields, TEXT_FIELDS,
-                                                   config.chunk_bytes, done,
-                                                   raw_filter=matcher.raw_hits)
-    # The vectorised prefilter runs with the reading, so the reader thread (below) does all
-    # the per-byte work and the main thread only the few hit rows and the commits.
-    chunks = (replace(c, hits=matcher.prefilter_hits(list(c.texts.values())))
-              for c in chunks)
-    # Reading, parsing, prefiltering (pyarrow, libbz2: the GIL is released) in a thread,
-    # overlapping the per-hit work and commits, on any machine with two CPUs or more.
-    if config.prefetch or (config.prefetch is None and (os.cpu_count() or 1) > 1):
-        chunks = _prefetched(chunks)
+    cpus = os.cpu_count() or 1
+    readers = (cpus if cpus > 1 else 0) if config.readers is None else config.readers
+    readers = min(readers, config.reader.max_readers or readers)
+    tasks = config.reader.tasks(path, layout, fields, TEXT_FIELDS, config.chunk_bytes, done,
+                                raw_filter=matcher.raw_hits)
+    # The vectorised prefilter runs with the reading, so the reader threads (below) do all
+    # the per-byte work and this thread only the few hit rows and the commits.
+    work = partial(_read_chunk, prefilter=matcher.prefilter_hits)
+    # Reading, parsing, prefiltering (pyarrow, SQLite, libbz2: the GIL is released) in
+    # ``readers`` threads, several chunks at once, overlapping the per-hit work and commits.
+    chunks = _in_order(tasks, work, readers) if readers else map(work, tasks)
     count = len(done)
     for chunk in chunks:
+        if chunk is None:  # a task made past the source's end
+            continue
         index, start, stop = chunk.index, chunk.start, chunk.stop
         staged, counts = stage_rows(chunk.texts, chunk.rows_at, chunk.num_rows, matcher,
                                     filters, config.seed, hits=chunk.hits)
@@ -162,28 +165,50 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     log.info("metadata %s: scanned (%d chunks)", source, count)
 
 
-def _prefetched(items: Iterator[T]) -> Iterator[T]:
-    """``items``, produced one ahead in a thread: reading and parsing the next chunk (pyarrow
-    and bz2 release the GIL) overlaps matching and committing this one."""
-    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+def _read_chunk(task: ChunkTask, prefilter: Callable[[list[Any]], Any]) -> Chunk | None:
+    chunk = task()
+    return None if chunk is None else replace(chunk, hits=prefilter(list(chunk.texts.values())))
+
+
+def _in_order(tasks: Iterator[ChunkTask], work: Callable[[ChunkTask], Chunk | None],
+              readers: int) -> Iterator[Chunk | None]:
+    """``work(task)`` of each task, run in ``readers`` threads, yielded in the tasks' order.
+    Tasks are made in a thread of their own (making one may decompress a stream) and at most
+    ``readers + 1`` chunks are read ahead of the one being committed (bounded memory)."""
+    pool = ThreadPoolExecutor(readers, thread_name_prefix="dump-reader")
+    futures = _prefetched((pool.submit(work, task) for task in tasks), ahead=readers)
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        futures.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _prefetched(items: Iterator[T], ahead: int = 1) -> Iterator[T]:
+    """``items``, produced up to ``ahead`` ahead in a thread."""
+    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=ahead)
     stop = threading.Event()
+
+    def offer(kind: str, value: Any) -> bool:
+        while not stop.is_set():  # never blocked for good: the consumer may have left
+            try:
+                slot.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        slot.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not offer("item", item):
                     return
-            slot.put(("end", None))
+            offer("end", None)
         except BaseException as exc:  # handed to the consumer, raised there
-            slot.put(("error", exc))
+            offer("error", exc)
 
-    thread = threading.Thread(target=produce, name="dump-reader", daemon=True)
+    thread = threading.Thread(target=produce, name="dump-tasks", daemon=True)
     thread.start()
     try:
         while True:
@@ -195,6 +220,7 @@ def _prefetched(items: Iterator[T]) -> Iterator[T]:
             yield value
     finally:
         stop.set()
+        thread.join()
 
 
 def _select(catalog: Catalog, classes: Sequence[MammalClass], per_class: int,

@@ -144,8 +144,8 @@ def test_tsv_fast_scan_equals_the_row_by_row_reference(tmp_path, suffix):
     assert want["malformed_rows"] == 1 and want["dropped"]["bad_id"] == 1
     assert all(want["dropped"][r] > 5 for r in DROP_REASONS if r != "bad_id")
     assert len(want["ambiguous"]) > 20 and len(want["chosen"]) > 30
-    for prefetch in (False, True):  # several 64 KiB chunks, with and without the reader thread
-        got = scanned(tmp_path / f"out{prefetch}", dump, chunk_bytes=1 << 16, prefetch=prefetch)
+    for readers in (0, 1, 3):  # several 64 KiB chunks, in this thread or read ahead in others
+        got = scanned(tmp_path / f"out{readers}", dump, chunk_bytes=1 << 16, readers=readers)
         assert got == want
 
 
@@ -213,3 +213,9 @@ def test_a_chunk_without_any_class_text_is_counted_not_a_crash(tmp_path, suffix)
     got = scanned(tmp_path / "out", dump, chunk_bytes=1 << 16)
     assert (got["rows"], got["matched"], got["candidates"]) == (300, 1, 1)
     assert got["chosen"] == {"1199": "cat"}
+
+
+def test_reader_count_is_checked(tmp_path):
+    dump = d.write_tsv(d.RULE_ROWS, tmp_path / "dump.tsv")
+    with pytest.raises(ValueError, match=r"readers=-1: give 0 \(no reader thread\) or more"):
+        MetadataConfig(str(dump), readers=-1)

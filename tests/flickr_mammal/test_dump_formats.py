@@ -62,7 +62,7 @@ def test_an_interrupted_scan_resumes_to_the_same_result(tmp_path, layout, monkey
 
     monkeypatch.setattr(dump_search, "stage_rows", dying)
     with pytest.raises(KeyboardInterrupt):
-        scanned(tmp_path / "cut", dump, chunk_bytes=1 << 16, prefetch=True)
+        scanned(tmp_path / "cut", dump, chunk_bytes=1 << 16, readers=2)
     with Catalog.open(tmp_path / "cut" / "catalog.sqlite") as cat:
         done = cat.connection.execute("SELECT count(*) FROM dump_chunks").fetchone()[0]
     assert done == 2
@@ -86,6 +86,30 @@ def test_sqlite_chunks_are_rowid_ranges_resumed_after_the_last_committed_rowid(t
     assert [(c.index, c.start, c.stop) for c in resumed] == \
         [(c.index, c.start, c.stop) for c in chunks[1:]]
     assert resumed[0].rows_at([0]) == chunks[1].rows_at([0])
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_sqlite_chunks_read_at_once_are_the_chunks_read_one_by_one(tmp_path, gaps):
+    # Reader threads guess where the next chunks start (no gaps: 128 rowids a chunk); a
+    # wrong guess (rows deleted) is read again from the true start, so the chunks are the same.
+    dump = f.write_sqlite(tricky_rows(700), tmp_path / "y.sql")
+    if gaps:
+        with sqlite3.connect(dump) as conn:
+            conn.execute("DELETE FROM yfcc100m_dataset WHERE rowid % 7 = 3 OR "
+                         "rowid BETWEEN 300 AND 520")
+    reader = MetadataConfig(str(dump)).reader
+    fields = {"photo_id": "photoid", "title": "title"}
+
+    def seen(chunks):
+        return [(c.index, c.start, c.stop, c.num_rows, c.texts["title"].to_pylist())
+                for c in chunks if c is not None]
+
+    one = seen(reader.chunks(dump, (), fields, ("title",), 1 << 16, []))
+    assert len(one) >= 4
+    tasks = reader.tasks(dump, (), fields, ("title",), 1 << 16, [])
+    assert seen(dump_search._in_order(tasks, lambda task: task(), 3)) == one
+    resumed = reader.tasks(dump, (), fields, ("title",), 1 << 16, [(1, one[1][2])])
+    assert seen(dump_search._in_order(resumed, lambda task: task(), 2)) == one[2:]
 
 
 @pytest.mark.parametrize("layout", ["sqlite", "tool-folder"])

@@ -115,7 +115,7 @@ def test_interrupted_scan_resumes_to_the_same_result(tmp_path, suffix, monkeypat
         d.write_parquet(_big_rows(), dump, row_group_size=400)
     else:
         d.write_tsv(_big_rows(), dump)
-    small = {"chunk_bytes": 1 << 16, "prefetch": True}  # the reader thread too
+    small = {"chunk_bytes": 1 << 16, "readers": 2}  # the reader thread too
     full = search(tmp_path / "full", dump, classes=("cat", "dog", "zebra"), **small)
     calls = []
     real = dump_search.stage_rows

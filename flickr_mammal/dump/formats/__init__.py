@@ -2,6 +2,10 @@
 a :class:`DumpFormat` (name -> reader) with :func:`register_format` when imported. Every module
 of the package is imported here, so adding a format is adding one file.
 
+A reader hands out its chunks as tasks (:meth:`DumpFormat.tasks`): made in order and cheaply
+(where a chunk starts), each called in any thread to do the chunk's reading and parsing, so a
+scan runs several at once, in order (:mod:`~flickr_mammal.dump.search`).
+
 A file's format is told by its content (:meth:`DumpFormat.detect`, magic bytes; a ``fallback``
 format, the YFCC100M TSV that claims any text, is tried last), or forced with
 ``--metadata-format NAME``. A reader turns a file into deterministic :class:`Chunk` s (so a
@@ -42,6 +46,12 @@ class Chunk:
     hits: Any = None                                   # prefilter_hits of texts, once known
 
 
+# One chunk's reading and parsing, called once, in any thread (several run at once); None
+# when there was nothing left to read (a format that makes tasks before it knows where its
+# data ends: only tasks after the last chunk may return None).
+ChunkTask = Callable[[], "Chunk | None"]
+
+
 class DumpFormat:
     """A dump format: subclass, set the attributes, implement the methods, register it."""
 
@@ -50,6 +60,7 @@ class DumpFormat:
     folder_glob: str = "*"      # the files of a folder this format reads ("a|b": either)
     url_encoded: bool = False   # text is URL-encoded (YFCC100M: TSV and its copies)
     fallback: bool = False      # detect claims what the others do not: tried last
+    max_readers: int | None = None  # most tasks worth running at once (None: no limit)
 
     def detect(self, head: bytes) -> bool:
         """Is a file starting with ``head`` (HEAD_BYTES bytes) of this format?"""
@@ -74,8 +85,27 @@ class DumpFormat:
                ) -> Iterator[Chunk]:
         """The chunks after those in ``done`` ((index, stop) of each committed one).
         ``raw_filter`` (:meth:`~flickr_mammal.dump.match.ClassMatcher.raw_hits`), where given,
-        may be run on raw text to leave out of ``Chunk.texts`` the rows that name no class."""
-        raise NotImplementedError
+        may be run on raw text to leave out of ``Chunk.texts`` the rows that name no class.
+        A format implements this or :meth:`tasks` (each has the other as its default)."""
+        for task in self.tasks(path, layout, fields, text_fields, chunk_bytes, done,
+                               raw_filter):
+            chunk = task()
+            if chunk is not None:
+                yield chunk
+
+    def tasks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
+              text_fields: Sequence[str], chunk_bytes: int,
+              done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+              ) -> Iterator[ChunkTask]:
+        """The chunks of :meth:`chunks` as tasks, in order: making one costs little (finding
+        where its chunk starts), calling it does the chunk's work, in any thread, while later
+        ones run in others. Default: :meth:`chunks` one by one, as the tasks are made."""
+        if type(self).chunks is DumpFormat.chunks:
+            raise NotImplementedError(f"{type(self).__name__} implements neither chunks nor "
+                                      "tasks")
+        for chunk in self.chunks(path, layout, fields, text_fields, chunk_bytes, done,
+                                 raw_filter):
+            yield lambda chunk=chunk: chunk
 
 
 _FORMATS: dict[str, DumpFormat] = {}

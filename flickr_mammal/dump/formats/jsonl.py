@@ -38,6 +38,7 @@ from flickr_mammal.dump.errors import DumpFileError, FileErrors
 from flickr_mammal.dump.formats import (
     MAX_LINE_BYTES,
     Chunk,
+    ChunkTask,
     DumpFormat,
     register_format,
     text_cell,
@@ -272,24 +273,29 @@ class JsonLines(DumpFormat):
         with _reading(path), gzip.open(path, "rb") as stream:
             yield from line_chunks(stream, True, chunk_bytes, start)
 
-    def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
-               text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
-               ) -> Iterator[Chunk]:
-        import pyarrow as pa
-
+    def tasks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
+              text_fields: Sequence[str], chunk_bytes: int,
+              done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+              ) -> Iterator[ChunkTask]:
         index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
         parse = partial(parse_prefiltered, raw_filter=raw_filter) if raw_filter else parse_lines
         for offset, data in self.spans(path, chunk_bytes, start):
-            if isinstance(data, SkippedLine):
-                empty = {f: pa.array([], pa.string()) for f in texts}
-                yield Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
-            else:
-                parsed = parse(data, texts, fields)
-                yield Chunk(index, offset, offset + len(data), parsed.texts, parsed.rows_at,
-                            parsed.num_rows, parsed.malformed)
+            yield partial(_jsonl_chunk, index, offset, data, texts, fields, parse)
             index += 1
+
+
+def _jsonl_chunk(index: int, offset: int, data: memoryview | bytes | SkippedLine,
+                 texts: dict[str, str], fields: dict[str, str],
+                 parse: Callable[..., Parsed]) -> Chunk:
+    import pyarrow as pa
+
+    if isinstance(data, SkippedLine):
+        empty = {f: pa.array([], pa.string()) for f in texts}
+        return Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
+    parsed = parse(data, texts, fields)
+    return Chunk(index, offset, offset + len(data), parsed.texts, parsed.rows_at,
+                 parsed.num_rows, parsed.malformed)
 
 
 register_format(JsonLines())

@@ -18,12 +18,20 @@ hits are read in full by rowid.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from flickr_mammal.dump.errors import DumpColumnError, DumpFileError
-from flickr_mammal.dump.formats import Chunk, DumpFormat, register_format, text_cell
+from flickr_mammal.dump.formats import (
+    Chunk,
+    ChunkTask,
+    DumpFormat,
+    register_format,
+    text_cell,
+)
 from flickr_mammal.dump.formats.lines import RawFilter
 from flickr_mammal.dump.formats.parquet import text_column
 
@@ -208,6 +216,9 @@ class YfccSqlite(DumpFormat):
     description = "SQLite file (YFCC100M, AWS Multimedia Commons)"
     folder_glob = "*.sql|*.sqlite|*.db"
     url_encoded = True
+    # One read at a time (in one reader thread): two threads reading two chunks measured
+    # slower than one, SQLite serialising its string building on a lock of its own.
+    max_readers = 1
 
     def detect(self, head: bytes) -> bool:
         return head.startswith(MAGIC)
@@ -219,35 +230,96 @@ class YfccSqlite(DumpFormat):
         finally:
             conn.close()
 
-    def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
-               text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
-               ) -> Iterator[Chunk]:
+    def tasks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
+              text_fields: Sequence[str], chunk_bytes: int,
+              done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+              ) -> Iterator[ChunkTask]:
         index, last = (done[-1][0] + 1, done[-1][1]) if done else (0, -(1 << 63))
         texts = {f: fields[f] for f in text_fields if f in fields}
         names = sorted(set(texts.values()))
         limit = max(1, chunk_bytes * ROWS_PER_MB >> 20)
-        hits = _Hits(path, fields, texts)
         conn = connect(path)
-        conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
-        reader = _Reader(conn, names, limit, raw_filter)
         try:
-            while True:
-                try:
-                    got = reader.read(last)
-                except sqlite3.DatabaseError as exc:
-                    raise DumpFileError(f"{path}: rows after rowid {last} cannot be read "
-                                        f"({exc}); expected a complete SQLite file") from None
-                if got is None:
-                    return
-                start, (last, rowids, columns, malformed, num_rows) = last, got
-                yield Chunk(index, start, last, {f: columns[c] for f, c in texts.items()},
-                            lambda picked, ids=rowids: hits.rows(
-                                ids.take(picked).to_pylist()),
-                            num_rows, malformed)
-                index += 1
+            low, top = conn.execute(f"SELECT min(rowid), max(rowid) FROM {_quote(TABLE)}"
+                                    ).fetchone()
         finally:
             conn.close()
+        hits = _Hits(path, fields, texts)
+        chain = _Chain(index, last)
+        guess = last
+        # A chunk starts where the one before stopped, known only once that one is read. The
+        # tasks guess (a table without gaps: ``limit`` rowids a chunk) so several read at
+        # once; a task whose guess was wrong reads again from the true start (below), after
+        # which each task is made once its start is known.
+        while top is not None and guess < top:
+            yield partial(self._chunk, path, chain, index, guess, names, limit, raw_filter,
+                          texts, hits)
+            if chain.ended:
+                return
+            if chain.guessing:
+                guess = max(guess, low - 1) + limit
+            else:
+                guess = chain.stop_before(index + 1)
+                if guess is None:  # the table ended (or a task failed, which raises there)
+                    return
+            index += 1
+
+    def _chunk(self, path: Path, chain: _Chain, index: int, guess: int, names: list[str],
+               limit: int, raw_filter: RawFilter | None, texts: dict[str, str],
+               hits: _Hits) -> Chunk | None:
+        conn = connect(path)
+        conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
+        read = _Reader(conn, names, limit, raw_filter).read
+
+        stop = None
+        try:
+            start = chain.stop_before(index) if index == chain.first else None
+            got = read(guess) if start is None else read(start)
+            start = chain.stop_before(index) if start is None else start
+            if start is None:  # a chunk before this one ended the table
+                return None
+            if start != guess:
+                chain.guessing = False
+                got = read(start)
+            if got is None:
+                return None
+            last, rowids, columns, malformed, num_rows = got
+            stop = last if num_rows + malformed == limit else None  # a short chunk: the end
+            return Chunk(index, start, last, {f: columns[c] for f, c in texts.items()},
+                         lambda picked, ids=rowids: hits.rows(ids.take(picked).to_pylist()),
+                         num_rows, malformed)
+        except sqlite3.DatabaseError as exc:
+            raise DumpFileError(f"{path}: rows after rowid {guess} cannot be read ({exc}); "
+                                "expected a complete SQLite file") from None
+        finally:
+            chain.stopped(index, stop)
+            conn.close()
+
+
+class _Chain:
+    """Where each chunk stops (its last rowid), published by its task as it ends (None: the
+    table ends there, or the task failed), waited for by the next chunk's task."""
+
+    def __init__(self, first: int, start: int) -> None:
+        self.first, self.start = first, start
+        self.stops: dict[int, int | None] = {}
+        self.guessing = True  # every guess right so far
+        self.ended = False  # some chunk was the last (or failed)
+        self.cond = threading.Condition()
+
+    def stopped(self, index: int, stop: int | None) -> None:
+        with self.cond:
+            self.stops[index] = stop
+            self.ended = self.ended or stop is None
+            self.cond.notify_all()
+
+    def stop_before(self, index: int) -> int | None:
+        """The start of chunk ``index``: the stop of the one before, once its task ended."""
+        if index == self.first:
+            return self.start
+        with self.cond:
+            self.cond.wait_for(lambda: index - 1 in self.stops)
+            return self.stops[index - 1]
 
 
 register_format(YfccSqlite())

@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from flickr_mammal.dump.errors import DumpColumnError, DumpFileError, FileErrors
-from flickr_mammal.dump.formats import MAX_LINE_BYTES, Chunk, DumpFormat, register_format
+from flickr_mammal.dump.formats import (
+    MAX_LINE_BYTES,
+    Chunk,
+    ChunkTask,
+    DumpFormat,
+    register_format,
+)
 from flickr_mammal.dump.formats.lines import RawFilter
 
 YFCC_COLUMNS: tuple[str, ...] = (
@@ -299,30 +305,35 @@ class YfccTsv(DumpFormat):
         layout = tsv_layout(path)
         return layout, list(layout)
 
-    def chunks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
-               text_fields: Sequence[str], chunk_bytes: int,
-               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
-               ) -> Iterator[Chunk]:
-        import pyarrow as pa
-
+    def tasks(self, path: Path, layout: Sequence[str], fields: dict[str, str],
+              text_fields: Sequence[str], chunk_bytes: int,
+              done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
+              ) -> Iterator[ChunkTask]:
         index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
-        # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes.
+        # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes
+        # here, as the tasks are made (one stream), and parsed in the tasks.
         spans = tsv_chunks if is_bz2(_head(path)) else tsv_spans
         # Parse only the text and id columns (about twice as fast as all of them); the few rows
         # the prefilter keeps are split in full from the chunk's bytes.
         columns = sorted({*texts.values(), fields["photo_id"]})
         for offset, data in spans(path, chunk_bytes, start):
-            if isinstance(data, SkippedLine):
-                empty = {f: pa.array([], pa.string()) for f in texts}
-                yield Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
-            else:
-                table, malformed, parsed = parse_chunk(data, layout, columns)
-                rows = partial(tsv_rows, parsed, layout, fields, table, offset=offset)
-                yield Chunk(index, offset, offset + len(data),
-                            {f: table[c] for f, c in texts.items()}, rows, table.num_rows,
-                            malformed)
+            yield partial(_tsv_chunk, index, offset, data, layout, fields, texts, columns)
             index += 1
+
+
+def _tsv_chunk(index: int, offset: int, data: memoryview | bytes | SkippedLine,
+               layout: Sequence[str], fields: dict[str, str], texts: dict[str, str],
+               columns: list[str]) -> Chunk:
+    import pyarrow as pa
+
+    if isinstance(data, SkippedLine):
+        empty = {f: pa.array([], pa.string()) for f in texts}
+        return Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
+    table, malformed, parsed = parse_chunk(data, layout, columns)
+    rows = partial(tsv_rows, parsed, layout, fields, table, offset=offset)
+    return Chunk(index, offset, offset + len(data), {f: table[c] for f, c in texts.items()},
+                 rows, table.num_rows, malformed)
 
 
 register_format(YfccTsv())
