@@ -51,7 +51,29 @@ def test_local_view_adds_each_partitions_unsent_residual_and_travels_as_it_is():
     assert torch.allclose(view, params - 0.25 * torch.tensor([[0, -3, 1, .5], [.1, .2, 0, 0]]))
     assert not torch.equal(view[0], view[1]) and torch.equal(params[0], params[1])
     visitor = view[0]
+    dgc.visitor_view = "as_traveled"
     assert dgc.traveled_view(state, 1, visitor, ctx()) is visitor   # judged as it traveled
+
+
+def test_a_visitor_is_judged_with_the_hosts_unsent_residual_applied_too():
+    dgc = create_algorithm("dgc", sparsity=0.75, warmup_epoch_iterations=0)
+    assert dgc.visitor_view == "shared"
+    params = torch.zeros(2, 4)
+    state = dgc.init(params)
+    dgc.apply(state, params, torch.tensor([[4.0, -3.0, 1.0, 0.5], [0.1, 0.2, 0.0, 2.0]]),
+              ctx(lr=0.5), LocalComm(2))
+    visitor = dgc.local_view(state, params, ctx())[0]     # partition 0's model travels to 1
+    judged = dgc.traveled_view(state, 1, visitor, ctx(lr=0.05))
+    # w - (v_0 + v_1) / N: both residuals applied, as once both partitions have sent them
+    both = 0.5 * torch.tensor([[0, -3, 1, .5], [.1, .2, 0, 0]]).sum(dim=0) / 2
+    assert torch.allclose(judged, params[0] - both)
+    raw = create_algorithm("dgc", sparsity=0.75, warmup_epoch_iterations=0, residual="raw")
+    state = raw.init(torch.zeros(2, 4))
+    state.accumulated.fill_(1.0)    # a raw residual is applied at the current lr: lr/N x v_k
+    judged = raw.traveled_view(state, 1, torch.zeros(4), ctx(lr=0.2))
+    assert torch.allclose(judged, torch.full((4,), -0.1))
+    with pytest.raises(ValueError, match="visitor_view must be one of"):
+        create_algorithm("dgc", visitor_view="merged")
 
 
 def test_the_residual_held_across_a_decay_keeps_the_lr_it_was_accumulated_at():

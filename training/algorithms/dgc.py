@@ -14,6 +14,12 @@ Residual scaling (``residual``): ``"lr_scaled"`` (default, the authors': ``v`` h
 updates, so a residual held across a learning-rate decay keeps the size it was accumulated at) or
 ``"raw"`` (``v += u`` and the sent sum is applied at the current lr: each x0.1 decay shrinks what
 is still held tenfold).
+
+SkewScout (``visitor_view``): a host judges a traveled model as ``"shared"`` (default) the model
+the two partitions hold once both have sent what they hold, the visitor's view with the host's
+unsent residual also applied (:meth:`DGC.traveled_view`), or ``"as_traveled"``. Every residual
+reaches the replicas within an LR phase when the schedule passes :meth:`DGC.schedule_problems`,
+so the shared model is what the run makes of the two (docs/skewscout.md).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from training.algorithms.traffic import exchange_stats, sparse_bytes
 
 WARMUP_SPARSITY = (0.75, 0.9375, 0.984375, 0.996)
 RESIDUALS = ("lr_scaled", "raw")
+VISITOR_VIEWS = ("shared", "as_traveled")
 # What each learning-rate phase after a decay must be able to send, in model-equivalents (the
 # sum over its iterations of the share of values sent): below one, the residual held across the
 # decay cannot drain and dominates what is sent after it. The authors' runs send ~16 per phase
@@ -61,9 +68,10 @@ class DGC(Algorithm):
 
     def __init__(self, sparsity: float = 0.999, warmup_epoch_iterations: int = 1000,
                  clip_norm: float | None = None, per_layer: bool = False,
-                 residual: str = "lr_scaled") -> None:
+                 residual: str = "lr_scaled", visitor_view: str = "shared") -> None:
         self.sparsity = float(sparsity)
         self.residual = residual
+        self.visitor_view = visitor_view
         self.warmup_epoch_iterations = int(warmup_epoch_iterations)
         self.clip_norm = clip_norm
         self.per_layer = per_layer
@@ -76,6 +84,9 @@ class DGC(Algorithm):
     def validate(self) -> None:
         if self.residual not in RESIDUALS:
             raise ValueError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
+        if self.visitor_view not in VISITOR_VIEWS:
+            raise ValueError(f"visitor_view must be one of {VISITOR_VIEWS}, "
+                             f"got {self.visitor_view!r}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1) (fraction not sent, e.g. 0.999), "
                              f"got {self.sparsity}")
@@ -158,6 +169,18 @@ class DGC(Algorithm):
         each partition holds its unsent residual apart, so traveling the replicas themselves
         would always measure no skew."""
         return params - state.accumulated * self._apply_scale(ctx)
+
+    def traveled_view(self, state: DGCState, local_index: int, visitor: torch.Tensor,
+                      ctx: StepContext) -> torch.Tensor:
+        """``visitor - v_k/N`` (``visitor_view="shared"``): the visitor is ``w - v_j/N``, so this
+        is ``w - (v_j + v_k)/N``, the replicas once partitions j and k have both sent what they
+        hold. Judged as it traveled, a visitor differs from its host by both residuals at full
+        size, which reads as skew (0.2-1.0 at sparsity 0.99 before the first decay) that the
+        run never loses: every residual of a schedule that drains reaches the replicas."""
+        if self.visitor_view == "as_traveled":
+            return visitor
+        held = state.accumulated[local_index].to(visitor.dtype)
+        return visitor - held * self._apply_scale(ctx)
 
     def _select(self, values: torch.Tensor, kept: float) -> torch.Tensor:
         """``[k, m]`` indices of the values to send: the top ``kept`` share by magnitude (at

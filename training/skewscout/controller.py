@@ -26,7 +26,9 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
    rounds in a row, or below ``undo_ratio * T`` (default ``low_ratio``) for a single round right
    after a tighten: a tighten whose loss vanished at the first check is undone at once (it was
    an expensive guess), while a knob that has held needs ``patience`` quiet rounds (a loosened
-   knob's loss shows only once the models drift).
+   knob's loss shows only once the models drift). ``start_patience`` (None: ``patience``) is
+   the quiet rounds needed to leave the starting knob; 1 was measured and rejected on seeds 0-3
+   (docs/skewscout.md: Gaia missed the target on one seed at 100% non-IID).
 4. **Hold** in the band ``low_ratio * T <= L <= T`` (the hysteresis band); both streaks restart.
 5. **New phase**: :meth:`KnobController.new_phase` (SkewScout calls it when the learning rate
    decays) clears the evidence and the streaks: the estimates' scale changes with the learning
@@ -124,6 +126,7 @@ class ControllerConfig:
     response_ratio: float | None = None  # rule 7: a tighten must cut L below this x its trigger
     unvisited_ratio: float = 1.0  # rule 2: assumed cost ratio of a tighter knob not yet measured
     undo_ratio: float | None = None  # rule 3: undo a tighten on one round below this x T
+    start_patience: int | None = None  # rule 3: quiet rounds to leave the start (None: patience)
 
     def __post_init__(self) -> None:
         if not 0 < self.target < 1:
@@ -144,6 +147,9 @@ class ControllerConfig:
         if self.undo_ratio is not None and not 0 <= self.undo_ratio <= 1:
             raise ValueError(f"undo_ratio={self.undo_ratio}: give a fraction of the target in "
                              "[0, 1] or None (low_ratio)")
+        if self.start_patience is not None and self.start_patience < 1:
+            raise ValueError(f"start_patience={self.start_patience}: give at least 1 round, or "
+                             "None (patience)")
         if self.unvisited_ratio < 1:
             raise ValueError(f"unvisited_ratio={self.unvisited_ratio}: a tighter knob sends at "
                              "least as much; give 1 (no assumption) or more")
@@ -179,6 +185,7 @@ class KnobController:
     phase: int = 0                        # learning-rate phases started so far (rule 6)
     floor: int = 0                        # rule 7: no tighten below this index in this phase
     _trigger: tuple[int, float] | None = None   # rule 7: (index left, evidence) of the last tighten
+    _moved: bool = False                  # the knob has left its starting index (rule 3)
 
     def __post_init__(self) -> None:
         self.grid = tuple(self.grid)
@@ -257,6 +264,8 @@ class KnobController:
         elif evidence < cfg.low_ratio * cfg.target:
             self._low, self._high = self._low + 1, 0
             need = 1 if self._just_tightened else cfg.patience
+            if not self._moved and cfg.start_patience is not None:
+                need = cfg.start_patience
             if self.index < len(self.grid) - 1 and self._low >= need and self.may_loosen:
                 action = self._move(self.index + 1, "loosen")
         else:
@@ -282,6 +291,7 @@ class KnobController:
 
     def _move(self, new: int, action: str) -> str:
         self.index = new
+        self._moved = True
         self._recent, self._high, self._low = [], 0, 0     # rule 1: evidence restarts
         self._trigger = None
         return action

@@ -9,9 +9,11 @@ on a seeded sample of that partition's *training* data next to the local model; 
 ``local - traveled`` accuracy is the skew-induced accuracy loss of that pair, and the estimate is
 the mean over pairs. The destination judges the model as its algorithm says
 (``Algorithm.traveled_view``): as it traveled, except Gaia's while a learning-rate decay is
-still ahead (below). A model travels in ``travel_dtype`` (float16 by default): the destination
-evaluates it as received, rounded to that precision, and it costs that dtype's bytes per value of
-its floating parameters and buffers (2 B in float16, 4 B in float32), counted with
+still ahead (below) and DGC's, which a host judges with its own unsent residual applied too
+(:meth:`DGC.traveled_view`: the replicas once both partitions have sent what they hold). A
+model travels in ``travel_dtype`` (float16 by default): the destination evaluates it as
+received, rounded to that precision, and it costs that dtype's bytes per value of its floating
+parameters and buffers (2 B in float16, 4 B in float32), counted with
 ``ScoutHost.add_bytes`` (sent by the source, received by the destination), so traveling is part of
 SkewScout's communication totals. A traveled model is only evaluated, never trained on: in the
 default study's runs, float16 changed a traveled model's accuracy on a 100-sample check by one

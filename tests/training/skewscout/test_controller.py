@@ -101,3 +101,18 @@ def test_the_held_out_config_is_the_tuning_config_on_seeds_4_to_9():
     assert replace(held_out, name=tuning.name, seeds=tuning.seeds) == tuning
     scout_runs = [s for s in held_out.all_runs() if s.mode == "skewscout"]
     assert len(scout_runs) == 3 * 2 * 6          # Gaia, FedAvg, DGC x 80%, 100% x seeds 4-9
+
+
+def test_start_patience_leaves_the_starting_knob_on_one_quiet_round_and_no_other():
+    quiet = [0.0, 0.0, 0.0, 0.0]                       # Gaia at 80% non-IID: ~0 everywhere
+    knobs, _ = run_phases((quiet,))
+    assert knobs[0] == [50.0, 200.0, 200.0, 200.0]     # patience 2 at the start too
+    knobs, _ = run_phases((quiet,), start_patience=1)
+    assert knobs[0] == [200.0, 200.0, 200.0, 200.0]    # the start is a guess: one round
+    ctl = KnobController((0.02, 0.05, 0.1, 0.2, 0.3),
+                         ControllerConfig(target=0.1, patience=2, start_patience=1), index=2)
+    assert [ctl.update(e).knob for e in quiet] == [0.2, 0.2, 0.3, 0.3]   # later knobs: 2
+    knobs, _ = run_phases(([0.9, 0.0, 0.0, 0.0],), start_patience=1)    # a real loss first
+    assert knobs[0] == [10.0, 50.0, 50.0, 200.0]       # undo at once (rule 3), then patience
+    with pytest.raises(ValueError, match="start_patience"):
+        ControllerConfig(start_patience=0)

@@ -418,6 +418,26 @@ def test_dgc_travels_local_views_and_restores_the_shared_replicas():
     assert rep.bytes_total == 2 * size
 
 
+def test_dgc_judges_a_traveled_model_with_the_hosts_unsent_residual_applied():
+    from training.algorithms import create_algorithm
+
+    torch.set_num_threads(1)
+    tr = real_trainer(create_algorithm("dgc", sparsity=0.99, warmup_epoch_iterations=0))
+    for _ in range(5):
+        tr.step()
+    n, host = tr.num_parameters, TrainerHost(tr)
+    with host.local_views():
+        arrived = host.model_payload(0)                  # w - v_0 / N
+    held = tr.state.accumulated[1] / tr.num_partitions   # the host's unsent residual, v_1 / N
+    assert held.abs().sum() > 0
+    judged = host.judged_payload(1, arrived)
+    own = tr.state.accumulated[0] / tr.num_partitions
+    assert torch.allclose(judged[:n], tr.stack.params[0] - own - held)   # w - (v_0 + v_1) / N
+    assert torch.equal(judged[n:], arrived[n:])
+    tr.algorithm.visitor_view = "as_traveled"
+    assert host.judged_payload(1, arrived) is arrived
+
+
 def test_gaia_judges_a_traveled_model_with_the_hosts_pending_updates_until_the_last_decay():
     from training.algorithms import create_algorithm
 
