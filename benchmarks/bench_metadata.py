@@ -21,7 +21,9 @@ times (the range is printed: on a shared machine single runs mislead):
   prefilter on every row, only the rows it keeps parsed) and the parsed texts' prefilter: the
   scan's per-byte work, without the per-hit work and commits;
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
-  match, filters, staging commits and the final selection).
+  match, filters, staging commits and the final selection), with its default reader threads
+  (one per CPU; SQLite: one); "1 reader" (TSV and JSON lines): the same with one reader
+  thread, one chunk read at a time beside the commits.
 
 Printed: rows/s (wall; median and min-max of the runs), CPU seconds per million rows (all
 threads; steadier than wall time when other jobs share the CPUs), scan/parse and scan/bytes
@@ -48,6 +50,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +213,11 @@ def scan(config: MetadataConfig) -> int:
     return summary["rows"]
 
 
+def scan_one_reader(config: MetadataConfig) -> int:
+    """The scan with one reader thread (one chunk read at a time, beside the commits)."""
+    return scan(replace(config, readers=1))
+
+
 def timed(job: Callable[[MetadataConfig], int], config: MetadataConfig, rows: int,
           repeat: int) -> tuple[list[float], float]:
     """Rows/s of each run and the median CPU seconds per million rows."""
@@ -269,11 +277,13 @@ def main() -> None:
                 "sqlite": [("read", format_read), ("prefilt", format_prefilter),
                            ("scan", scan)],
                 "jsonl": [("bytes", format_bytes), ("parse", format_read),
-                          ("prefilt", format_prefilter), ("scan", scan)],
+                          ("prefilt", format_prefilter), ("1 reader", scan_one_reader),
+                          ("scan", scan)],
                 "jsonl.gz": [("gzip -dc", None), ("stream", format_stream), ("bytes", format_bytes),
                              ("parse", format_read), ("prefilt", format_prefilter),
-                             ("scan", scan)],
-                }.get(name, [("bytes", bare_read), ("parse", read_only), ("scan", scan)])
+                             ("1 reader", scan_one_reader), ("scan", scan)],
+                }.get(name, [("bytes", bare_read), ("parse", read_only),
+                             ("1 reader", scan_one_reader), ("scan", scan)])
         size = sum(p.stat().st_size for p in (path.iterdir() if path.is_dir() else [path]))
         medians = {}
         for stage, job in jobs:

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from urllib.parse import unquote_plus
 
 import numpy as np
 
 from flickr_mammal.classes import MammalClass
+from flickr_mammal.dump.formats.lines import RawText
+from flickr_mammal.dump.linescan import line_scanner
 
 # Flickr licence ids (flickr.photos.licenses.getInfo) by licence name; YFCC100M holds ids 1-6.
 LICENSE_IDS: dict[str, int] = {
@@ -153,6 +155,12 @@ class ClassMatcher:
 
         mask = pc.match_substring_regex(values, self.raw_pattern)
         return pc.indices_nonzero(mask).to_numpy(zero_copy_only=False).astype(np.int64)
+
+    def raw_filter(self) -> RawText:
+        """:meth:`raw_hits`, with a whole-chunk scanner of the same pattern where Hyperscan can
+        stand in for RE2 (:mod:`~flickr_mammal.dump.linescan`)."""
+        ascii_texts = all(t.isascii() for c in self.classes for t in (*c.texts, *c.exclude))
+        return RawText(self.raw_hits, partial(line_scanner, self.raw_pattern, ascii_texts))
 
     def prefilter(self, columns: Sequence[object]) -> list[np.ndarray]:
         """Per text column (pyarrow string arrays), a boolean mask of the rows that may match."""

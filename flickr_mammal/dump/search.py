@@ -139,7 +139,7 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     readers = (cpus if cpus > 1 else 0) if config.readers is None else config.readers
     readers = min(readers, config.reader.max_readers or readers)
     tasks = config.reader.tasks(path, layout, fields, TEXT_FIELDS, config.chunk_bytes, done,
-                                raw_filter=matcher.raw_hits)
+                                raw_filter=matcher.raw_filter())
     # The vectorised prefilter runs with the reading, so the reader threads (below) do all
     # the per-byte work and this thread only the few hit rows and the commits.
     work = partial(_read_chunk, prefilter=matcher.prefilter_hits)

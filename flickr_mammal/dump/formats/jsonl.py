@@ -45,6 +45,7 @@ from flickr_mammal.dump.formats import (
 )
 from flickr_mammal.dump.formats.lines import (
     RawFilter,
+    RawText,
     enclosed,
     line_offsets,
     lines_to_parse,
@@ -133,27 +134,64 @@ def parse_lines(data: bytes | memoryview, texts: dict[str, str],
                   _LineRows(data, table.num_rows, fields).rows_at)
 
 
+# Lines a JSON-lines scan parses whatever they say: those not shaped {...} (no "{" first, or
+# no "}" last before the newline and one CR), as :func:`enclosed` tells them, for a scanner.
+ODD_LINES = (r"^[^{]", r"[^}\r]$", r"[^}]\r$")
+
+
 def parse_prefiltered(data: bytes | memoryview, texts: dict[str, str], fields: dict[str, str],
                       raw_filter: RawFilter) -> Parsed:
     """:func:`parse_lines` of the lines ``raw_filter`` keeps (and of those not shaped
     ``{...}``: blank, truncated, an array); every other line is counted as a row unparsed.
-    The positions of ``texts`` and ``rows_at`` are those of the parsed lines."""
+    The positions of ``texts`` and ``rows_at`` are those of the parsed lines. Where the
+    filter has a whole-chunk scanner (:class:`RawText`), the filter and the shape check run on
+    the lines it finds only: the same lines are parsed, without a pass per line."""
     import pyarrow as pa
 
-    offsets = line_offsets(data)
-    lines = split_lines(data, offsets)
-    simple = enclosed(data, offsets, b"{", b"}")
-    picked = lines_to_parse(lines, simple, raw_filter)
+    scanner = raw_filter.scanner(ODD_LINES) if isinstance(raw_filter, RawText) else None
+    if scanner is not None:
+        found = _scanned(data, scanner)
+        if found is None:  # some line is not UTF-8: each line parsed, each bad one counted
+            return parse_lines(data, texts, fields)
+        found_data, offsets, num_lines = found
+        lines = split_lines(found_data, offsets)
+        picked = lines_to_parse(lines, enclosed(found_data, offsets, b"{", b"}"), raw_filter)
+    else:
+        offsets = line_offsets(data)
+        lines = split_lines(data, offsets)
+        num_lines = len(lines)
+        picked = lines_to_parse(lines, enclosed(data, offsets, b"{", b"}"), raw_filter)
     if picked is None:  # some line is not UTF-8: each line parsed, each bad one counted
         return parse_lines(data, texts, fields)
     if not len(picked):
-        return Parsed({f: pa.array([], pa.string()) for f in texts}, len(lines), 0,
+        return Parsed({f: pa.array([], pa.string()) for f in texts}, num_lines, 0,
                       lambda _: [])
     # json.loads, not pyarrow.json: nearly every line kept is a hit whose row is needed
     # whole, and pyarrow.json's start-up (1-4 ms a call) outweighs a few hundred lines.
     parsed = _parse_python(b"".join(lines.take(picked).to_pylist()), texts, fields)
-    return Parsed(parsed.texts, parsed.num_rows + len(lines) - len(picked), parsed.malformed,
+    return Parsed(parsed.texts, parsed.num_rows + num_lines - len(picked), parsed.malformed,
                   parsed.rows_at)
+
+
+def _scanned(data: bytes | memoryview,
+             scanner: Any) -> tuple[bytes, np.ndarray, int] | None:
+    """(the lines the scanner finds, joined, with their offsets as :func:`line_offsets`
+    gives them, and how many lines ``data`` holds); None when ``data`` is not UTF-8."""
+    import pyarrow as pa
+
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [
+        None, pa.py_buffer(np.array([0, len(data)], np.int64)), pa.py_buffer(data)])
+    try:
+        whole.cast(pa.large_string())  # checks UTF-8 (no copy)
+    except pa.ArrowInvalid:
+        return None
+    raw = np.frombuffer(data, np.uint8)
+    num_lines = int(np.count_nonzero(raw == 10)) + int(len(raw) > 0 and raw[-1] != 10)
+    starts, stops = scanner.lines(data)
+    offsets = np.concatenate(([0], np.cumsum(stops - starts))).astype(np.int64)
+    found = b"".join(bytes(data[a:b]) for a, b in zip(starts.tolist(), stops.tolist(),
+                                                         strict=True))
+    return found, offsets, num_lines
 
 
 def _read_json(data: bytes | memoryview, keys: list[str]) -> Any:

@@ -8,12 +8,26 @@ lines it keeps (and the lines whose shape it cannot vouch for) skips nearly all 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 # indices of the raw texts (a pyarrow string array) that may name a class
 RawFilter = Callable[[Any], np.ndarray]
+
+
+@dataclass(frozen=True)
+class RawText:
+    """The scan's raw-text prefilter (a :data:`RawFilter`: call it on raw texts) and, where one
+    can stand in for it, a whole-chunk scanner (:mod:`~flickr_mammal.dump.linescan`) for
+    formats with one record per line, given their own patterns of lines to parse too."""
+
+    hits: RawFilter
+    scanner: Callable[[tuple[str, ...]], Any] = lambda extra: None
+
+    def __call__(self, values: Any) -> np.ndarray:
+        return self.hits(values)
 
 
 def line_offsets(data: bytes | memoryview) -> np.ndarray:
