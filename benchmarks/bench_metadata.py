@@ -17,13 +17,15 @@ times (the range is printed: on a shared machine single runs mislead):
   process, the reference for "as fast as decompression allows"; stream: each file
   decompressed in this thread in turn; bytes: the scan's own decompression (threads reading
   ahead, one fewer than the CPUs);
-- prefilt (SQLite, JSON lines): the format's chunks as the scan reads them (the raw-text
-  prefilter on every row, only the rows it keeps parsed) and the parsed texts' prefilter: the
-  scan's per-byte work, without the per-hit work and commits;
+- prefilt (SQLite, JSON lines): the format's chunks as the scan reads them, in this thread (the
+  raw-text prefilter on every row, or for JSON lines one Hyperscan pass over each chunk, only
+  the rows it keeps parsed) and the parsed texts' prefilter: the scan's per-byte work, without
+  the per-hit work and commits;
 - scan: ``dump_search.search_dump`` into a fresh catalog, all 42 classes (prefilter, exact
   match, filters, staging commits and the final selection), with its default reader threads
   (one per CPU; SQLite: one); "1 reader" (TSV and JSON lines): the same with one reader
-  thread, one chunk read at a time beside the commits.
+  thread, one chunk read at a time beside the commits; "per-line" (JSON lines): the scan
+  with the per-line RE2 filter, as where Hyperscan is not installed.
 
 Printed: rows/s (wall; median and min-max of the runs), CPU seconds per million rows (all
 threads; steadier than wall time when other jobs share the CPUs), scan/parse and scan/bytes
@@ -61,6 +63,7 @@ from _metadata_copies import gzip_dc_seconds, to_gz_folder, to_jsonl, to_sqlite
 from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
+from flickr_mammal.dump import linescan
 from flickr_mammal.dump.formats.tsv import line_chunks
 from flickr_mammal.dump.match import ClassMatcher
 from flickr_mammal.dump.read import (
@@ -186,7 +189,7 @@ def format_prefilter(config: MetadataConfig) -> int:
         layout, available = fmt.layout(path)
         fields = resolve_columns(config.mapping, available, str(path))
         for chunk in fmt.chunks(path, layout, fields, TEXT_FIELDS, config.chunk_bytes, [],
-                                raw_filter=matcher.raw_hits):
+                                raw_filter=matcher.raw_filter()):
             matcher.prefilter_hits(list(chunk.texts.values()))
             rows += chunk.num_rows
     return rows
@@ -216,6 +219,18 @@ def scan(config: MetadataConfig) -> int:
 def scan_one_reader(config: MetadataConfig) -> int:
     """The scan with one reader thread (one chunk read at a time, beside the commits)."""
     return scan(replace(config, readers=1))
+
+
+def scan_per_line(config: MetadataConfig) -> int:
+    """The scan with the per-line RE2 filter only (no Hyperscan pass over whole chunks)."""
+    saved = linescan.hyperscan
+    linescan.hyperscan = None
+    linescan.line_scanner.cache_clear()
+    try:
+        return scan(config)
+    finally:
+        linescan.hyperscan = saved
+        linescan.line_scanner.cache_clear()
 
 
 def timed(job: Callable[[MetadataConfig], int], config: MetadataConfig, rows: int,
@@ -278,7 +293,7 @@ def main() -> None:
                            ("scan", scan)],
                 "jsonl": [("bytes", format_bytes), ("parse", format_read),
                           ("prefilt", format_prefilter), ("1 reader", scan_one_reader),
-                          ("scan", scan)],
+                          ("per-line", scan_per_line), ("scan", scan)],
                 "jsonl.gz": [("gzip -dc", None), ("stream", format_stream), ("bytes", format_bytes),
                              ("parse", format_read), ("prefilt", format_prefilter),
                              ("1 reader", scan_one_reader), ("scan", scan)],
