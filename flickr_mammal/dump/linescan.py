@@ -15,6 +15,7 @@ x86-64 Linux) the per-line filter runs.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -26,6 +27,8 @@ try:  # optional: x86-64 wheels only
     import hyperscan
 except ImportError:  # pragma: no cover - depends on the platform
     hyperscan = None
+
+log = logging.getLogger(__name__)
 
 # The raw UTF-8 of the characters Unicode case-folds to an ASCII letter: K (Kelvin sign) -> k,
 # long s -> s (RE2's (?i) folds them; Hyperscan's byte mode does not).
@@ -115,4 +118,9 @@ def line_scanner(raw_pattern: str, ascii_texts: bool,
     pattern set; None where it cannot stand in for RE2 (no hyperscan, texts not ASCII)."""
     if hyperscan is None or not ascii_texts:
         return None
-    return LineScanner([raw_pattern, _FOLDS_TO_ASCII, *extra])
+    try:
+        return LineScanner([raw_pattern, _FOLDS_TO_ASCII, *extra])
+    except hyperscan.error as exc:  # a pattern Hyperscan cannot take: RE2 reads it per line
+        log.warning("metadata scan: the whole-chunk scanner is off (%s); lines are filtered "
+                    "one by one", exc)
+        return None

@@ -94,3 +94,9 @@ def test_without_hyperscan_the_per_line_filter_runs(monkeypatch):
         assert got.num_rows == 2 and len(got.texts["title"]) == 1
     finally:
         linescan.line_scanner.cache_clear()
+
+
+@needs_hyperscan
+def test_a_pattern_hyperscan_cannot_take_leaves_the_per_line_filter(caplog):
+    assert linescan.line_scanner("(unclosed", True) is None  # RE2 would refuse it too; no crash
+    assert "scanner is off" in caplog.text
