@@ -61,8 +61,8 @@ class MetadataConfig:
     chunk_bytes: int = 64 << 20                     # TSV bytes per committed chunk
     seed: int = 0                                   # key of the per-class hash order
     # Threads reading, parsing and prefiltering the next chunks (several at once, committed
-    # in order) while this one's hit rows are matched and committed: None = one per CPU
-    # (none on one CPU), 0 = everything in the scan's own thread.
+    # in order) while this one's hit rows are matched and committed: None = one per CPU up to
+    # 4 (none on one CPU), 0 = everything in the scan's own thread.
     readers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:

@@ -135,8 +135,7 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     done = conn.execute("SELECT chunk, stop FROM dump_chunks WHERE source = ? ORDER BY chunk",
                         (source,)).fetchall()
     layout, fields = columns
-    cpus = os.cpu_count() or 1
-    readers = (cpus if cpus > 1 else 0) if config.readers is None else config.readers
+    readers = default_readers() if config.readers is None else config.readers
     readers = min(readers, config.reader.max_readers or readers)
     tasks = config.reader.tasks(path, layout, fields, TEXT_FIELDS, config.chunk_bytes, done,
                                 raw_filter=matcher.raw_filter())
@@ -163,6 +162,17 @@ def _scan_source(config: MetadataConfig, catalog: Catalog, source: str, path: Pa
     with catalog.transaction() as tx:
         tx.execute("INSERT OR REPLACE INTO dump_sources VALUES (?, ?)", (source, count))
     log.info("metadata %s: scanned (%d chunks)", source, count)
+
+
+# Reader threads by default: one per CPU, at most this many (each holds a chunk, up to
+# ``chunk_bytes`` and its parse, in memory; past a few, the commits in this thread are the limit).
+MAX_DEFAULT_READERS = 4
+
+
+def default_readers() -> int:
+    """One reader thread per CPU up to :data:`MAX_DEFAULT_READERS`; none on one CPU."""
+    cpus = os.cpu_count() or 1
+    return min(cpus, MAX_DEFAULT_READERS) if cpus > 1 else 0
 
 
 def _read_chunk(task: ChunkTask, prefilter: Callable[[list[Any]], Any]) -> Chunk | None:

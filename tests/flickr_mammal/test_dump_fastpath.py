@@ -219,3 +219,9 @@ def test_reader_count_is_checked(tmp_path):
     dump = d.write_tsv(d.RULE_ROWS, tmp_path / "dump.tsv")
     with pytest.raises(ValueError, match=r"readers=-1: give 0 \(no reader thread\) or more"):
         MetadataConfig(str(dump), readers=-1)
+
+
+def test_default_readers_are_one_per_cpu_up_to_a_few(monkeypatch):
+    for cpus, want in ((1, 0), (2, 2), (64, dump_search.MAX_DEFAULT_READERS), (None, 0)):
+        monkeypatch.setattr(dump_search.os, "cpu_count", lambda c=cpus: c)
+        assert dump_search.default_readers() == want
