@@ -259,6 +259,7 @@ class SkewScoutConfig:
 
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     travel_interval: int = 100
+    first_travel: int | None = None          # iteration of the first round (None: travel_interval)
     max_travel_interval: int | None = None   # None: fixed interval; else back off up to it
     sample_size: int = 200
     pairing: str = "round_robin"
@@ -271,6 +272,9 @@ class SkewScoutConfig:
     def __post_init__(self) -> None:
         if self.travel_interval < 1:
             raise ValueError(f"travel_interval={self.travel_interval}: must be >= 1 iteration")
+        if self.first_travel is not None and self.first_travel < 1:
+            raise ValueError(f"first_travel={self.first_travel}: give the first round's iteration "
+                             "(>= 1) or None (after one travel_interval)")
         if self.max_travel_interval is not None and self.max_travel_interval < self.travel_interval:
             raise ValueError(
                 f"max_travel_interval={self.max_travel_interval} is below travel_interval="
@@ -318,9 +322,11 @@ class SkewScout:
         self.controller = KnobController(tuple(grid), self.config.controller, index=index)
         self.travels: list[TravelReport] = []
         self.knob_trace: list[tuple[int, float]] = []
-        self._interval = self.config.travel_interval
         self._rng = np.random.default_rng(self.config.seed)
-        self._next = self.config.travel_interval + self._jitter()
+        first = self.config.first_travel or self.config.travel_interval
+        self._interval = first          # the first round's jitter scales with its own gap
+        self._next = first + self._jitter()
+        self._interval = self.config.travel_interval
         self._lr_factor: float | None = None
         self._holds_since_move = 0
         self._mark: tuple[int, float] | None = None     # (iteration, bytes sent) at the last round

@@ -374,6 +374,27 @@ def test_jitter_is_seeded_and_bounded():
     assert all(15 <= g <= 25 for g in gaps)
 
 
+def test_first_travel_brings_the_first_round_forward_then_the_interval_runs():
+    def times(**cfg):
+        tr = FakeTrainer([[0.9, 0.83], [0.83, 0.9]])       # loss 0.07: hold
+        scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1), travel_interval=20,
+                                                **cfg))
+        for it in range(1, 61):
+            tr.iteration = it
+            scout(tr)
+        return [r.iteration for r in scout.travels]
+
+    assert times(jitter=False) == [20, 40, 60]
+    assert times(jitter=False, first_travel=5) == [5, 25, 45]
+    # the first round's jitter is bounded by its own gap (+-1 at 5), the later ones by 20's
+    for seed in range(8):
+        first, *rest = times(first_travel=5, seed=seed)
+        assert 4 <= first <= 6
+        assert all(15 <= b - a <= 25 for a, b in zip([first, *rest], rest, strict=False))
+    with pytest.raises(ValueError, match="first_travel"):
+        SkewScoutConfig(first_travel=0)
+
+
 def test_median_window_ignores_a_single_spike():
     actions, ctl = run_script([0.07, 0.9, 0.07], window=3)
     assert actions == ["hold", "tighten", "hold"]   # median of 2 = mean 0.485: still over
