@@ -52,9 +52,13 @@ of 1.0, and it tells the controller what it can act on: how the partitions' pend
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
 **The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
-at the grid's middle (``start="middle"``) or its least communicative knob (``"loosest"``:
-docs/skewscout.md says why the studies keep the middle), turns each round's estimate into a
-grid index, and SkewScout sets the knob to that grid value with
+at the grid's middle (``start="middle"``), its least communicative knob (``"loosest"``) or the
+latter with a probe (``"probe"``, the SkewScout studies'): the first round, at ``first_travel``,
+also scores its visitor as it traveled, and when that estimate reaches ``probe_disjoint`` the
+visitor knows nothing of its host's data (disjoint labels) and the knob jumps to the middle.
+Under partial label skew the host's view of Gaia's visitors reads like that of disjoint labels,
+so only the as-traveled view can tell where starting loose is safe (docs/skewscout.md). It
+turns each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
 ``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
 """
 
