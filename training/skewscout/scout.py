@@ -286,7 +286,7 @@ class SkewScoutConfig:
     pairing: str = "round_robin"
     travel_dtype: str = DEFAULT_TRAVEL_DTYPE  # precision a model travels in (TRAVEL_DTYPES)
     initial_index: int = -1                  # -1: where ``start`` says
-    start: str = "middle"                    # first knob: "middle", "loosest" or "probe" (module doc)
+    start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
     probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
