@@ -164,7 +164,7 @@ class Decision:
 
     iteration: int
     estimate: float      # the evidence (rule 1) the decision was taken on
-    action: str          # "tighten" | "loosen" | "hold"
+    action: str          # "tighten" | "loosen" | "hold" | "jump" (KnobController.jump)
     index: int           # grid index after the decision
     knob: float          # grid value after the decision
 
@@ -272,6 +272,18 @@ class KnobController:
             self._high = self._low = 0
         self._just_tightened = action == "tighten"
         decision = Decision(iteration, evidence, action, self.index, self.knob)
+        self.history.append(decision)
+        return decision
+
+    def jump(self, index: int, estimate: float, iteration: int = 0) -> Decision:
+        """Move to ``index`` on outside evidence (SkewScout's start probe) and start over there:
+        no evidence, streaks or pending verdict carry over, and the move is not a tighten to be
+        undone on one quiet round (rule 3) or judged by rule 7: ``index`` is a new start."""
+        if not 0 <= index < len(self.grid):
+            raise ValueError(f"index={index}: must be in [0, {len(self.grid) - 1}]")
+        self._move(index, "jump")
+        self._just_tightened = False
+        decision = Decision(iteration, float(estimate), "jump", self.index, self.knob)
         self.history.append(decision)
         return decision
 

@@ -52,9 +52,13 @@ of 1.0, and it tells the controller what it can act on: how the partitions' pend
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
 **The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
-at the grid's middle (``start="middle"``) or its least communicative knob (``"loosest"``:
-docs/skewscout.md says why the studies keep the middle), turns each round's estimate into a
-grid index, and SkewScout sets the knob to that grid value with
+at the grid's middle (``start="middle"``), its least communicative knob (``"loosest"``) or the
+latter with a probe (``"probe"``, the SkewScout studies'): the first round, at ``first_travel``,
+also scores its visitor as it traveled, and when that estimate reaches ``probe_disjoint`` the
+visitor knows nothing of its host's data (disjoint labels) and the knob jumps to the middle.
+Under partial label skew the host's view of Gaia's visitors reads like that of disjoint labels,
+so only the as-traveled view can tell where starting loose is safe (docs/skewscout.md). It
+turns each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
 ``algorithm.set_knob``: the same interface for Gaia, FedAvg and DGC.
 """
 
@@ -141,6 +145,7 @@ class TravelReport:
     local_acc: tuple[float, ...]      # the destination's own model
     traveled_acc: tuple[float, ...]   # the source's model, traveled to the destination
     bytes_per_model: float
+    as_traveled_acc: tuple[float, ...] = ()   # the same, as it traveled (``as_traveled=True``)
 
     @property
     def losses(self) -> tuple[float, ...]:
@@ -152,12 +157,22 @@ class TravelReport:
         return float(sum(self.losses) / len(self.losses)) if self.pairs else 0.0
 
     @property
+    def as_traveled_estimate(self) -> float:
+        """Mean of local minus as-traveled accuracy (the visitor without
+        ``Algorithm.traveled_view``), when the round measured it; else :attr:`estimate`."""
+        if not self.as_traveled_acc:
+            return self.estimate
+        losses = [a - b for a, b in zip(self.local_acc, self.as_traveled_acc, strict=True)]
+        return float(sum(losses) / len(losses))
+
+    @property
     def bytes_total(self) -> float:
         return self.bytes_per_model * len(self.pairs)
 
 
 def travel(engine: Trainer | ScoutHost, round_index: int, *, sample_size: int, pairing: str,
-           seed: int, dtype: str = DEFAULT_TRAVEL_DTYPE) -> TravelReport:
+           seed: int, dtype: str = DEFAULT_TRAVEL_DTYPE, as_traveled: bool = False
+           ) -> TravelReport:
     """Run one traveling round and count its bytes on the engine (a Trainer or a
     :class:`~training.skewscout.host.ScoutHost`).
 
@@ -165,18 +180,20 @@ def travel(engine: Trainer | ScoutHost, round_index: int, *, sample_size: int, p
     traveling model goes point to point to its destination's process, which scores it, and every
     process gets the whole report. ``dtype`` (a key of :data:`TRAVEL_DTYPES`, by default
     :data:`DEFAULT_TRAVEL_DTYPE`) is the precision models travel in; a round that would overflow
-    it goes in float32.
+    it goes in float32. ``as_traveled``: also score each visitor as it traveled (without its
+    host's view; :attr:`TravelReport.as_traveled_acc`), at no extra bytes.
     """
     if dtype not in TRAVEL_DTYPES:
         raise ValueError(f"unknown travel dtype {dtype!r}; choose one of "
                          f"{', '.join(TRAVEL_DTYPES)}")
     host = as_host(engine)
     with host.local_views():
-        return _travel(host, round_index, sample_size, pairing, seed, TRAVEL_DTYPES[dtype])
+        return _travel(host, round_index, sample_size, pairing, seed, TRAVEL_DTYPES[dtype],
+                       as_traveled)
 
 
 def _travel(trainer: ScoutHost, round_index: int, sample_size: int, pairing: str,
-            seed: int, dtype: torch.dtype) -> TravelReport:
+            seed: int, dtype: torch.dtype, as_traveled: bool = False) -> TravelReport:
     pairs = travel_pairs(trainer.num_partitions, round_index, pairing)
     here = {pid: i for i, pid in enumerate(_partition_ids(trainer))}   # id -> local index
     dtype = _agreed_dtype(trainer, {here[s] for s, _ in pairs if s in here}, dtype)
@@ -184,7 +201,7 @@ def _travel(trainer: ScoutHost, round_index: int, sample_size: int, pairing: str
     arrived = _deliver(trainer, pairs, here, dtype)
     # Each pair is scored where its destination lives; the sum over partitions of this table
     # (one nonzero entry per pair) gives every process the whole round.
-    table = torch.zeros(len(here), len(pairs), 2, dtype=torch.float64)
+    table = torch.zeros(len(here), len(pairs), 3, dtype=torch.float64)
     samples: dict[int, tuple[Any, Any, float]] = {}   # one sample per destination
     for k, (src, dst) in enumerate(pairs):
         if src in here:
@@ -199,10 +216,14 @@ def _travel(trainer: ScoutHost, round_index: int, sample_size: int, pairing: str
         table[d, k, 0] = local_acc
         visitor = trainer.judged_payload(d, arrived[src, dst])
         table[d, k, 1] = float(trainer.payload_accuracy(visitor, x, y))
+        if as_traveled:
+            table[d, k, 2] = (table[d, k, 1] if visitor is arrived[src, dst] else
+                              float(trainer.payload_accuracy(arrived[src, dst], x, y)))
         trainer.add_bytes(d, sent=0.0, received=size)
     table = _sum_over_partitions(trainer, table)
     return TravelReport(int(trainer.iteration), tuple(pairs), tuple(table[:, 0].tolist()),
-                        tuple(table[:, 1].tolist()), size)
+                        tuple(table[:, 1].tolist()), size,
+                        tuple(table[:, 2].tolist()) if as_traveled else ())
 
 
 def _partition_ids(trainer: ScoutHost) -> list[int]:
@@ -250,7 +271,7 @@ def _deliver(trainer: ScoutHost, pairs: Sequence[tuple[int, int]], here: dict[in
     return arrived
 
 
-STARTS = ("middle", "loosest")
+STARTS = ("middle", "loosest", "probe")
 
 
 @dataclass(frozen=True)
@@ -259,18 +280,23 @@ class SkewScoutConfig:
 
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     travel_interval: int = 100
+    first_travel: int | None = None          # iteration of the first round (None: travel_interval)
     max_travel_interval: int | None = None   # None: fixed interval; else back off up to it
     sample_size: int = 200
     pairing: str = "round_robin"
     travel_dtype: str = DEFAULT_TRAVEL_DTYPE  # precision a model travels in (TRAVEL_DTYPES)
     initial_index: int = -1                  # -1: where ``start`` says
-    start: str = "middle"                    # first knob: the grid's "middle" or its "loosest"
+    start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
+    probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.travel_interval < 1:
             raise ValueError(f"travel_interval={self.travel_interval}: must be >= 1 iteration")
+        if self.first_travel is not None and self.first_travel < 1:
+            raise ValueError(f"first_travel={self.first_travel}: give the first round's iteration "
+                             "(>= 1) or None (after one travel_interval)")
         if self.max_travel_interval is not None and self.max_travel_interval < self.travel_interval:
             raise ValueError(
                 f"max_travel_interval={self.max_travel_interval} is below travel_interval="
@@ -282,6 +308,9 @@ class SkewScoutConfig:
             raise ValueError(f"pairing={self.pairing!r}: choose one of {', '.join(PAIRINGS)}")
         if self.start not in STARTS:
             raise ValueError(f"start={self.start!r}: choose one of {', '.join(STARTS)}")
+        if not 0 < self.probe_disjoint <= 1:
+            raise ValueError(f"probe_disjoint={self.probe_disjoint}: give an accuracy loss in "
+                             "(0, 1] (0.9: the visitor misses 90% of what its host gets right)")
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
@@ -313,14 +342,16 @@ class SkewScout:
     def __init__(self, grid: Sequence[float], config: SkewScoutConfig | None = None) -> None:
         self.config = config or SkewScoutConfig()
         index = self.config.initial_index
-        if index == -1 and self.config.start == "loosest":
+        if index == -1 and self.config.start in ("loosest", "probe"):
             index = len(grid) - 1
         self.controller = KnobController(tuple(grid), self.config.controller, index=index)
         self.travels: list[TravelReport] = []
         self.knob_trace: list[tuple[int, float]] = []
-        self._interval = self.config.travel_interval
         self._rng = np.random.default_rng(self.config.seed)
-        self._next = self.config.travel_interval + self._jitter()
+        first = self.config.first_travel or self.config.travel_interval
+        self._interval = first          # the first round's jitter scales with its own gap
+        self._next = first + self._jitter()
+        self._interval = self.config.travel_interval
         self._lr_factor: float | None = None
         self._holds_since_move = 0
         self._mark: tuple[int, float] | None = None     # (iteration, bytes sent) at the last round
@@ -345,11 +376,16 @@ class SkewScout:
         if trainer.iteration < self._next or trainer.views_just_agreed():
             return
         self._measure_cost(trainer)
+        probe = self.config.start == "probe" and not self.travels
         report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
                         pairing=self.config.pairing, seed=self.config.seed,
-                        dtype=self.config.travel_dtype)
+                        dtype=self.config.travel_dtype, as_traveled=probe)
         self.travels.append(report)
-        decision = self.controller.update(report.estimate, int(trainer.iteration))
+        if probe and report.as_traveled_estimate >= self.config.probe_disjoint:
+            decision = self.controller.jump((len(self.controller.grid) - 1) // 2,
+                                            report.as_traveled_estimate, int(trainer.iteration))
+        else:
+            decision = self.controller.update(report.estimate, int(trainer.iteration))
         logger.debug("skewscout it=%d estimate=%.4f %s -> knob %s", decision.iteration,
                      decision.estimate, decision.action, decision.knob)
         if decision.action != "hold":

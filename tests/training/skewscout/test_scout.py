@@ -374,6 +374,75 @@ def test_jitter_is_seeded_and_bounded():
     assert all(15 <= g <= 25 for g in gaps)
 
 
+def test_first_travel_brings_the_first_round_forward_then_the_interval_runs():
+    def times(**cfg):
+        tr = FakeTrainer([[0.9, 0.83], [0.83, 0.9]])       # loss 0.07: hold
+        scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1), travel_interval=20,
+                                                **cfg))
+        for it in range(1, 61):
+            tr.iteration = it
+            scout(tr)
+        return [r.iteration for r in scout.travels]
+
+    assert times(jitter=False) == [20, 40, 60]
+    assert times(jitter=False, first_travel=5) == [5, 25, 45]
+    # the first round's jitter is bounded by its own gap (+-1 at 5), the later ones by 20's
+    for seed in range(8):
+        first, *rest = times(first_travel=5, seed=seed)
+        assert 4 <= first <= 6
+        assert all(15 <= b - a <= 25 for a, b in zip([first, *rest], rest, strict=False))
+    with pytest.raises(ValueError, match="first_travel"):
+        SkewScoutConfig(first_travel=0)
+
+
+class ViewTrainer(FakeTrainer):
+    """A FakeTrainer whose hosts judge a visitor by another model: model i as judged is model
+    i + 10, with accuracy ``judged[i][j]`` (Gaia's or DGC's view) on partition j's data."""
+
+    def __init__(self, acc, judged):
+        super().__init__(acc)
+        self.acc = [*acc, *([None] * (10 - len(acc))), *judged]
+
+    def judged_payload(self, i, payload):
+        return payload + 10
+
+
+def test_travel_scores_the_visitor_as_it_traveled_too_when_asked():
+    tr = ViewTrainer([[0.9, 0.0], [0.0, 0.9]], judged=[[0.9, 0.85], [0.85, 0.9]])
+    rep = travel(tr, 0, sample_size=4, pairing="round_robin", seed=0, dtype="float32",
+                 as_traveled=True)
+    assert rep.estimate == pytest.approx(0.05)                 # as judged (the host's view)
+    assert rep.as_traveled_estimate == pytest.approx(0.9)      # as it traveled
+    plain = travel(tr, 0, sample_size=4, pairing="round_robin", seed=0, dtype="float32")
+    assert plain.as_traveled_acc == () and plain.as_traveled_estimate == pytest.approx(0.05)
+
+
+def probe_run(acc, judged, start="probe"):
+    tr = ViewTrainer(acc, judged)
+    scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1, patience=2),
+                                            travel_interval=10, first_travel=5, jitter=False,
+                                            start=start))
+    for it in range(1, 26):
+        tr.iteration = it
+        scout(tr)
+    return scout
+
+
+def test_the_start_probe_moves_to_the_middle_only_when_visitors_know_nothing_of_their_hosts():
+    quiet = [[0.9, 0.88], [0.88, 0.9]]                 # as judged: loss 0.02 at every round
+    disjoint = probe_run([[0.9, 0.0], [0.0, 0.9]], quiet)      # as traveled: loss 0.9
+    assert [d.action for d in disjoint.decisions] == ["jump", "hold", "loosen"]
+    # loosest until the probe, the middle from it on; a new start: two quiet rounds to loosen
+    assert disjoint.knob_trace == [(0, 1000.0), (5, 50.0), (25, 200.0)]
+    overlap = probe_run([[0.9, 0.4], [0.4, 0.9]], quiet)       # as traveled: loss 0.5
+    assert [d.action for d in overlap.decisions] == ["hold"] * 3
+    assert overlap.knob_trace == [(0, 1000.0)]
+    assert probe_run([[0.9, 0.0], [0.0, 0.9]], quiet, start="loosest").knob_trace == [
+        (0, 1000.0)]
+    with pytest.raises(ValueError, match="probe_disjoint"):
+        SkewScoutConfig(start="probe", probe_disjoint=0.0)
+
+
 def test_median_window_ignores_a_single_spike():
     actions, ctl = run_script([0.07, 0.9, 0.07], window=3)
     assert actions == ["hold", "tighten", "hold"]   # median of 2 = mean 0.485: still over

@@ -66,8 +66,14 @@ def test_the_seeds_config_is_the_default_study_with_more_seeds():
     seeds = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
     default = load_study()
     assert seeds.seeds == (0, 1, 2, 3) and seeds.experiments[0].noniid_fractions == (1.0, 0.8)
-    assert replace(seeds, name=default.name, seeds=default.seeds,
-                   experiments=default.experiments) == default
+    # SkewScout's start probe was chosen on the SkewScout studies (docs/skewscout.md)
+    def unprobed(study):
+        probe = {"start", "first_travel", "probe_disjoint"}
+        return replace(study, skewscout={k: v for k, v in study.skewscout.items()
+                                         if k not in probe})
+
+    assert unprobed(replace(seeds, name=default.name, seeds=default.seeds,
+                            experiments=default.experiments)) == unprobed(default)
 
 
 @pytest.mark.parametrize("change, message", [
