@@ -14,10 +14,11 @@ memory-mapped; a gzip file is streamed, or, in a folder of several, decompressed
 :class:`~flickr_mammal.dump.formats.readahead.ReadAhead` in other threads, the next files
 while this one is parsed (same boundaries either way). Given the scan's raw-text prefilter,
 only the lines it keeps (and those not shaped ``{...}``) are parsed: a line shaped ``{...}``
-that names no class is counted as a row unparsed (:func:`parse_prefiltered`). pyarrow.json
-parses the text fields only; the lines of the prefilter's few hits are parsed in full with
-:func:`json.loads`. A chunk
-pyarrow refuses (a line that is no JSON object, a number or list where text belongs) is parsed
+that names no class is counted as a row unparsed (:func:`parse_prefiltered`); where Hyperscan
+is available, one pass over the chunk finds those lines (:mod:`~flickr_mammal.dump.linescan`)
+and the prefilter runs on them only. Those few lines are parsed in full with
+:func:`json.loads`; without a prefilter, pyarrow.json parses the text fields. A chunk pyarrow
+refuses (a line that is no JSON object, a number or list where text belongs) is parsed
 line by line in Python instead: a line that cannot be read is one malformed row.
 """
 
