@@ -43,15 +43,38 @@ SQLITE_COLUMNS: tuple[str, ...] = (
     "downloadurl", "licensename", "licenseurl", "serverid", "farmid", "secret",
     "secretoriginal", "ext", "marker",
 )
+try:  # optional: a faster SQLite for the chunk reads (fast_connect)
+    import apsw
+except ImportError:  # pragma: no cover - depends on the install
+    apsw = None
+_DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError,) + (
+    (apsw.Error,) if apsw is not None else ())
 ROWS_PER_MB = 2048
 _HITS_PER_QUERY = 500  # rowids per IN (...) (SQLite's default limit is 32,766 variables)
+
+
+def _uri(path: Path) -> str:
+    """Read-only; ``immutable`` (no lock or journal looked for) unless a ``-wal`` or
+    ``-journal`` file beside it says another program may be writing."""
+    path = Path(path).resolve()
+    busy = any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
+    return path.as_uri() + ("?mode=ro" if busy else "?mode=ro&immutable=1")
+
+
+def fast_connect(path: Path) -> Any:
+    """A read-only apsw connection for the chunks' aggregate reads, or None without apsw.
+
+    apsw bundles a recent SQLite: the chunk query (texts joined by ``group_concat``) measured
+    about twice as fast as through the standard library's SQLite (3.40 here), same rows."""
+    if apsw is None:
+        return None
+    return apsw.Connection(_uri(path), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
 
 
 def connect(path: Path) -> sqlite3.Connection:
     """A read-only connection to ``path``; DumpFileError when it is no readable database."""
     path = Path(path).resolve()
-    busy = any(path.with_name(path.name + s).exists() for s in ("-wal", "-journal"))
-    uri = path.as_uri() + ("?mode=ro" if busy else "?mode=ro&immutable=1")
+    uri = _uri(path)
     try:
         conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         conn.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
@@ -121,19 +144,22 @@ class _Reader:
     read again row by row, where a cell that is not UTF-8 makes its row malformed."""
 
     def __init__(self, conn: sqlite3.Connection, names: list[str], limit: int,
-                 raw_filter: RawFilter | None = None) -> None:
+                 raw_filter: RawFilter | None = None, fast: Any = None) -> None:
         self.conn, self.names, self.limit, self.raw_filter = conn, names, limit, raw_filter
+        self.fast = fast  # an apsw connection for the aggregate reads (fast_connect), or None
         inner = (f"SELECT rowid AS r, {', '.join(_quote(n) for n in names)} FROM "
                  f"{_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
         cells = [f"coalesce(CAST({_quote(n)} AS TEXT), '')" for n in names]
-        concat = ", ".join(f"group_concat({c}, char(31))" for c in cells)
-        self.concat = f"SELECT count(*), max(r), group_concat(r), {concat} FROM ({inner})"
+        # Aggregates as BLOBs: bytes from either driver, checked as UTF-8 by pyarrow.
+        concat = ", ".join(f"CAST(group_concat({c}, char(31)) AS BLOB)" for c in cells)
+        self.concat = (f"SELECT count(*), max(r), CAST(group_concat(r) AS BLOB), {concat} "
+                       f"FROM ({inner})")
         # With a raw prefilter: each row's cells joined by U+001E (no letter or digit, so a
         # boundary to the prefilter, and never in URL-encoded text), one aggregate for all;
         # rowids only when the chunk's are not consecutive (a table with deleted rows).
-        self.joined = (f"SELECT count(*), min(r), max(r), group_concat("
-                       f"{' || char(30) || '.join(cells)}, char(31)) FROM ({inner})")
-        self.ids = f"SELECT group_concat(r) FROM ({inner})"
+        self.joined = (f"SELECT count(*), min(r), max(r), CAST(group_concat("
+                       f"{' || char(30) || '.join(cells)}, char(31)) AS BLOB) FROM ({inner})")
+        self.ids = f"SELECT CAST(group_concat(r) AS BLOB) FROM ({inner})"
         self.rows = (f"SELECT rowid, {', '.join(f'CAST({_quote(n)} AS TEXT)' for n in names)} "
                      f"FROM {_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
 
@@ -146,7 +172,7 @@ class _Reader:
 
         if self.raw_filter is not None:
             return self._read_joined(last, self.raw_filter)
-        count, top, ids, *blobs = self.conn.execute(self.concat, (last, self.limit)).fetchone()
+        count, top, ids, *blobs = self._one(self.concat, last)
         if not count:
             return None
         try:
@@ -163,7 +189,7 @@ class _Reader:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        count, low, top, blob = self.conn.execute(self.joined, (last, self.limit)).fetchone()
+        count, low, top, blob = self._one(self.joined, last)
         if not count:
             return None
         try:
@@ -179,11 +205,16 @@ class _Reader:
         if top - low + 1 == count:
             rowids = pa.array(kept + low, pa.int64())
         else:
-            (ids,) = self.conn.execute(self.ids, (last, self.limit)).fetchone()
+            (ids,) = self._one(self.ids, last)
             rowids = pc.cast(_split(ids, ","), pa.int64()).take(pa.array(kept, pa.int64()))
         texts = {n: pa.array([p[k] for p in parts], pa.string())
                  for k, n in enumerate(self.names)}
         return top, rowids, texts, 0, count
+
+    def _one(self, sql: str, last: int) -> Any:
+        """The one row of an aggregate query over the chunk after ``last``."""
+        db = self.fast if self.fast is not None else self.conn
+        return db.execute(sql, (last, self.limit)).fetchone()
 
     def _read_rows(self, last: int) -> tuple[int, Any, dict[str, Any], int, int]:
         import pyarrow as pa
@@ -216,9 +247,10 @@ class YfccSqlite(DumpFormat):
     description = "SQLite file (YFCC100M, AWS Multimedia Commons)"
     folder_glob = "*.sql|*.sqlite|*.db"
     url_encoded = True
-    # One read at a time (in one reader thread): two threads reading two chunks measured
-    # slower than one, SQLite serialising its string building on a lock of its own.
-    max_readers = 1
+    # With the standard library's SQLite (3.40 here), one read at a time: two threads reading
+    # two chunks measured slower than one (it serialises its string building on a lock of its
+    # own); apsw's SQLite runs two at once faster than one.
+    max_readers = 1 if apsw is None else None
 
     def detect(self, head: bytes) -> bool:
         return head.startswith(MAGIC)
@@ -267,12 +299,12 @@ class YfccSqlite(DumpFormat):
     def _chunk(self, path: Path, chain: _Chain, index: int, guess: int, names: list[str],
                limit: int, raw_filter: RawFilter | None, texts: dict[str, str],
                hits: _Hits) -> Chunk | None:
-        conn = connect(path)
-        conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
-        read = _Reader(conn, names, limit, raw_filter).read
-
-        stop = None
-        try:
+        conn = fast = stop = None
+        try:  # whatever happens, the chunk's stop is published (the next task waits for it)
+            conn = connect(path)
+            conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
+            fast = fast_connect(path)
+            read = _Reader(conn, names, limit, raw_filter, fast).read
             start = chain.stop_before(index) if index == chain.first else None
             got = read(guess) if start is None else read(start)
             start = chain.stop_before(index) if start is None else start
@@ -288,12 +320,14 @@ class YfccSqlite(DumpFormat):
             return Chunk(index, start, last, {f: columns[c] for f, c in texts.items()},
                          lambda picked, ids=rowids: hits.rows(ids.take(picked).to_pylist()),
                          num_rows, malformed)
-        except sqlite3.DatabaseError as exc:
+        except _DB_ERRORS as exc:
             raise DumpFileError(f"{path}: rows after rowid {guess} cannot be read ({exc}); "
                                 "expected a complete SQLite file") from None
         finally:
             chain.stopped(index, stop)
-            conn.close()
+            for db in (conn, fast):
+                if db is not None:
+                    db.close()
 
 
 class _Chain:
