@@ -162,6 +162,12 @@ def check_format(path: Path, fmt: DumpFormat) -> None:
                             "(--metadata-format)")
 
 
+def resume_after(done: list[tuple[int, int]], start: int) -> tuple[int, int]:
+    """(index, position) of the first chunk after the committed ``done`` ((index, stop) each);
+    ``start``: a source's first position."""
+    return (done[-1][0] + 1, done[-1][1]) if done else (0, start)
+
+
 def text_cell(value: Any) -> str | None:
     """A text field's cell from a typed source (JSON, SQLite) as text: numbers as written,
     a list (tags) joined by commas, bytes as UTF-8; ValueError for a cell no text can be (an

@@ -42,6 +42,7 @@ from flickr_mammal.dump.formats import (
     ChunkTask,
     DumpFormat,
     register_format,
+    resume_after,
     text_cell,
 )
 from flickr_mammal.dump.formats.lines import (
@@ -316,7 +317,7 @@ class JsonLines(DumpFormat):
               text_fields: Sequence[str], chunk_bytes: int,
               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
               ) -> Iterator[ChunkTask]:
-        index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
+        index, start = resume_after(done, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
         parse = partial(parse_prefiltered, raw_filter=raw_filter) if raw_filter else parse_lines
         for offset, data in self.spans(path, chunk_bytes, start):
@@ -327,11 +328,8 @@ class JsonLines(DumpFormat):
 def _jsonl_chunk(index: int, offset: int, data: memoryview | bytes | SkippedLine,
                  texts: dict[str, str], fields: dict[str, str],
                  parse: Callable[..., Parsed]) -> Chunk:
-    import pyarrow as pa
-
     if isinstance(data, SkippedLine):
-        empty = {f: pa.array([], pa.string()) for f in texts}
-        return Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
+        return data.chunk(index, offset, texts)
     parsed = parse(data, texts, fields)
     return Chunk(index, offset, offset + len(data), parsed.texts, parsed.rows_at,
                  parsed.num_rows, parsed.malformed)

@@ -30,6 +30,7 @@ from flickr_mammal.dump.formats import (
     ChunkTask,
     DumpFormat,
     register_format,
+    resume_after,
     text_cell,
 )
 from flickr_mammal.dump.formats.lines import RawFilter
@@ -266,7 +267,7 @@ class YfccSqlite(DumpFormat):
               text_fields: Sequence[str], chunk_bytes: int,
               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
               ) -> Iterator[ChunkTask]:
-        index, last = (done[-1][0] + 1, done[-1][1]) if done else (0, -(1 << 63))
+        index, last = resume_after(done, -(1 << 63))
         texts = {f: fields[f] for f in text_fields if f in fields}
         names = sorted(set(texts.values()))
         limit = max(1, chunk_bytes * ROWS_PER_MB >> 20)

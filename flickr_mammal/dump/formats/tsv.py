@@ -30,6 +30,7 @@ from flickr_mammal.dump.formats import (
     ChunkTask,
     DumpFormat,
     register_format,
+    resume_after,
 )
 from flickr_mammal.dump.formats.lines import RawFilter
 
@@ -53,6 +54,13 @@ class SkippedLine:
 
     def __len__(self) -> int:
         return self.size
+
+    def chunk(self, index: int, offset: int, texts: Mapping[str, str]) -> Chunk:
+        """The chunk in its place: no rows, one malformed."""
+        import pyarrow as pa
+
+        empty = {f: pa.array([], pa.string()) for f in texts}
+        return Chunk(index, offset, offset + self.size, empty, lambda _: [], 0, 1)
 
 
 def is_bz2(head: bytes) -> bool:
@@ -309,7 +317,7 @@ class YfccTsv(DumpFormat):
               text_fields: Sequence[str], chunk_bytes: int,
               done: list[tuple[int, int]], raw_filter: RawFilter | None = None,
               ) -> Iterator[ChunkTask]:
-        index, start = (done[-1][0] + 1, done[-1][1]) if done else (0, 0)
+        index, start = resume_after(done, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
         # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes
         # here, as the tasks are made (one stream), and parsed in the tasks.
@@ -325,11 +333,8 @@ class YfccTsv(DumpFormat):
 def _tsv_chunk(index: int, offset: int, data: memoryview | bytes | SkippedLine,
                layout: Sequence[str], fields: dict[str, str], texts: dict[str, str],
                columns: list[str]) -> Chunk:
-    import pyarrow as pa
-
     if isinstance(data, SkippedLine):
-        empty = {f: pa.array([], pa.string()) for f in texts}
-        return Chunk(index, offset, offset + len(data), empty, lambda _: [], 0, 1)
+        return data.chunk(index, offset, texts)
     table, malformed, parsed = parse_chunk(data, layout, columns)
     rows = partial(tsv_rows, parsed, layout, fields, table, offset=offset)
     return Chunk(index, offset, offset + len(data), {f: table[c] for f, c in texts.items()},
