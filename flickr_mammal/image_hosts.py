@@ -97,6 +97,8 @@ def redirect_allowed(origin: str, target: str, extra_hosts: Iterable[str] = ()) 
 
 def strip_credentials(url: str) -> str:
     """``url`` without a ``user:password@`` part (anything else unchanged)."""
+    if "@" not in url:  # nothing to strip, and no parse (a dump scan strips every hit's URL)
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:  # no URL: host_allowed refuses it anyway

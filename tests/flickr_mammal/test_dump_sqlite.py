@@ -71,22 +71,41 @@ def test_missing_table_or_columns_are_one_line_errors(tmp_path, capsys):
     assert "unknown" in err and all(n in err for n in ("jsonl", "sqlite", "parquet", "yfcc100m"))
 
 
-def test_a_cell_holding_the_separator_is_read_row_by_row(tmp_path, monkeypatch):
+@pytest.mark.parametrize("scanner", [True, False], ids=["hyperscan", "re2"])
+@pytest.mark.parametrize("title", ["my\ncat", "my\x1ecat", "sun\nset"],
+                         ids=["row-separator", "cell-separator", "row-separator-no-class"])
+def test_a_cell_holding_a_separator_is_read_row_by_row(tmp_path, monkeypatch, scanner, title):
+    """The fast path joins a chunk's rows by newlines and each row's cells by U+001E: a cell
+    holding either, a class named in it or not, sends the chunk to the row-by-row read, with
+    the row-by-row result (with the whole-chunk scanner, and with RE2 per row)."""
+    from flickr_mammal.dump import linescan
     from flickr_mammal.dump.formats import sqlite as fmt
 
+    if scanner and not linescan.available():
+        pytest.skip("hyperscan is not installed")
+    if not scanner:
+        monkeypatch.setattr(linescan, "hyperscan", None)
+    linescan.line_scanner.cache_clear()
     rows = [d.row(i, "sunset") for i in range(1, 41)]
-    rows[20]["title"] = "my\x1fcat"  # U+001F: the fast path's cell separator
+    rows[20]["title"] = title
     rows[30]["title"] = "cat"
     dump = f.write_sqlite(rows, tmp_path / "y.sql")
     clean = f.write_sqlite(rows[:20], tmp_path / "clean.sql")
-    slow = fmt._Reader._read_rows
-    calls = []
+    slow, whole = fmt._Reader._read_rows, fmt._Hits.rows
+    calls, fetched = [], []
     monkeypatch.setattr(fmt._Reader, "_read_rows",
                         lambda self, last: calls.append(last) or slow(self, last))
-    assert _scan(tmp_path / "o-clean", clean)["rows"] == 20 and calls == []  # fast path
-    meta = _scan(tmp_path / "out", dump)
-    assert len(calls) == 1 and (meta["rows"], meta["candidates"]) == (40, 2)
-    assert _ids(tmp_path / "out") == {"21", "31"}
+    monkeypatch.setattr(fmt._Hits, "rows",
+                        lambda self, ids, *a: fetched.append(len(ids)) or whole(self, ids, *a))
+    try:
+        assert _scan(tmp_path / "o-clean", clean)["rows"] == 20 and calls == []  # fast path
+        meta = _scan(tmp_path / "out", dump)
+    finally:
+        linescan.line_scanner.cache_clear()
+    named = "cat" in title
+    assert len(calls) == 1 and (meta["rows"], meta["candidates"]) == (40, 1 + named)
+    assert _ids(tmp_path / "out") == ({"21", "31"} if named else {"31"})
+    assert max(fetched) <= 2  # only the hits' full rows are read, never the whole chunk's
 
 
 def test_a_database_being_written_is_read_without_the_immutable_promise(tmp_path):

@@ -48,9 +48,11 @@ from flickr_mammal.dump.formats import (
 from flickr_mammal.dump.formats.lines import (
     RawFilter,
     RawText,
+    count_lines,
     enclosed,
     line_offsets,
     lines_to_parse,
+    scanned_lines,
     split_lines,
 )
 from flickr_mammal.dump.formats.readahead import ReadAhead, gzip_error
@@ -152,10 +154,11 @@ def parse_prefiltered(data: bytes | memoryview, texts: dict[str, str], fields: d
 
     scanner = raw_filter.scanner(ODD_LINES) if isinstance(raw_filter, RawText) else None
     if scanner is not None:
-        found = _scanned(data, scanner)
+        found = scanned_lines(data, scanner)
         if found is None:  # some line is not UTF-8: each line parsed, each bad one counted
             return parse_lines(data, texts, fields)
-        found_data, offsets, num_lines = found
+        found_data, offsets = found
+        num_lines = count_lines(data)
         lines = split_lines(found_data, offsets)
         picked = lines_to_parse(lines, enclosed(found_data, offsets, b"{", b"}"), raw_filter)
     else:
@@ -173,27 +176,6 @@ def parse_prefiltered(data: bytes | memoryview, texts: dict[str, str], fields: d
     parsed = _parse_python(b"".join(lines.take(picked).to_pylist()), texts, fields)
     return Parsed(parsed.texts, parsed.num_rows + num_lines - len(picked), parsed.malformed,
                   parsed.rows_at)
-
-
-def _scanned(data: bytes | memoryview,
-             scanner: Any) -> tuple[bytes, np.ndarray, int] | None:
-    """(the lines the scanner finds, joined, with their offsets as :func:`line_offsets`
-    gives them, and how many lines ``data`` holds); None when ``data`` is not UTF-8."""
-    import pyarrow as pa
-
-    whole = pa.Array.from_buffers(pa.large_binary(), 1, [
-        None, pa.py_buffer(np.array([0, len(data)], np.int64)), pa.py_buffer(data)])
-    try:
-        whole.cast(pa.large_string())  # checks UTF-8 (no copy)
-    except pa.ArrowInvalid:
-        return None
-    raw = np.frombuffer(data, np.uint8)
-    num_lines = int(np.count_nonzero(raw == 10)) + int(len(raw) > 0 and raw[-1] != 10)
-    starts, stops = scanner.lines(data)
-    offsets = np.concatenate(([0], np.cumsum(stops - starts))).astype(np.int64)
-    found = b"".join(bytes(data[a:b]) for a, b in zip(starts.tolist(), stops.tolist(),
-                                                         strict=True))
-    return found, offsets, num_lines
 
 
 def _read_json(data: bytes | memoryview, keys: list[str]) -> Any:

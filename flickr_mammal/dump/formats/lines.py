@@ -76,3 +76,29 @@ def lines_to_parse(lines: Any, simple: Any, raw_filter: RawFilter) -> np.ndarray
     except pa.ArrowInvalid:
         return None
     return np.union1d(raw_filter(text), np.flatnonzero(~simple)).astype(np.int64)
+
+
+def scanned_lines(data: bytes | memoryview,
+                  scanner: Any) -> tuple[bytes, np.ndarray] | None:
+    """(the lines a whole-chunk scanner (:mod:`~flickr_mammal.dump.linescan`) finds in
+    ``data``, joined, and their offsets as :func:`line_offsets` gives them); None when
+    ``data`` is not UTF-8."""
+    import pyarrow as pa
+
+    whole = pa.Array.from_buffers(pa.large_binary(), 1, [
+        None, pa.py_buffer(np.array([0, len(data)], np.int64)), pa.py_buffer(data)])
+    try:
+        whole.cast(pa.large_string())  # checks UTF-8 (no copy)
+    except pa.ArrowInvalid:
+        return None
+    starts, stops = scanner.lines(data)
+    offsets = np.concatenate(([0], np.cumsum(stops - starts))).astype(np.int64)
+    found = b"".join(bytes(data[a:b]) for a, b in zip(starts.tolist(), stops.tolist(),
+                                                         strict=True))
+    return found, offsets
+
+
+def count_lines(data: bytes | memoryview) -> int:
+    """How many lines ``data`` holds (as :func:`line_offsets` counts them)."""
+    raw = np.frombuffer(data, np.uint8)
+    return int(np.count_nonzero(raw == 10)) + int(len(raw) > 0 and raw[-1] != 10)

@@ -10,9 +10,11 @@ Chunks are rowid ranges, ``WHERE rowid > last ORDER BY rowid LIMIT n`` (n = 2,04
 of ``--metadata-chunk-mb``, YFCC100M rows being about 500 bytes): a chunk's resume position is
 the last rowid it read, so a killed scan continues right after the last committed one, without
 reading what came before. Each chunk reads the text columns only (``CAST(... AS TEXT)``, as
-bytes, checked as UTF-8 by pyarrow); given the scan's raw-text prefilter, each row's texts
-joined, of which only the rows the prefilter keeps are split into cells. The prefilter's few
-hits are read in full by rowid.
+bytes, checked as UTF-8 by pyarrow). Given the scan's raw-text prefilter, the chunk comes as one
+string, a line per row (its rowid and texts); one Hyperscan pass over it finds the lines to
+look at (:mod:`~flickr_mammal.dump.linescan`; RE2 line by line without it), and only the lines
+the prefilter keeps are split into cells. Their full rows are read by rowid in the same reader
+thread.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from flickr_mammal.dump.errors import DumpColumnError, DumpFileError
 from flickr_mammal.dump.formats import (
     Chunk,
@@ -33,7 +37,7 @@ from flickr_mammal.dump.formats import (
     resume_after,
     text_cell,
 )
-from flickr_mammal.dump.formats.lines import RawFilter
+from flickr_mammal.dump.formats.lines import RawFilter, RawText, scanned_lines, split_lines
 from flickr_mammal.dump.formats.parquet import text_column
 
 MAGIC = b"SQLite format 3\x00"
@@ -51,6 +55,9 @@ except ImportError:  # pragma: no cover - depends on the install
 _DB_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError,) + (
     (apsw.Error,) if apsw is not None else ())
 ROWS_PER_MB = 2048
+# Lines of a chunk's joined rows a scan splits whatever they say: those not starting with a
+# digit (a row begins with its rowid), as a whole-chunk scanner finds them.
+ODD_ROWS = (r"^[^0-9]",)
 _HITS_PER_QUERY = 500  # rowids per IN (...) (SQLite's default limit is 32,766 variables)
 
 
@@ -82,9 +89,13 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise DumpFileError(f"{path} is not a readable SQLite database ({exc}); expected the "
                             f"YFCC100M SQLite file with table {TABLE}") from None
-    # Cells that are not UTF-8 stay readable (a replacement character) in the full rows.
-    conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
+    conn.text_factory = _decoded
     return conn
+
+
+def _decoded(raw: bytes) -> str:
+    """Cells that are not UTF-8 stay readable (a replacement character) in the full rows."""
+    return raw.decode("utf-8", "replace")
 
 
 def table_columns(conn: sqlite3.Connection, path: Path) -> list[str]:
@@ -121,14 +132,19 @@ class _Hits:
         self.select = (f"SELECT rowid, {', '.join(_quote(fields[f]) for f in names)} "
                        f"FROM {_quote(TABLE)} WHERE rowid IN ")
 
-    def rows(self, rowids: list[int]) -> list[dict[str, Any]]:
-        if self.conn is None:
-            self.conn = connect(self.path)
+    def rows(self, rowids: list[int],
+             conn: sqlite3.Connection | None = None) -> list[dict[str, Any]]:
+        """The rows of ``rowids``, in order; on ``conn`` (a :func:`connect` connection), else
+        on a connection of this object's own."""
+        if conn is None:
+            if self.conn is None:
+                self.conn = connect(self.path)
+            conn = self.conn
         found: dict[int, dict[str, Any]] = {}
         for k in range(0, len(rowids), _HITS_PER_QUERY):
             part = rowids[k:k + _HITS_PER_QUERY]
             sql = self.select + f"({', '.join('?' * len(part))})"
-            for rowid, *cells in self.conn.execute(sql, part):
+            for rowid, *cells in conn.execute(sql, part):
                 found[rowid] = {n: text_cell(c) if n in self.texts else c
                                 for n, c in zip(self.names, cells, strict=True)}
         return [found[r] for r in rowids]
@@ -141,13 +157,15 @@ class _Reader:
     cells separated by U+001F, which URL-encoded text never holds), split by pyarrow: no
     Python object per cell (measured about a third less CPU than fetching rows). All
     aggregates of one query see the rows in the same order, so ids and texts stay aligned.
-    A chunk where that cannot be trusted (a cell holding U+001F, text that is not UTF-8) is
-    read again row by row, where a cell that is not UTF-8 makes its row malformed."""
+    With a raw prefilter, one aggregate: a line per row, which carries its rowid. A chunk
+    where that cannot be trusted (a cell holding a separator, text that is not UTF-8) is read
+    again row by row, where a cell that is not UTF-8 makes its row malformed."""
 
     def __init__(self, conn: sqlite3.Connection, names: list[str], limit: int,
                  raw_filter: RawFilter | None = None, fast: Any = None) -> None:
         self.conn, self.names, self.limit, self.raw_filter = conn, names, limit, raw_filter
         self.fast = fast  # an apsw connection for the aggregate reads (fast_connect), or None
+        self.whole = False  # the last chunk was read row by row: every row, none filtered
         inner = (f"SELECT rowid AS r, {', '.join(_quote(n) for n in names)} FROM "
                  f"{_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
         cells = [f"coalesce(CAST({_quote(n)} AS TEXT), '')" for n in names]
@@ -155,12 +173,14 @@ class _Reader:
         concat = ", ".join(f"CAST(group_concat({c}, char(31)) AS BLOB)" for c in cells)
         self.concat = (f"SELECT count(*), max(r), CAST(group_concat(r) AS BLOB), {concat} "
                        f"FROM ({inner})")
-        # With a raw prefilter: each row's cells joined by U+001E (no letter or digit, so a
-        # boundary to the prefilter, and never in URL-encoded text), one aggregate for all;
-        # rowids only when the chunk's are not consecutive (a table with deleted rows).
-        self.joined = (f"SELECT count(*), min(r), max(r), CAST(group_concat("
-                       f"{' || char(30) || '.join(cells)}, char(31)) AS BLOB) FROM ({inner})")
-        self.ids = f"SELECT CAST(group_concat(r) AS BLOB) FROM ({inner})"
+        # With a raw prefilter: one aggregate for all, a line per row (rows joined by newlines,
+        # which URL-encoded text never holds), its rowid then its cells, joined by U+001E (no
+        # letter or digit, so a boundary to the prefilter, and never in URL-encoded text).
+        row = f"r || char(30) || {' || char(30) || '.join(cells)}"
+        if fast is not None:  # SQLite >= 3.44: concat() reads NULL as '', in one string
+            row = f"concat(r, char(30), {', char(30), '.join(_quote(n) for n in names)})"
+        self.joined = (f"SELECT count(*), max(r), CAST(group_concat({row}, char(10)) AS BLOB) "
+                       f"FROM ({inner})")
         self.rows = (f"SELECT rowid, {', '.join(f'CAST({_quote(n)} AS TEXT)' for n in names)} "
                      f"FROM {_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
 
@@ -188,29 +208,40 @@ class _Reader:
     def _read_joined(self, last: int,
                      raw_filter: RawFilter) -> tuple[int, Any, dict[str, Any], int, int] | None:
         import pyarrow as pa
-        import pyarrow.compute as pc
 
-        count, low, top, blob = self._one(self.joined, last)
+        count, top, blob = self._one(self.joined, last)
         if not count:
             return None
-        try:
-            rows = _split(blob, "\x1f")
-        except pa.ArrowInvalid:  # text that is not UTF-8
-            return self._read_rows(last)
-        if len(rows) != count:  # some cell holds the separator
-            return self._read_rows(last)
-        kept = raw_filter(rows)
-        parts = [r.split("\x1e") for r in rows.take(kept).to_pylist()]
-        if any(len(p) != len(self.names) for p in parts):
-            return self._read_rows(last)
-        if top - low + 1 == count:
-            rowids = pa.array(kept + low, pa.int64())
+        scanner = raw_filter.scanner(ODD_ROWS) if isinstance(raw_filter, RawText) else None
+        if scanner is None:
+            try:
+                rows = split_lines(blob).cast(pa.large_string())
+            except pa.ArrowInvalid:  # text that is not UTF-8
+                return self._read_rows(last)
+            if len(rows) != count:  # some cell holds a newline
+                return self._read_rows(last)
+            picked = raw_filter(rows)
         else:
-            (ids,) = self._one(self.ids, last)
-            rowids = pc.cast(_split(ids, ","), pa.int64()).take(pa.array(kept, pa.int64()))
+            found = scanned_lines(blob, scanner)
+            if found is None:  # text that is not UTF-8
+                return self._read_rows(last)
+            found_data, offsets = found
+            rows = split_lines(found_data, offsets).cast(pa.large_string())
+            # The lines the filter keeps, and those not shaped "rowid U+001E ...": a row cut
+            # by a newline in one of its cells (its parts do not add up, below).
+            picked = np.union1d(raw_filter(rows), np.flatnonzero(~_rowid_first(
+                found_data, offsets))).astype(np.int64)
+        parts = [r.rstrip("\n").split("\x1e") for r in rows.take(picked).to_pylist()]
+        try:
+            rowids = [int(p[0]) for p in parts]
+        except ValueError:  # a line that is not a whole row
+            return self._read_rows(last)
+        if (any(len(p) != len(self.names) + 1 for p in parts)
+                or any(a >= b for a, b in zip([last, *rowids], [*rowids, top + 1], strict=True))):
+            return self._read_rows(last)  # some cell holds a newline
         texts = {n: pa.array([p[k] for p in parts], pa.string())
-                 for k, n in enumerate(self.names)}
-        return top, rowids, texts, 0, count
+                 for k, n in enumerate(self.names, start=1)}
+        return top, pa.array(rowids, pa.int64()), texts, 0, count
 
     def _one(self, sql: str, last: int) -> Any:
         """The one row of an aggregate query over the chunk after ``last``."""
@@ -221,6 +252,7 @@ class _Reader:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        self.whole = True
         raw = self.conn.execute(self.rows, (last, self.limit)).fetchall()
         columns = list(zip(*raw, strict=True))
         rowids = pa.array(columns[0], pa.int64())
@@ -232,6 +264,16 @@ class _Reader:
         malformed = int(pc.sum(bad).as_py() or 0)
         return (raw[-1][0], rowids.filter(keep), {n: c.filter(keep) for n, c in texts.items()},
                 malformed, len(raw) - malformed)
+
+
+def _rowid_first(data: bytes, offsets: np.ndarray) -> np.ndarray:
+    """Per line (``offsets`` as :func:`line_offsets` gives them): does it start with a digit?"""
+    raw = np.frombuffer(data, np.uint8)
+    starts = offsets[:-1]
+    if not len(raw):
+        return np.zeros(len(starts), bool)
+    first = raw[np.minimum(starts, len(raw) - 1)]
+    return (first >= ord("0")) & (first <= ord("9")) & (offsets[1:] > starts)
 
 
 def _split(blob: bytes | str, sep: str) -> Any:
@@ -273,8 +315,10 @@ class YfccSqlite(DumpFormat):
         limit = max(1, chunk_bytes * ROWS_PER_MB >> 20)
         conn = connect(path)
         try:
-            low, top = conn.execute(f"SELECT min(rowid), max(rowid) FROM {_quote(TABLE)}"
-                                    ).fetchone()
+            # Two subqueries: SQLite looks up min() or max() alone in the rowid B-tree, but
+            # scans the whole table for both in one query (0.26 s per million rows).
+            low, top = conn.execute(f"SELECT (SELECT min(rowid) FROM {_quote(TABLE)}), "
+                                    f"(SELECT max(rowid) FROM {_quote(TABLE)})").fetchone()
         finally:
             conn.close()
         hits = _Hits(path, fields, texts)
@@ -305,7 +349,8 @@ class YfccSqlite(DumpFormat):
             conn = connect(path)
             conn.text_factory = bytes  # UTF-8 is checked by pyarrow, column by column
             fast = fast_connect(path)
-            read = _Reader(conn, names, limit, raw_filter, fast).read
+            reader = _Reader(conn, names, limit, raw_filter, fast)
+            read = reader.read
             start = chain.stop_before(index) if index == chain.first else None
             got = read(guess) if start is None else read(start)
             start = chain.stop_before(index) if start is None else start
@@ -318,9 +363,13 @@ class YfccSqlite(DumpFormat):
                 return None
             last, rowids, columns, malformed, num_rows = got
             stop = last if num_rows + malformed == limit else None  # a short chunk: the end
+            if raw_filter is None or reader.whole:  # every row: its hits read when asked for
+                rows_at = partial(_rows_of, hits, rowids)
+            else:  # the raw prefilter's few rows, read whole here (in a reader thread)
+                conn.text_factory = _decoded
+                rows_at = partial(_picked, hits.rows(rowids.to_pylist(), conn))
             return Chunk(index, start, last, {f: columns[c] for f, c in texts.items()},
-                         lambda picked, ids=rowids: hits.rows(ids.take(picked).to_pylist()),
-                         num_rows, malformed)
+                         rows_at, num_rows, malformed)
         except _DB_ERRORS as exc:
             raise DumpFileError(f"{path}: rows after rowid {guess} cannot be read ({exc}); "
                                 "expected a complete SQLite file") from None
@@ -329,6 +378,14 @@ class YfccSqlite(DumpFormat):
             for db in (conn, fast):
                 if db is not None:
                     db.close()
+
+
+def _rows_of(hits: _Hits, rowids: Any, picked: list[int]) -> list[dict[str, Any]]:
+    return hits.rows(rowids.take(picked).to_pylist())
+
+
+def _picked(rows: list[dict[str, Any]], picked: list[int]) -> list[dict[str, Any]]:
+    return [rows[k] for k in picked]
 
 
 class _Chain:
