@@ -93,9 +93,11 @@ class PhotoRecord:
 
     def to_dict(self) -> dict[str, Any]:
         # Not dataclasses.asdict: it deep-copies every field (about 10x slower, and the
-        # catalog converts every record it writes); only ``extra`` is mutable.
+        # catalog converts every record it writes); only ``extra`` is mutable, and a flat one
+        # (the usual: the owner's name) needs no deep copy.
         d = {name: getattr(self, name) for name in _ALL_FIELDS}
-        d["extra"] = copy.deepcopy(self.extra)
+        flat = all(isinstance(v, str | int | float | None) for v in self.extra.values())
+        d["extra"] = dict(self.extra) if flat else copy.deepcopy(self.extra)
         d["status"] = str(self.status)
         return d
 

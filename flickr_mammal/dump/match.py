@@ -96,6 +96,7 @@ class ClassMatcher:
         if not classes:
             raise ValueError("ClassMatcher needs at least one class")
         self.classes = tuple(classes)
+        self._order = {c.name: k for k, c in enumerate(self.classes)}
         self.url_encoded = url_encoded
         # Exact rule on words (maximal runs of letters and digits, lower-cased): a class is a
         # run of consecutive words, or one word spelling its words together. Longest first,
@@ -189,4 +190,4 @@ class ClassMatcher:
                         step = len(phrase)
                         break
                 i += step
-        return tuple(c.name for c in self.classes if c.name in found)
+        return tuple(sorted(found, key=self._order.__getitem__))
