@@ -11,6 +11,7 @@ from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
 from flickr_mammal.classes import CLASS_NAMES, MammalClass, get_class
 from flickr_mammal.dump.formats.jsonl import parse_lines, parse_prefiltered
@@ -80,6 +81,18 @@ def test_json_escapes_that_spell_a_class_text_are_kept():
     assert matcher.raw_hits(pa.array(lines)).tolist() == [0, 1, 2, 3, 4, 5]
     decoded = [json.loads(line)["title"] for line in lines]  # the parsed texts agree
     assert _kept_by_columns(matcher, [[t, "", ""] for t in decoded]) == {0, 1, 2, 3, 4, 5}
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1 << 20])
+def test_count_lines_counts_what_split_lines_splits_across_blocks(monkeypatch, block):
+    from flickr_mammal.dump.formats import lines as lines_mod
+
+    monkeypatch.setattr(lines_mod, "_COUNT_BLOCK", block)
+    rng = random.Random(block)
+    for _ in range(50):
+        data = bytes(rng.choice(b"ab\n") for _ in range(rng.randrange(0, 40)))
+        for view in (data, memoryview(data)):
+            assert lines_mod.count_lines(view) == len(split_lines(view))
 
 
 def test_split_lines_is_a_view_of_every_line():
