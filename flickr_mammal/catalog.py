@@ -49,6 +49,7 @@ _FIELD_TYPES: dict[str, str] = {
     f.name: str(f.type) for f in dataclasses.fields(PhotoRecord) if f.name in RECORD_FIELDS
 }
 _COLUMNS: tuple[str, ...] = (*RECORD_FIELDS, "extra")
+_STATUS_AT = RECORD_FIELDS.index("status")
 _FLOAT_FIELDS = tuple(name for name, kind in _FIELD_TYPES.items() if kind == "float")
 # Numeric order for Flickr's digit-string ids ("later photo ids"), deterministic for any string.
 _ID_ORDER = "length(photo_id), photo_id"
@@ -125,9 +126,11 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
 
 
 def _to_row(record: PhotoRecord) -> tuple[Any, ...]:
-    d = record.to_dict()
-    # SQLite stores NaN as NULL; the reader maps NULL back to NaN.
-    return (*(d[name] for name in RECORD_FIELDS), json.dumps(d["extra"], sort_keys=True))
+    # The fields as they are (no dict, no copy of ``extra``: it is only serialised); the
+    # status as its text. SQLite stores NaN as NULL; the reader maps NULL back to NaN.
+    row = [getattr(record, name) for name in RECORD_FIELDS]
+    row[_STATUS_AT] = str(record.status)
+    return (*row, json.dumps(record.extra, sort_keys=True))
 
 
 def _from_row(row: sqlite3.Row) -> PhotoRecord:

@@ -59,6 +59,8 @@ def _matches(host: str, port: int, scheme: str, patterns: Iterable[str]) -> bool
 
 
 def has_credentials(url: str) -> bool:
+    if "@" not in url:  # no netloc can hold one (and no parse: every record's URL is checked)
+        return False
     try:
         return "@" in urlsplit(url).netloc
     except ValueError:
