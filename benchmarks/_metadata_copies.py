@@ -74,7 +74,13 @@ def to_gz_folder(jsonl: Path, folder: Path, files: int = 64, member_lines: int =
 
 def gzip_dc_seconds(folder: Path) -> float:
     """Wall seconds of ``gzip -dc`` of the folder's files to /dev/null (one process)."""
+    return tool_dc_seconds("gzip", folder)
+
+
+def tool_dc_seconds(tool: str, path: Path) -> float:
+    """Wall seconds of ``TOOL -dc`` (gzip, bzip2: one process, one core) of a file, or of a
+    folder's .gz files, to /dev/null."""
+    files = sorted(map(str, path.glob("*.gz"))) if path.is_dir() else [str(path)]
     start = time.perf_counter()
-    subprocess.run(["gzip", "-dc", *sorted(map(str, folder.glob("*.gz")))], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([tool, "-dc", *files], check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start

@@ -1,5 +1,5 @@
-"""Metadata-dump search speed (rows/s) for TSV, TSV.bz2, parquet, SQLite and JSON lines (plain,
-and a folder of gzip files), against just reading them.
+"""Metadata-dump search speed (rows/s) for TSV (plain, .bz2, .gz), parquet, SQLite and JSON lines
+(plain, and a folder of gzip files), against just reading them.
 
 Writes a synthetic dump in the real YFCC100M layout (25 tab-separated columns, URL-encoded
 text, about 500 bytes a row like the real file; half the rows geotagged; about 1% of rows name
@@ -13,8 +13,10 @@ times (the range is printed: on a shared machine single runs mislead):
 - parse (TSV formats): the scan's own chunker + pyarrow.csv parse of the columns the scan
   parses (id and texts), no filtering - the limit of any scan that parses with pyarrow;
   (SQLite, JSON lines): the format's chunks (text columns read or parsed), no filtering;
-- gzip -dc (gzipped JSON-lines folder): ``gzip -dc`` of the same files to /dev/null in one
-  process, the reference for "as fast as decompression allows"; stream: each file
+- bzip2 -dc / gzip -dc (compressed inputs): the system tool decompressing the same file(s) to
+  /dev/null in one process, one core, the reference for "as fast as decompression allows";
+  stdlib (.bz2): the standard library's bz2 on one core (the scan where indexed_bzip2 is not
+  installed); bytes (.bz2): indexed_bzip2 on every core, as the scan reads it; stream: each file
   decompressed in this thread in turn; bytes: the scan's own decompression (threads reading
   ahead, one fewer than the CPUs);
 - prefilt (SQLite, JSON lines): the format's chunks as the scan reads them, in this thread (the
@@ -58,12 +60,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _metadata_copies import gzip_dc_seconds, to_gz_folder, to_jsonl, to_sqlite
+from _metadata_copies import to_gz_folder, to_jsonl, to_sqlite, tool_dc_seconds
 
 from flickr_mammal.build import DEFAULT_LICENSES, FLICKR_START
 from flickr_mammal.catalog import Catalog
 from flickr_mammal.classes import CLASS_NAMES, get_class
 from flickr_mammal.dump import linescan
+from flickr_mammal.dump.formats import streams
+from flickr_mammal.dump.formats.streams import is_compressed
 from flickr_mammal.dump.formats.tsv import line_chunks
 from flickr_mammal.dump.match import ClassMatcher
 from flickr_mammal.dump.read import (
@@ -151,8 +155,19 @@ def bare_read(config: MetadataConfig) -> int:
     decompressed (.bz2): the I/O / decompression limit. Parquet has no such pass (its
     read decodes columns)."""
     path = Path(config.path)
-    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
+    spans = tsv_chunks if is_compressed(path) else tsv_spans
     return sum(bytes(data).count(b"\n") for _, data in spans(path, config.chunk_bytes))
+
+
+def stdlib_bz2(config: MetadataConfig) -> int:
+    """Lines of the .bz2 decompressed by the standard library's bz2 (one core), as the scan
+    reads it where indexed_bzip2 is not installed."""
+    saved = streams.indexed_bzip2
+    streams.indexed_bzip2 = None
+    try:
+        return bare_read(config)
+    finally:
+        streams.indexed_bzip2 = saved
 
 
 def read_only(config: MetadataConfig) -> int:
@@ -164,7 +179,7 @@ def read_only(config: MetadataConfig) -> int:
         return sum(t.num_rows for _, t in parquet_groups(path, columns, set()))
     fields = resolve_columns(config.mapping, YFCC_COLUMNS, "")
     columns = sorted({fields[f] for f in ("photo_id", *TEXT_FIELDS)})  # what the scan parses
-    spans = tsv_chunks if path.suffix == ".bz2" else tsv_spans
+    spans = tsv_chunks if is_compressed(path) else tsv_spans
     return sum(parse_tsv(data, YFCC_COLUMNS, columns)[0].num_rows
                for _, data in spans(path, config.chunk_bytes))
 
@@ -250,9 +265,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--formats", default="tsv,parquet,tsv.bz2,sqlite,jsonl,jsonl.gz",
-                        help="comma-separated: tsv, parquet, tsv.bz2, sqlite, jsonl, jsonl.gz "
-                        "(a folder of gzip files)")
+    parser.add_argument("--formats", default="tsv,parquet,tsv.bz2,tsv.gz,sqlite,jsonl,jsonl.gz",
+                        help="comma-separated: tsv, parquet, tsv.bz2, tsv.gz, sqlite, jsonl, "
+                        "jsonl.gz (a folder of gzip files)")
     parser.add_argument("--dir", default=".bench/metadata")
     args = parser.parse_args()
     folder = Path(args.dir)
@@ -265,11 +280,15 @@ def main() -> None:
         print(f"wrote {tsv} ({tsv.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - start:.0f}s")
     files = {"tsv": tsv, "tsv.bz2": tsv.with_name(tsv.name + ".bz2"),
+             "tsv.gz": tsv.with_name(tsv.name + ".gz"),
              "parquet": tsv.with_suffix(".parquet"), "sqlite": tsv.with_suffix(".sql"),
              "jsonl": tsv.with_suffix(".jsonl"), "jsonl.gz": tsv.with_suffix(".gzfolder")}
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if "tsv.bz2" in formats and not files["tsv.bz2"].exists():
         with open(tsv, "rb") as src, bz2.open(files["tsv.bz2"], "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 24)
+    if "tsv.gz" in formats and not files["tsv.gz"].exists():
+        with open(tsv, "rb") as src, gzip.open(files["tsv.gz"], "wb", 6) as dst:
             shutil.copyfileobj(src, dst, 1 << 24)
     if "parquet" in formats and not files["parquet"].exists():
         to_parquet(tsv, files["parquet"])
@@ -294,7 +313,12 @@ def main() -> None:
                 "jsonl": [("bytes", format_bytes), ("parse", format_read),
                           ("prefilt", format_prefilter), ("1 reader", scan_one_reader),
                           ("per-line", scan_per_line), ("scan", scan)],
-                "jsonl.gz": [("gzip -dc", None), ("stream", format_stream), ("bytes", format_bytes),
+                "tsv.bz2": [("bzip2 -dc", "bzip2"), ("stdlib", stdlib_bz2), ("bytes", bare_read),
+                            ("parse", read_only), ("1 reader", scan_one_reader), ("scan", scan)],
+                "tsv.gz": [("gzip -dc", "gzip"), ("bytes", bare_read), ("parse", read_only),
+                           ("scan", scan)],
+                "jsonl.gz": [("gzip -dc", "gzip"), ("stream", format_stream),
+                             ("bytes", format_bytes),
                              ("parse", format_read), ("prefilt", format_prefilter),
                              ("1 reader", scan_one_reader), ("scan", scan)],
                 }.get(name, [("bytes", bare_read), ("parse", read_only),
@@ -302,8 +326,8 @@ def main() -> None:
         size = sum(p.stat().st_size for p in (path.iterdir() if path.is_dir() else [path]))
         medians = {}
         for stage, job in jobs:
-            if job is None:  # gzip -dc: wall time of the reference tool, no CPU figure
-                speeds = [args.rows / gzip_dc_seconds(path) for _ in range(args.repeat)]
+            if isinstance(job, str):  # TOOL -dc: wall time of the reference tool, no CPU
+                speeds = [args.rows / tool_dc_seconds(job, path) for _ in range(args.repeat)]
                 cpu = math.nan
             else:
                 speeds, cpu = timed(job, config, args.rows, args.repeat)

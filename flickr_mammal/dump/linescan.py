@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from flickr_mammal.dump.formats.lines import view_offset
+
 try:  # optional: x86-64 wheels only
     import hyperscan
 except ImportError:  # pragma: no cover - depends on the platform
@@ -88,7 +90,7 @@ def _finders(data: bytes | memoryview) -> tuple[Any, Any]:
     """``find``/``rfind`` over ``data`` without copying it (a view of a memory map searches
     the map, with offsets made relative to the view)."""
     if isinstance(data, memoryview) and hasattr(data.obj, "find"):
-        base = _view_offset(data)
+        base = view_offset(data)
         source = data.obj
 
         def find(sub: bytes, start: int) -> int:
@@ -102,13 +104,6 @@ def _finders(data: bytes | memoryview) -> tuple[Any, Any]:
         return find, rfind
     raw = bytes(data) if isinstance(data, memoryview) else data
     return raw.find, raw.rfind
-
-
-def _view_offset(view: memoryview) -> int:
-    """Where ``view`` starts in the buffer it is a view of."""
-    parent = np.frombuffer(view.obj, np.uint8)
-    child = np.frombuffer(view, np.uint8)
-    return child.__array_interface__["data"][0] - parent.__array_interface__["data"][0]
 
 
 @lru_cache(maxsize=8)

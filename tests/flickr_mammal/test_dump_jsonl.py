@@ -31,10 +31,12 @@ def test_told_by_content_whatever_the_name(tmp_path):
     for name in ("a.txt", "b.tsv", "c.jsonl.gz"):
         assert MetadataConfig(str(tmp_path / name)).format == "jsonl", name
         assert _scan(tmp_path / f"o{name}", tmp_path / name)["candidates"] == 1
-    # a gzipped TSV is still no known format (the JSON reader looks inside, finds no object)
+    # inside a gzip stream, text that is no JSON object is a TSV, binary is no known format
     (tmp_path / "t.gz").write_bytes(gzip.compress(b"1\t2\t3\n"))
+    assert MetadataConfig(str(tmp_path / "t.gz")).format == "yfcc100m"
+    (tmp_path / "b.gz").write_bytes(gzip.compress(b"\0\1\2" * 30))
     with pytest.raises(DumpFileError, match="no known metadata format"):
-        MetadataConfig(str(tmp_path / "t.gz"))
+        MetadataConfig(str(tmp_path / "b.gz"))
 
 
 def test_bad_lines_are_counted_and_the_scan_goes_on(tmp_path, capsys):

@@ -98,7 +98,8 @@ def test_whole_file_problems_are_one_line_errors_naming_the_file(tmp_path, capsy
         "empty.tsv": (b"", "is empty"),
         "blank.tsv": (b"\n\n", "holds no data"),
         "junk.parquet": (b"PAR1" + b"junk" * 10, "not a readable parquet file"),
-        "zipped.tsv": (gzip.compress(good), "no known metadata format"),
+        "truncated.gz": (gzip.compress(good)[:300], "ends before its end marker"),
+        "zipped.bin": (gzip.compress(bytes(range(256)) * 8), "no known metadata format"),
     }
     for name, (content, expected) in files.items():
         (tmp_path / name).write_bytes(content)
@@ -118,8 +119,15 @@ def test_formats_are_a_registry_told_apart_by_content(tmp_path, capsys):
     # a bz2 stream named .tsv and plain text named .bz2 are read by what they hold
     (tmp_path / "b.tsv").write_bytes(bz2.compress((tmp_path / "a.tsv").read_bytes()))
     (tmp_path / "c.bz2").write_bytes((tmp_path / "a.tsv").read_bytes())
-    metas = [_scan(tmp_path / f"o{n}", tmp_path / n) for n in ("a.tsv", "b.tsv", "c.bz2")]
-    assert metas[0] == metas[1] == metas[2] and metas[0]["rows"] == len(d.RULE_ROWS)
+    # a gzip stream of TSV lines too, whatever its name, one member or several
+    text = (tmp_path / "a.tsv").read_bytes()
+    (tmp_path / "d.tsv").write_bytes(gzip.compress(text))
+    half = text.index(b"\n", len(text) // 2) + 1
+    (tmp_path / "e.gz").write_bytes(gzip.compress(text[:half]) + gzip.compress(text[half:]))
+    names = ("a.tsv", "b.tsv", "c.bz2", "d.tsv", "e.gz")
+    metas = [_scan(tmp_path / f"o{n}", tmp_path / n) for n in names]
+    assert all(m == metas[0] for m in metas) and metas[0]["rows"] == len(d.RULE_ROWS)
+    assert MetadataConfig(str(tmp_path / "e.gz")).format == "yfcc100m"
     assert MetadataConfig(str(tmp_path / "b.tsv")).format == "yfcc100m"
     assert get_format("parquet").detect(b"PAR1....") and not get_format("parquet").detect(b"x")
 
@@ -157,3 +165,26 @@ def test_a_bz2_bomb_is_a_skipped_line_in_bounded_memory(tmp_path, plain_after):
     rows, malformed, peak_kb = map(int, proc.stdout.split())
     assert (rows, malformed) == ((2, 2) if plain_after else (1, 1))
     assert peak_kb < 1 << 20  # under 1 GB whatever the input
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["indexed_bzip2", "stdlib"])
+def test_bz2_reads_alike_on_every_core_and_on_one(tmp_path, capsys, monkeypatch, parallel):
+    """Several streams of several blocks each read as the plain file, whether indexed_bzip2
+    decodes them on every core or the standard library on one; cut short, either says so."""
+    from flickr_mammal.dump.formats import streams
+
+    if parallel and streams.indexed_bzip2 is None:
+        pytest.skip("indexed_bzip2 is not installed")
+    if not parallel:
+        monkeypatch.setattr(streams, "indexed_bzip2", None)
+    rows = [d.row(i, "cat" if i % 7 == 0 else "sunset") for i in range(1, 1201)]
+    plain = d.write_tsv(rows, tmp_path / "plain.tsv")
+    text = plain.read_bytes()
+    cut = text.index(b"\n", len(text) // 3) + 1
+    # compresslevel 1: 100 kB blocks, so each stream holds several
+    packed = bz2.compress(text[:cut], 1) + bz2.compress(text[cut:], 1)
+    (tmp_path / "multi.bz2").write_bytes(packed)
+    assert _scan(tmp_path / "o-multi", tmp_path / "multi.bz2") == _scan(tmp_path / "o-plain", plain)
+    (tmp_path / "cut.bz2").write_bytes(packed[:len(packed) * 2 // 3])
+    err = _fail(tmp_path, tmp_path / "cut.bz2", capsys)
+    assert "cut.bz2" in err and "ends before its end marker" in err, err

@@ -245,22 +245,25 @@ def test_build_from_a_dump_end_to_end_with_a_local_image_server(tmp_path):
     assert stats["status"][str(Status.KEPT)] == {"": 18}
 
 
-@pytest.mark.parametrize("suffix", [".tsv", ".bz2"])
+@pytest.mark.parametrize("suffix", [".tsv", ".bz2", ".gz"])
 def test_tsv_chunks_are_whole_lines_and_resume_at_their_offsets(tmp_path, suffix):
+    import gzip
+
     from flickr_mammal.dump.read import tsv_chunks
 
     lines = [b"x" * n + b"\n" for n in (10, 70_000, 5, 40_000, 30_000, 3)] + [b"no-newline"]
     text = b"".join(lines)
     path = tmp_path / f"f{suffix}"
-    path.write_bytes(d.bz2.compress(text) if suffix == ".bz2" else text)
-    chunks = list(tsv_chunks(path, 1 << 16))
+    pack = {".bz2": d.bz2.compress, ".gz": gzip.compress}.get(suffix, bytes)
+    path.write_bytes(pack(text))
+    chunks = [(o, bytes(c)) for o, c in tsv_chunks(path, 1 << 16)]  # views of decompressed
     assert b"".join(c for _, c in chunks) == text
     assert all(c.endswith(b"\n") for _, c in chunks[:-1])
     # 64 KiB of whole lines each; the 70,001-byte line alone; the unterminated tail last
     assert [(o, len(c)) for o, c in chunks] == [(0, 11), (11, 70_001), (70_012, 40_007),
                                                 (110_019, 30_005), (140_024, 10)]
     for i, (offset, _) in enumerate(chunks):  # a resumed read meets the same chunks
-        assert list(tsv_chunks(path, 1 << 16, offset)) == chunks[i:]
+        assert [(o, bytes(c)) for o, c in tsv_chunks(path, 1 << 16, offset)] == chunks[i:]
 
 
 def test_the_command_line_starts_without_torch():

@@ -56,27 +56,15 @@ from flickr_mammal.dump.formats.lines import (
     split_lines,
 )
 from flickr_mammal.dump.formats.readahead import ReadAhead, gzip_error
+from flickr_mammal.dump.formats.streams import inner_head, is_gzip
 from flickr_mammal.dump.formats.tsv import SkippedLine, buffer_spans, line_chunks, tsv_spans
 
-GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
 _BLOCK = 1 << 20  # pyarrow.json block: 1 MB measured faster than 16 MB (cache)
 
 
-def is_gzip(head: bytes) -> bool:
-    return head.startswith(GZIP_MAGIC)
-
-
 def _looks_like_json(head: bytes) -> bool:
     return head.removeprefix(_BOM).lstrip(b" \t\r\n").startswith(b"{")
-
-
-def _gzip_head(path: Path) -> bytes:
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read(64)
-    except (OSError, EOFError, zlib.error):
-        return b""
 
 
 def _gzip_problem(exc: BaseException) -> str | None:
@@ -271,7 +259,7 @@ class JsonLines(DumpFormat):
         return _looks_like_json(head)
 
     def detect_path(self, path: Path, head: bytes) -> bool:
-        return _looks_like_json(_gzip_head(path)) if is_gzip(head) else self.detect(head)
+        return _looks_like_json(inner_head(path)) if is_gzip(head) else self.detect(head)
 
     def plan(self, paths: Sequence[Path]) -> None:
         if self.ahead is not None:

@@ -109,3 +109,10 @@ def count_lines(data: bytes | memoryview) -> int:
     newlines = sum(int(np.count_nonzero(raw[k:k + _COUNT_BLOCK] == 10))
                    for k in range(0, len(raw), _COUNT_BLOCK))
     return newlines + int(len(raw) > 0 and raw[-1] != 10)
+
+
+def view_offset(view: memoryview) -> int:
+    """Where ``view`` starts in the buffer it is a view of (``view.obj``)."""
+    parent = np.frombuffer(view.obj, np.uint8)
+    child = np.frombuffer(view, np.uint8)
+    return child.__array_interface__["data"][0] - parent.__array_interface__["data"][0]

@@ -1,4 +1,4 @@
-"""The YFCC100M TSV format (plain or bz2-compressed, told apart by content).
+"""The YFCC100M TSV format (plain, bz2- or gzip-compressed, told apart by content).
 
 YFCC100M (Thomee et al. 2016) ships one tab-separated line per photo or video, no header, no
 quoting, text URL-encoded. The full release has 25 columns (below); the first Webscope release
@@ -8,13 +8,13 @@ Chunks are deterministic, so a resumed scan meets the same ones: a chunk is the 
 start offset up to the last newline within ``chunk_bytes`` (a longer line is taken whole, up to
 :data:`MAX_LINE_BYTES`; a line longer than that is skipped as one malformed row, read through
 in bounded pieces, so a bz2 bomb of zeros never sits in memory). Plain files are memory-mapped
-(chunks are views, never copied) and resume at the next chunk's offset; bz2 streams cannot seek
-and are decompressed (not parsed) up to it. A line that is not UTF-8 is a malformed row.
+(chunks are views, never copied) and resume at the next chunk's offset; bz2 and gzip streams
+(:mod:`~flickr_mammal.dump.formats.streams`: bz2 on every core) cannot seek and are
+decompressed (not parsed) up to it. A line that is not UTF-8 is a malformed row.
 """
 
 from __future__ import annotations
 
-import bz2
 import mmap
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -32,7 +32,15 @@ from flickr_mammal.dump.formats import (
     register_format,
     resume_after,
 )
-from flickr_mammal.dump.formats.lines import RawFilter
+from flickr_mammal.dump.formats.lines import RawFilter, view_offset
+from flickr_mammal.dump.formats.streams import (
+    inner_head,
+    is_bz2,
+    is_compressed,
+    is_gzip,
+    open_stream,
+    reading,
+)
 
 YFCC_COLUMNS: tuple[str, ...] = (
     "line", "photoid", "hash", "uid", "unickname", "datetaken", "dateuploaded", "capturedevice",
@@ -63,31 +71,15 @@ class SkippedLine:
         return Chunk(index, offset, offset + self.size, empty, lambda _: [], 0, 1)
 
 
-def is_bz2(head: bytes) -> bool:
-    return head[:3] == b"BZh" and head[3:4].isdigit()
-
-
-def _head(path: Path) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read(4)
+_EXPECTED = "a YFCC100M TSV, plain, .bz2 or .gz"
 
 
 def _open(path: Path) -> BinaryIO:
-    return bz2.open(path, "rb") if is_bz2(_head(path)) else open(path, "rb")  # noqa: SIM115
-
-
-def _bz2_problem(exc: BaseException) -> str | None:
-    """The line for a bz2 stream's failure (None: not one)."""
-    if isinstance(exc, EOFError):
-        return ("the bz2 stream ends before its end marker (a truncated download?); expected a "
-                "complete .bz2 file")
-    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
-        return f"not a valid bz2 stream ({exc}); expected a YFCC100M TSV, plain or .bz2"
-    return None
+    return open_stream(path)
 
 
 def _reading(path: Path) -> FileErrors:
-    return FileErrors(path, _bz2_problem)
+    return reading(path, _EXPECTED)
 
 
 def tsv_layout(path: Path) -> tuple[str, ...]:
@@ -125,13 +117,13 @@ def tsv_chunks(path: Path, chunk_bytes: int,
     A plain file is read at each chunk's offset (no copying of 64 MB blocks to join or cut
     them: the partial last line is simply read again with the next chunk); a .bz2 stream,
     which cannot seek, carries that line over."""
-    compressed = is_bz2(_head(path))
+    compressed = is_compressed(path)
     with _reading(path), _open(path) as handle:
         yield from line_chunks(handle, compressed, chunk_bytes, start)
 
 
 def line_chunks(handle: Any, compressed: bool, chunk_bytes: int,
-                start: int) -> Iterator[tuple[int, bytes | SkippedLine]]:
+                start: int) -> Iterator[tuple[int, bytes | memoryview | SkippedLine]]:
     """The chunks of :func:`tsv_chunks` from an open binary ``handle`` (``compressed``: a
     stream that cannot seek, decompressed up to ``start``); any line-based format uses it."""
     if compressed:
@@ -143,11 +135,21 @@ def line_chunks(handle: Any, compressed: bool, chunk_bytes: int,
             skip -= got
     carry, offset = b"", start
     while True:
-        if not compressed:
+        if compressed:  # read into a chunk of its own after the carried line: no copy to join
+            buffer = bytearray(chunk_bytes)  # or cut the chunk (the view below is handed out)
+            view = memoryview(buffer)
+            view[:len(carry)] = carry
+            size = len(carry) + _fill(handle, view[len(carry):])
+            cut = buffer.rfind(b"\n", 0, size) + 1
+            if cut:
+                carry = bytes(view[cut:size])
+                yield offset, view[:cut]
+                offset += cut
+                continue
+            data = bytes(view[:size])
+        else:
             handle.seek(offset)
-        data = handle.read(chunk_bytes - len(carry))
-        if carry:
-            data = carry + data
+            data = handle.read(chunk_bytes)
         if not data:
             return
         cut = data.rfind(b"\n") + 1
@@ -161,13 +163,20 @@ def line_chunks(handle: Any, compressed: bool, chunk_bytes: int,
                 offset += size
                 continue
             cut = len(data)
-        if cut < len(data):
-            carry = data[cut:] if compressed else b""
-            data = data[:cut]
-        else:
-            carry = b""
-        yield offset, data
+        carry = data[cut:] if compressed else b""
+        yield offset, data[:cut] if cut < len(data) else data
         offset += cut
+
+
+def _fill(handle: Any, view: memoryview) -> int:
+    """Read into ``view`` until it is full or the stream ends; the bytes read."""
+    done = 0
+    while done < len(view):
+        got = handle.readinto(view[done:])
+        if not got:
+            break
+        done += got
+    return done
 
 
 def tsv_spans(path: Path, chunk_bytes: int,
@@ -267,14 +276,14 @@ def _parse(data: bytes | memoryview, layout: Sequence[str],
 
 
 def tsv_rows(data: bytes | memoryview, layout: Sequence[str], fields: Mapping[str, str],
-             table: Any, indices: Sequence[int], offset: int = 0) -> list[dict[str, Any]]:
+             table: Any, indices: Sequence[int]) -> list[dict[str, Any]]:
     """Full rows (field -> value) of some rows of a chunk parsed with only a few columns:
     each row's line is found again in the chunk's bytes by its photo id (rows are in file
     order, so one forward pass; measured cheaper than parsing the 12 other columns of every
     row). A row whose id is not a digit string keeps its parsed columns only (the scan drops
-    it as ``bad_id`` anyway). ``data`` may be a view of a memory map (:func:`tsv_spans`) that
-    starts at ``offset``: the map itself is searched, nothing is copied."""
-    source, base = (data.obj, offset) if isinstance(data, memoryview) else (data, 0)
+    it as ``bad_id`` anyway). ``data`` may be a view of a memory map (:func:`tsv_spans`) or of
+    a decompressed chunk's buffer: the buffer itself is searched, nothing is copied."""
+    source, base = (data.obj, view_offset(data)) if isinstance(data, memoryview) else (data, 0)
     stop = base + len(data)
     picked = table.take(list(indices))
     id_column = layout.index(fields["photo_id"])
@@ -302,12 +311,18 @@ def tsv_rows(data: bytes | memoryview, layout: Sequence[str], fields: Mapping[st
 
 class YfccTsv(DumpFormat):
     name = "yfcc100m"
-    description = "YFCC100M TSV file (plain or .bz2)"
+    description = "YFCC100M TSV file (plain, .bz2 or .gz)"
     url_encoded = True
     fallback = True  # any text is taken for TSV once the other formats have declined it
 
     def detect(self, head: bytes) -> bool:
         return is_bz2(head) or not any(b in _BINARY for b in head)
+
+    def detect_path(self, path: Path, head: bytes) -> bool:
+        if is_gzip(head):  # text inside (JSON lines, detected first, claim theirs)
+            inner = inner_head(path)
+            return bool(inner) and not any(b in _BINARY for b in inner)
+        return self.detect(head)
 
     def layout(self, path: Path) -> tuple[tuple[str, ...], list[str]]:
         layout = tsv_layout(path)
@@ -319,9 +334,9 @@ class YfccTsv(DumpFormat):
               ) -> Iterator[ChunkTask]:
         index, start = resume_after(done, 0)
         texts = {f: fields[f] for f in text_fields if f in fields}
-        # Plain files are memory-mapped (no copy); .bz2 streams are decompressed into bytes
-        # here, as the tasks are made (one stream), and parsed in the tasks.
-        spans = tsv_chunks if is_bz2(_head(path)) else tsv_spans
+        # Plain files are memory-mapped (no copy); .bz2 and .gz streams are decompressed into
+        # bytes here, as the tasks are made (one stream), and parsed in the tasks.
+        spans = tsv_chunks if is_compressed(path) else tsv_spans
         # Parse only the text and id columns (about twice as fast as all of them); the few rows
         # the prefilter keeps are split in full from the chunk's bytes.
         columns = sorted({*texts.values(), fields["photo_id"]})
@@ -336,7 +351,7 @@ def _tsv_chunk(index: int, offset: int, data: memoryview | bytes | SkippedLine,
     if isinstance(data, SkippedLine):
         return data.chunk(index, offset, texts)
     table, malformed, parsed = parse_chunk(data, layout, columns)
-    rows = partial(tsv_rows, parsed, layout, fields, table, offset=offset)
+    rows = partial(tsv_rows, parsed, layout, fields, table)
     return Chunk(index, offset, offset + len(data), {f: table[c] for f, c in texts.items()},
                  rows, table.num_rows, malformed)
 
