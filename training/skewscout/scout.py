@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -226,6 +226,35 @@ def _travel(trainer: ScoutHost, round_index: int, sample_size: int, pairing: str
                         tuple(table[:, 2].tolist()) if as_traveled else ())
 
 
+def averaging_round(engine: Trainer | ScoutHost, round_index: int, *, sample_size: int,
+                    seed: int) -> TravelReport | None:
+    """What the averaging that ended this iteration cost each partition, or None when none
+    did (an algorithm that scores its averagings: FedAvg's ``visitor_view="average"``).
+
+    Each partition scores its own model just before the averaging and the new global model on
+    the same ``sample_size`` samples of its training data (the sample a traveling round would
+    draw there); the report's pair ``(k, k)`` holds partition k's two accuracies, so its
+    ``estimate`` is the mean over partitions of before minus after. Nothing travels: the
+    average was computed anyway, and the report costs no bytes.
+    """
+    host = as_host(engine)
+    here = _partition_ids(host)
+    # one row per local partition, one column per partition; the sum over every process's rows
+    # gives each process the whole round (as a traveling round's table does)
+    table = torch.zeros(len(here), host.num_partitions, 2, dtype=torch.float64)
+    for d, pid in enumerate(here):
+        x, y = host.train_sample(d, sample_size, seed=seed + 7919 * round_index + pid)
+        before = host.before_average_accuracy(d, x, y)
+        if before is None:
+            return None
+        table[d, pid, 0] = before
+        table[d, pid, 1] = float(host.model_accuracy(d, x, y))
+    table = _sum_over_partitions(host, table)
+    pairs = tuple((k, k) for k in range(host.num_partitions))
+    return TravelReport(int(host.iteration), pairs, tuple(table[:, 0].tolist()),
+                        tuple(table[:, 1].tolist()), 0.0)
+
+
 def _partition_ids(trainer: ScoutHost) -> list[int]:
     return list(trainer.partition_ids)
 
@@ -288,6 +317,7 @@ class SkewScoutConfig:
     initial_index: int = -1                  # -1: where ``start`` says
     start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
     probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
+    averaging_target: float | None = None    # target when averagings are scored (None: target)
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 
@@ -311,6 +341,9 @@ class SkewScoutConfig:
         if not 0 < self.probe_disjoint <= 1:
             raise ValueError(f"probe_disjoint={self.probe_disjoint}: give an accuracy loss in "
                              "(0, 1] (0.9: the visitor misses 90% of what its host gets right)")
+        if self.averaging_target is not None and not 0 < self.averaging_target < 1:
+            raise ValueError(f"averaging_target={self.averaging_target}: give the loss an "
+                             "averaging may cost as a fraction in (0, 1), or None (target)")
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
@@ -355,6 +388,8 @@ class SkewScout:
         self._lr_factor: float | None = None
         self._holds_since_move = 0
         self._mark: tuple[int, float] | None = None     # (iteration, bytes sent) at the last round
+        self._averaging = False     # the host scores averagings instead of traveling models
+        self._averagings = 0        # averagings seen so far
 
     @property
     def initial_knob(self) -> float:
@@ -371,15 +406,31 @@ class SkewScout:
     def __call__(self, engine: Trainer | ScoutHost) -> None:
         trainer = as_host(engine)
         if not self.knob_trace:
-            self._set_knob(trainer, 0)
+            self._start(trainer)
         self._watch_learning_rate(trainer)
-        if trainer.iteration < self._next or trainer.views_just_agreed():
+        averaged = self._averaging and trainer.views_just_agreed()
+        self._averagings += int(averaged)
+        if trainer.iteration < self._next:
+            return
+        # a traveling round right after an averaging could only measure 0: it waits a step; a
+        # round that scores the averaging waits for one, and never scores the run's first (it
+        # reads how far models drift from their shared initialisation, high at every skew)
+        if self._averaging:
+            if not averaged or self._averagings < 2:
+                return
+        elif trainer.views_just_agreed():
             return
         self._measure_cost(trainer)
-        probe = self.config.start == "probe" and not self.travels
-        report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
-                        pairing=self.config.pairing, seed=self.config.seed,
-                        dtype=self.config.travel_dtype, as_traveled=probe)
+        probe = self.config.start == "probe" and not self.travels and not self._averaging
+        if self._averaging:
+            report = averaging_round(trainer, len(self.travels),
+                                     sample_size=self.config.sample_size, seed=self.config.seed)
+            if report is None:
+                return
+        else:
+            report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
+                            pairing=self.config.pairing, seed=self.config.seed,
+                            dtype=self.config.travel_dtype, as_traveled=probe)
         self.travels.append(report)
         if probe and report.as_traveled_estimate >= self.config.probe_disjoint:
             decision = self.controller.jump((len(self.controller.grid) - 1) // 2,
@@ -411,6 +462,19 @@ class SkewScout:
         its = int(trainer.iteration) - self._mark[0]
         nbytes = (self._bytes_sent(trainer) - self._mark[1]) / trainer.num_partitions
         self.controller.record_cost(self.controller.index, nbytes / its)
+
+    def _start(self, trainer: ScoutHost) -> None:
+        """The first call: which estimate the run takes, and the first knob. An algorithm that
+        scores its averagings starts at the grid's middle whatever ``start`` says: the loosest
+        knob may not average before the run ends (FedAvg's 600 of 600 iterations), and a knob
+        that does not average can give no estimate."""
+        self._averaging = bool(trainer.scores_averaging())
+        if self._averaging and self.config.initial_index == -1:
+            self.controller.index = (len(self.controller.grid) - 1) // 2
+        if self._averaging and self.config.averaging_target is not None:
+            self.controller.config = replace(self.controller.config,
+                                             target=self.config.averaging_target)
+        self._set_knob(trainer, 0)
 
     def _soon(self) -> int:
         return max(1, self.config.travel_interval // 2)
