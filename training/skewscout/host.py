@@ -52,6 +52,10 @@ class ScoutHost(Protocol):
         """SkewScout scores what each averaging cost instead of traveling models."""
         ...
 
+    def just_averaged(self) -> bool:
+        """An averaging whose inputs the algorithm kept ended this iteration."""
+        ...
+
     def before_average_accuracy(self, local_index: int, x: torch.Tensor,
                                 y: torch.Tensor) -> float | None:
         """Accuracy of the partition's model just before the averaging that ended this
@@ -144,6 +148,9 @@ class TrainerHost:
 
     def scores_averaging(self) -> bool:
         return bool(self.trainer.algorithm.scores_averaging())
+
+    def just_averaged(self) -> bool:
+        return self.trainer.algorithm.before_average(self.trainer.state) is not None
 
     def before_average_accuracy(self, model_index: int, x: torch.Tensor,
                                 y: torch.Tensor) -> float | None:

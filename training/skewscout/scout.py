@@ -238,6 +238,8 @@ def averaging_round(engine: Trainer | ScoutHost, round_index: int, *, sample_siz
     average was computed anyway, and the report costs no bytes.
     """
     host = as_host(engine)
+    if not host.just_averaged():
+        return None
     here = _partition_ids(host)
     # one row per local partition, one column per partition; the sum over every process's rows
     # gives each process the whole round (as a traveling round's table does)
@@ -318,6 +320,7 @@ class SkewScoutConfig:
     start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
     probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
     averaging_target: float | None = None    # target when averagings are scored (None: target)
+    averaging_low_ratio: float | None = None  # low_ratio then (None: low_ratio)
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 
@@ -344,6 +347,9 @@ class SkewScoutConfig:
         if self.averaging_target is not None and not 0 < self.averaging_target < 1:
             raise ValueError(f"averaging_target={self.averaging_target}: give the loss an "
                              "averaging may cost as a fraction in (0, 1), or None (target)")
+        if self.averaging_low_ratio is not None and not 0 <= self.averaging_low_ratio < 1:
+            raise ValueError(f"averaging_low_ratio={self.averaging_low_ratio}: must be in [0, 1) "
+                             "to leave a band, or None (low_ratio)")
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
@@ -408,7 +414,7 @@ class SkewScout:
         if not self.knob_trace:
             self._start(trainer)
         self._watch_learning_rate(trainer)
-        averaged = self._averaging and trainer.views_just_agreed()
+        averaged = self._averaging and trainer.just_averaged()
         self._averagings += int(averaged)
         if trainer.iteration < self._next:
             return
@@ -471,9 +477,12 @@ class SkewScout:
         self._averaging = bool(trainer.scores_averaging())
         if self._averaging and self.config.initial_index == -1:
             self.controller.index = (len(self.controller.grid) - 1) // 2
-        if self._averaging and self.config.averaging_target is not None:
-            self.controller.config = replace(self.controller.config,
-                                             target=self.config.averaging_target)
+        if self._averaging:
+            cfg = self.controller.config
+            self.controller.config = replace(
+                cfg, target=self.config.averaging_target or cfg.target,
+                low_ratio=(cfg.low_ratio if self.config.averaging_low_ratio is None
+                           else self.config.averaging_low_ratio))
         self._set_knob(trainer, 0)
 
     def _soon(self) -> int:
