@@ -51,6 +51,16 @@ that estimate reads 0.09-0.26 before the first decay (mean over all 20 pairs, se
 of 1.0, and it tells the controller what it can act on: how the partitions' pending updates
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
+**What an averaging costs** (FedAvg's ``visitor_view="average"``, :func:`averaging_round`).
+Nothing travels: a round waits for the next averaging, and there each partition scores its own
+model just before it and the new global model on the same ``sample_size`` samples of its
+training data; the estimate is the mean over partitions of before minus after. The run's first
+averaging is never scored (it reads how far models drift from their shared initialisation, high
+at every skew), the knob starts at the grid's middle (a loosest knob that does not average
+within the run could give no estimate), and the controller takes ``averaging_target`` and
+``averaging_low_ratio`` in place of ``target`` and ``low_ratio`` (the two views' scales differ;
+docs/skewscout.md measures both).
+
 **The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
 at the grid's middle (``start="middle"``), its least communicative knob (``"loosest"``) or the
 latter with a probe (``"probe"``, the SkewScout studies'): the first round, at ``first_travel``,
@@ -319,8 +329,10 @@ class SkewScoutConfig:
     initial_index: int = -1                  # -1: where ``start`` says
     start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
     probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
-    averaging_target: float | None = None    # target when averagings are scored (None: target)
-    averaging_low_ratio: float | None = None  # low_ratio then (None: low_ratio)
+    # the controller's target and low_ratio when averagings are scored (None: target, low_ratio);
+    # the values chosen on seeds 0-3 (docs/skewscout.md)
+    averaging_target: float | None = 0.15
+    averaging_low_ratio: float | None = 0.3
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 

@@ -711,3 +711,48 @@ def test_skewscout_scores_averagings_from_the_middle_and_never_the_first_one():
     assert sent[-1] == pytest.approx(4 * 2 * model)      # the four averagings alone
     with pytest.raises(ValueError, match="averaging_target"):
         SkewScoutConfig(averaging_target=1.5)
+    with pytest.raises(ValueError, match="averaging_low_ratio"):
+        SkewScoutConfig(averaging_low_ratio=1.0)
+
+
+def test_the_averaging_view_takes_its_own_target_and_low_ratio_and_travels_never():
+    class AveragingHost(FakeTrainer):
+        """Partition i's model before the averaging gets acc[i][i], the average avg[i]."""
+
+        def __init__(self, acc, avg):
+            super().__init__(acc)
+            self.avg = avg
+            self.averaged_at = set()
+
+        def scores_averaging(self):
+            return True
+
+        def just_averaged(self):
+            return self.iteration in self.averaged_at
+
+        def views_just_agreed(self):
+            return self.just_averaged()
+
+        def before_average_accuracy(self, i, x, y):
+            return self.acc[i][i] if self.just_averaged() else None
+
+        def model_accuracy(self, i, x, y):
+            return self.avg[i]
+
+    host = AveragingHost([[0.9, 0.0], [0.0, 0.8]], avg=[0.85, 0.8])   # loss (0.05 + 0) / 2
+    host.averaged_at = {10, 20, 30, 40}
+    scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.01, low_ratio=0.5),
+                                            travel_interval=5, first_travel=5, jitter=False,
+                                            start="probe"))
+    for it in range(1, 41):
+        host.iteration = it
+        scout(host)
+    # the middle knob from the start, no probe; rounds on the averagings after the first only
+    assert scout.knob_trace[0] == (0, 50.0) and scout.travel_bytes == 0.0
+    assert [r.iteration for r in scout.travels] == [20, 30, 40]
+    assert [r.estimate for r in scout.travels] == pytest.approx([0.025] * 3)
+    # 0.025 against the view's own 0.15 and 0.3 (0.045 below: two quiet rounds loosen), where
+    # the traveled view's target 0.01 would have tightened at once
+    assert [d.action for d in scout.decisions] == ["hold", "loosen", "hold"]
+    assert scout.controller.config.target == 0.15 and scout.controller.config.low_ratio == 0.3
+    assert host.sent == [0.0, 0.0]
