@@ -148,7 +148,10 @@ def travel_dtype_for(states: Sequence[dict[str, torch.Tensor]], dtype: torch.dty
 
 @dataclass(frozen=True)
 class TravelReport:
-    """One traveling round: each pair's accuracies on the destination's training sample."""
+    """One traveling round: each pair's accuracies on the destination's training sample. A
+    round that scored an averaging (:func:`averaging_round`) has the pair ``(k, k)`` per
+    partition: its model before the averaging (``local_acc``) and the global model after
+    (``traveled_acc``), and no bytes."""
 
     iteration: int
     pairs: tuple[tuple[int, int], ...]
