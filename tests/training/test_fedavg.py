@@ -126,3 +126,25 @@ def test_other_algorithms_do_not_claim_participation(name):
     assert not algorithm.supports_participation
     with pytest.raises(NotImplementedError, match="does not support partial participation"):
         algorithm.round_ended(None)
+
+
+def test_visitor_view_average_keeps_the_models_before_each_averaging_and_trains_the_same():
+    fedavg, params, state, grads = two_partitions(iter_local=2)
+    kept = create_algorithm("fedavg", iter_local=2, visitor_view="average")
+    kept_params = torch.zeros(2, 2)
+    kept_state = kept.init(kept_params)
+    assert kept.scores_averaging() and not fedavg.scores_averaging()
+    seen = []
+    for it in range(2):
+        fedavg.apply(state, params, grads, ctx(it), LocalComm(2))
+        kept.apply(kept_state, kept_params, grads, ctx(it), LocalComm(2))
+        seen.append(kept.before_average(kept_state))
+    assert seen[0] is None                       # no averaging at the first step
+    # two local steps of lr / N = 0.5 each, then the mean [-0.5, -0.5]
+    assert torch.equal(seen[1], torch.tensor([[-1.0, 0.0], [0.0, -1.0]]))
+    assert torch.equal(kept_params, params) and torch.equal(params, torch.full((2, 2), -0.5))
+    assert fedavg.before_average(state) is None  # the default keeps nothing
+    kept.apply(kept_state, kept_params, grads, ctx(2), LocalComm(2))
+    assert kept.before_average(kept_state) is None   # mid-cycle: no averaging this iteration
+    with pytest.raises(ValueError, match="visitor_view must be one of"):
+        create_algorithm("fedavg", visitor_view="pairwise")

@@ -224,6 +224,15 @@ class Algorithm(ABC):
         what it will make of the two models by the end of the run (Gaia)."""
         return visitor
 
+    # SkewScout's estimate from averaging instead of traveling (FedAvg's visitor_view="average").
+    def scores_averaging(self) -> bool:
+        """True when SkewScout should score what each averaging cost instead of traveling."""
+        return False
+
+    def before_average(self, state: Any) -> torch.Tensor | None:
+        """The models just before an averaging that ended this iteration ([k, P]), else None."""
+        return None
+
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
 

@@ -18,6 +18,13 @@ engine's ``Comm.all_mean``).
 Local learning rate (``local_lr``): ``"per_partition"`` (default, the authors' runs: each worker's
 Caffe solver has ``lr / N``, e.g. 0.01/5) or ``"global"`` (``lr``; then ``iter_local=1`` equals
 BSP, while per-partition it is BSP at ``lr / N``).
+
+SkewScout (``visitor_view``): ``"as_traveled"`` (default) judges a traveled model as it is;
+``"average"`` travels nothing and instead scores what each averaging cost: at an averaging the
+partitions' models just before it are kept (:meth:`FedAvg.before_average`), and each partition
+scores its own model before and the new global model after on a sample of its training data
+(``training.skewscout.scout.averaging_round``). The average is computed anyway, so the estimate
+costs no bytes (docs/skewscout.md).
 """
 
 from __future__ import annotations
@@ -40,12 +47,15 @@ from training.algorithms.base import (
 from training.algorithms.traffic import dense_stats, silent_stats
 
 LOCAL_LR = ("per_partition", "global")
+VISITOR_VIEWS = ("as_traveled", "average")
 
 
 @dataclass
 class FedAvgState:
     momentum: torch.Tensor      # [k, P], each partition's own
     steps_since_sync: int = 0
+    # the models just before the latest averaging ([k, P]; visitor_view="average" only)
+    before_average: torch.Tensor | None = None
 
 
 @register_algorithm
@@ -56,14 +66,19 @@ class FedAvg(Algorithm):
     has_global_model = True
     supports_participation = True
 
-    def __init__(self, iter_local: int = 50, local_lr: str = "per_partition") -> None:
+    def __init__(self, iter_local: int = 50, local_lr: str = "per_partition",
+                 visitor_view: str = "as_traveled") -> None:
         self.iter_local = int(iter_local)
         self.local_lr = local_lr
+        self.visitor_view = visitor_view
         self.validate()
 
     def validate(self) -> None:
         if self.local_lr not in LOCAL_LR:
             raise ValueError(f"local_lr must be one of {LOCAL_LR}, got {self.local_lr!r}")
+        if self.visitor_view not in VISITOR_VIEWS:
+            raise ValueError(f"visitor_view must be one of {VISITOR_VIEWS} (\"average\": SkewScout "
+                             f"scores what each averaging cost), got {self.visitor_view!r}")
         if self.iter_local < 1:
             raise ValueError(f"iter_local must be >= 1 (iterations between averaging), "
                              f"got {self.iter_local}")
@@ -102,6 +117,8 @@ class FedAvg(Algorithm):
         # iter_local is or how SkewScout changed it
         if state.steps_since_sync < self.iter_local and not ctx.is_final:
             return silent_stats(params)
+        if self.visitor_view == "average":
+            state.before_average = params.detach().clone()
         stats = self.average(state, params, ctx, comm)
         state.steps_since_sync = 0
         return stats
@@ -141,6 +158,14 @@ class FedAvg(Algorithm):
         # With iter_local=1 the models always agree: that is no accident of timing but the
         # truth (FedAvg is BSP), and the round measures it.
         return state.steps_since_sync == 0 and self.iter_local > 1
+
+    def scores_averaging(self) -> bool:
+        return self.visitor_view == "average"
+
+    def before_average(self, state: FedAvgState) -> torch.Tensor | None:
+        """The models just before the averaging this iteration ended with ([k, P]), or None
+        (no averaging this iteration, or ``visitor_view`` is not ``"average"``)."""
+        return state.before_average if state.steps_since_sync == 0 else None
 
 
 def _divisor_near(iterations: int, k: int) -> int:

@@ -48,6 +48,20 @@ class ScoutHost(Protocol):
 
     def views_just_agreed(self) -> bool: ...
 
+    def scores_averaging(self) -> bool:
+        """SkewScout scores what each averaging cost instead of traveling models."""
+        ...
+
+    def just_averaged(self) -> bool:
+        """An averaging whose inputs the algorithm kept ended this iteration."""
+        ...
+
+    def before_average_accuracy(self, local_index: int, x: torch.Tensor,
+                                y: torch.Tensor) -> float | None:
+        """Accuracy of the partition's model just before the averaging that ended this
+        iteration; None when there was none."""
+        ...
+
     def partition_state_dict(self, local_index: int) -> dict[str, torch.Tensor]: ...
 
     def train_sample(self, local_index: int, n: int, seed: int
@@ -131,6 +145,26 @@ class TrainerHost:
 
     def views_just_agreed(self) -> bool:
         return self.trainer.algorithm.views_just_agreed(self.trainer.state)
+
+    def scores_averaging(self) -> bool:
+        return bool(self.trainer.algorithm.scores_averaging())
+
+    def just_averaged(self) -> bool:
+        return self.trainer.algorithm.before_average(self.trainer.state) is not None
+
+    def before_average_accuracy(self, model_index: int, x: torch.Tensor,
+                                y: torch.Tensor) -> float | None:
+        """Accuracy of local model ``model_index`` as it was just before the averaging that
+        ended this iteration (its parameters then, its buffers now: the averaging shares the
+        BatchNorm statistics, so a BN model's are the averaged ones), or None."""
+        tr = self.trainer
+        before = tr.algorithm.before_average(tr.state)
+        if before is None:
+            return None
+        stack = tr.stack
+        _, buffers = stack.replica(model_index)
+        return accuracy(stack, stack.layout.views(before[model_index]), buffers,
+                        PartitionData(x, y), tr.config.eval_batch_size)
 
     def model_accuracy(self, model_index: int, x: torch.Tensor, y: torch.Tensor) -> float:
         """Accuracy of local model ``model_index`` on the given data."""

@@ -51,6 +51,16 @@ that estimate reads 0.09-0.26 before the first decay (mean over all 20 pairs, se
 of 1.0, and it tells the controller what it can act on: how the partitions' pending updates
 combine. After the last decay no smaller threshold is coming, and a visitor is judged as it is.
 
+**What an averaging costs** (FedAvg's ``visitor_view="average"``, :func:`averaging_round`).
+Nothing travels: a round waits for the next averaging, and there each partition scores its own
+model just before it and the new global model on the same ``sample_size`` samples of its
+training data; the estimate is the mean over partitions of before minus after. The run's first
+averaging is never scored (it reads how far models drift from their shared initialisation, high
+at every skew), the knob starts at the grid's middle (a loosest knob that does not average
+within the run could give no estimate), and the controller takes ``averaging_target`` and
+``averaging_low_ratio`` in place of ``target`` and ``low_ratio`` (the two views' scales differ;
+docs/skewscout.md measures both).
+
 **The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
 at the grid's middle (``start="middle"``), its least communicative knob (``"loosest"``) or the
 latter with a probe (``"probe"``, the SkewScout studies'): the first round, at ``first_travel``,
@@ -66,7 +76,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -138,7 +148,10 @@ def travel_dtype_for(states: Sequence[dict[str, torch.Tensor]], dtype: torch.dty
 
 @dataclass(frozen=True)
 class TravelReport:
-    """One traveling round: each pair's accuracies on the destination's training sample."""
+    """One traveling round: each pair's accuracies on the destination's training sample. A
+    round that scored an averaging (:func:`averaging_round`) has the pair ``(k, k)`` per
+    partition: its model before the averaging (``local_acc``) and the global model after
+    (``traveled_acc``), and no bytes."""
 
     iteration: int
     pairs: tuple[tuple[int, int], ...]
@@ -226,6 +239,37 @@ def _travel(trainer: ScoutHost, round_index: int, sample_size: int, pairing: str
                         tuple(table[:, 2].tolist()) if as_traveled else ())
 
 
+def averaging_round(engine: Trainer | ScoutHost, round_index: int, *, sample_size: int,
+                    seed: int) -> TravelReport | None:
+    """What the averaging that ended this iteration cost each partition, or None when none
+    did (an algorithm that scores its averagings: FedAvg's ``visitor_view="average"``).
+
+    Each partition scores its own model just before the averaging and the new global model on
+    the same ``sample_size`` samples of its training data (the sample a traveling round would
+    draw there); the report's pair ``(k, k)`` holds partition k's two accuracies, so its
+    ``estimate`` is the mean over partitions of before minus after. Nothing travels: the
+    average was computed anyway, and the report costs no bytes.
+    """
+    host = as_host(engine)
+    if not host.just_averaged():
+        return None
+    here = _partition_ids(host)
+    # one row per local partition, one column per partition; the sum over every process's rows
+    # gives each process the whole round (as a traveling round's table does)
+    table = torch.zeros(len(here), host.num_partitions, 2, dtype=torch.float64)
+    for d, pid in enumerate(here):
+        x, y = host.train_sample(d, sample_size, seed=seed + 7919 * round_index + pid)
+        before = host.before_average_accuracy(d, x, y)
+        if before is None:
+            return None
+        table[d, pid, 0] = before
+        table[d, pid, 1] = float(host.model_accuracy(d, x, y))
+    table = _sum_over_partitions(host, table)
+    pairs = tuple((k, k) for k in range(host.num_partitions))
+    return TravelReport(int(host.iteration), pairs, tuple(table[:, 0].tolist()),
+                        tuple(table[:, 1].tolist()), 0.0)
+
+
 def _partition_ids(trainer: ScoutHost) -> list[int]:
     return list(trainer.partition_ids)
 
@@ -288,6 +332,10 @@ class SkewScoutConfig:
     initial_index: int = -1                  # -1: where ``start`` says
     start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
     probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
+    # the controller's target and low_ratio when averagings are scored (None: target, low_ratio);
+    # the values chosen on seeds 0-3 (docs/skewscout.md)
+    averaging_target: float | None = 0.15
+    averaging_low_ratio: float | None = 0.3
     jitter: bool = True                      # seeded +-interval/4 offset on each travel time
     seed: int = 0
 
@@ -311,6 +359,12 @@ class SkewScoutConfig:
         if not 0 < self.probe_disjoint <= 1:
             raise ValueError(f"probe_disjoint={self.probe_disjoint}: give an accuracy loss in "
                              "(0, 1] (0.9: the visitor misses 90% of what its host gets right)")
+        if self.averaging_target is not None and not 0 < self.averaging_target < 1:
+            raise ValueError(f"averaging_target={self.averaging_target}: give the loss an "
+                             "averaging may cost as a fraction in (0, 1), or None (target)")
+        if self.averaging_low_ratio is not None and not 0 <= self.averaging_low_ratio < 1:
+            raise ValueError(f"averaging_low_ratio={self.averaging_low_ratio}: must be in [0, 1) "
+                             "to leave a band, or None (low_ratio)")
         if self.travel_dtype not in TRAVEL_DTYPES:
             raise ValueError(f"travel_dtype={self.travel_dtype!r}: choose one of "
                              f"{', '.join(TRAVEL_DTYPES)}")
@@ -355,6 +409,8 @@ class SkewScout:
         self._lr_factor: float | None = None
         self._holds_since_move = 0
         self._mark: tuple[int, float] | None = None     # (iteration, bytes sent) at the last round
+        self._averaging = False     # the host scores averagings instead of traveling models
+        self._averagings = 0        # averagings seen so far
 
     @property
     def initial_knob(self) -> float:
@@ -371,15 +427,31 @@ class SkewScout:
     def __call__(self, engine: Trainer | ScoutHost) -> None:
         trainer = as_host(engine)
         if not self.knob_trace:
-            self._set_knob(trainer, 0)
+            self._start(trainer)
         self._watch_learning_rate(trainer)
-        if trainer.iteration < self._next or trainer.views_just_agreed():
+        averaged = self._averaging and trainer.just_averaged()
+        self._averagings += int(averaged)
+        if trainer.iteration < self._next:
+            return
+        # a traveling round right after an averaging could only measure 0: it waits a step; a
+        # round that scores the averaging waits for one, and never scores the run's first (it
+        # reads how far models drift from their shared initialisation, high at every skew)
+        if self._averaging:
+            if not averaged or self._averagings < 2:
+                return
+        elif trainer.views_just_agreed():
             return
         self._measure_cost(trainer)
-        probe = self.config.start == "probe" and not self.travels
-        report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
-                        pairing=self.config.pairing, seed=self.config.seed,
-                        dtype=self.config.travel_dtype, as_traveled=probe)
+        probe = self.config.start == "probe" and not self.travels and not self._averaging
+        if self._averaging:
+            report = averaging_round(trainer, len(self.travels),
+                                     sample_size=self.config.sample_size, seed=self.config.seed)
+            if report is None:
+                return
+        else:
+            report = travel(trainer, len(self.travels), sample_size=self.config.sample_size,
+                            pairing=self.config.pairing, seed=self.config.seed,
+                            dtype=self.config.travel_dtype, as_traveled=probe)
         self.travels.append(report)
         if probe and report.as_traveled_estimate >= self.config.probe_disjoint:
             decision = self.controller.jump((len(self.controller.grid) - 1) // 2,
@@ -411,6 +483,22 @@ class SkewScout:
         its = int(trainer.iteration) - self._mark[0]
         nbytes = (self._bytes_sent(trainer) - self._mark[1]) / trainer.num_partitions
         self.controller.record_cost(self.controller.index, nbytes / its)
+
+    def _start(self, trainer: ScoutHost) -> None:
+        """The first call: which estimate the run takes, and the first knob. An algorithm that
+        scores its averagings starts at the grid's middle whatever ``start`` says: the loosest
+        knob may not average before the run ends (FedAvg's 600 of 600 iterations), and a knob
+        that does not average can give no estimate."""
+        self._averaging = bool(trainer.scores_averaging())
+        if self._averaging and self.config.initial_index == -1:
+            self.controller.index = (len(self.controller.grid) - 1) // 2
+        if self._averaging:
+            cfg = self.controller.config
+            self.controller.config = replace(
+                cfg, target=self.config.averaging_target or cfg.target,
+                low_ratio=(cfg.low_ratio if self.config.averaging_low_ratio is None
+                           else self.config.averaging_low_ratio))
+        self._set_knob(trainer, 0)
 
     def _soon(self) -> int:
         return max(1, self.config.travel_interval // 2)

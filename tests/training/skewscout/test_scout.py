@@ -189,6 +189,9 @@ class FakeTrainer:
     def views_just_agreed(self):
         return False
 
+    def scores_averaging(self):
+        return False
+
     def partition_state_dict(self, i):
         return {"w": torch.zeros(2, 5), "running_mean": torch.zeros(2),
                 "num_batches_tracked": torch.tensor(3)}
@@ -627,3 +630,129 @@ def test_travel_and_skewscout_config_share_one_default_dtype():
     told = travel(FakeTrainer(acc), 0, sample_size=4, pairing="round_robin", seed=0,
                   dtype=DEFAULT_TRAVEL_DTYPE)
     assert default.bytes_per_model == told.bytes_per_model
+
+
+def fedavg_trainer(iter_local, visitor_view="average", callbacks=(), iterations=10):
+    import skewtools
+    from training.algorithms import create_algorithm
+    from training.datasets import load_digits_dataset, split_partitions
+    from training.engine import Trainer
+    from training.models import create_model
+
+    torch.set_num_threads(1)
+    ds = load_digits_dataset(image_size=8)
+    parts = skewtools.partition("label_skew", ds.train.y.numpy(), num_partitions=2,
+                                noniid_fraction=1.0, seed=0)
+    algorithm = create_algorithm("fedavg", iter_local=iter_local, visitor_view=visitor_view)
+    return Trainer(lambda: create_model("gn-lenet", num_classes=10, in_channels=1, image_size=8),
+                   algorithm, split_partitions(ds.train, parts.indices), ds.val,
+                   TrainConfig(iterations=iterations, batch_size=20, eval_every=iterations,
+                               lr=0.1, lr_milestones=(), progress=False),
+                   callbacks=list(callbacks))
+
+
+def test_an_averaging_round_scores_each_partitions_model_before_and_after_the_averaging():
+    from training.datasets import PartitionData
+    from training.evaluation import accuracy
+    from training.skewscout.scout import averaging_round
+
+    drifted = fedavg_trainer(iter_local=5, visitor_view="as_traveled")   # no averaging by 3
+    averaged = fedavg_trainer(iter_local=3)
+    for _ in range(2):
+        averaged.step()
+        drifted.step()
+        assert averaging_round(averaged, 0, sample_size=64, seed=0) is None
+    averaged.step()
+    drifted.step()
+    sent = averaged.bytes_sent.clone()
+    rep = averaging_round(averaged, 4, sample_size=64, seed=3)
+    # by hand: the local models are the twin's (local steps do not depend on IterLocal), the
+    # global model their mean, each scored on its own partition's sample of round 4
+    stack, host = drifted.stack, TrainerHost(drifted)
+    mean = drifted.stack.params.mean(dim=0)
+    assert torch.allclose(averaged.stack.params[0], mean, atol=1e-6)
+    before, after = [], []
+    for k in range(2):
+        x, y = host.train_sample(k, 64, seed=3 + 7919 * 4 + k)
+        before.append(host.model_accuracy(k, x, y))
+        _, buffers = stack.replica(k)
+        after.append(accuracy(stack, stack.layout.views(mean), buffers, PartitionData(x, y),
+                              drifted.config.eval_batch_size))
+    assert rep.pairs == ((0, 0), (1, 1)) and rep.iteration == 3
+    assert rep.local_acc == pytest.approx(tuple(before))
+    assert rep.traveled_acc == pytest.approx(tuple(after))
+    assert rep.estimate == pytest.approx(sum(before) / 2 - sum(after) / 2)
+    assert rep.local_acc != rep.traveled_acc     # the averaging changed what each one gets
+    assert rep.bytes_total == 0.0 and torch.equal(averaged.bytes_sent, sent)   # nothing travels
+
+
+def test_skewscout_scores_averagings_from_the_middle_and_never_the_first_one():
+    grid = (2.0, 4.0, 8.0)
+    scout = SkewScout(grid, SkewScoutConfig(ControllerConfig(target=0.1, patience=5),
+                                            travel_interval=2,
+                                            first_travel=1, jitter=False, start="probe",
+                                            averaging_target=0.9))
+    tr = fedavg_trainer(iter_local=8, callbacks=[scout], iterations=14)
+    sent = []
+    while tr.iteration < 14:
+        tr.step()
+        for callback in tr.callbacks:
+            callback(tr)
+        sent.append(float(tr.bytes_sent.sum()))
+    # the middle (4) from the first call: the loosest (8) would not average before the end
+    assert scout.knob_trace[0] == (0, 4.0)
+    # averagings at 4, 8, 12 and the final 14: the first is never scored, every round sits on
+    # one, and the estimates go to the controller against averaging_target (0.9: they hold)
+    assert [r.iteration for r in scout.travels] == [8, 12, 14]
+    assert scout.controller.config.target == 0.9
+    assert [d.action for d in scout.decisions] == ["hold"] * 3
+    assert scout.travel_bytes == 0.0
+    model = 4.0 * tr.num_parameters
+    assert sent[-1] == pytest.approx(4 * 2 * model)      # the four averagings alone
+    with pytest.raises(ValueError, match="averaging_target"):
+        SkewScoutConfig(averaging_target=1.5)
+    with pytest.raises(ValueError, match="averaging_low_ratio"):
+        SkewScoutConfig(averaging_low_ratio=1.0)
+
+
+def test_the_averaging_view_takes_its_own_target_and_low_ratio_and_travels_never():
+    class AveragingHost(FakeTrainer):
+        """Partition i's model before the averaging gets acc[i][i], the average avg[i]."""
+
+        def __init__(self, acc, avg):
+            super().__init__(acc)
+            self.avg = avg
+            self.averaged_at = set()
+
+        def scores_averaging(self):
+            return True
+
+        def just_averaged(self):
+            return self.iteration in self.averaged_at
+
+        def views_just_agreed(self):
+            return self.just_averaged()
+
+        def before_average_accuracy(self, i, x, y):
+            return self.acc[i][i] if self.just_averaged() else None
+
+        def model_accuracy(self, i, x, y):
+            return self.avg[i]
+
+    host = AveragingHost([[0.9, 0.0], [0.0, 0.8]], avg=[0.85, 0.8])   # loss (0.05 + 0) / 2
+    host.averaged_at = {10, 20, 30, 40}
+    scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.01, low_ratio=0.5),
+                                            travel_interval=5, first_travel=5, jitter=False,
+                                            start="probe"))
+    for it in range(1, 41):
+        host.iteration = it
+        scout(host)
+    # the middle knob from the start, no probe; rounds on the averagings after the first only
+    assert scout.knob_trace[0] == (0, 50.0) and scout.travel_bytes == 0.0
+    assert [r.iteration for r in scout.travels] == [20, 30, 40]
+    assert [r.estimate for r in scout.travels] == pytest.approx([0.025] * 3)
+    # 0.025 against the view's own 0.15 and 0.3 (0.045 below: two quiet rounds loosen), where
+    # the traveled view's target 0.01 would have tightened at once
+    assert [d.action for d in scout.decisions] == ["hold", "loosen", "hold"]
+    assert scout.controller.config.target == 0.15 and scout.controller.config.low_ratio == 0.3
+    assert host.sent == [0.0, 0.0]
