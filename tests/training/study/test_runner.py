@@ -66,11 +66,14 @@ def test_the_seeds_config_is_the_default_study_with_more_seeds():
     seeds = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
     default = load_study()
     assert seeds.seeds == (0, 1, 2, 3) and seeds.experiments[0].noniid_fractions == (1.0, 0.8)
-    # SkewScout's start probe was chosen on the SkewScout studies (docs/skewscout.md)
+    # SkewScout's start probe and FedAvg's averaging view were chosen on the SkewScout studies
+    # (docs/skewscout.md)
     def unprobed(study):
         probe = {"start", "first_travel", "probe_disjoint"}
-        return replace(study, skewscout={k: v for k, v in study.skewscout.items()
-                                         if k not in probe})
+        algorithms = {**study.algorithms, "fedavg": {
+            k: v for k, v in study.algorithms["fedavg"].items() if k != "visitor_view"}}
+        return replace(study, algorithms=algorithms, skewscout={
+            k: v for k, v in study.skewscout.items() if k not in probe})
 
     assert unprobed(replace(seeds, name=default.name, seeds=default.seeds,
                             experiments=default.experiments)) == unprobed(default)
