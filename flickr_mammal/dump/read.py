@@ -106,7 +106,7 @@ class MetadataConfig:
         found = _listed(root, "*")
         if not found:
             raise DumpFileError(f"--metadata {root}: the folder holds no file; expected "
-                                "metadata files (YFCC100M TSV or .bz2, SQLite, JSON lines or "
+                                "metadata files (YFCC100M TSV, .bz2 or .gz, SQLite, JSON lines or "
                                 ".gz, parquet)")
         return detect_format(found[0])
 
