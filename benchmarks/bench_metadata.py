@@ -18,7 +18,7 @@ times (the range is printed: on a shared machine single runs mislead):
   stdlib (.bz2): the standard library's bz2 on one core (the scan where indexed_bzip2 is not
   installed); bytes (.bz2): indexed_bzip2 on every core, as the scan reads it; stream: each file
   decompressed in this thread in turn; bytes: the scan's own decompression (threads reading
-  ahead, one fewer than the CPUs);
+  ahead, one per CPU);
 - prefilt (SQLite, JSON lines): the format's chunks as the scan reads them, in this thread (the
   raw-text prefilter on every row, or for JSON lines one Hyperscan pass over each chunk, only
   the rows it keeps parsed) and the parsed texts' prefilter: the scan's per-byte work, without

@@ -133,10 +133,12 @@ def test_read_ahead_gives_each_file_in_order_and_streams_the_big_ones(tmp_path):
 def test_a_folder_scans_alike_with_and_without_reading_ahead(tmp_path, monkeypatch):
     rows = tricky_rows()
     folder = f.write_tool_folder(rows, tmp_path / "meta")
-    monkeypatch.setattr(readahead.os, "cpu_count", lambda: 1)  # no spare CPU: streamed
+    monkeypatch.setattr(readahead.os, "cpu_count", lambda: 1)  # one CPU: streamed
     assert readahead.ReadAhead.for_files(sorted(folder.iterdir())) is None
     streamed = scanned(tmp_path / "streamed", folder, chunk_bytes=1 << 16)
     monkeypatch.setattr(readahead.os, "cpu_count", lambda: 2)
+    ahead = readahead.ReadAhead.for_files(sorted(folder.iterdir()))
+    assert ahead is not None and ahead.workers == 2  # a thread per CPU: decompression dominates
     monkeypatch.setattr(readahead, "LIMIT_BYTES", 40_000)  # some files too big: streamed
     sizes = [len(gzip.decompress(p.read_bytes())) for p in sorted(folder.iterdir())]
     assert min(sizes) < 40_000 < max(sizes)

@@ -1,9 +1,9 @@
 """Decompress a folder's gzip files in other threads, ahead of the scan, in scan order.
 
-A gzip stream decompresses on one core, and the scan (parse, prefilter, match) on about one
-more. With a folder of many gzip files (the ``yfcc100m`` tool writes 4,096), the files after
-the one being parsed are decompressed meanwhile by a thread pool (one thread fewer than the
-CPUs, at most :data:`MAX_WORKERS`), ``workers + 1`` files ahead; results are taken in plan
+A gzip stream decompresses on one core. With a folder of many gzip files (the ``yfcc100m`` tool
+writes 4,096), the files after the one being parsed are decompressed meanwhile by a thread pool
+(one thread per CPU, at most :data:`MAX_WORKERS`: decompression is about 80% of the scan's CPU),
+``workers + 1`` files ahead; results are taken in plan
 order, so chunks and their resume positions are the streamed reader's. Threads, not
 processes: zlib releases the GIL while it inflates, and the bytes need no copy between
 processes (a process pool measures 3x slower than no read-ahead at all on 2 busy CPUs, its
@@ -87,12 +87,14 @@ class ReadAhead:
 
     @classmethod
     def for_files(cls, paths: Sequence[Path]) -> ReadAhead | None:
-        """A ReadAhead when there are two gzip files or more and a spare CPU, else None."""
+        """A ReadAhead when there are two gzip files or more and two CPUs or more, else None:
+        one thread per CPU (decompression is most of the scan's CPU: with one per CPU but one,
+        the scan measured 13% slower on 2 CPUs)."""
         gz = [p for p in paths if _is_gzip(p)]
-        spare = (os.cpu_count() or 1) - 1
-        if len(gz) < 2 or spare < 1:
+        cpus = os.cpu_count() or 1
+        if len(gz) < 2 or cpus < 2:
             return None
-        return cls(gz, min(spare, MAX_WORKERS), LIMIT_BYTES)
+        return cls(gz, min(cpus, MAX_WORKERS), LIMIT_BYTES)
 
     def _start(self, upto: int) -> None:
         if self.pool is None:
