@@ -135,18 +135,15 @@ def line_chunks(handle: Any, compressed: bool, chunk_bytes: int,
             skip -= got
     carry, offset = b"", start
     while True:
-        if compressed:  # read into a chunk of its own after the carried line: no copy to join
-            buffer = bytearray(chunk_bytes)  # or cut the chunk (the view below is handed out)
-            view = memoryview(buffer)
-            view[:len(carry)] = carry
-            size = len(carry) + _fill(handle, view[len(carry):])
-            cut = buffer.rfind(b"\n", 0, size) + 1
-            if cut:
-                carry = bytes(view[cut:size])
-                yield offset, view[:cut]
+        if compressed:
+            data = handle.read(chunk_bytes - len(carry))
+            data = carry + data if carry else data
+            cut = data.rfind(b"\n") + 1
+            if cut:  # the chunk is a view of what was read (no copy to cut it)
+                carry = data[cut:]
+                yield offset, memoryview(data)[:cut]
                 offset += cut
                 continue
-            data = bytes(view[:size])
         else:
             handle.seek(offset)
             data = handle.read(chunk_bytes)
@@ -166,17 +163,6 @@ def line_chunks(handle: Any, compressed: bool, chunk_bytes: int,
         carry = data[cut:] if compressed else b""
         yield offset, data[:cut] if cut < len(data) else data
         offset += cut
-
-
-def _fill(handle: Any, view: memoryview) -> int:
-    """Read into ``view`` until it is full or the stream ends; the bytes read."""
-    done = 0
-    while done < len(view):
-        got = handle.readinto(view[done:])
-        if not got:
-            break
-        done += got
-    return done
 
 
 def tsv_spans(path: Path, chunk_bytes: int,
