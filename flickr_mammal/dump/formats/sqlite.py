@@ -165,7 +165,7 @@ class _Reader:
                  raw_filter: RawFilter | None = None, fast: Any = None) -> None:
         self.conn, self.names, self.limit, self.raw_filter = conn, names, limit, raw_filter
         self.fast = fast  # an apsw connection for the aggregate reads (fast_connect), or None
-        self.whole = False  # the last chunk was read row by row: every row, none filtered
+        self.whole = False  # the last read went row by row: every row, none filtered
         inner = (f"SELECT rowid AS r, {', '.join(_quote(n) for n in names)} FROM "
                  f"{_quote(TABLE)} WHERE rowid > ? ORDER BY rowid LIMIT ?")
         cells = [f"coalesce(CAST({_quote(n)} AS TEXT), '')" for n in names]
@@ -191,6 +191,7 @@ class _Reader:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        self.whole = False
         if self.raw_filter is not None:
             return self._read_joined(last, self.raw_filter)
         count, top, ids, *blobs = self._one(self.concat, last)
