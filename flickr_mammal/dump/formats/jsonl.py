@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -55,8 +54,8 @@ from flickr_mammal.dump.formats.lines import (
     scanned_lines,
     split_lines,
 )
-from flickr_mammal.dump.formats.readahead import ReadAhead, gzip_error
-from flickr_mammal.dump.formats.streams import inner_head, is_gzip
+from flickr_mammal.dump.formats.readahead import JSONL_EXPECTED, ReadAhead
+from flickr_mammal.dump.formats.streams import inner_head, is_gzip, open_stream, reading
 from flickr_mammal.dump.formats.tsv import SkippedLine, buffer_spans, line_chunks, tsv_spans
 
 _BOM = b"\xef\xbb\xbf"
@@ -67,25 +66,14 @@ def _looks_like_json(head: bytes) -> bool:
     return head.removeprefix(_BOM).lstrip(b" \t\r\n").startswith(b"{")
 
 
-def _gzip_problem(exc: BaseException) -> str | None:
-    """The line for a gzip stream's failure (None: not one)."""
-    return gzip_error(exc) if isinstance(exc, EOFError | zlib.error | gzip.BadGzipFile) else None
-
-
 def _reading(path: Path) -> FileErrors:
-    return FileErrors(path, _gzip_problem)
-
-
-def _open(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        compressed = is_gzip(handle.read(2))
-    return gzip.open(path, "rb") if compressed else open(path, "rb")  # noqa: SIM115
+    return reading(path, JSONL_EXPECTED)
 
 
 def jsonl_keys(path: Path) -> list[str]:
     """The keys of the first object of ``path`` (the columns fields are mapped to)."""
     number, line = 0, b"\n"
-    with _reading(path), _open(path) as handle:
+    with _reading(path), open_stream(path) as handle:
         while line and not line.strip() and number < 1000:  # leading blank lines: no rows
             line, number = handle.readline(MAX_LINE_BYTES + 1), number + 1
     if not line.strip():

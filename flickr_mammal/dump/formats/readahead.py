@@ -22,18 +22,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from flickr_mammal.dump.errors import DumpFileError
+from flickr_mammal.dump.formats.streams import head_of, is_gzip, stream_problem
 
 log = logging.getLogger(__name__)
 LIMIT_BYTES = 256 << 20  # most decompressed bytes a file held in memory whole
 MAX_WORKERS = 8
+JSONL_EXPECTED = "JSON lines, plain or .gz"
 
 
 def gzip_error(exc: BaseException) -> str:
-    """The one-line reason a gzip stream cannot be read."""
-    if isinstance(exc, EOFError):
-        return ("the gzip stream ends before its end marker (a truncated download?); expected "
-                "a complete .gz file")
-    return f"not a valid gzip stream ({exc}); expected JSON lines, plain or .gz"
+    """The one-line reason a gzip file of JSON lines cannot be read."""
+    return (stream_problem("gzip", JSONL_EXPECTED, exc)
+            or f"cannot be read ({exc}); expected {JSONL_EXPECTED}")
 
 
 def inflate(path: str, limit: int) -> tuple[str, bytes | str | None]:
@@ -69,11 +69,6 @@ def _members(raw: bytes, limit: int) -> bytes | None:
     return b"".join(out)
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
 class ReadAhead:
     """The planned gzip files, decompressed ``depth`` files ahead by ``workers`` threads."""
 
@@ -90,7 +85,7 @@ class ReadAhead:
         """A ReadAhead when there are two gzip files or more and two CPUs or more, else None:
         one thread per CPU (decompression is most of the scan's CPU: with one per CPU but one,
         the scan measured 13% slower on 2 CPUs)."""
-        gz = [p for p in paths if _is_gzip(p)]
+        gz = [p for p in paths if is_gzip(head_of(p))]
         cpus = os.cpu_count() or 1
         if len(gz) < 2 or cpus < 2:
             return None

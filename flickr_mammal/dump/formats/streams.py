@@ -69,15 +69,17 @@ def inner_head(path: Path, size: int = 64) -> bytes:
         return b""
 
 
-def _problem(kind: str, expected: str, exc: BaseException) -> str | None:
-    """The line for a compressed stream's failure (None: not one)."""
+def stream_problem(kind: str, expected: str, exc: BaseException) -> str | None:
+    """The line for a ``kind`` ("bz2" or "gzip") stream's failure (None: not one)."""
+    suffix = ".bz2" if kind == "bz2" else ".gz"
     if isinstance(exc, EOFError):
         return (f"the {kind} stream ends before its end marker (a truncated download?); "
-                f"expected a complete .{kind} file")
+                f"expected a complete {suffix} file")
     if kind == "bz2" and isinstance(exc, RuntimeError):  # indexed_bzip2: cut short or damaged
         return ("the bz2 stream is damaged or ends before its end marker (a truncated "
                 "download?); expected a complete .bz2 file")
-    if isinstance(exc, OSError | zlib.error) and not isinstance(exc, FileNotFoundError):
+    invalid = ((gzip.BadGzipFile, zlib.error) if kind == "gzip" else OSError)
+    if isinstance(exc, invalid) and not isinstance(exc, FileNotFoundError):
         return f"not a valid {kind} stream ({exc}); expected {expected}"
     return None
 
@@ -86,7 +88,7 @@ def reading(path: Path, expected: str) -> FileErrors:
     """A context turning a failure of ``path``'s compressed stream into one DumpFileError
     (a plain file's errors pass through)."""
     head = head_of(path)
-    kind = "bz2" if is_bz2(head) else "gz" if is_gzip(head) else ""
+    kind = "bz2" if is_bz2(head) else "gzip" if is_gzip(head) else ""
     if not kind:
         return FileErrors(path, lambda _exc: None)
-    return FileErrors(path, lambda exc: _problem(kind, expected, exc))
+    return FileErrors(path, lambda exc: stream_problem(kind, expected, exc))

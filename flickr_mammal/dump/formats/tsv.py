@@ -74,17 +74,13 @@ class SkippedLine:
 _EXPECTED = "a YFCC100M TSV, plain, .bz2 or .gz"
 
 
-def _open(path: Path) -> BinaryIO:
-    return open_stream(path)
-
-
 def _reading(path: Path) -> FileErrors:
     return reading(path, _EXPECTED)
 
 
 def tsv_layout(path: Path) -> tuple[str, ...]:
     """The YFCC100M column names of ``path`` (25 or 23 columns, told by the first line)."""
-    with _reading(path), _open(path) as handle:
+    with _reading(path), open_stream(path) as handle:
         first = handle.readline(MAX_LINE_BYTES + 1)
     if not first.strip():
         raise DumpFileError(f"{path} holds no data (its first line is empty); expected YFCC100M "
@@ -118,7 +114,7 @@ def tsv_chunks(path: Path, chunk_bytes: int,
     them: the partial last line is simply read again with the next chunk); a .bz2 stream,
     which cannot seek, carries that line over."""
     compressed = is_compressed(path)
-    with _reading(path), _open(path) as handle:
+    with _reading(path), open_stream(path) as handle:
         yield from line_chunks(handle, compressed, chunk_bytes, start)
 
 
