@@ -287,6 +287,14 @@ class KnobController:
         self.history.append(decision)
         return decision
 
+    def note(self, estimate: float, iteration: int = 0) -> Decision:
+        """Record a round whose estimate is not evidence for this rule (the start probe's
+        as-traveled read where the controller judges averagings): a hold, and nothing else
+        changes."""
+        decision = Decision(iteration, float(estimate), "hold", self.index, self.knob)
+        self.history.append(decision)
+        return decision
+
     def _judge_last_tighten(self, evidence: float) -> None:
         """Rule 7, at the first round after a tighten: if the knob now communicated (measured
         bytes > 0), the knob left was not measured sending nothing, and the estimate did not fall

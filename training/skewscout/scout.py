@@ -59,13 +59,19 @@ averaging is never scored (it reads how far models drift from their shared initi
 at every skew), the knob starts at the grid's middle (a loosest knob that does not average
 within the run could give no estimate), and the controller takes ``averaging_target`` and
 ``averaging_low_ratio`` in place of ``target`` and ``low_ratio`` (the two views' scales differ;
-docs/skewscout.md measures both).
+docs/skewscout.md measures both). With ``start="probe"`` the first round still travels one model
+per pair (below): on disjoint labels the knob moves one step tighter than the middle, what the
+first scored averaging would do some 75 iterations later; otherwise the probe's read is recorded
+and not counted (a traveled model's loss is not an averaging's).
 
 **The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
 at the grid's middle (``start="middle"``), its least communicative knob (``"loosest"``) or the
 latter with a probe (``"probe"``, the SkewScout studies'): the first round, at ``first_travel``,
-also scores its visitor as it traveled, and when that estimate reaches ``probe_disjoint`` the
-visitor knows nothing of its host's data (disjoint labels) and the knob jumps to the middle.
+also scores its visitor as it traveled, and when the visitor gets at most ``probe_visitor_acc``
+(0: none) of its host's sample right it knows nothing of its host's data (disjoint labels) and the
+knob jumps halfway from where it started to the tightest knob (from the loosest, the middle). The
+visitor's own accuracy is read, not the loss (host minus visitor): a host still learning its own
+classes at the probe (0.5 on one seed at iteration 20) would make disjoint labels read as overlap.
 Under partial label skew the host's view of Gaia's visitors reads like that of disjoint labels,
 so only the as-traveled view can tell where starting loose is safe (docs/skewscout.md). It
 turns each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
@@ -177,6 +183,13 @@ class TravelReport:
             return self.estimate
         losses = [a - b for a, b in zip(self.local_acc, self.as_traveled_acc, strict=True)]
         return float(sum(losses) / len(losses))
+
+    @property
+    def as_traveled_visitor_acc(self) -> float:
+        """Mean accuracy of the visitors as they traveled on their hosts' samples, when the
+        round measured it; else that of the visitors as judged."""
+        acc = self.as_traveled_acc or self.traveled_acc
+        return float(sum(acc) / len(acc)) if acc else 0.0
 
     @property
     def bytes_total(self) -> float:
@@ -331,7 +344,7 @@ class SkewScoutConfig:
     travel_dtype: str = DEFAULT_TRAVEL_DTYPE  # precision a model travels in (TRAVEL_DTYPES)
     initial_index: int = -1                  # -1: where ``start`` says
     start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
-    probe_disjoint: float = 0.9              # "probe": as-traveled estimate read as disjoint labels
+    probe_visitor_acc: float = 0.0           # "probe": a visitor scoring <= this reads disjoint
     # the controller's target and low_ratio when averagings are scored (None: target, low_ratio);
     # the values chosen on seeds 0-3 (docs/skewscout.md)
     averaging_target: float | None = 0.15
@@ -356,9 +369,10 @@ class SkewScoutConfig:
             raise ValueError(f"pairing={self.pairing!r}: choose one of {', '.join(PAIRINGS)}")
         if self.start not in STARTS:
             raise ValueError(f"start={self.start!r}: choose one of {', '.join(STARTS)}")
-        if not 0 < self.probe_disjoint <= 1:
-            raise ValueError(f"probe_disjoint={self.probe_disjoint}: give an accuracy loss in "
-                             "(0, 1] (0.9: the visitor misses 90% of what its host gets right)")
+        if not 0 <= self.probe_visitor_acc < 1:
+            raise ValueError(f"probe_visitor_acc={self.probe_visitor_acc}: give the visitor's "
+                             "accuracy on its host's sample in [0, 1) at or under which labels "
+                             "read as disjoint (0: it gets none right)")
         if self.averaging_target is not None and not 0 < self.averaging_target < 1:
             raise ValueError(f"averaging_target={self.averaging_target}: give the loss an "
                              "averaging may cost as a fraction in (0, 1), or None (target)")
@@ -436,14 +450,16 @@ class SkewScout:
         # a traveling round right after an averaging could only measure 0: it waits a step; a
         # round that scores the averaging waits for one, and never scores the run's first (it
         # reads how far models drift from their shared initialisation, high at every skew)
-        if self._averaging:
+        # the start probe travels a model in either view
+        probe = self.config.start == "probe" and not self.travels
+        scores_averaging = self._averaging and not probe
+        if scores_averaging:
             if not averaged or self._averagings < 2:
                 return
         elif trainer.views_just_agreed():
             return
         self._measure_cost(trainer)
-        probe = self.config.start == "probe" and not self.travels and not self._averaging
-        if self._averaging:
+        if scores_averaging:
             report = averaging_round(trainer, len(self.travels),
                                      sample_size=self.config.sample_size, seed=self.config.seed)
             if report is None:
@@ -453,11 +469,16 @@ class SkewScout:
                             pairing=self.config.pairing, seed=self.config.seed,
                             dtype=self.config.travel_dtype, as_traveled=probe)
         self.travels.append(report)
-        if probe and report.as_traveled_estimate >= self.config.probe_disjoint:
-            decision = self.controller.jump((len(self.controller.grid) - 1) // 2,
-                                            report.as_traveled_estimate, int(trainer.iteration))
+        it = int(trainer.iteration)
+        if probe and report.as_traveled_visitor_acc <= self.config.probe_visitor_acc:
+            # disjoint labels: halfway from the start to the tightest knob (the loosest start
+            # -> the middle; the averaging view's middle start -> one step tighter)
+            decision = self.controller.jump(self.controller.index // 2,
+                                            report.as_traveled_estimate, it)
+        elif probe and self._averaging:    # a traveled model's loss is not an averaging's
+            decision = self.controller.note(report.as_traveled_estimate, it)
         else:
-            decision = self.controller.update(report.estimate, int(trainer.iteration))
+            decision = self.controller.update(report.estimate, it)
         logger.debug("skewscout it=%d estimate=%.4f %s -> knob %s", decision.iteration,
                      decision.estimate, decision.action, decision.knob)
         if decision.action != "hold":
@@ -488,7 +509,7 @@ class SkewScout:
         """The first call: which estimate the run takes, and the first knob. An algorithm that
         scores its averagings starts at the grid's middle whatever ``start`` says: the loosest
         knob may not average before the run ends (FedAvg's 600 of 600 iterations), and a knob
-        that does not average can give no estimate."""
+        that does not average can give no estimate (``"probe"`` still probes, from there)."""
         self._averaging = bool(trainer.scores_averaging())
         if self._averaging and self.config.initial_index == -1:
             self.controller.index = (len(self.controller.grid) - 1) // 2

@@ -90,17 +90,19 @@ def test_skewscout_counts_one_phase_per_learning_rate_decay():
     assert scout.controller.phase == 2 and not scout.controller.may_loosen
 
 
-def test_the_held_out_config_is_the_tuning_config_on_seeds_4_to_9():
+@pytest.mark.parametrize("name, seeds", [("digits_skewscout_heldout.toml", (4, 5, 6, 7, 8, 9)),
+                                         ("digits_skewscout_fresh.toml", tuple(range(16, 22)))])
+def test_each_held_out_config_is_the_tuning_config_on_its_own_seeds(name, seeds):
     from dataclasses import replace
 
     from training.study.config import DEFAULT_CONFIG, load_study
 
-    held_out = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_heldout.toml")
+    held_out = load_study(DEFAULT_CONFIG.parent / name)
     tuning = load_study(DEFAULT_CONFIG.parent / "digits_skewscout_seeds.toml")
-    assert held_out.seeds == (4, 5, 6, 7, 8, 9) and tuning.seeds == (0, 1, 2, 3)
+    assert held_out.seeds == seeds and tuning.seeds == (0, 1, 2, 3)
     assert replace(held_out, name=tuning.name, seeds=tuning.seeds) == tuning
     scout_runs = [s for s in held_out.all_runs() if s.mode == "skewscout"]
-    assert len(scout_runs) == 3 * 2 * 6          # Gaia, FedAvg, DGC x 80%, 100% x seeds 4-9
+    assert len(scout_runs) == 3 * 2 * 6          # Gaia, FedAvg, DGC x 80%, 100% x six seeds
 
 
 def test_start_patience_leaves_the_starting_knob_on_one_quiet_round_and_no_other():

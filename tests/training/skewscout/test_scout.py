@@ -442,8 +442,22 @@ def test_the_start_probe_moves_to_the_middle_only_when_visitors_know_nothing_of_
     assert overlap.knob_trace == [(0, 1000.0)]
     assert probe_run([[0.9, 0.0], [0.0, 0.9]], quiet, start="loosest").knob_trace == [
         (0, 1000.0)]
-    with pytest.raises(ValueError, match="probe_disjoint"):
-        SkewScoutConfig(start="probe", probe_disjoint=0.0)
+    with pytest.raises(ValueError, match="probe_visitor_acc"):
+        SkewScoutConfig(start="probe", probe_visitor_acc=1.0)
+
+
+def test_the_probe_reads_the_visitors_accuracy_not_the_loss_so_a_slow_host_still_reads_disjoint():
+    quiet = [[0.5, 0.48], [0.48, 0.5]]
+    # hosts at 0.5 on their own data, visitors at 0: a loss of 0.5 (a seed still learning at the
+    # probe, 0.5 at iteration 20 on seed 11), yet the visitors know nothing of their hosts' data
+    slow = probe_run([[0.5, 0.0], [0.0, 0.5]], quiet)
+    assert slow.travels[0].as_traveled_estimate == pytest.approx(0.5)
+    assert slow.travels[0].as_traveled_visitor_acc == 0.0
+    assert slow.decisions[0].action == "jump" and slow.knob_trace[1] == (5, 50.0)
+    # one sample in a hundred right (the least seen at 80% non-IID: 1 of 200) reads as overlap
+    near = probe_run([[0.9, 0.01], [0.01, 0.9]], [[0.9, 0.88], [0.88, 0.9]])
+    assert [d.action for d in near.decisions] == ["hold"] * 3
+    assert near.knob_trace == [(0, 1000.0)]
 
 
 def test_median_window_ignores_a_single_spike():
@@ -690,7 +704,7 @@ def test_skewscout_scores_averagings_from_the_middle_and_never_the_first_one():
     grid = (2.0, 4.0, 8.0)
     scout = SkewScout(grid, SkewScoutConfig(ControllerConfig(target=0.1, patience=5),
                                             travel_interval=2,
-                                            first_travel=1, jitter=False, start="probe",
+                                            first_travel=1, jitter=False, start="loosest",
                                             averaging_target=0.9))
     tr = fedavg_trainer(iter_local=8, callbacks=[scout], iterations=14)
     sent = []
@@ -699,7 +713,8 @@ def test_skewscout_scores_averagings_from_the_middle_and_never_the_first_one():
         for callback in tr.callbacks:
             callback(tr)
         sent.append(float(tr.bytes_sent.sum()))
-    # the middle (4) from the first call: the loosest (8) would not average before the end
+    # the middle (4) from the first call, whatever ``start`` says: the loosest (8) would not
+    # average before the end
     assert scout.knob_trace[0] == (0, 4.0)
     # averagings at 4, 8, 12 and the final 14: the first is never scored, every round sits on
     # one, and the estimates go to the controller against averaging_target (0.9: they hold)
@@ -715,39 +730,40 @@ def test_skewscout_scores_averagings_from_the_middle_and_never_the_first_one():
         SkewScoutConfig(averaging_low_ratio=1.0)
 
 
+class AveragingHost(FakeTrainer):
+    """Partition i's model before the averaging gets acc[i][i], the average avg[i]."""
+
+    def __init__(self, acc, avg):
+        super().__init__(acc)
+        self.avg = avg
+        self.averaged_at = set()
+
+    def scores_averaging(self):
+        return True
+
+    def just_averaged(self):
+        return self.iteration in self.averaged_at
+
+    def views_just_agreed(self):
+        return self.just_averaged()
+
+    def before_average_accuracy(self, i, x, y):
+        return self.acc[i][i] if self.just_averaged() else None
+
+    def model_accuracy(self, i, x, y):
+        return self.avg[i]
+
+
 def test_the_averaging_view_takes_its_own_target_and_low_ratio_and_travels_never():
-    class AveragingHost(FakeTrainer):
-        """Partition i's model before the averaging gets acc[i][i], the average avg[i]."""
-
-        def __init__(self, acc, avg):
-            super().__init__(acc)
-            self.avg = avg
-            self.averaged_at = set()
-
-        def scores_averaging(self):
-            return True
-
-        def just_averaged(self):
-            return self.iteration in self.averaged_at
-
-        def views_just_agreed(self):
-            return self.just_averaged()
-
-        def before_average_accuracy(self, i, x, y):
-            return self.acc[i][i] if self.just_averaged() else None
-
-        def model_accuracy(self, i, x, y):
-            return self.avg[i]
-
     host = AveragingHost([[0.9, 0.0], [0.0, 0.8]], avg=[0.85, 0.8])   # loss (0.05 + 0) / 2
     host.averaged_at = {10, 20, 30, 40}
     scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.01, low_ratio=0.5),
                                             travel_interval=5, first_travel=5, jitter=False,
-                                            start="probe"))
+                                            start="loosest"))
     for it in range(1, 41):
         host.iteration = it
         scout(host)
-    # the middle knob from the start, no probe; rounds on the averagings after the first only
+    # the middle knob from the start; rounds on the averagings after the first only
     assert scout.knob_trace[0] == (0, 50.0) and scout.travel_bytes == 0.0
     assert [r.iteration for r in scout.travels] == [20, 30, 40]
     assert [r.estimate for r in scout.travels] == pytest.approx([0.025] * 3)
@@ -756,3 +772,47 @@ def test_the_averaging_view_takes_its_own_target_and_low_ratio_and_travels_never
     assert [d.action for d in scout.decisions] == ["hold", "loosen", "hold"]
     assert scout.controller.config.target == 0.15 and scout.controller.config.low_ratio == 0.3
     assert host.sent == [0.0, 0.0]
+
+
+class ProbedAveragingHost(AveragingHost):
+    """Between averagings partition i's model is its own (acc[i][j] on j's data); right after
+    one, the global model (avg[i])."""
+
+    def model_accuracy(self, i, x, y):
+        return self.avg[i] if self.just_averaged() else self.acc[i][int(y[0])]
+
+
+def averaging_probe_run(acc, avg=(0.85, 0.85)):
+    host = ProbedAveragingHost(acc, avg=list(avg))
+    host.averaged_at = {10, 20, 30, 40}
+    scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.01, low_ratio=0.5),
+                                            travel_interval=5, first_travel=5, jitter=False,
+                                            start="probe"))
+    for it in range(1, 41):
+        host.iteration = it
+        scout(host)
+    return scout, host
+
+
+def test_the_start_probe_moves_the_averaging_view_one_step_tighter_on_disjoint_labels():
+    # as traveled at iteration 5: loss 0.9, disjoint labels; each averaging then costs 0.05
+    scout, host = averaging_probe_run([[0.9, 0.0], [0.0, 0.9]])
+    # halfway from the middle start to the tightest knob: 50 -> 10 (the traveled view's probe
+    # goes from the loosest to the middle, the same rule)
+    assert scout.knob_trace == [(0, 50.0), (5, 10.0)]
+    assert [r.iteration for r in scout.travels] == [5, 20, 30, 40]
+    assert [d.action for d in scout.decisions] == ["jump", "hold", "hold", "hold"]
+    # the probe is one traveling round (two models in float16: 12 values x 2 B each); the
+    # averaging rounds travel nothing
+    assert scout.travel_bytes == 48.0 and host.sent == [24.0, 24.0]
+    assert [r.estimate for r in scout.travels[1:]] == pytest.approx([0.05] * 3)
+
+
+def test_on_overlapping_labels_the_averaging_views_probe_holds_and_is_no_evidence():
+    scout, _ = averaging_probe_run([[0.9, 0.5], [0.5, 0.9]])      # as traveled: loss 0.4
+    assert scout.knob_trace == [(0, 50.0)]
+    # the probe's 0.4 is a traveled model's loss, not an averaging's: recorded, not counted (in
+    # the median of 3 it would read 0.225 > 0.15 and tighten)
+    assert [d.action for d in scout.decisions] == ["hold"] * 4
+    assert scout.decisions[0].estimate == pytest.approx(0.4)
+    assert [d.estimate for d in scout.decisions[1:]] == pytest.approx([0.05] * 3)
