@@ -754,15 +754,21 @@ class AveragingHost(FakeTrainer):
         return self.avg[i]
 
 
-def test_the_averaging_view_takes_its_own_target_and_low_ratio_and_travels_never():
-    host = AveragingHost([[0.9, 0.0], [0.0, 0.8]], avg=[0.85, 0.8])   # loss (0.05 + 0) / 2
+def run_averaging_host(host, start):
+    """40 iterations of SkewScout on ``host``, which averages every 10."""
     host.averaged_at = {10, 20, 30, 40}
     scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.01, low_ratio=0.5),
                                             travel_interval=5, first_travel=5, jitter=False,
-                                            start="loosest"))
+                                            start=start))
     for it in range(1, 41):
         host.iteration = it
         scout(host)
+    return scout
+
+
+def test_the_averaging_view_takes_its_own_target_and_low_ratio_and_travels_never():
+    host = AveragingHost([[0.9, 0.0], [0.0, 0.8]], avg=[0.85, 0.8])   # loss (0.05 + 0) / 2
+    scout = run_averaging_host(host, "loosest")
     # the middle knob from the start; rounds on the averagings after the first only
     assert scout.knob_trace[0] == (0, 50.0) and scout.travel_bytes == 0.0
     assert [r.iteration for r in scout.travels] == [20, 30, 40]
@@ -784,14 +790,7 @@ class ProbedAveragingHost(AveragingHost):
 
 def averaging_probe_run(acc, avg=(0.85, 0.85)):
     host = ProbedAveragingHost(acc, avg=list(avg))
-    host.averaged_at = {10, 20, 30, 40}
-    scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.01, low_ratio=0.5),
-                                            travel_interval=5, first_travel=5, jitter=False,
-                                            start="probe"))
-    for it in range(1, 41):
-        host.iteration = it
-        scout(host)
-    return scout, host
+    return run_averaging_host(host, "probe"), host
 
 
 def test_the_start_probe_moves_the_averaging_view_one_step_tighter_on_disjoint_labels():
