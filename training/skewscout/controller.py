@@ -28,7 +28,9 @@ The rule, applied once per model-traveling round to the estimated skew-induced a
    an expensive guess), while a knob that has held needs ``patience`` quiet rounds (a loosened
    knob's loss shows only once the models drift). ``start_patience`` (None: ``patience``) is
    the quiet rounds needed to leave the starting knob; 1 was measured and rejected on seeds 0-3
-   (docs/skewscout.md: Gaia missed the target on one seed at 100% non-IID).
+   (docs/skewscout.md: Gaia missed the target on one seed at 100% non-IID). No loosen goes past
+   ``ceiling`` (None: the grid's end; SkewScout sets it when its start probe reads disjoint
+   labels, ``SkewScoutConfig.disjoint_ceiling``).
 4. **Hold** in the band ``low_ratio * T <= L <= T`` (the hysteresis band); both streaks restart.
 5. **New phase**: :meth:`KnobController.new_phase` (SkewScout calls it when the learning rate
    decays) clears the evidence and the streaks: the estimates' scale changes with the learning
@@ -186,6 +188,7 @@ class KnobController:
     floor: int = 0                        # rule 7: no tighten below this index in this phase
     _trigger: tuple[int, float] | None = None   # rule 7: (index left, evidence) of the last tighten
     _moved: bool = False                  # the knob has left its starting index (rule 3)
+    ceiling: int | None = None            # loosest index a loosen may reach (None: the grid's)
 
     def __post_init__(self) -> None:
         self.grid = tuple(self.grid)
@@ -203,7 +206,12 @@ class KnobController:
     @property
     def loosen_pending(self) -> bool:
         """Low estimates are being counted towards a loosen (the knob is not settled)."""
-        return self._low > 0 and self.index < len(self.grid) - 1 and self.may_loosen
+        return self._low > 0 and self.index < self.loosest and self.may_loosen
+
+    @property
+    def loosest(self) -> int:
+        """The loosest index a loosen may reach: the grid's end, or ``ceiling``."""
+        return len(self.grid) - 1 if self.ceiling is None else self.ceiling
 
     @property
     def may_loosen(self) -> bool:
@@ -251,7 +259,7 @@ class KnobController:
         action = "hold"
         undo = cfg.low_ratio if cfg.undo_ratio is None else cfg.undo_ratio
         if self._just_tightened and evidence < undo * cfg.target and self.may_loosen \
-                and self.index < len(self.grid) - 1:
+                and self.index < self.loosest:
             action = self._move(self.index + 1, "loosen")     # rule 3: undo a tighten at once
         elif evidence > cfg.target:
             self._high, self._low = self._high + 1, 0
@@ -266,7 +274,7 @@ class KnobController:
             need = 1 if self._just_tightened else cfg.patience
             if not self._moved and cfg.start_patience is not None:
                 need = cfg.start_patience
-            if self.index < len(self.grid) - 1 and self._low >= need and self.may_loosen:
+            if self.index < self.loosest and self._low >= need and self.may_loosen:
                 action = self._move(self.index + 1, "loosen")
         else:
             self._high = self._low = 0

@@ -72,6 +72,9 @@ also scores its visitor as it traveled, and when the visitor gets at most ``prob
 knob jumps halfway from where it started to the tightest knob (from the loosest, the middle). The
 visitor's own accuracy is read, not the loss (host minus visitor): a host still learning its own
 classes at the probe (0.5 on one seed at iteration 20) would make disjoint labels read as overlap.
+With ``disjoint_ceiling = k`` a disjoint read also puts the grid's ``k`` loosest knobs off limits
+for the rest of the run (``KnobController.ceiling``): at 100% non-IID Gaia's estimates read
+0.00-0.09 at every knob after the jump and cannot see what its loosest knob costs.
 Under partial label skew the host's view of Gaia's visitors reads like that of disjoint labels,
 so only the as-traveled view can tell where starting loose is safe (docs/skewscout.md). It
 turns each round's estimate into a grid index, and SkewScout sets the knob to that grid value with
@@ -345,6 +348,7 @@ class SkewScoutConfig:
     initial_index: int = -1                  # -1: where ``start`` says
     start: str = "middle"                    # first knob: "middle", "loosest" or "probe"
     probe_visitor_acc: float = 0.0           # "probe": a visitor scoring <= this reads disjoint
+    disjoint_ceiling: int = 0                # "probe": the loosest knobs off limits on disjoint
     # the controller's target and low_ratio when averagings are scored (None: target, low_ratio);
     # the values chosen on seeds 0-3 (docs/skewscout.md)
     averaging_target: float | None = 0.15
@@ -373,6 +377,9 @@ class SkewScoutConfig:
             raise ValueError(f"probe_visitor_acc={self.probe_visitor_acc}: give the visitor's "
                              "accuracy on its host's sample in [0, 1) at or under which labels "
                              "read as disjoint (0: it gets none right)")
+        if self.disjoint_ceiling < 0:
+            raise ValueError(f"disjoint_ceiling={self.disjoint_ceiling}: give how many of the "
+                             "loosest knobs a disjoint probe puts off limits (>= 0; 0: none)")
         if self.averaging_target is not None and not 0 < self.averaging_target < 1:
             raise ValueError(f"averaging_target={self.averaging_target}: give the loss an "
                              "averaging may cost as a fraction in (0, 1), or None (target)")
@@ -475,6 +482,10 @@ class SkewScout:
             # -> the middle; the averaging view's middle start -> one step tighter)
             decision = self.controller.jump(self.controller.index // 2,
                                             report.as_traveled_estimate, it)
+            if self.config.disjoint_ceiling:
+                last = len(self.controller.grid) - 1
+                self.controller.ceiling = max(self.controller.index,
+                                              last - self.config.disjoint_ceiling)
         elif probe and self._averaging:    # a traveled model's loss is not an averaging's
             decision = self.controller.note(report.as_traveled_estimate, it)
         else:

@@ -420,12 +420,12 @@ def test_travel_scores_the_visitor_as_it_traveled_too_when_asked():
     assert plain.as_traveled_acc == () and plain.as_traveled_estimate == pytest.approx(0.05)
 
 
-def probe_run(acc, judged, start="probe"):
+def probe_run(acc, judged, start="probe", iterations=25, **cfg):
     tr = ViewTrainer(acc, judged)
     scout = SkewScout(GRID, SkewScoutConfig(ControllerConfig(target=0.1, patience=2),
                                             travel_interval=10, first_travel=5, jitter=False,
-                                            start=start))
-    for it in range(1, 26):
+                                            start=start, **cfg))
+    for it in range(1, iterations + 1):
         tr.iteration = it
         scout(tr)
     return scout
@@ -444,6 +444,32 @@ def test_the_start_probe_moves_to_the_middle_only_when_visitors_know_nothing_of_
         (0, 1000.0)]
     with pytest.raises(ValueError, match="probe_visitor_acc"):
         SkewScoutConfig(start="probe", probe_visitor_acc=1.0)
+
+
+def test_a_ceiling_stops_the_loosen_and_the_undo_at_it():
+    free = KnobController(GRID, ControllerConfig(target=0.1, patience=1), index=3)
+    assert [free.update(e).knob for e in (0.0, 0.0)] == [1000.0, 1000.0]
+    ctl = KnobController(GRID, ControllerConfig(target=0.1, patience=1), index=3, ceiling=3)
+    assert [ctl.update(e).knob for e in (0.0, 0.0)] == [200.0, 200.0]
+    assert not ctl.loosen_pending
+    # a tighten from the ceiling is undone back to it (rule 3), and no further
+    assert [ctl.update(e).action for e in (0.15, 0.0, 0.0)] == ["tighten", "loosen", "hold"]
+    assert ctl.knob == 200.0
+
+
+def test_on_disjoint_labels_the_loosest_knob_can_be_put_off_limits():
+    quiet = [[0.9, 0.88], [0.88, 0.9]]                 # every round quiet: loosen when allowed
+    disjoint = [[0.9, 0.0], [0.0, 0.9]]
+    free = probe_run(disjoint, quiet, iterations=65)
+    assert free.knob_trace == [(0, 1000.0), (5, 50.0), (25, 200.0), (45, 1000.0)]
+    capped = probe_run(disjoint, quiet, iterations=65, disjoint_ceiling=1)
+    assert capped.knob_trace == [(0, 1000.0), (5, 50.0), (25, 200.0)]
+    assert capped.controller.ceiling == 3 and not capped.controller.loosen_pending
+    # overlapping labels put nothing off limits: the loosest start stays
+    overlap = probe_run([[0.9, 0.4], [0.4, 0.9]], quiet, iterations=65, disjoint_ceiling=1)
+    assert overlap.controller.ceiling is None and overlap.knob_trace == [(0, 1000.0)]
+    with pytest.raises(ValueError, match="disjoint_ceiling"):
+        SkewScoutConfig(disjoint_ceiling=-1)
 
 
 def test_the_probe_reads_the_visitors_accuracy_not_the_loss_so_a_slow_host_still_reads_disjoint():

@@ -69,7 +69,7 @@ def test_the_seeds_config_is_the_default_study_with_more_seeds():
     # SkewScout's start probe and FedAvg's averaging view were chosen on the SkewScout studies
     # (docs/skewscout.md)
     def unprobed(study):
-        probe = {"start", "first_travel", "probe_visitor_acc"}
+        probe = {"start", "first_travel", "probe_visitor_acc", "disjoint_ceiling"}
         algorithms = {**study.algorithms, "fedavg": {
             k: v for k, v in study.algorithms["fedavg"].items() if k != "visitor_view"}}
         return replace(study, algorithms=algorithms, skewscout={
