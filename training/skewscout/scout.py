@@ -60,9 +60,10 @@ at every skew), the knob starts at the grid's middle (a loosest knob that does n
 within the run could give no estimate), and the controller takes ``averaging_target`` and
 ``averaging_low_ratio`` in place of ``target`` and ``low_ratio`` (the two views' scales differ;
 docs/skewscout.md measures both). With ``start="probe"`` the first round still travels one model
-per pair (below): on disjoint labels the knob moves one step tighter than the middle, what the
-first scored averaging would do some 75 iterations later; otherwise the probe's read is recorded
-and not counted (a traveled model's loss is not an averaging's).
+per pair (below): on disjoint labels the knob moves halfway from the middle to the tightest knob
+(IterLocal 50 -> 10 on the studies' grid), what the first scored averaging would do some 75
+iterations later; otherwise the probe's read is recorded and not counted (a traveled model's loss
+is not an averaging's).
 
 **The controller** (:mod:`training.skewscout.controller`; the rule is documented there) starts
 at the grid's middle (``start="middle"``), its least communicative knob (``"loosest"``) or the
@@ -479,7 +480,7 @@ class SkewScout:
         it = int(trainer.iteration)
         if probe and report.as_traveled_visitor_acc <= self.config.probe_visitor_acc:
             # disjoint labels: halfway from the start to the tightest knob (the loosest start
-            # -> the middle; the averaging view's middle start -> one step tighter)
+            # -> the middle; the averaging view's middle start -> halfway down from there)
             decision = self.controller.jump(self.controller.index // 2,
                                             report.as_traveled_estimate, it)
             if self.config.disjoint_ceiling:
