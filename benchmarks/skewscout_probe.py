@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from functools import partial
 
 import numpy as np
 import torch
 
-from training.engine import TrainConfig, Trainer
 from training.skewscout.scout import travel
 from training.study.config import load_study
-from training.study.run import build_algorithm, build_model, run_data
+from training.study.run import build_trainer
 
 PROBED_KNOB = {"gaia": 0.3, "fedavg": 50.0}     # where each algorithm sits at the probe
 PROBE_PAIR = (0, 1)
@@ -35,10 +33,7 @@ PROBE_PAIR = (0, 1)
 def probe_reads(spec, first: int, last: int, sample_size: int) -> list[dict]:
     """Every ordered pair's (host accuracy, visitor accuracy as traveled) at each iteration in
     [first, last] of one fixed run; the run trains on the study's schedule (its decays too)."""
-    train, val, shape = run_data(spec)
-    algorithm, _ = build_algorithm(spec)
-    cfg = replace(TrainConfig(**spec.train), seed=spec.seed, progress=False)
-    trainer = Trainer(partial(build_model, spec.model, *shape), algorithm, train, val, cfg)
+    trainer, _ = build_trainer(spec)
     reads = []
     while trainer.iteration < last:
         trainer.step()

@@ -25,13 +25,20 @@ def execute_run(spec: RunSpec) -> dict[str, Any]:
     """Train one run and return its result row."""
     if spec.engine == "distributed":
         return execute_distributed(spec)
+    trainer, scout = build_trainer(spec)
+    result = trainer.run()
+    return result_row(spec, result, scout, trainer.algorithm.knob)
+
+
+def build_trainer(spec: RunSpec) -> tuple[Trainer, SkewScout | None]:
+    """The simulation's Trainer for one run (SkewScout as its callback, if the run has one),
+    not yet trained: :func:`execute_run` runs it; tools may step it themselves."""
     train, val, shape = run_data(spec)
     algorithm, scout = build_algorithm(spec)
     cfg = replace(TrainConfig(**spec.train), seed=spec.seed, progress=False)
     trainer = Trainer(partial(build_model, spec.model, *shape), algorithm, train, val, cfg,
                       callbacks=[scout] if scout is not None else [])
-    result = trainer.run()
-    return result_row(spec, result, scout, algorithm.knob)
+    return trainer, scout
 
 
 def check_run(spec: RunSpec) -> None:
