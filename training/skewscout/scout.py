@@ -455,10 +455,10 @@ class SkewScout:
         self._averagings += int(averaged)
         if trainer.iteration < self._next:
             return
-        # a traveling round right after an averaging could only measure 0: it waits a step; a
-        # round that scores the averaging waits for one, and never scores the run's first (it
-        # reads how far models drift from their shared initialisation, high at every skew)
-        # the start probe travels a model in either view
+        # The start probe travels a model in either view. A traveling round right after an
+        # averaging could only measure 0: it waits a step; a round that scores the averaging
+        # waits for one, and never scores the run's first (it reads how far models drift from
+        # their shared initialisation, high at every skew).
         probe = self.config.start == "probe" and not self.travels
         scores_averaging = self._averaging and not probe
         if scores_averaging:
@@ -494,11 +494,11 @@ class SkewScout:
         logger.debug("skewscout it=%d estimate=%.4f %s -> knob %s", decision.iteration,
                      decision.estimate, decision.action, decision.knob)
         if decision.action != "hold":
-            self._set_knob(trainer, int(trainer.iteration))
+            self._set_knob(trainer, it)
         self._interval = self._next_interval(decision.action)
         gap = self._soon() if decision.action == "tighten" else self._interval
-        self._next = int(trainer.iteration) + gap + self._jitter()
-        self._mark = (int(trainer.iteration), self._bytes_sent(trainer))
+        self._next = it + gap + self._jitter()
+        self._mark = (it, self._bytes_sent(trainer))
 
     @staticmethod
     def _bytes_sent(trainer: ScoutHost) -> float:
