@@ -15,7 +15,7 @@ import pytest
 
 from tests.training.study.studies import experiment, study_doc, toml_text, write_toml
 from training.study.config import study_from_dict
-from training.study.executors import ExecutorConfig
+from training.study.executors import ExecutorConfig, LocalBackend
 from training.study.runner import run_study
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -250,6 +250,22 @@ def test_a_killed_driver_leaves_no_worker_behind(how, tmp_path):
         err = proc.stderr.read().strip().splitlines()
         assert proc.returncode == 130 and err[-1].startswith("stopped:"), err
         assert not list((out / "runs").glob("*.claim"))
+
+
+def test_closing_a_busy_pool_waits_for_its_manager_thread():
+    """A busy pool's close returns only after the pool's manager thread is done, so the exit
+    hook of concurrent.futures cannot write to a wake-up pipe that thread is closing (the
+    stray "OSError: Bad file descriptor" after a SIGTERM's "stopped:" line)."""
+    backend = LocalBackend(jobs=2, threads=1, pin_gpus=False)
+    backend.futures = [backend.pool.submit(time.sleep, 600) for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while len(backend.pool._processes) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    manager = backend.pool._executor_manager_thread
+    assert manager is not None and manager.is_alive()
+    backend.close()
+    assert not manager.is_alive()
+    assert all(f.done() for f in backend.futures)
 
 
 def test_executors_are_a_registry(tmp_path, monkeypatch):
