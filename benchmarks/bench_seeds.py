@@ -19,7 +19,11 @@ Whether seeds can ride along depends on what a step's time is made of, so the on
   ops; shared by the seeds when they are vectorised).
 
 The ratio that split allows is ``(fixed + S x (replica + compute)) / step`` (printed next to
-the measured one), and the same ratio on one H100 comes from
+the measured one). The CPU's own limit is printed with it: the training FLOPs of one step
+(forward + backward, counted by torch's flop counter) against this core's float32 matmul rate
+(a 1024 x 1024 product, the fastest kernel it has), so the per-sample compute's efficiency and
+the ratio that ``S`` seeds' FLOPs alone would cost at that rate, everything else shared for
+free: the floor no vectorisation can pass on this CPU. The same ratio on one H100 comes from
 ``benchmarks/gpu_check_estimate.py``'s cost model (a step costs ``max(ops x launch, FLOPs /
 throughput)``; vectorised, the ops do not grow with the seeds).
 
@@ -113,6 +117,38 @@ def _step_seconds(trainer: Trainer, steps: int = 40, rounds: int = 5) -> float:
     return best
 
 
+def matmul_flops_per_second(size: int = 1024, repeats: int = 20) -> float:
+    """This process's float32 matmul rate at its thread count (CPU time, best of three)."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        start = time.process_time()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, (time.process_time() - start) / repeats)
+    return 2 * size ** 3 / best
+
+
+def train_flops(model: torch.nn.Module, images: int) -> float:
+    """FLOPs of one forward + backward of ``images`` images (no input gradient: the first
+    layer's data needs none), counted by torch's flop counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(images, model.features[0].in_channels, 8, 8)
+    y = torch.zeros(images, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def cpu_floor(step: float, flops: float, rate: float, seeds: int) -> float:
+    """The S-seed / one-seed ratio when S seeds' FLOPs run at ``rate`` and nothing else costs
+    anything: ``S x flops / rate / step``."""
+    return seeds * flops / rate / step
+
+
 def step_split(seeds: int) -> None:
     """The one-seed step split into fixed per-op cost, per-replica and per-sample work (module
     docstring), the seeds ratio that split predicts, the measured one and the H100 estimate."""
@@ -140,8 +176,16 @@ def step_split(seeds: int) -> None:
           f"(the split predicts {predicted:.2f}x; larger kernels run more efficiently, so the "
           "measured ratio can be lower)")
     model = run.build_model(spec.model, *run.run_data(spec)[2])
-    profile = profile_model(model, (model.features[0].in_channels, 8, 8), count_ops)
     images = local * spec.num_partitions
+    flops, rate = train_flops(model, images), matmul_flops_per_second()
+    floor = cpu_floor(step, flops, rate, seeds)
+    print(f"CPU limit: a step trains {flops / 1e6:.0f} MFLOP; this core multiplies at "
+          f"{rate / 1e9:.1f} GFLOP/s (1024^2 matmul), so the per-sample compute runs at "
+          f"{flops / compute / 1e9:.1f} GFLOP/s ({flops / compute / rate:.0%} of it) and "
+          f"{seeds} seeds' FLOPs alone take {seeds * flops / rate * 1e3:.2f} ms = {floor:.2f}x "
+          f"the one-seed step ({'under' if floor <= GOAL else 'over'} the {GOAL}x goal even "
+          "with everything else shared for free)")
+    profile = profile_model(model, (model.features[0].in_channels, 8, 8), count_ops)
     h100 = [step_seconds(profile, images * s) for s in (1, seeds)]
     print(f"H100 estimate (gpu_check_estimate: {profile['fwd_flops'] / 1e6:.2f} MFLOP/image "
           f"forward, {profile['ops']:.0f} ops): {h100[0] * 1e3:.2f} ms vs {h100[1] * 1e3:.2f} ms "
