@@ -199,12 +199,12 @@ def step_split(seeds: int) -> None:
     images = local * spec.num_partitions
     flops, matmul = train_flops(model, images), matmul_flops_per_second()
     big = model_flops_per_second(model)
-    rate = max(matmul, big, flops / compute)
+    own = flops / compute if compute > 0 else 0.0     # 0: the split read no per-sample time
+    rate = max(matmul, big, own)
     floor = cpu_floor(step, flops, rate, seeds)
     print(f"CPU limit: a step trains {flops / 1e6:.0f} MFLOP; GFLOP/s: the step's per-sample "
-          f"compute {flops / compute / 1e9:.1f}, the model on 2,000 images at once "
-          f"{big / 1e9:.1f}, a 1024^2 matmul {matmul / 1e9:.1f}; at the fastest, {seeds} seeds' "
-          f"FLOPs alone take "
+          f"compute {own / 1e9:.1f}, the model on 2,000 images at once {big / 1e9:.1f}, a "
+          f"1024^2 matmul {matmul / 1e9:.1f}; at the fastest, {seeds} seeds' FLOPs alone take "
           f"{seeds * flops / rate * 1e3:.2f} ms = {floor:.2f}x the one-seed step, leaving "
           f"{round(GOAL - floor, 2) + 0.0:.2f}x of the {GOAL}x goal for the per-replica work "
           f"({replica / step:.0%} of the step per seed now) and the fixed cost")
