@@ -259,6 +259,8 @@ records = [PhotoRecord(photo_id=str(i), owner="o", class_name="cat", label=7, la
                        longitude=2.0, url=sys.argv[1]) for i in range(1, 9)]
 config = DownloadConfig(any_image_host=True, workers=2, processes=2, max_retries=0)
 print(sorted(r.status.value for r in download_records(records, Layout.at(sys.argv[2]), config)))
+import threading
+print(sorted(t.name for t in threading.enumerate()))
 """
 
 
@@ -269,7 +271,12 @@ def test_worker_processes_exit_cleanly_after_their_last_result(server, tmp_path)
                            str(tmp_path)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == str(["downloaded"] * 8)
+    statuses, threads = proc.stdout.strip().splitlines()
+    assert statuses == str(["downloaded"] * 8)
+    # The input queue's feeder thread ended before the download returned: left to the
+    # interpreter's exit, it could be frozen between unlinking the queue's semaphores and
+    # telling the resource tracker, which then warns of a leak (1 run in ~200).
+    assert threads == str(["MainThread"])
     assert "leaked" not in proc.stderr, proc.stderr
     assert len(list(Layout.at(tmp_path).images.rglob("*.jpg"))) == 8
 
