@@ -164,7 +164,7 @@ def download_in_processes(
             # Every batch and sentinel was read, so the input queue's feeder thread ends at
             # once: end it here. Left to the interpreter's exit, it can drop the queue's last
             # locks (and unlink their semaphores) while exit freezes it, before it tells the
-            # resource tracker, which then warns of a "leaked semaphore" (1 run in ~200).
+            # resource tracker, which then warns of a "leaked semaphore" (1 run in 210 here).
             todo.close()
             todo.join_thread()
         else:       # a dead worker may leave the pipe full: joining the feeder could hang

@@ -275,7 +275,7 @@ def test_worker_processes_exit_cleanly_after_their_last_result(server, tmp_path)
     assert statuses == str(["downloaded"] * 8)
     # The input queue's feeder thread ended before the download returned: left to the
     # interpreter's exit, it could be frozen between unlinking the queue's semaphores and
-    # telling the resource tracker, which then warns of a leak (1 run in ~200).
+    # telling the resource tracker, which then warns of a leak (1 run in 210 here).
     assert threads == str(["MainThread"])
     assert "leaked" not in proc.stderr, proc.stderr
     assert len(list(Layout.at(tmp_path).images.rglob("*.jpg"))) == 8
