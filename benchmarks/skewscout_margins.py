@@ -63,38 +63,41 @@ def cell_report(bsp: dict[int, float], fixed: dict[int, dict[float, dict[str, An
     seeds = sorted(s for s in bsp if s in fixed)
     if len(seeds) < 2:
         return ["  fewer than two seeds with BSP and fixed runs: nothing to compare"]
+    threshold = {s: bsp[s] - target for s in seeds}          # accuracy a run must reach
+
+    def margin(row: dict[str, Any], seed: int) -> float:     # images above the threshold
+        return (row["final_acc"] - threshold[seed]) * n
+
     base = [bsp[s] * n for s in seeds]
     sd = statistics.stdev(base)
     lines = [f"  BSP: {statistics.mean(base):.1f} +- {sd:.1f} images of {n} over {len(seeds)} "
              f"seeds (the threshold moves with it)"]
-    knobs = sorted({k for s in seeds for k in fixed[s]})
-    for knob in knobs:
-        margins = [(s, fixed[s][knob]["final_acc"] * n - (bsp[s] - target) * n)
-                   for s in seeds if knob in fixed[s]]
-        met = sum(meets_target(fixed[s][knob]["final_acc"], bsp[s], target) for s, _ in margins)
-        near = sum(abs(m) <= sd for _, m in margins)
+    for knob in sorted({k for s in seeds for k in fixed[s]}):
+        ran = [s for s in seeds if knob in fixed[s]]
+        margins = [margin(fixed[s][knob], s) for s in ran]
+        met = sum(meets_target(fixed[s][knob]["final_acc"], bsp[s], target) for s in ran)
+        near = sum(abs(m) <= sd for m in margins)
         lines.append(f"  knob {knob:g}: meets on {met}/{len(margins)}; margin "
-                     f"{min(m for _, m in margins):+.1f} to {max(m for _, m in margins):+.1f}, "
+                     f"{min(margins):+.1f} to {max(margins):+.1f}, "
                      f"within +-{sd:.1f} of the threshold on {near}")
+    oracle = {s: oracle_knob(fixed[s], threshold[s]) for s in seeds}
     fragile = []
     for s in seeds:
-        here = oracle_knob(fixed[s], bsp[s] - target)
-        moved = {oracle_knob(fixed[s], bsp[s] - target + d * sd / n) for d in (-1, 1)}
-        if moved != {here}:
-            others = "/".join(_knob(k) for k in sorted(moved - {here}, key=_order))
-            fragile.append(f"s{s} ({_knob(here)} or {others})")
+        moved = {oracle_knob(fixed[s], threshold[s] + d * sd / n) for d in (-1, 1)}
+        if moved != {oracle[s]}:
+            others = "/".join(_knob(k) for k in sorted(moved - {oracle[s]}, key=_order))
+            fragile.append(f"s{s} ({_knob(oracle[s])} or {others})")
     lines.append(f"  Oracle changes with the threshold moved by one sd on {len(fragile)}/"
                  f"{len(seeds)} seeds: {', '.join(fragile) or 'none'}")
-    scouted = sorted(set(scout) & set(seeds))
-    for s in scouted:
-        if not meets_target(scout[s]["final_acc"], bsp[s], target):
-            short = (bsp[s] - target - scout[s]["final_acc"]) * n
-            within = "within" if short <= sd else "beyond"
-            lines.append(f"  SkewScout s{s}: misses by {short:.1f} images ({within} one sd of "
-                         f"BSP); Oracle {_knob(oracle_knob(fixed[s], bsp[s] - target))}")
+    scouted = [s for s in seeds if s in scout]
+    short = {s: -margin(scout[s], s) for s in scouted
+             if not meets_target(scout[s]["final_acc"], bsp[s], target)}
+    for s, images in short.items():
+        within = "within" if images <= sd else "beyond"
+        lines.append(f"  SkewScout s{s}: misses by {images:.1f} images ({within} one sd of "
+                     f"BSP); Oracle {_knob(oracle[s])}")
     if scouted:
-        met = sum(meets_target(scout[s]["final_acc"], bsp[s], target) for s in scouted)
-        lines.append(f"  SkewScout meets on {met}/{len(scouted)}")
+        lines.append(f"  SkewScout meets on {len(scouted) - len(short)}/{len(scouted)}")
     return lines
 
 
