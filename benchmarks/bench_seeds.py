@@ -131,12 +131,12 @@ def matmul_flops_per_second(size: int = 1024, repeats: int = 20) -> float:
     return 2 * size ** 3 / best
 
 
-def train_flops(model: torch.nn.Module, images: int) -> float:
-    """FLOPs of one forward + backward of ``images`` images (no input gradient: the first
-    layer's data needs none), counted by torch's flop counter."""
+def train_flops(model: torch.nn.Module, images: int, shape: tuple[int, int, int]) -> float:
+    """FLOPs of one forward + backward of ``images`` images of ``shape`` (C, H, W; no input
+    gradient: the first layer's data needs none), counted by torch's flop counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(images, model.features[0].in_channels, 8, 8)
+    x = torch.zeros(images, *shape)
     y = torch.zeros(images, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
         torch.nn.functional.cross_entropy(model(x), y).backward()
@@ -144,10 +144,11 @@ def train_flops(model: torch.nn.Module, images: int) -> float:
     return float(counter.get_total_flops())
 
 
-def model_flops_per_second(model: torch.nn.Module, images: int = 2000) -> float:
+def model_flops_per_second(model: torch.nn.Module, shape: tuple[int, int, int],
+                           images: int = 2000) -> float:
     """The model's forward + backward rate at a batch large enough that per-op costs vanish:
     the fastest its kernels run on this core (CPU time, best of three)."""
-    x = torch.randn(images, model.features[0].in_channels, 8, 8)
+    x = torch.randn(images, *shape)
     y = torch.randint(0, model.classifier.out_features, (images,))
 
     def once() -> None:
@@ -160,7 +161,7 @@ def model_flops_per_second(model: torch.nn.Module, images: int = 2000) -> float:
         once()
         best = min(best, time.process_time() - start)
     model.zero_grad(set_to_none=True)
-    return train_flops(model, images) / best
+    return train_flops(model, images, shape) / best
 
 
 def cpu_floor(step: float, flops: float, rate: float, seeds: int) -> float:
@@ -195,10 +196,11 @@ def step_split(seeds: int) -> None:
     print(f"{seeds}-seed step: {many * 1e3:.2f} ms = {many / step:.2f}x measured "
           f"(the split predicts {predicted:.2f}x; larger kernels run more efficiently, so the "
           "measured ratio can be lower)")
-    model = run.build_model(spec.model, *run.run_data(spec)[2])
-    images = local * spec.num_partitions
-    flops, matmul = train_flops(model, images), matmul_flops_per_second()
-    big = model_flops_per_second(model)
+    classes, channels, size = run.run_data(spec)[2]
+    model = run.build_model(spec.model, classes, channels, size)
+    images, shape = local * spec.num_partitions, (channels, size, size)
+    flops, matmul = train_flops(model, images, shape), matmul_flops_per_second()
+    big = model_flops_per_second(model, shape)
     own = flops / compute if compute > 0 else 0.0     # 0: the split read no per-sample time
     rate = max(matmul, big, own)
     floor = cpu_floor(step, flops, rate, seeds)
@@ -208,7 +210,7 @@ def step_split(seeds: int) -> None:
           f"{seeds * flops / rate * 1e3:.2f} ms = {floor:.2f}x the one-seed step, leaving "
           f"{round(GOAL - floor, 2) + 0.0:.2f}x of the {GOAL}x goal for the per-replica work "
           f"({replica / step:.0%} of the step per seed now) and the fixed cost")
-    profile = profile_model(model, (model.features[0].in_channels, 8, 8), count_ops)
+    profile = profile_model(model, shape, count_ops)
     h100 = [step_seconds(profile, images * s) for s in (1, seeds)]
     print(f"H100 estimate (gpu_check_estimate: {profile['fwd_flops'] / 1e6:.2f} MFLOP/image "
           f"forward, {profile['ops']:.0f} ops): {h100[0] * 1e3:.2f} ms vs {h100[1] * 1e3:.2f} ms "

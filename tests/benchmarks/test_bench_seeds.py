@@ -33,12 +33,12 @@ def test_train_flops_counts_forward_and_backward_by_hand():
     linear = 2 * images * 256 * 10
     # forward conv + linear; backward: the linear's input and weight gradients, the conv's weight
     # gradient only (the images need none)
-    assert train_flops(OneConv(), images) == conv + linear + 2 * linear + conv
+    assert train_flops(OneConv(), images, (1, 8, 8)) == conv + linear + 2 * linear + conv
 
 
 def test_train_flops_leaves_no_gradient_behind():
     model = OneConv()
-    train_flops(model, 2)
+    train_flops(model, 2, (1, 8, 8))
     assert all(p.grad is None for p in model.parameters())
 
 
