@@ -11,9 +11,14 @@ and skew, over the seeds found in the given study folders:
   seeds it meets the target on;
 - the seeds whose Oracle would be another knob if their threshold moved by one sd of BSP (the
   Oracle's choice there is inside the seed-to-seed noise);
-- each SkewScout run's margin, and for a miss whether it is within that sd.
+- each SkewScout run's margin, and for a miss whether it is within that sd;
+- every fixed knob and SkewScout judged as a policy by the issue's per-seed goal (the target on
+  every seed where some knob meets it, at <= 1.2x the seed's own Oracle's bytes on the mean), and
+  whether any single knob, chosen knowing every seed's outcome, meets that goal: when none does,
+  the goal asks for foresight of each seed's noise.
 
     python benchmarks/skewscout_margins.py OUT [OUT ...] [--target 0.03] [--algorithm fedavg]
+                                          [--seeds 22-27]
 
 docs/skewscout.md quotes it on seeds 0-27. It reads the folders' ``runs/`` rows and trains
 nothing.
@@ -89,6 +94,7 @@ def cell_report(bsp: dict[int, float], fixed: dict[int, dict[float, dict[str, An
             fragile.append(f"s{s} ({_knob(oracle[s])} or {others})")
     lines.append(f"  Oracle changes with the threshold moved by one sd on {len(fragile)}/"
                  f"{len(seeds)} seeds: {', '.join(fragile) or 'none'}")
+    lines += policy_report(seeds, fixed, scout, bsp, oracle, target)
     scouted = [s for s in seeds if s in scout]
     short = {s: -margin(scout[s], s) for s in scouted
              if not meets_target(scout[s]["final_acc"], bsp[s], target)}
@@ -101,8 +107,68 @@ def cell_report(bsp: dict[int, float], fixed: dict[int, dict[float, dict[str, An
     return lines
 
 
-def report(rows: Sequence[dict[str, Any]], target: float, algorithm: str | None) -> list[str]:
+def policy_line(name: str, runs: dict[int, dict[str, Any]], seeds: Sequence[int],
+                oracle_bytes: dict[int, float], bsp: dict[int, float], target: float,
+                limit: float) -> tuple[str, bool]:
+    """One policy's (a fixed knob's, or SkewScout's) seeds on target and bytes / the seed's own
+    Oracle, over the seeds where some knob meets the target; and whether it meets the goal."""
+    met = sum(meets_target(runs[s]["final_acc"], bsp[s], target) for s in seeds)
+    ratios = [runs[s]["bytes_per_iteration"] / max(oracle_bytes[s], 1e-12) for s in seeds]
+    mean = statistics.mean(ratios)
+    sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+    goal = met == len(seeds) and mean <= limit
+    return (f"    {name}: meets on {met}/{len(seeds)}, {mean:.2f} +- {sd:.2f}x the Oracle"
+            f"{'  (meets the goal)' if goal else ''}"), goal
+
+
+def policy_report(seeds: Sequence[int], fixed: dict[int, dict[float, dict[str, Any]]],
+                  scout: dict[int, dict[str, Any]], bsp: dict[int, float],
+                  oracle: dict[int, float | None], target: float,
+                  limit: float = 1.2) -> list[str]:
+    """Each fixed knob and SkewScout as a policy, by the per-seed goal (module docstring)."""
+    feasible = [s for s in seeds if oracle[s] is not None]
+    if not feasible:
+        return ["  no seed has a knob that meets the target: no goal to judge"]
+    oracle_bytes = {s: fixed[s][oracle[s]]["bytes_per_iteration"] for s in feasible}
+    lines = [f"  as policies, over the {len(feasible)} seeds where some knob meets the target "
+             f"(goal: all of them, <= {limit:g}x on the mean):"]
+    knobs = sorted(k for k in {k for s in feasible for k in fixed[s]}
+                   if all(k in fixed[s] for s in feasible))
+    attainable = False
+    for knob in knobs:
+        line, goal = policy_line(f"knob {knob:g} on every seed",
+                                 {s: fixed[s][knob] for s in feasible}, feasible, oracle_bytes,
+                                 bsp, target, limit)
+        lines.append(line)
+        attainable |= goal
+    if all(s in scout for s in feasible):
+        lines.append(policy_line("SkewScout", scout, feasible, oracle_bytes, bsp, target,
+                                 limit)[0])
+    lines.append("  a single knob, chosen knowing every seed's outcome, "
+                 + ("meets the goal" if attainable else "does not meet the goal"))
+    return lines
+
+
+def parse_seeds(text: str) -> set[int]:
+    """``"22-27"``, ``"0,3,5"`` or a mix (``"0-3,9"``) -> the seeds."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"--seeds {text!r}: give seeds as 22-27 or 0,3,5") from None
+        if first > last:
+            raise ValueError(f"--seeds {text!r}: {first}-{last} is empty; give low-high")
+        seeds.update(range(first, last + 1))
+    return seeds
+
+
+def report(rows: Sequence[dict[str, Any]], target: float, algorithm: str | None,
+           seeds: set[int] | None = None) -> list[str]:
     n = validation_images(rows)
+    if seeds is not None:
+        rows = [r for r in rows if r["seed"] in seeds]
     bsp: dict[tuple, dict[int, float]] = defaultdict(dict)
     fixed: dict[tuple, dict[int, dict[float, dict]]] = defaultdict(lambda: defaultdict(dict))
     scout: dict[tuple, dict[int, dict]] = defaultdict(dict)
@@ -129,13 +195,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="+", help="study folders (their runs/ rows are merged)")
     parser.add_argument("--target", type=float, default=0.03, help="the study's target")
     parser.add_argument("--algorithm", help="only this algorithm")
+    parser.add_argument("--seeds", help="only these seeds: 22-27, 0,3,5 or 0-3,9")
     args = parser.parse_args(argv)
+    try:
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+    except ValueError as err:
+        parser.error(str(err))
     rows: dict[str, dict[str, Any]] = {}
     for out in args.out:
         rows.update(ResultsStore(out).rows)
     if not rows:
         parser.error(f"no result rows in {', '.join(args.out)}")
-    print("\n".join(report(list(rows.values()), args.target, args.algorithm)))
+    if seeds is not None and not any(r["seed"] in seeds for r in rows.values()):
+        parser.error(f"no result rows for seeds {args.seeds} in {', '.join(args.out)}")
+    print("\n".join(report(list(rows.values()), args.target, args.algorithm, seeds)))
     return 0
 
 

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from skewscout_margins import main, report, validation_images  # noqa: E402
+from skewscout_margins import main, parse_seeds, report, validation_images  # noqa: E402
 
 from training.study.results import ResultsStore  # noqa: E402
 
@@ -60,3 +60,46 @@ def test_the_command_reads_study_folders(tmp_path, capsys):
     assert "m fedavg at 80% non-IID" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main([str(tmp_path / "empty")])
+
+
+def test_each_knob_and_skewscout_judged_as_a_policy_by_the_per_seed_goal():
+    # Oracles by hand: seed 0 -> 50 (1 byte), seeds 1 and 2 -> 10 (4 bytes)
+    text = "\n".join(report(ROWS, 0.03, None))
+    assert "over the 3 seeds where some knob meets the target" in text
+    # 10 everywhere: on target on all three, 4/1, 4/4, 4/4 the Oracle's bytes
+    assert "knob 10 on every seed: meets on 3/3, 2.00 +- 1.73x the Oracle\n" in text
+    assert "knob 50 on every seed: meets on 1/3, 0.50 +- 0.43x the Oracle\n" in text
+    assert "SkewScout: meets on 1/3, 0.50 +- 0.43x the Oracle\n" in text
+    assert "a single knob, chosen knowing every seed's outcome, does not meet the goal" in text
+
+
+def test_a_policy_meets_the_goal_on_every_seed_within_its_limit():
+    rows = [r for r in ROWS if r["knob"] != 50 and r["mode"] != "skewscout"]
+    rows += [row("fedavg", s, 191, mode="skewscout", nbytes=4.8) for s in (0, 1, 2)]
+    text = "\n".join(report(rows, 0.03, None))
+    assert "knob 10 on every seed: meets on 3/3, 1.00 +- 0.00x the Oracle  (meets the goal)" in text
+    assert "SkewScout: meets on 3/3, 1.20 +- 0.00x the Oracle  (meets the goal)" in text
+    assert "a single knob, chosen knowing every seed's outcome, meets the goal" in text
+    # 5% more bytes than the limit: on target everywhere, still not the goal
+    rows = [r for r in rows if r["mode"] != "skewscout"]
+    rows += [row("fedavg", s, 191, mode="skewscout", nbytes=5.04) for s in (0, 1, 2)]
+    assert "SkewScout: meets on 3/3, 1.26 +- 0.00x the Oracle\n" in "\n".join(
+        report(rows, 0.03, None)) + "\n"
+
+
+def test_seeds_pick_a_subset_and_bad_ranges_say_how_to_write_them(tmp_path, capsys):
+    assert parse_seeds("22-27") == set(range(22, 28))
+    assert parse_seeds("0-1, 5") == {0, 1, 5}
+    for bad in ("3-1", "a-b", ""):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
+    text = "\n".join(report(ROWS, 0.03, None, seeds={0, 1}))
+    assert "over 2 seeds" in text and "s2" not in text
+    store = ResultsStore(tmp_path / "out")
+    for r in ROWS:
+        store.add({**r})
+    assert main([str(tmp_path / "out"), "--seeds", "0-1"]) == 0
+    assert "SkewScout meets on 1/2" in capsys.readouterr().out
+    for bad in ("7-9", "x"):
+        with pytest.raises(SystemExit):
+            main([str(tmp_path / "out"), "--seeds", bad])
