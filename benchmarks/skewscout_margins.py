@@ -18,7 +18,7 @@ and skew, over the seeds found in the given study folders:
   the goal asks for foresight of each seed's noise.
 
     python benchmarks/skewscout_margins.py OUT [OUT ...] [--target 0.03] [--algorithm fedavg]
-                                          [--seeds 22-27]
+                                          [--seeds 22-27] [--val-images 719]
 
 docs/skewscout.md quotes it on seeds 0-27. It reads the folders' ``runs/`` rows and trains
 nothing.
@@ -38,12 +38,14 @@ from training.study.results import ResultsStore
 
 def validation_images(rows: Iterable[dict[str, Any]], most: int = 100_000) -> int:
     """The smallest validation size that makes every final accuracy a whole number of images
-    (accuracies are float32 fractions k / n)."""
+    (accuracies are float32 fractions k / n). That holds when the partitions' shards of the
+    validation set are equal (360 images, 5 partitions); otherwise give ``--val-images``."""
     accs = [r["final_acc"] for r in rows]
     for n in range(1, most + 1):
         if all(abs(a * n - round(a * n)) < 1e-3 for a in accs):
             return n
-    raise ValueError(f"no validation size up to {most} fits these accuracies")
+    raise ValueError(f"no validation size up to {most} makes every accuracy whole images (the "
+                     "partitions' shards differ in size): give --val-images N")
 
 
 def oracle_knob(fixed: dict[float, dict[str, Any]], threshold_acc: float) -> float | None:
@@ -165,8 +167,8 @@ def parse_seeds(text: str) -> set[int]:
 
 
 def report(rows: Sequence[dict[str, Any]], target: float, algorithm: str | None,
-           seeds: set[int] | None = None) -> list[str]:
-    n = validation_images(rows)
+           seeds: set[int] | None = None, val_images: int | None = None) -> list[str]:
+    n = val_images or validation_images(rows)
     if seeds is not None:
         rows = [r for r in rows if r["seed"] in seeds]
     bsp: dict[tuple, dict[int, float]] = defaultdict(dict)
@@ -196,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.03, help="the study's target")
     parser.add_argument("--algorithm", help="only this algorithm")
     parser.add_argument("--seeds", help="only these seeds: 22-27, 0,3,5 or 0-3,9")
+    parser.add_argument("--val-images", type=int, help="the validation set's size (else inferred)")
     args = parser.parse_args(argv)
     try:
         seeds = parse_seeds(args.seeds) if args.seeds else None
@@ -208,7 +211,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no result rows in {', '.join(args.out)}")
     if seeds is not None and not any(r["seed"] in seeds for r in rows.values()):
         parser.error(f"no result rows for seeds {args.seeds} in {', '.join(args.out)}")
-    print("\n".join(report(list(rows.values()), args.target, args.algorithm, seeds)))
+    if args.val_images is not None and args.val_images < 1:
+        parser.error(f"--val-images {args.val_images}: give the validation set's size, e.g. 360")
+    try:
+        lines = report(list(rows.values()), args.target, args.algorithm, seeds, args.val_images)
+    except ValueError as err:
+        parser.error(str(err))
+    print("\n".join(lines))
     return 0
 
 

@@ -103,3 +103,20 @@ def test_seeds_pick_a_subset_and_bad_ranges_say_how_to_write_them(tmp_path, caps
     for bad in ("7-9", "x"):
         with pytest.raises(SystemExit):
             main([str(tmp_path / "out"), "--seeds", bad])
+
+
+def test_uneven_shards_need_the_validation_size_and_say_so(tmp_path, capsys):
+    # 5 partitions on 719 images: shards of 144 and 143, so means are not whole images of 719
+    uneven = [{**r, "final_acc": r["final_acc"] * 0.999 + 0.5 / 1437} for r in ROWS]
+    with pytest.raises(ValueError, match="--val-images"):
+        validation_images(uneven)
+    store = ResultsStore(tmp_path / "out")
+    for r in uneven:
+        store.add({**r})
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "out")])
+    assert "give --val-images N" in capsys.readouterr().err
+    assert main([str(tmp_path / "out"), "--val-images", "200"]) == 0
+    assert "images of 200 over 3 seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "out"), "--val-images", "0"])
