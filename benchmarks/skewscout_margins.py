@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = parse_seeds(args.seeds) if args.seeds else None
     except ValueError as err:
         parser.error(str(err))
+    if args.val_images is not None and args.val_images < 1:
+        parser.error(f"--val-images {args.val_images}: give the validation set's size, e.g. 360")
     rows: dict[str, dict[str, Any]] = {}
     for out in args.out:
         rows.update(ResultsStore(out).rows)
@@ -211,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no result rows in {', '.join(args.out)}")
     if seeds is not None and not any(r["seed"] in seeds for r in rows.values()):
         parser.error(f"no result rows for seeds {args.seeds} in {', '.join(args.out)}")
-    if args.val_images is not None and args.val_images < 1:
-        parser.error(f"--val-images {args.val_images}: give the validation set's size, e.g. 360")
     try:
         lines = report(list(rows.values()), args.target, args.algorithm, seeds, args.val_images)
     except ValueError as err:
