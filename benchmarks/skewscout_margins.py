@@ -27,12 +27,22 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from training.study.oracle import KnobOutcome, meets_target, select_oracle
+from training.study.oracle import (
+    GOAL_RATIO,
+    KnobOutcome,
+    SeedGoal,
+    best_fixed_in_hindsight,
+    judge_per_seed,
+    meets_target,
+    seed_oracles,
+    select_oracle,
+)
 from training.study.results import ResultsStore
 
 
@@ -96,7 +106,7 @@ def cell_report(bsp: dict[int, float], fixed: dict[int, dict[float, dict[str, An
             fragile.append(f"s{s} ({_knob(oracle[s])} or {others})")
     lines.append(f"  Oracle changes with the threshold moved by one sd on {len(fragile)}/"
                  f"{len(seeds)} seeds: {', '.join(fragile) or 'none'}")
-    lines += policy_report(seeds, fixed, scout, bsp, oracle, target)
+    lines += policy_report(seeds, fixed, scout, bsp, target)
     scouted = [s for s in seeds if s in scout]
     short = {s: -margin(scout[s], s) for s in scouted
              if not meets_target(scout[s]["final_acc"], bsp[s], target)}
@@ -109,45 +119,39 @@ def cell_report(bsp: dict[int, float], fixed: dict[int, dict[float, dict[str, An
     return lines
 
 
-def policy_line(name: str, runs: dict[int, dict[str, Any]], seeds: Sequence[int],
-                oracle_bytes: dict[int, float], bsp: dict[int, float], target: float,
-                limit: float) -> tuple[str, bool]:
-    """One policy's (a fixed knob's, or SkewScout's) seeds on target and bytes / the seed's own
-    Oracle, over the seeds where some knob meets the target; and whether it meets the goal."""
-    met = sum(meets_target(runs[s]["final_acc"], bsp[s], target) for s in seeds)
-    ratios = [runs[s]["bytes_per_iteration"] / max(oracle_bytes[s], 1e-12) for s in seeds]
-    mean = statistics.mean(ratios)
+def _outcomes(runs: dict[int, dict[str, Any]], knob: float = math.nan) -> dict[int, KnobOutcome]:
+    return {s: KnobOutcome(knob, r["final_acc"], r["bytes_per_iteration"]) for s, r in runs.items()}
+
+
+def policy_line(name: str, goal: SeedGoal, limit: float) -> str:
+    """One policy's seeds on target and bytes / the seed's own Oracle (``goal``)."""
+    ratios = list(goal.ratios.values())
     sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
-    goal = met == len(seeds) and mean <= limit
-    return (f"    {name}: meets on {met}/{len(seeds)}, {mean:.2f} +- {sd:.2f}x the Oracle"
-            f"{'  (meets the goal)' if goal else ''}"), goal
+    return (f"    {name}: meets on {len(goal.on_target)}/{goal.seeds}, "
+            f"{statistics.mean(ratios):.2f} +- {sd:.2f}x the Oracle"
+            f"{'  (meets the goal)' if goal.meets(limit) else ''}")
 
 
 def policy_report(seeds: Sequence[int], fixed: dict[int, dict[float, dict[str, Any]]],
-                  scout: dict[int, dict[str, Any]], bsp: dict[int, float],
-                  oracle: dict[int, float | None], target: float,
-                  limit: float = 1.2) -> list[str]:
+                  scout: dict[int, dict[str, Any]], bsp: dict[int, float], target: float,
+                  limit: float = GOAL_RATIO) -> list[str]:
     """Each fixed knob and SkewScout as a policy, by the per-seed goal (module docstring)."""
-    feasible = [s for s in seeds if oracle[s] is not None]
-    if not feasible:
+    knobs = sorted(k for k in {k for s in seeds for k in fixed[s]}
+                   if all(k in fixed[s] for s in seeds))
+    grid = {k: _outcomes({s: fixed[s][k] for s in seeds}, k) for k in knobs}
+    oracles = seed_oracles({s: bsp[s] for s in seeds}, grid, target)
+    if not oracles:
         return ["  no seed has a knob that meets the target: no goal to judge"]
-    oracle_bytes = {s: fixed[s][oracle[s]]["bytes_per_iteration"] for s in feasible}
-    lines = [f"  as policies, over the {len(feasible)} seeds where some knob meets the target "
+    lines = [f"  as policies, over the {len(oracles)} seeds where some knob meets the target "
              f"(goal: all of them, <= {limit:g}x on the mean):"]
-    knobs = sorted(k for k in {k for s in feasible for k in fixed[s]}
-                   if all(k in fixed[s] for s in feasible))
-    attainable = False
-    for knob in knobs:
-        line, goal = policy_line(f"knob {knob:g} on every seed",
-                                 {s: fixed[s][knob] for s in feasible}, feasible, oracle_bytes,
-                                 bsp, target, limit)
-        lines.append(line)
-        attainable |= goal
-    if all(s in scout for s in feasible):
-        lines.append(policy_line("SkewScout", scout, feasible, oracle_bytes, bsp, target,
-                                 limit)[0])
+    lines += [policy_line(f"knob {k:g} on every seed",
+                          judge_per_seed(grid[k], bsp, oracles, target), limit) for k in knobs]
+    if all(s in scout for s in oracles):
+        lines.append(policy_line("SkewScout", judge_per_seed(_outcomes(scout), bsp, oracles,
+                                                             target), limit))
+    best = best_fixed_in_hindsight(grid, bsp, oracles, target, limit)
     lines.append("  a single knob, chosen knowing every seed's outcome, "
-                 + ("meets the goal" if attainable else "does not meet the goal"))
+                 + ("does not meet the goal" if best is None else f"meets the goal: {best:g}"))
     return lines
 
 

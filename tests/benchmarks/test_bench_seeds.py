@@ -29,7 +29,7 @@ class OneConv(nn.Module):
 
 def test_train_flops_counts_forward_and_backward_by_hand():
     images = 3
-    conv = 2 * images * 4 * 8 * 8 * 9            # 2 FLOPs per multiply-add, 4 x 8 x 8 outputs, 3x3x1
+    conv = 2 * images * 4 * 8 * 8 * 9  # 2 FLOPs a multiply-add; 4 x 8 x 8 outputs, 3x3x1
     linear = 2 * images * 256 * 10
     # forward conv + linear; backward: the linear's input and weight gradients, the conv's weight
     # gradient only (the images need none)

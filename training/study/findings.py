@@ -17,7 +17,15 @@ import pandas as pd
 
 from training.skewscout.scout import KNOBS
 from training.study.config import Experiment, StudyConfig
-from training.study.oracle import KnobOutcome, OracleChoice, meets_target, select_oracle
+from training.study.oracle import (
+    KnobOutcome,
+    OracleChoice,
+    best_fixed_in_hindsight,
+    judge_per_seed,
+    meets_target,
+    seed_oracles,
+    select_oracle,
+)
 from training.study.spread import (  # noqa: F401  (Claim: part of this module's API)
     RATIO_FLOOR,
     Claim,
@@ -355,12 +363,37 @@ def skewscout_cells(df: pd.DataFrame, exp: Experiment, target: float) -> list[Sc
                 "saving_vs_bsp": g.bsp_bytes / max(sb_mean, 1e-12),
                 "oracle_saving_vs_bsp": g.bsp_bytes / max(oracle.bytes_per_iteration, 1e-12),
                 "vs_oracle": sb_mean / max(oracle.bytes_per_iteration, 1e-12),
+                **per_seed_columns(bsp, grid, scout, target),
             }
             out.append(ScoutCell(
                 row, (s_acc - b_acc).map(lambda d: 100 * d),
                 b_bytes.paired(s_bytes, lambda b, s: b / max(s, 1e-12)),
                 s_bytes.paired(o_bytes, lambda s, o: s / max(o, 1e-12))))
     return out
+
+
+def _outcomes(row: pd.Series) -> dict[int, KnobOutcome]:
+    """One setting's runs of :func:`runs_frame`, seed by seed."""
+    nbytes = row["bytes_per_iteration_by_seed"]
+    return {int(s): KnobOutcome(float(row.get("knob", math.nan)), float(a), float(nbytes[s]))
+            for s, a in row["final_acc_by_seed"].items() if s in nbytes}
+
+
+def per_seed_columns(bsp: pd.DataFrame, grid: pd.DataFrame, scout: pd.DataFrame,
+                     target: float) -> dict:
+    """The goal judged seed by seed, each seed against its own BSP and its own Oracle, over the
+    seeds where some grid knob meets the target (docs/skewscout.md): SkewScout's seeds on
+    target, its bytes / its seed's Oracle's (mean, ``sd``), and the knob that, run on every
+    seed, would meet that goal at the fewest bytes ("none": no knob does)."""
+    base = bsp["final_acc_by_seed"].iloc[0]
+    knobs = {float(r["knob"]): _outcomes(r) for _, r in grid.iterrows()}
+    oracles = seed_oracles(base, knobs, target)
+    goal = judge_per_seed(_outcomes(scout.iloc[0]), base, oracles, target)
+    ratios = Spread.of(goal.ratios)
+    best = best_fixed_in_hindsight(knobs, base, oracles, target)
+    return {"seeds_on_target": f"{len(goal.on_target)}/{goal.seeds}",
+            "vs_own_oracle": ratios.mean, "vs_own_oracle sd": ratios.sd,
+            "fixed_in_hindsight": "none" if best is None else f"{best:g}"}
 
 
 def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.DataFrame:

@@ -116,12 +116,36 @@ def test_skewscout_claims_pair_each_seed_with_its_own_bsp():
     row = tables["s"].iloc[0]
     assert row["seeds"] == 3 and row["bsp_acc sd"] == pytest.approx(10.0)
     assert row["oracle_knob"] == 5 and row["vs_oracle"] == pytest.approx(0.55)
+    # seed by seed: each seed's Oracle is 5 (20 bytes); SkewScout on target on all three at 11
+    assert row["seeds_on_target"] == "3/3" and row["fixed_in_hindsight"] == "5"
+    assert (row["vs_own_oracle"], row["vs_own_oracle sd"]) == pytest.approx((0.55, 0.0))
     verdict = {c.text: c.verdict for c in claims}
     # paired: SkewScout - BSP is -1 on every seed (sd 0), 4 points inside the 5-point target;
     # unpaired, BSP's 10-point sd would have swamped it
     tag = "gn-lenet 100% fedavg"
     assert verdict[f"{tag}: SkewScout stays within the target of BSP's accuracy"] is Verdict.HOLDS
     assert verdict[f"{tag}: SkewScout within 1.2x the Oracle (our goal)"] is Verdict.HOLDS
+
+
+def test_the_skewscout_table_judges_the_goal_seed_by_seed():
+    study = study_from_dict(DOC)        # FedAvg's grid: IterLocal 5 and 10; a 5-point target
+
+    def acc_of(spec):
+        if spec.algorithm == "bsp":
+            return 0.95, 100.0
+        if spec.mode == "skewscout":     # 1, 6 and 4 points under BSP: seed 1 misses
+            return 0.95 - (0.01, 0.06, 0.04)[spec.seed], 10.0
+        if spec.knob == 5:               # 20 bytes, on target on every seed
+            return 0.93, 20.0
+        return (0.94 if spec.seed == 0 else 0.80), 2.0   # 10: on target on seed 0 only
+    _, tables = all_claims(study, rows_for(study, acc_of))
+    row = tables["s"].iloc[0]
+    # Oracles: 10 on seed 0 (2 bytes), 5 on seeds 1 and 2 (20): SkewScout at 5, 0.5 and 0.5x
+    assert row["seeds_on_target"] == "2/3"
+    assert (row["vs_own_oracle"], row["vs_own_oracle sd"]) == pytest.approx((2.0, 2.6))
+    # 5 everywhere is on target but 10x seed 0's Oracle; 10 misses seeds 1 and 2
+    assert row["fixed_in_hindsight"] == "none"
+    assert "| 2/3 | 2 ± 2.6 | none |" in markdown_table(tables["s"])
 
 
 def test_a_cell_missing_a_seed_says_so():
