@@ -400,7 +400,7 @@ def skewscout_table(df: pd.DataFrame, exp: Experiment, target: float) -> pd.Data
     """Per model x algorithm x fraction: BSP, Oracle and SkewScout accuracy (means, ``... sd``
     across seeds) and communication (ratios of the seeds' mean bytes). The Oracle is the grid
     value chosen on the seeds' means; ``skewscout_ok`` compares means (the claims judge the
-    spread)."""
+    spread). The last columns judge the goal seed by seed (:func:`per_seed_columns`)."""
     return pd.DataFrame([c.row for c in skewscout_cells(df, exp, target)]).round(2)
 
 
