@@ -145,7 +145,7 @@ def train_flops(model: torch.nn.Module, images: int, shape: tuple[int, int, int]
 
 
 def model_flops_per_second(model: torch.nn.Module, shape: tuple[int, int, int],
-                           images: int = 2000) -> float:
+                           flops_per_image: float, images: int = 2000) -> float:
     """The model's forward + backward rate at a batch large enough that per-op costs vanish:
     the fastest its kernels run on this core (CPU time, best of three)."""
     x = torch.randn(images, *shape)
@@ -161,7 +161,7 @@ def model_flops_per_second(model: torch.nn.Module, shape: tuple[int, int, int],
         once()
         best = min(best, time.process_time() - start)
     model.zero_grad(set_to_none=True)
-    return train_flops(model, images, shape) / best
+    return flops_per_image * images / best   # FLOPs grow with the batch
 
 
 def cpu_floor(step: float, flops: float, rate: float, seeds: int) -> float:
@@ -200,7 +200,7 @@ def step_split(seeds: int) -> None:
     model = run.build_model(spec.model, classes, channels, size)
     images, shape = local * spec.num_partitions, (channels, size, size)
     flops, matmul = train_flops(model, images, shape), matmul_flops_per_second()
-    big = model_flops_per_second(model, shape)
+    big = model_flops_per_second(model, shape, flops / images)
     own = flops / compute if compute > 0 else 0.0     # 0: the split read no per-sample time
     rate = max(matmul, big, own)
     floor = cpu_floor(step, flops, rate, seeds)

@@ -125,10 +125,10 @@ def _outcomes(runs: dict[int, dict[str, Any]], knob: float = math.nan) -> dict[i
 
 def policy_line(name: str, goal: SeedGoal, limit: float) -> str:
     """One policy's seeds on target and bytes / the seed's own Oracle (``goal``)."""
-    ratios = list(goal.ratios.values())
-    sd = statistics.stdev(ratios) if len(ratios) > 1 else 0.0
+    ratios = goal.spread
+    sd = 0.0 if math.isnan(ratios.sd) else ratios.sd
     return (f"    {name}: meets on {len(goal.on_target)}/{goal.seeds}, "
-            f"{statistics.mean(ratios):.2f} +- {sd:.2f}x the Oracle"
+            f"{ratios.mean:.2f} +- {sd:.2f}x the Oracle"
             f"{'  (meets the goal)' if goal.meets(limit) else ''}")
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 from training.skewscout.scout import KNOBS
 from training.study.config import Experiment, StudyConfig
 from training.study.oracle import (
+    GOAL_RATIO,
     KnobOutcome,
     OracleChoice,
     best_fixed_in_hindsight,
@@ -389,7 +390,7 @@ def per_seed_columns(bsp: pd.DataFrame, grid: pd.DataFrame, scout: pd.DataFrame,
     knobs = {float(r["knob"]): _outcomes(r) for _, r in grid.iterrows()}
     oracles = seed_oracles(base, knobs, target)
     goal = judge_per_seed(_outcomes(scout.iloc[0]), base, oracles, target)
-    ratios = Spread.of(goal.ratios)
+    ratios = goal.spread
     best = best_fixed_in_hindsight(knobs, base, oracles, target)
     return {"seeds_on_target": f"{len(goal.on_target)}/{goal.seeds}",
             "vs_own_oracle": ratios.mean, "vs_own_oracle sd": ratios.sd,
@@ -417,7 +418,7 @@ def claims_skewscout(cells: Sequence[ScoutCell], sig: float) -> list[Claim]:
                          acc[0], ev))
         out.append(Claim("F4", f"{tag}: SkewScout sends less than BSP",
                          *judge(c.saving_vs_bsp, 1.0, above=True, floor=RATIO_FLOOR, digits=2)))
-        for limit, who in ((1.5, "paper"), (1.2, "our goal")):
+        for limit, who in ((1.5, "paper"), (GOAL_RATIO, "our goal")):
             ratio = judge(c.vs_oracle, limit, above=False, floor=RATIO_FLOOR, digits=2)
             out.append(Claim("F4", f"{tag}: SkewScout within {limit:g}x the Oracle ({who})",
                              all_of([acc[0], ratio[0]]),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from training.study.spread import Spread
+
 
 def meets_target(acc: float, baseline_acc: float, target: float) -> bool:
     """``acc >= baseline_acc - target``, with a tiny tolerance so that a float equal to the
@@ -63,7 +65,6 @@ def select_oracle(outcomes: Sequence[KnobOutcome], baseline_acc: float,
                         baseline_acc - target, tuple(outcomes))
 
 
-
 # SkewScout's goal in this project: within this many times the Oracle's bytes (the paper: 1.5x).
 GOAL_RATIO = 1.2
 
@@ -81,10 +82,15 @@ class SeedGoal:
     def seeds(self) -> int:
         return len(self.ratios)
 
+    @property
+    def spread(self) -> Spread:
+        """The ratios over the goal's seeds (mean, sd)."""
+        return Spread.of(self.ratios)
+
     def meets(self, limit: float = GOAL_RATIO) -> bool:
         """On target on every one of the goal's seeds, at <= ``limit`` x on the mean."""
         return (bool(self.ratios) and len(self.on_target) == self.seeds
-                and sum(self.ratios.values()) / self.seeds <= limit)
+                and self.spread.mean <= limit)
 
 
 def seed_oracles(bsp: Mapping[int, float], grid: Mapping[float, Mapping[int, KnobOutcome]],
@@ -114,4 +120,4 @@ def best_fixed_in_hindsight(grid: Mapping[float, Mapping[int, KnobOutcome]],
     mean (None: no knob does; the goal then asks for foresight of each seed's outcome)."""
     judged = {k: judge_per_seed(runs, bsp, oracles, target) for k, runs in grid.items()}
     ok = [k for k, goal in judged.items() if goal.seeds == len(oracles) and goal.meets(limit)]
-    return min(ok, key=lambda k: sum(judged[k].ratios.values())) if ok else None
+    return min(ok, key=lambda k: judged[k].spread.mean) if ok else None
